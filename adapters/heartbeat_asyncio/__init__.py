@@ -1,0 +1,1 @@
+"""heartbeat_asyncio adapter (work in progress)."""

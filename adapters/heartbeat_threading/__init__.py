@@ -1,0 +1,1 @@
+"""heartbeat_threading adapter (work in progress)."""

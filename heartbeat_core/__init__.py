@@ -1,0 +1,128 @@
+"""heartbeat-core: WebSocket heartbeats as a pure, sans-IO state machine.
+
+:class:`HeartbeatState` takes events (each with the caller's ``now``) and
+returns actions; :class:`HeartbeatConnection` pairs it with wsproto: bytes in,
+bytes and events out. Neither reads a clock, sleeps, or touches a socket.
+"""
+
+from __future__ import annotations
+
+from heartbeat_core.actions import (
+    Abort,
+    Action,
+    CloseTransport,
+    PeerDead,
+    RttSample,
+    SendAppPing,
+    SendAppPong,
+    SendClose,
+    SendPing,
+    SendPong,
+)
+from heartbeat_core.backoff import Backoff
+from heartbeat_core.codec import JSON_CODEC, AppCodec, AppKind
+from heartbeat_core.config import (
+    PROXY_IDLE_LIMITS,
+    BackoffPolicy,
+    HeartbeatConfig,
+    HeartbeatStyle,
+    Liveness,
+)
+from heartbeat_core.connection import HeartbeatConnection, Role
+from heartbeat_core.errors import (
+    ConfigError,
+    ConfigWarning,
+    ConnectionClosedError,
+    HandshakeError,
+    HeartbeatError,
+    LocalProtocolError,
+)
+from heartbeat_core.events import (
+    AppPingReceived,
+    AppPongReceived,
+    BytesReceived,
+    CloseReceived,
+    CloseRequested,
+    ConnectionClosed,
+    ConnectionOpened,
+    Event,
+    PingReceived,
+    PongReceived,
+    TimerFired,
+)
+from heartbeat_core.state import (
+    HEARTBEAT_TIMEOUT_REASON,
+    TRANSITIONS,
+    HeartbeatPhase,
+    HeartbeatState,
+    Transition,
+)
+from heartbeat_core.stats import HeartbeatStats
+from heartbeat_core.wsevents import (
+    Accepted,
+    Closed,
+    Closing,
+    ConnectionEvent,
+    Message,
+    PingAnswered,
+    Rejected,
+    Request,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HEARTBEAT_TIMEOUT_REASON",
+    "JSON_CODEC",
+    "PROXY_IDLE_LIMITS",
+    "TRANSITIONS",
+    "Abort",
+    "Accepted",
+    "Action",
+    "AppCodec",
+    "AppKind",
+    "AppPingReceived",
+    "AppPongReceived",
+    "Backoff",
+    "BackoffPolicy",
+    "BytesReceived",
+    "CloseReceived",
+    "CloseRequested",
+    "CloseTransport",
+    "Closed",
+    "Closing",
+    "ConfigError",
+    "ConfigWarning",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionEvent",
+    "ConnectionOpened",
+    "Event",
+    "HandshakeError",
+    "HeartbeatConfig",
+    "HeartbeatConnection",
+    "HeartbeatError",
+    "HeartbeatPhase",
+    "HeartbeatState",
+    "HeartbeatStats",
+    "HeartbeatStyle",
+    "Liveness",
+    "LocalProtocolError",
+    "Message",
+    "PeerDead",
+    "PingAnswered",
+    "PingReceived",
+    "PongReceived",
+    "Rejected",
+    "Request",
+    "Role",
+    "RttSample",
+    "SendAppPing",
+    "SendAppPong",
+    "SendClose",
+    "SendPing",
+    "SendPong",
+    "TimerFired",
+    "Transition",
+    "__version__",
+]

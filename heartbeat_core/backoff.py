@@ -1,0 +1,67 @@
+"""Reconnect backoff, sans-IO: exponential, capped, full jitter, reset after a stable connection."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from heartbeat_core.config import BackoffPolicy
+from heartbeat_core.errors import ConfigError, LocalProtocolError
+
+__all__ = ["Backoff"]
+
+
+class Backoff:
+    """The delays between reconnection attempts.
+
+    Call :meth:`connected` when a connection opens and :meth:`next_delay` each
+    time one fails or ends; it returns how long to wait before the next
+    attempt. The bound starts at ``initial`` and is multiplied by
+    ``multiplier`` after each failure, up to ``maximum``; with full jitter the
+    delay is drawn uniformly from ``[0, bound]`` (``random`` returns floats in
+    [0, 1)). A connection that stayed up at least ``reset_after`` seconds
+    starts the sequence again.
+    """
+
+    __slots__ = ("_attempt", "_connected_at", "_policy", "_random")
+
+    def __init__(
+        self, policy: BackoffPolicy | None = None, *, random: Callable[[], float] | None = None
+    ) -> None:
+        policy = BackoffPolicy() if policy is None else policy
+        if policy.full_jitter and random is None:
+            raise ConfigError(
+                "full jitter needs a random source: pass random=random.Random().random"
+            )
+        self._policy = policy
+        self._random = random
+        self._attempt = 0
+        self._connected_at: float | None = None
+
+    @property
+    def attempt(self) -> int:
+        """Failures since the last reset."""
+        return self._attempt
+
+    def connected(self, now: float) -> None:
+        """A connection opened at ``now``."""
+        self._connected_at = now
+
+    def next_delay(self, now: float) -> float:
+        """An attempt failed, or a connection ended, at ``now``: the wait before retrying."""
+        if not math.isfinite(now):
+            raise LocalProtocolError(f"now must be a finite monotonic time, got {now!r}")
+        policy = self._policy
+        if self._connected_at is not None:
+            if now < self._connected_at:
+                raise LocalProtocolError("time ran backwards: pass a monotonic clock")
+            if now - self._connected_at >= policy.reset_after:
+                self._attempt = 0
+            self._connected_at = None
+        exponent = min(self._attempt, 64)
+        bound = min(policy.maximum, policy.initial * policy.multiplier**exponent)
+        self._attempt += 1
+        if policy.full_jitter:
+            assert self._random is not None
+            return bound * self._random()
+        return bound

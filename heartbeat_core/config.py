@@ -1,0 +1,188 @@
+"""Heartbeat configuration: one frozen, validated object per policy.
+
+Defaults, and why:
+
+* ``interval = 20`` s. Well under the 60 s idle limit of nginx's
+  ``proxy_read_timeout`` and AWS ALB, so even a connection whose first ping is
+  lost keeps its proxies awake; the same as websockets. The seed's 30 s leaves
+  one lost ping from a dropped connection behind such proxies.
+* ``timeout = 10`` s. Far above any healthy round trip (mobile networks
+  included) yet short enough that a dead peer is found within 30 s of its
+  last sign of life. The seed's 5 s is tight for mobile links.
+* ``close_timeout = 5`` s. Bounds a normal closing handshake. A peer declared
+  dead is never waited for, whatever this value is.
+* ``liveness = ANY_INBOUND``. Any inbound byte proves the peer is alive: busy
+  connections send no heartbeats, and a large message that delays a pong
+  cannot get a healthy peer killed.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import warnings
+from dataclasses import dataclass
+
+from heartbeat_core.errors import ConfigError, ConfigWarning
+
+__all__ = [
+    "BackoffPolicy",
+    "HeartbeatConfig",
+    "HeartbeatStyle",
+    "Liveness",
+    "PROXY_IDLE_LIMITS",
+]
+
+#: Idle limits of common proxies, in seconds (checked by ``findings()``).
+PROXY_IDLE_LIMITS: tuple[tuple[str, float], ...] = (
+    ("nginx proxy_read_timeout default", 60.0),
+    ("AWS ALB idle timeout default", 60.0),
+    ("Cloudflare idle timeout", 100.0),
+)
+
+
+class HeartbeatStyle(enum.Enum):
+    """How our heartbeats travel."""
+
+    #: RFC 6455 ping and pong control frames.
+    PROTOCOL = "protocol"
+    #: Application-level text messages (``{"type":"ping"}`` / ``{"type":"pong"}``
+    #: by default), the only kind browser JavaScript can send.
+    APP = "app"
+
+
+class Liveness(enum.Enum):
+    """What proves the peer alive."""
+
+    #: Any inbound byte (the default).
+    ANY_INBOUND = "any-inbound"
+    #: Only a pong matching our outstanding ping (as in websockets).
+    PONG_ONLY = "pong-only"
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatConfig:
+    """Every timing rule's setting. Validated at construction (:class:`ConfigError`).
+
+    Times are seconds on the driver's monotonic clock.
+    """
+
+    #: Send a heartbeat this long after the last sign of life (rule ``interval``).
+    interval: float = 20.0
+    #: Declare the peer dead when nothing qualifying arrived this long after a ping.
+    timeout: float = 10.0
+    #: Bound on a normal closing handshake, and on flushing a dead peer's close frame.
+    close_timeout: float = 5.0
+    #: Protocol ping frames or application-level messages.
+    style: HeartbeatStyle = HeartbeatStyle.PROTOCOL
+    #: What counts as a sign of life.
+    liveness: Liveness = Liveness.ANY_INBOUND
+    #: Ping every ``interval`` after the previous ping, whatever arrives meanwhile.
+    fixed_rate: bool = False
+    #: Spread each wait by up to ``±jitter·interval`` (needs a random source).
+    jitter: float = 0.0
+    #: A timer delivered this late means *we* stalled (rule ``late-timer``).
+    stall_threshold: float = 0.25
+    #: After a stall, wait this long for input that arrived meanwhile.
+    stall_grace: float = 0.1
+    #: Follow the measured RTT: timeout = clamp(SRTT + 4·RTTVAR, min_timeout, timeout).
+    adaptive_timeout: bool = False
+    #: Floor of the adaptive timeout.
+    min_timeout: float = 1.0
+    #: Peer pings closer together than this collect a strike (rule ``ping-flood``).
+    peer_ping_min_interval: float = 0.05
+    #: Close with 1008 when a peer collects more strikes than this.
+    peer_ping_max_strikes: int = 100
+    #: Answer the peer's application-level pings.
+    answer_app_pings: bool = True
+    #: Opaque bytes put before every ping counter (<= 64 bytes; driver-chosen, e.g. random).
+    payload_prefix: bytes = b""
+
+    def __post_init__(self) -> None:
+        _positive("interval", self.interval)
+        _positive("timeout", self.timeout)
+        _non_negative("close_timeout", self.close_timeout)
+        _non_negative("stall_threshold", self.stall_threshold)
+        _non_negative("stall_grace", self.stall_grace)
+        _positive("min_timeout", self.min_timeout)
+        _non_negative("peer_ping_min_interval", self.peer_ping_min_interval)
+        if not isinstance(self.style, HeartbeatStyle):
+            raise ConfigError(f"style must be a HeartbeatStyle, got {self.style!r}")
+        if not isinstance(self.liveness, Liveness):
+            raise ConfigError(f"liveness must be a Liveness, got {self.liveness!r}")
+        if not (isinstance(self.jitter, (int, float)) and 0 <= self.jitter <= 0.5):
+            raise ConfigError(
+                f"jitter must be a fraction of the interval in [0, 0.5], got {self.jitter!r}"
+            )
+        if isinstance(self.peer_ping_max_strikes, bool) or not (
+            isinstance(self.peer_ping_max_strikes, int) and self.peer_ping_max_strikes >= 0
+        ):
+            raise ConfigError(
+                f"peer_ping_max_strikes must be an int >= 0, got {self.peer_ping_max_strikes!r}"
+            )
+        if not isinstance(self.payload_prefix, bytes) or len(self.payload_prefix) > 64:
+            raise ConfigError(
+                "payload_prefix must be at most 64 bytes (a ping payload is limited to 125), "
+                f"got {self.payload_prefix!r}"
+            )
+        if self.adaptive_timeout and self.min_timeout > self.timeout:
+            raise ConfigError(
+                f"min_timeout ({self.min_timeout}) must not exceed timeout ({self.timeout}) "
+                "when adaptive_timeout is on"
+            )
+
+    def findings(self) -> list[str]:
+        """Risky but legal choices in this configuration, as readable sentences."""
+        found: list[str] = []
+        if self.timeout > self.interval:
+            found.append(
+                f"timeout ({self.timeout:g} s) exceeds interval ({self.interval:g} s): a dead "
+                "peer is found later than the next heartbeat would be due"
+            )
+        for name, limit in PROXY_IDLE_LIMITS:
+            if self.interval >= limit:
+                found.append(
+                    f"interval ({self.interval:g} s) is at or above the {name} ({limit:g} s): "
+                    "idle connections may be cut by the proxy before a heartbeat is sent"
+                )
+        return found
+
+    def warn(self, stacklevel: int = 2) -> None:
+        """Issue a :class:`ConfigWarning` for each of :meth:`findings`."""
+        for finding in self.findings():
+            warnings.warn(finding, ConfigWarning, stacklevel=stacklevel + 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackoffPolicy:
+    """Reconnect delays: exponential, capped, with full jitter; see :class:`Backoff`."""
+
+    #: The first retry's delay bound.
+    initial: float = 0.5
+    #: Each failure multiplies the bound by this.
+    multiplier: float = 2.0
+    #: The bound never exceeds this.
+    maximum: float = 30.0
+    #: A connection that stayed up this long resets the sequence.
+    reset_after: float = 10.0
+    #: Draw each delay uniformly from [0, bound] (full jitter); else use the bound.
+    full_jitter: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("initial", self.initial)
+        _positive("maximum", self.maximum)
+        _non_negative("reset_after", self.reset_after)
+        if not (isinstance(self.multiplier, (int, float)) and self.multiplier >= 1):
+            raise ConfigError(f"multiplier must be >= 1, got {self.multiplier!r}")
+        if self.maximum < self.initial:
+            raise ConfigError(f"maximum ({self.maximum}) must be at least initial ({self.initial})")

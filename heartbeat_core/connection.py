@@ -1,0 +1,514 @@
+"""``HeartbeatConnection``: wsproto and the heartbeat state machine, sans-IO.
+
+Bytes in (with ``now``), bytes out, events out. A driver does four things:
+
+1. ``events = conn.receive_data(data, now)`` for every read (``None`` at EOF);
+2. writes ``conn.data_to_send()`` after every call;
+3. arms one timer at ``conn.deadline`` and calls ``conn.timer_fired(now)``;
+4. carries out ``CloseTransport`` / ``Abort`` events and hands the rest to
+   the application; calls ``conn.connection_lost(now)`` when the socket is gone.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+
+import wsproto
+import wsproto.events as ws
+from wsproto.connection import ConnectionState
+from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
+
+from heartbeat_core.actions import (
+    Abort,
+    Action,
+    CloseTransport,
+    SendAppPing,
+    SendAppPong,
+    SendClose,
+    SendPing,
+    SendPong,
+)
+from heartbeat_core.codec import JSON_CODEC, AppCodec, AppKind
+from heartbeat_core.config import HeartbeatConfig, HeartbeatStyle
+from heartbeat_core.errors import ConfigError, ConnectionClosedError, LocalProtocolError
+from heartbeat_core.events import (
+    AppPingReceived,
+    AppPongReceived,
+    BytesReceived,
+    CloseReceived,
+    CloseRequested,
+    ConnectionClosed,
+    ConnectionOpened,
+    PingReceived,
+    PongReceived,
+    TimerFired,
+)
+from heartbeat_core.state import HeartbeatPhase, HeartbeatState, validate_close
+from heartbeat_core.stats import HeartbeatStats
+from heartbeat_core.wsevents import (
+    Accepted,
+    Closed,
+    Closing,
+    ConnectionEvent,
+    Message,
+    PingAnswered,
+    Rejected,
+    Request,
+)
+
+__all__ = ["HeartbeatConnection", "Role"]
+
+_Headers = Iterable[tuple[bytes | str, bytes | str]]
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+def _header_pairs(headers: _Headers) -> list[tuple[bytes, bytes]]:
+    pairs = []
+    for name, value in headers:
+        pairs.append(
+            (
+                name.encode("ascii") if isinstance(name, str) else name,
+                value.encode("latin-1") if isinstance(value, str) else value,
+            )
+        )
+    return pairs
+
+
+class HeartbeatConnection:
+    """One WebSocket connection with heartbeats, as a sans-IO object.
+
+    ``max_message_size`` bounds an incoming message (bytes for binary,
+    characters for text); a larger one closes the connection with 1009.
+    ``random`` is the random source for jitter (see :class:`HeartbeatState`).
+    Application-level heartbeat messages (``codec``) are recognised when the
+    style is ``APP`` or ``config.answer_app_pings`` is true; they are consumed,
+    never delivered as messages.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        config: HeartbeatConfig | None = None,
+        *,
+        codec: AppCodec = JSON_CODEC,
+        max_message_size: int | None = 1 << 20,
+        random: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(role, Role):
+            raise ConfigError(f"role must be Role.CLIENT or Role.SERVER, got {role!r}")
+        if max_message_size is not None and (
+            isinstance(max_message_size, bool)
+            or not isinstance(max_message_size, int)
+            or max_message_size < 1
+        ):
+            raise ConfigError(
+                f"max_message_size must be a positive int or None, got {max_message_size!r}"
+            )
+        self.role = role
+        self.heartbeat = HeartbeatState(config, random=random)
+        self._config = self.heartbeat.config
+        self._codec = codec
+        self._classify = self._config.style is HeartbeatStyle.APP or self._config.answer_app_pings
+        self._max_size = max_message_size
+        self._ws = wsproto.WSConnection(
+            wsproto.ConnectionType.CLIENT if role is Role.CLIENT else wsproto.ConnectionType.SERVER
+        )
+        self._out: list[bytes] = []
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._skip_message = False
+        self._user_pings: dict[bytes, float] = {}
+        self._user_seq = 0
+        self._request: ws.Request | None = None
+        self._reject_status: int | None = None
+        self._reject_headers: list[tuple[bytes, bytes]] = []
+        self._reject_body: list[bytes] = []
+        self._close_code: int | None = None
+        self._close_reason = ""
+        self._closed_by = "remote"
+        self._transport_closing = False
+        self._done = False
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def phase(self) -> HeartbeatPhase:
+        """The heartbeat phase (see :class:`HeartbeatPhase`)."""
+        return self.heartbeat.phase
+
+    @property
+    def is_open(self) -> bool:
+        """True while messages can be sent."""
+        return self.heartbeat.is_open and self._ws.state is ConnectionState.OPEN
+
+    @property
+    def deadline(self) -> float | None:
+        """When to call :meth:`timer_fired` next (``None``: no timer needed)."""
+        return self.heartbeat.deadline
+
+    @property
+    def stats(self) -> HeartbeatStats:
+        return self.heartbeat.stats
+
+    @property
+    def close_code(self) -> int:
+        """The close code sent or received first; 1006 when none was exchanged."""
+        return 1006 if self._close_code is None else self._close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self._close_reason
+
+    @property
+    def closed_by(self) -> str:
+        """``"local"`` when we started the close, ``"remote"`` otherwise."""
+        return self._closed_by
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the transport now (empty when there are none)."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        return data
+
+    # ------------------------------------------------------------- handshake
+
+    def initiate(
+        self,
+        host: str,
+        target: str = "/",
+        *,
+        subprotocols: Iterable[str] = (),
+        extra_headers: _Headers = (),
+    ) -> None:
+        """Client side: queue the upgrade request."""
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError("initiate() is for clients; servers wait for a Request")
+        if self._ws.state is not ConnectionState.CONNECTING or self._out:
+            raise LocalProtocolError("initiate() was already called")
+        self._out.append(
+            self._ws.send(
+                ws.Request(
+                    host=host,
+                    target=target,
+                    subprotocols=list(subprotocols),
+                    extra_headers=_header_pairs(extra_headers),
+                )
+            )
+        )
+
+    def accept(
+        self, *, now: float, subprotocol: str | None = None, extra_headers: _Headers = ()
+    ) -> list[ConnectionEvent]:
+        """Server side: accept the pending :class:`Request`; heartbeats start at ``now``."""
+        if self._request is None:
+            raise LocalProtocolError("accept() needs a pending Request from receive_data()")
+        if subprotocol is not None and subprotocol not in self._request.subprotocols:
+            raise LocalProtocolError(
+                f"subprotocol {subprotocol!r} was not offered by the client "
+                f"(offered: {self._request.subprotocols!r})"
+            )
+        self.heartbeat.handle(ConnectionOpened(now=now))
+        self._request = None
+        self._out.append(
+            self._ws.send(
+                ws.AcceptConnection(
+                    subprotocol=subprotocol, extra_headers=_header_pairs(extra_headers)
+                )
+            )
+        )
+        return self._pump(now, [])
+
+    def reject(
+        self, status: int = 403, body: bytes = b"", *, headers: _Headers = ()
+    ) -> list[ConnectionEvent]:
+        """Server side: refuse the pending :class:`Request` with an HTTP response."""
+        if self._request is None:
+            raise LocalProtocolError("reject() needs a pending Request from receive_data()")
+        if not 400 <= status <= 599:
+            raise LocalProtocolError(f"reject() needs a 4xx or 5xx status, got {status}")
+        self._request = None
+        pairs = _header_pairs(headers)
+        pairs.append((b"content-length", b"%d" % len(body)))
+        self._out.append(
+            self._ws.send(ws.RejectConnection(status_code=status, headers=pairs, has_body=True))
+        )
+        self._out.append(self._ws.send(ws.RejectData(data=body, body_finished=True)))
+        self._closed_by = "local"
+        self._transport_closing = True
+        return [CloseTransport()]
+
+    # ----------------------------------------------------------------- input
+
+    def receive_data(self, data: bytes | None, now: float) -> list[ConnectionEvent]:
+        """Feed bytes read from the transport (``None`` at end of file)."""
+        events: list[ConnectionEvent] = []
+        hb = self.heartbeat
+        if self._done or (self._transport_closing and self._ws.state is ConnectionState.CLOSED):
+            hb.handle(TimerFired(now=now))  # validates now, changes nothing
+            return events
+        if data is None:
+            return self._eof(now, events)
+        if hb.is_open:
+            hb.handle(BytesReceived(now=now))
+        try:
+            self._ws.receive_data(data)
+            self._pump(now, events)
+        except WsLocalProtocolError:
+            # wsproto rejects input it cannot take (e.g. a bad handshake): fail the connection.
+            self._fail(now, events, 1002, "protocol error")
+        return events
+
+    def timer_fired(self, now: float) -> list[ConnectionEvent]:
+        """The timer armed at :attr:`deadline` went off (early calls change nothing)."""
+        events: list[ConnectionEvent] = []
+        self._apply(self.heartbeat.handle(TimerFired(now=now)), now, events)
+        return events
+
+    def connection_lost(self, now: float) -> list[ConnectionEvent]:
+        """The transport is gone. Returns the final :class:`Closed` event."""
+        if self._done:
+            raise LocalProtocolError("connection_lost() called twice")
+        self.heartbeat.handle(ConnectionClosed(now=now))
+        self._done = True
+        self._user_pings.clear()
+        return [Closed(code=self.close_code, reason=self._close_reason, by=self._closed_by)]
+
+    # ---------------------------------------------------------------- output
+
+    def send(self, data: str | bytes) -> None:
+        """Queue a text (``str``) or binary (``bytes``) message."""
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes str or bytes, got {type(data).__name__}")
+        self._require_open("send a message")
+        payload = data if isinstance(data, str) else bytes(data)
+        self._out.append(self._ws.send(ws.Message(data=payload)))  # type: ignore[type-var]
+
+    def ping(self, now: float) -> bytes:
+        """Send a ping of our own; a :class:`PingAnswered` event reports its RTT.
+
+        Returns the payload. These pings are separate from the heartbeat
+        (they never count as one) and exist to measure RTT on demand.
+        """
+        self._require_open("ping")
+        if not now >= self.heartbeat.last_now:
+            raise LocalProtocolError("time ran backwards: pass a monotonic clock")
+        self._user_seq += 1
+        payload = self._config.payload_prefix + b"u%d" % self._user_seq
+        self._user_pings[payload] = now
+        self._out.append(self._ws.send(ws.Ping(payload=payload)))
+        return payload
+
+    def close(self, now: float, code: int = 1000, reason: str = "") -> list[ConnectionEvent]:
+        """Start the closing handshake (bounded by ``close_timeout``). Harmless when closing."""
+        validate_close(code, reason)
+        events: list[ConnectionEvent] = []
+        if self.heartbeat.phase is HeartbeatPhase.NEW:
+            if not now >= self.heartbeat.last_now:
+                raise LocalProtocolError("time ran backwards: pass a monotonic clock")
+            # Not open yet: nothing to hand-shake; just release the transport.
+            if not self._transport_closing:
+                self._closed_by = "local"
+                self._transport_closing = True
+                events.append(CloseTransport())
+            return events
+        self._apply(
+            self.heartbeat.handle(CloseRequested(now=now, code=code, reason=reason)), now, events
+        )
+        return events
+
+    # -------------------------------------------------------------- internal
+
+    def _require_open(self, what: str) -> None:
+        if not self.is_open:
+            raise ConnectionClosedError(
+                f"cannot {what}: the connection is {self.heartbeat.phase.value}",
+                self.close_code,
+                self._close_reason,
+            )
+
+    def _eof(self, now: float, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
+        if not self.heartbeat.last_now <= now:
+            self.heartbeat.handle(TimerFired(now=now))  # raises LocalProtocolError
+        if self._close_code is None:
+            self._closed_by = "remote"
+        if not self._transport_closing:
+            self._transport_closing = True
+            events.append(CloseTransport())
+        return events
+
+    def _fail(self, now: float, events: list[ConnectionEvent], code: int, reason: str) -> None:
+        if self.heartbeat.is_open or self.heartbeat.phase is HeartbeatPhase.CLOSING:
+            self._apply(
+                self.heartbeat.handle(CloseReceived(now=now, code=code, reason=reason, error=True)),
+                now,
+                events,
+            )
+        elif not self._transport_closing:
+            self._closed_by = "local"
+            self._transport_closing = True
+            events.append(CloseTransport())
+
+    def _pump(self, now: float, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
+        hb = self.heartbeat
+        pong: bytes | None = None
+        for event in self._ws.events():
+            if isinstance(event, ws.Pong):
+                payload = bytes(event.payload)
+                sent = self._user_pings.pop(payload, None)
+                if sent is not None:
+                    events.append(PingAnswered(payload=payload, rtt=now - sent))
+                self._apply(hb.handle(PongReceived(now=now, payload=payload)), now, events)
+            elif isinstance(event, ws.Ping):
+                for action in hb.handle(PingReceived(now=now, payload=bytes(event.payload))):
+                    if type(action) is SendPong:
+                        pong = (
+                            action.payload
+                        )  # coalesce a burst: answer the latest (RFC 6455 5.5.3)
+                    else:
+                        self._apply((action,), now, events)
+            elif isinstance(event, (ws.TextMessage, ws.BytesMessage)):
+                self._on_data(event, now, events)
+            elif isinstance(event, ws.CloseConnection):
+                self._on_close(event, now, events)
+            elif isinstance(event, ws.Request):
+                self._request = event
+                events.append(
+                    Request(
+                        host=event.host,
+                        target=event.target,
+                        subprotocols=list(event.subprotocols),
+                        extra_headers=list(event.extra_headers),
+                    )
+                )
+            elif isinstance(event, ws.AcceptConnection):
+                hb.handle(ConnectionOpened(now=now))
+                events.append(
+                    Accepted(subprotocol=event.subprotocol, extra_headers=list(event.extra_headers))
+                )
+            elif isinstance(event, ws.RejectConnection):
+                self._reject_status = event.status_code
+                self._reject_headers = list(event.headers)
+                if not event.has_body:
+                    self._rejected(events)
+            elif isinstance(event, ws.RejectData):
+                self._reject_body.append(bytes(event.data))
+                if event.body_finished:
+                    self._rejected(events)
+        if pong is not None and self._ws.state is ConnectionState.OPEN:
+            self._out.append(self._ws.send(ws.Pong(payload=pong)))
+        return events
+
+    def _rejected(self, events: list[ConnectionEvent]) -> None:
+        assert self._reject_status is not None
+        events.append(
+            Rejected(
+                status=self._reject_status,
+                headers=self._reject_headers,
+                body=b"".join(self._reject_body),
+            )
+        )
+        self._transport_closing = True
+        events.append(CloseTransport())
+
+    def _on_data(
+        self, event: ws.TextMessage | ws.BytesMessage, now: float, events: list[ConnectionEvent]
+    ) -> None:
+        if self._skip_message or not self.heartbeat.is_open:
+            self._skip_message = not event.message_finished
+            return
+        data: str | bytes = event.data if isinstance(event.data, str) else bytes(event.data)
+        self._size += len(data)
+        if self._max_size is not None and self._size > self._max_size:
+            self._parts.clear()
+            self._size = 0
+            self._skip_message = not event.message_finished
+            self._apply(
+                self.heartbeat.handle(CloseRequested(now=now, code=1009, reason="message too big")),
+                now,
+                events,
+            )
+            return
+        if not event.message_finished:
+            self._parts.append(data)
+            return
+        if self._parts:
+            self._parts.append(data)
+            if isinstance(data, str):
+                data = "".join(p for p in self._parts if isinstance(p, str))
+            else:
+                data = b"".join(p for p in self._parts if isinstance(p, bytes))
+            self._parts.clear()
+        self._size = 0
+        if isinstance(data, str) and self._classify:
+            kind = self._codec.classify(data)
+            if kind is AppKind.PING:
+                self._apply(self.heartbeat.handle(AppPingReceived(now=now)), now, events)
+                return
+            if kind is AppKind.PONG:
+                self._apply(self.heartbeat.handle(AppPongReceived(now=now)), now, events)
+                return
+        events.append(Message(data=data))
+
+    def _on_close(
+        self, event: ws.CloseConnection, now: float, events: list[ConnectionEvent]
+    ) -> None:
+        # wsproto reports a frame it cannot parse as a CloseConnection without
+        # changing its state; a real close frame moves it out of OPEN.
+        error = self._ws.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
+        if self._close_code is None:
+            self._close_code, self._close_reason = event.code, event.reason or ""
+            self._closed_by = "local" if error else "remote"
+            events.append(Closing(code=event.code, reason=event.reason or "", by_peer=not error))
+        if self.heartbeat.phase in (HeartbeatPhase.NEW, HeartbeatPhase.CLOSED):
+            return
+        self._apply(
+            self.heartbeat.handle(
+                CloseReceived(now=now, code=event.code, reason=event.reason or "", error=error)
+            ),
+            now,
+            events,
+        )
+
+    def _apply(
+        self, actions: Iterable[Action], now: float, events: list[ConnectionEvent]
+    ) -> list[ConnectionEvent]:
+        out = self._out
+        conn = self._ws
+        for action in actions:
+            cls = type(action)
+            if cls is SendPing:
+                if conn.state is ConnectionState.OPEN:
+                    out.append(conn.send(ws.Ping(payload=action.payload)))  # type: ignore[union-attr]
+            elif cls is SendPong:
+                if conn.state is ConnectionState.OPEN:
+                    out.append(conn.send(ws.Pong(payload=action.payload)))  # type: ignore[union-attr]
+            elif cls is SendAppPing:
+                if conn.state is ConnectionState.OPEN:
+                    out.append(conn.send(ws.Message(data=self._codec.ping_text)))
+            elif cls is SendAppPong:
+                if conn.state is ConnectionState.OPEN:
+                    out.append(conn.send(ws.Message(data=self._codec.pong_text)))
+            elif cls is SendClose:
+                assert isinstance(action, SendClose)
+                if self._close_code is None:
+                    self._close_code, self._close_reason = action.code, action.reason
+                    self._closed_by = "local"
+                    events.append(Closing(code=action.code, reason=action.reason, by_peer=False))
+                if conn.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                    out.append(
+                        conn.send(ws.CloseConnection(code=action.code, reason=action.reason))
+                    )
+            elif cls is CloseTransport or cls is Abort:
+                if cls is Abort or not self._transport_closing:
+                    self._transport_closing = True
+                    events.append(action)  # type: ignore[arg-type]
+            else:
+                events.append(action)  # type: ignore[arg-type]
+        return events

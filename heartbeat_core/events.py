@@ -1,0 +1,115 @@
+"""Input events for :class:`~heartbeat_core.HeartbeatState`.
+
+Every event carries ``now``: the driver's monotonic clock, in seconds, read once
+when the event happened. The core never reads a clock of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AppPingReceived",
+    "AppPongReceived",
+    "BytesReceived",
+    "CloseReceived",
+    "CloseRequested",
+    "ConnectionClosed",
+    "ConnectionOpened",
+    "Event",
+    "PingReceived",
+    "PongReceived",
+    "TimerFired",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionOpened:
+    """The opening handshake completed; heartbeats start from here."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BytesReceived:
+    """Some inbound bytes arrived (any traffic, even part of a frame)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingReceived:
+    """The peer sent a protocol ping frame."""
+
+    now: float
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PongReceived:
+    """The peer sent a protocol pong frame."""
+
+    now: float
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppPingReceived:
+    """The peer sent an application-level ping message."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppPongReceived:
+    """The peer sent an application-level pong message."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimerFired:
+    """The driver's timer, armed at :attr:`HeartbeatState.deadline`, went off."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseRequested:
+    """The local application asks to close the connection."""
+
+    now: float
+    code: int = 1000
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseReceived:
+    """The peer sent a close frame (or a protocol error made the parser give up:
+    then ``code`` is that error's, e.g. 1002, and ``error`` is true)."""
+
+    now: float
+    code: int = 1005
+    reason: str = ""
+    error: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionClosed:
+    """The transport is gone (socket released). Nothing may follow this."""
+
+    now: float
+
+
+Event = (
+    ConnectionOpened
+    | BytesReceived
+    | PingReceived
+    | PongReceived
+    | AppPingReceived
+    | AppPongReceived
+    | TimerFired
+    | CloseRequested
+    | CloseReceived
+    | ConnectionClosed
+)

@@ -1,0 +1,548 @@
+"""The heartbeat state machine: events in, actions out, one deadline.
+
+The rules, by name (each one is a property test in ``tests/core``):
+
+``interval``
+    The next heartbeat is due ``interval`` after the last sign of life (any
+    inbound byte by default; only a matching pong with ``Liveness.PONG_ONLY``),
+    or after the previous heartbeat with ``fixed_rate``.
+``one-outstanding``
+    At most one heartbeat is outstanding. Payloads are ``prefix + counter``,
+    unique per connection; a pong acknowledges its ping and every earlier one;
+    a pong nobody asked for is ignored.
+``dead-peer``
+    A peer is declared dead exactly when nothing qualifying arrived within the
+    timeout after a heartbeat: close 1011 ``heartbeat-timeout`` once, drop the
+    transport as soon as the close frame is flushed, abort after
+    ``close_timeout``. Nothing is emitted after the end.
+``rtt``
+    Every matched pong is an RTT sample (last, min, max, SRTT, RTTVAR).
+``jitter``
+    Each wait is spread by up to ``±jitter·interval`` from the injected random
+    source. With jitter 0 the machine is deterministic.
+``late-timer``
+    A timer delivered more than ``stall_threshold`` after its deadline means
+    we stalled: the driver gets ``stall_grace`` to read what arrived meanwhile
+    before anyone is declared dead.
+``peer-ping``
+    Peer pings are answered; pings closer together than
+    ``peer_ping_min_interval`` are strikes; past ``peer_ping_max_strikes`` the
+    connection closes with 1008.
+``monotonic-time``
+    An event whose ``now`` is earlier than the previous one, or any event
+    after ``ConnectionClosed``, raises :class:`LocalProtocolError` and
+    changes nothing.
+``early-timer``
+    A timer that fires before the deadline changes nothing.
+``adaptive-timeout``
+    Optionally the timeout follows SRTT + 4·RTTVAR, clamped to
+    [``min_timeout``, ``timeout``].
+``close-handshake``
+    Other closes send a close frame and wait for the peer's, bounded by
+    ``close_timeout``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from heartbeat_core.actions import (
+    Abort,
+    Action,
+    CloseTransport,
+    PeerDead,
+    RttSample,
+    SendAppPing,
+    SendAppPong,
+    SendClose,
+    SendPing,
+    SendPong,
+)
+from heartbeat_core.config import HeartbeatConfig, HeartbeatStyle, Liveness
+from heartbeat_core.errors import ConfigError, LocalProtocolError
+from heartbeat_core.events import (
+    AppPingReceived,
+    AppPongReceived,
+    BytesReceived,
+    CloseReceived,
+    CloseRequested,
+    ConnectionClosed,
+    ConnectionOpened,
+    Event,
+    PingReceived,
+    PongReceived,
+    TimerFired,
+)
+from heartbeat_core.stats import HeartbeatStats
+
+__all__ = [
+    "HEARTBEAT_TIMEOUT_REASON",
+    "HeartbeatPhase",
+    "HeartbeatState",
+    "TRANSITIONS",
+    "Transition",
+    "validate_close",
+]
+
+#: The close reason sent when the heartbeat declares the peer dead.
+HEARTBEAT_TIMEOUT_REASON = "heartbeat-timeout"
+#: The close reason sent when the peer pings too often.
+PING_FLOOD_REASON = "too many pings"
+
+_NO_ACTIONS: tuple[Action, ...] = ()
+
+
+class HeartbeatPhase(enum.Enum):
+    """Where a connection's heartbeat stands."""
+
+    #: Created; waiting for ``ConnectionOpened``.
+    NEW = "new"
+    #: Open, no heartbeat outstanding; the next one is due at the deadline.
+    IDLE = "idle"
+    #: A heartbeat is outstanding; the peer is dead at the deadline.
+    AWAITING = "awaiting"
+    #: Our timer came late (we stalled); a short grace to read pending input.
+    GRACE = "grace"
+    #: We sent a close frame and wait for the peer's.
+    CLOSING = "closing"
+    #: The transport is being closed (flushed, then released; aborted at the deadline).
+    DRAINING = "draining"
+    #: The transport is gone. Terminal.
+    CLOSED = "closed"
+
+
+_OPEN_PHASES = frozenset({HeartbeatPhase.IDLE, HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE})
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One edge of the state diagram: ``source --trigger--> target`` under ``rule``."""
+
+    source: HeartbeatPhase
+    trigger: str
+    target: HeartbeatPhase
+    rule: str
+
+
+def _t(source: HeartbeatPhase, trigger: str, target: HeartbeatPhase, rule: str) -> Transition:
+    return Transition(source, trigger, target, rule)
+
+
+_P = HeartbeatPhase
+#: Every phase change the machine can make (the docs draw their diagram from this).
+TRANSITIONS: tuple[Transition, ...] = (
+    _t(_P.NEW, "ConnectionOpened", _P.IDLE, "interval"),
+    _t(_P.IDLE, "TimerFired (heartbeat due)", _P.AWAITING, "interval"),
+    _t(_P.AWAITING, "inbound bytes / matching pong", _P.IDLE, "one-outstanding"),
+    _t(_P.AWAITING, "TimerFired late (we stalled)", _P.GRACE, "late-timer"),
+    _t(_P.GRACE, "inbound bytes / matching pong", _P.IDLE, "late-timer"),
+    _t(_P.AWAITING, "TimerFired (timeout): close 1011", _P.DRAINING, "dead-peer"),
+    _t(_P.GRACE, "TimerFired (grace over): close 1011", _P.DRAINING, "dead-peer"),
+    _t(_P.IDLE, "CloseRequested / ping flood: close", _P.CLOSING, "close-handshake"),
+    _t(_P.AWAITING, "CloseRequested / ping flood: close", _P.CLOSING, "close-handshake"),
+    _t(_P.GRACE, "CloseRequested / ping flood: close", _P.CLOSING, "close-handshake"),
+    _t(_P.IDLE, "CloseReceived: reply", _P.DRAINING, "close-handshake"),
+    _t(_P.AWAITING, "CloseReceived: reply", _P.DRAINING, "close-handshake"),
+    _t(_P.GRACE, "CloseReceived: reply", _P.DRAINING, "close-handshake"),
+    _t(_P.CLOSING, "CloseReceived", _P.DRAINING, "close-handshake"),
+    _t(_P.CLOSING, "TimerFired (close_timeout): abort", _P.DRAINING, "close-handshake"),
+    _t(_P.NEW, "ConnectionClosed", _P.CLOSED, "close-handshake"),
+    _t(_P.IDLE, "ConnectionClosed", _P.CLOSED, "close-handshake"),
+    _t(_P.AWAITING, "ConnectionClosed", _P.CLOSED, "close-handshake"),
+    _t(_P.GRACE, "ConnectionClosed", _P.CLOSED, "close-handshake"),
+    _t(_P.CLOSING, "ConnectionClosed", _P.CLOSED, "close-handshake"),
+    _t(_P.DRAINING, "ConnectionClosed", _P.CLOSED, "close-handshake"),
+)
+
+# Close codes an endpoint may put in a close frame (RFC 6455 section 7.4).
+_SENDABLE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
+
+
+def validate_close(code: int, reason: str) -> None:
+    """Raise :class:`LocalProtocolError` unless ``code`` and ``reason`` fit in a close frame."""
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise LocalProtocolError(f"close code must be an int, got {code!r}")
+    if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
+        raise LocalProtocolError(
+            f"close code {code} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
+        )
+    if not isinstance(reason, str) or len(reason.encode("utf-8")) > 123:
+        raise LocalProtocolError(
+            f"close reason must be a str of at most 123 UTF-8 bytes, got {reason!r:.60}"
+        )
+
+
+class HeartbeatState:
+    """One connection's heartbeat, as a pure state machine.
+
+    Feed it events with :meth:`handle`; carry out the actions it returns, in
+    order; arm one timer at :attr:`deadline` and deliver ``TimerFired`` when it
+    goes off. It never reads a clock, sleeps or does I/O.
+
+    ``random`` is a callable returning floats in [0, 1) (e.g. a seeded
+    ``random.Random().random``); it is needed only when ``config.jitter > 0``.
+    """
+
+    __slots__ = (
+        "_acked",
+        "_close_deadline",
+        "_config",
+        "_grace_until",
+        "_last_alive",
+        "_last_now",
+        "_last_peer_ping",
+        "_last_ping_at",
+        "_misses",
+        "_offset",
+        "_peer_pings",
+        "_phase",
+        "_pong_only",
+        "_pongs",
+        "_random",
+        "_rtt_last",
+        "_rtt_max",
+        "_rtt_min",
+        "_rttvar",
+        "_seq",
+        "_srtt",
+        "_strikes",
+    )
+
+    def __init__(
+        self, config: HeartbeatConfig | None = None, *, random: Callable[[], float] | None = None
+    ) -> None:
+        config = HeartbeatConfig() if config is None else config
+        if not isinstance(config, HeartbeatConfig):
+            raise ConfigError(f"config must be a HeartbeatConfig, got {config!r}")
+        if config.jitter > 0 and random is None:
+            raise ConfigError(
+                "jitter > 0 needs a random source: pass random=random.Random().random "
+                "(seed it for reproducible runs)"
+            )
+        self._config = config
+        self._random = random
+        self._pong_only = config.liveness is Liveness.PONG_ONLY
+        self._phase = HeartbeatPhase.NEW
+        self._last_now = -math.inf
+        self._last_alive = 0.0
+        self._last_ping_at = 0.0
+        self._offset = 0.0
+        self._grace_until = 0.0
+        self._close_deadline: float | None = None
+        self._seq = 0
+        self._acked = 0
+        self._pongs = 0
+        self._misses = 0
+        self._peer_pings = 0
+        self._strikes = 0
+        self._last_peer_ping: float | None = None
+        self._rtt_last: float | None = None
+        self._rtt_min: float | None = None
+        self._rtt_max: float | None = None
+        self._srtt: float | None = None
+        self._rttvar: float | None = None
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def config(self) -> HeartbeatConfig:
+        return self._config
+
+    @property
+    def phase(self) -> HeartbeatPhase:
+        """The current phase (see :class:`HeartbeatPhase`)."""
+        return self._phase
+
+    state = phase
+
+    @property
+    def is_open(self) -> bool:
+        """True while heartbeats run (IDLE, AWAITING or GRACE)."""
+        return self._phase in _OPEN_PHASES
+
+    @property
+    def seq(self) -> int:
+        """The number of the last heartbeat sent (0 before the first)."""
+        return self._seq
+
+    @property
+    def last_now(self) -> float:
+        """The ``now`` of the last accepted event (``-inf`` before the first)."""
+        return self._last_now
+
+    @property
+    def effective_timeout(self) -> float:
+        """The timeout in force: the configured one, or the adaptive one."""
+        cfg = self._config
+        if cfg.adaptive_timeout and self._srtt is not None and self._rttvar is not None:
+            return min(cfg.timeout, max(cfg.min_timeout, self._srtt + 4 * self._rttvar))
+        return cfg.timeout
+
+    @property
+    def deadline(self) -> float | None:
+        """When the driver must next deliver ``TimerFired``; ``None`` for no timer."""
+        phase = self._phase
+        if phase is HeartbeatPhase.IDLE:
+            base = self._last_ping_at if self._config.fixed_rate else self._last_alive
+            return base + self._config.interval + self._offset
+        if phase is HeartbeatPhase.AWAITING:
+            return self._last_ping_at + self.effective_timeout
+        if phase is HeartbeatPhase.GRACE:
+            return self._grace_until
+        if phase is HeartbeatPhase.CLOSING or phase is HeartbeatPhase.DRAINING:
+            return self._close_deadline
+        return None
+
+    @property
+    def stats(self) -> HeartbeatStats:
+        """A snapshot of this connection's figures."""
+        return HeartbeatStats(
+            pings_sent=self._seq,
+            pongs_received=self._pongs,
+            misses=self._misses,
+            peer_pings=self._peer_pings,
+            peer_ping_strikes=self._strikes,
+            last_rtt=self._rtt_last,
+            min_rtt=self._rtt_min,
+            max_rtt=self._rtt_max,
+            srtt=self._srtt,
+            rttvar=self._rttvar,
+        )
+
+    def payload_for(self, seq: int) -> bytes:
+        """The ping payload of heartbeat number ``seq``."""
+        return self._config.payload_prefix + b"%d" % seq
+
+    # ------------------------------------------------------------------ input
+
+    def handle(self, event: Event) -> tuple[Action, ...]:
+        """Apply one event; return the actions it causes, to be carried out in order.
+
+        Raises :class:`LocalProtocolError` (and changes nothing) when ``now``
+        runs backwards, when an event follows ``ConnectionClosed``, or when an
+        event does not fit the phase (anything but ``ConnectionOpened``,
+        ``TimerFired`` or ``ConnectionClosed`` before the connection opened).
+        """
+        handler = _DISPATCH.get(type(event))
+        if handler is None:
+            raise LocalProtocolError(f"not a heartbeat event: {event!r}")
+        now = event.now
+        if not now >= self._last_now:
+            raise LocalProtocolError(
+                f"time ran backwards: {type(event).__name__} at now={now!r} after an event at "
+                f"now={self._last_now!r}; pass a monotonic clock (time.monotonic())"
+            )
+        phase = self._phase
+        if phase is HeartbeatPhase.CLOSED:
+            raise LocalProtocolError(
+                f"{type(event).__name__} after ConnectionClosed: the connection has ended"
+            )
+        if phase is HeartbeatPhase.NEW and handler not in _ALLOWED_WHEN_NEW:
+            raise LocalProtocolError(
+                f"{type(event).__name__} before ConnectionOpened: open the connection first"
+            )
+        result: tuple[Action, ...] = handler(self, event)
+        self._last_now = now
+        return result
+
+    # Each handler may raise only before it changes anything.
+
+    def _on_opened(self, event: ConnectionOpened) -> tuple[Action, ...]:
+        if self._phase is not HeartbeatPhase.NEW:
+            raise LocalProtocolError("ConnectionOpened twice: the connection is already open")
+        now = event.now
+        self._phase = HeartbeatPhase.IDLE
+        self._last_alive = now
+        self._last_ping_at = now
+        self._draw_offset()
+        return _NO_ACTIONS
+
+    def _alive(self, now: float) -> None:
+        self._last_alive = now
+        if self._phase is not HeartbeatPhase.IDLE:
+            self._phase = HeartbeatPhase.IDLE
+
+    def _on_bytes(self, event: BytesReceived) -> tuple[Action, ...]:
+        if not self._pong_only and self._phase in _OPEN_PHASES:
+            self._alive(event.now)
+        return _NO_ACTIONS
+
+    def _on_ping(self, event: PingReceived) -> tuple[Action, ...]:
+        if self._phase not in _OPEN_PHASES:
+            return _NO_ACTIONS
+        flood = self._count_peer_ping(event.now)
+        if flood:
+            return flood
+        return (SendPong(payload=event.payload),)
+
+    def _on_app_ping(self, event: AppPingReceived) -> tuple[Action, ...]:
+        if self._phase not in _OPEN_PHASES:
+            return _NO_ACTIONS
+        flood = self._count_peer_ping(event.now)
+        if flood:
+            return flood
+        return (SendAppPong(),) if self._config.answer_app_pings else _NO_ACTIONS
+
+    def _count_peer_ping(self, now: float) -> tuple[Action, ...]:
+        cfg = self._config
+        if not self._pong_only:
+            self._alive(now)
+        self._peer_pings += 1
+        last, self._last_peer_ping = self._last_peer_ping, now
+        if last is not None and now - last < cfg.peer_ping_min_interval:
+            self._strikes += 1
+            if self._strikes > cfg.peer_ping_max_strikes:
+                return self._start_close(now, 1008, PING_FLOOD_REASON)
+        else:
+            self._strikes = 0
+        return _NO_ACTIONS
+
+    def _on_pong(self, event: PongReceived) -> tuple[Action, ...]:
+        if self._phase not in _OPEN_PHASES:
+            return _NO_ACTIONS
+        now = event.now
+        if not self._pong_only:
+            self._alive(now)
+        if self._config.style is not HeartbeatStyle.PROTOCOL:
+            return _NO_ACTIONS
+        payload = event.payload
+        prefix = self._config.payload_prefix
+        if not payload.startswith(prefix):
+            return _NO_ACTIONS
+        digits = payload[len(prefix) :]
+        if not (digits.isdigit() and len(digits) < 20):
+            return _NO_ACTIONS
+        return self._acknowledge(int(digits), now)
+
+    def _on_app_pong(self, event: AppPongReceived) -> tuple[Action, ...]:
+        if self._phase not in _OPEN_PHASES:
+            return _NO_ACTIONS
+        if not self._pong_only:
+            self._alive(event.now)
+        if self._config.style is not HeartbeatStyle.APP:
+            return _NO_ACTIONS
+        # Application pongs carry no number: one acknowledges every heartbeat sent.
+        return self._acknowledge(self._seq, event.now)
+
+    def _acknowledge(self, seq: int, now: float) -> tuple[Action, ...]:
+        if not self._acked < seq <= self._seq:
+            return _NO_ACTIONS  # unsolicited, replayed or from the future: ignored
+        self._acked = seq
+        if seq != self._seq:
+            return _NO_ACTIONS  # an earlier ping: acknowledged, but the latest still counts
+        self._alive(now)
+        self._pongs += 1
+        rtt = now - self._last_ping_at
+        self._sample(rtt)
+        return (RttSample(seq=seq, rtt=rtt),)
+
+    def _sample(self, rtt: float) -> None:
+        self._rtt_last = rtt
+        if self._srtt is None or self._rttvar is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+            self._rtt_min = self._rtt_max = rtt
+            return
+        self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+        self._srtt = 0.875 * self._srtt + 0.125 * rtt
+        assert self._rtt_min is not None and self._rtt_max is not None
+        self._rtt_min = min(self._rtt_min, rtt)
+        self._rtt_max = max(self._rtt_max, rtt)
+
+    def _on_timer(self, event: TimerFired) -> tuple[Action, ...]:
+        deadline = self.deadline
+        now = event.now
+        if deadline is None or now < deadline:
+            return _NO_ACTIONS  # early-timer
+        phase = self._phase
+        if phase is HeartbeatPhase.IDLE:
+            return self._send_heartbeat(now)
+        if phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE:
+            if now - deadline > self._config.stall_threshold:
+                self._phase = HeartbeatPhase.GRACE
+                self._grace_until = now + self._config.stall_grace
+                return _NO_ACTIONS
+            return self._declare_dead(now)
+        # CLOSING or DRAINING: the close took too long.
+        self._phase = HeartbeatPhase.DRAINING
+        self._close_deadline = None
+        return (Abort(),)
+
+    def _send_heartbeat(self, now: float) -> tuple[Action, ...]:
+        self._seq += 1
+        self._last_ping_at = now
+        self._phase = HeartbeatPhase.AWAITING
+        self._draw_offset()
+        if self._config.style is HeartbeatStyle.APP:
+            return (SendAppPing(seq=self._seq),)
+        return (SendPing(payload=self.payload_for(self._seq), seq=self._seq),)
+
+    def _draw_offset(self) -> None:
+        jitter = self._config.jitter
+        if jitter and self._random is not None:
+            self._offset = (2.0 * self._random() - 1.0) * jitter * self._config.interval
+
+    def _declare_dead(self, now: float) -> tuple[Action, ...]:
+        self._misses += 1
+        self._phase = HeartbeatPhase.DRAINING
+        self._close_deadline = now + self._config.close_timeout
+        return (
+            PeerDead(seq=self._seq, waited=now - self._last_ping_at),
+            SendClose(code=1011, reason=HEARTBEAT_TIMEOUT_REASON),
+            CloseTransport(),
+        )
+
+    def _start_close(self, now: float, code: int, reason: str) -> tuple[Action, ...]:
+        self._phase = HeartbeatPhase.CLOSING
+        self._close_deadline = now + self._config.close_timeout
+        return (SendClose(code=code, reason=reason),)
+
+    def _on_close_requested(self, event: CloseRequested) -> tuple[Action, ...]:
+        validate_close(event.code, event.reason)
+        if self._phase not in _OPEN_PHASES:
+            return _NO_ACTIONS  # already closing: closing twice is harmless
+        return self._start_close(event.now, event.code, event.reason)
+
+    def _on_close_received(self, event: CloseReceived) -> tuple[Action, ...]:
+        phase = self._phase
+        if phase is HeartbeatPhase.DRAINING:
+            return _NO_ACTIONS
+        self._phase = HeartbeatPhase.DRAINING
+        self._close_deadline = event.now + self._config.close_timeout
+        if phase is HeartbeatPhase.CLOSING:
+            return (CloseTransport(),)
+        code = event.code
+        if event.error:
+            return (SendClose(code=code, reason=event.reason[:60]), CloseTransport())
+        # Echo the peer's code (RFC 6455 5.5.1); codes that may not be sent become 1000.
+        if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
+            code = 1000
+        return (SendClose(code=code, reason=""), CloseTransport())
+
+    def _on_closed(self, event: ConnectionClosed) -> tuple[Action, ...]:
+        self._phase = HeartbeatPhase.CLOSED
+        self._close_deadline = None
+        return _NO_ACTIONS
+
+
+_Handler = Callable[[HeartbeatState, Any], tuple[Action, ...]]
+_DISPATCH: dict[type, _Handler] = {
+    ConnectionOpened: HeartbeatState._on_opened,
+    BytesReceived: HeartbeatState._on_bytes,
+    PingReceived: HeartbeatState._on_ping,
+    PongReceived: HeartbeatState._on_pong,
+    AppPingReceived: HeartbeatState._on_app_ping,
+    AppPongReceived: HeartbeatState._on_app_pong,
+    TimerFired: HeartbeatState._on_timer,
+    CloseRequested: HeartbeatState._on_close_requested,
+    CloseReceived: HeartbeatState._on_close_received,
+    ConnectionClosed: HeartbeatState._on_closed,
+}
+_ALLOWED_WHEN_NEW = frozenset(
+    {HeartbeatState._on_opened, HeartbeatState._on_timer, HeartbeatState._on_closed}
+)

@@ -1,0 +1,101 @@
+"""What a :class:`~heartbeat_core.HeartbeatConnection` tells its driver and application."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from heartbeat_core.actions import Abort, CloseTransport, PeerDead, RttSample
+
+__all__ = [
+    "Abort",
+    "Accepted",
+    "CloseTransport",
+    "Closed",
+    "Closing",
+    "ConnectionEvent",
+    "Message",
+    "PeerDead",
+    "PingAnswered",
+    "Rejected",
+    "Request",
+    "RttSample",
+]
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """Server side: a client asks to upgrade. Answer with ``accept()`` or ``reject()``."""
+
+    host: str
+    target: str
+    subprotocols: list[str] = field(default_factory=list)
+    extra_headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted:
+    """Client side: the server accepted the upgrade; the connection is open."""
+
+    subprotocol: str | None = None
+    extra_headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejected:
+    """Client side: the server answered the upgrade with HTTP ``status``."""
+
+    status: int
+    headers: Headers = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A complete text (``str``) or binary (``bytes``) message from the peer."""
+
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingAnswered:
+    """A ping sent with ``HeartbeatConnection.ping()`` was answered after ``rtt`` seconds."""
+
+    payload: bytes
+    rtt: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Closing:
+    """The closing handshake began; ``by_peer`` tells who started it."""
+
+    code: int
+    reason: str
+    by_peer: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Closed:
+    """The transport was released. ``code`` is the close code we sent or
+    received (1006 when there was none); ``by`` is ``"local"`` or ``"remote"``."""
+
+    code: int
+    reason: str
+    by: str
+
+
+ConnectionEvent = (
+    Request
+    | Accepted
+    | Rejected
+    | Message
+    | PingAnswered
+    | Closing
+    | Closed
+    | RttSample
+    | PeerDead
+    | CloseTransport
+    | Abort
+)
