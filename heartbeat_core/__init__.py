@@ -58,6 +58,7 @@ from heartbeat_core.state import (
     Transition,
 )
 from heartbeat_core.stats import HeartbeatStats
+from heartbeat_core.tcp import TcpKeepalive
 from heartbeat_core.wsevents import (
     Accepted,
     Closed,
@@ -122,6 +123,7 @@ __all__ = [
     "SendClose",
     "SendPing",
     "SendPong",
+    "TcpKeepalive",
     "TimerFired",
     "Transition",
     "__version__",

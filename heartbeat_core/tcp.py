@@ -1,0 +1,57 @@
+"""TCP keepalive settings: a belt-and-braces option below the WebSocket heartbeat.
+
+Pure data: :meth:`TcpKeepalive.socket_options` names the options to set; a
+driver resolves the names on its platform's ``socket`` module, skips those the
+platform lacks, and calls ``setsockopt``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from heartbeat_core.errors import ConfigError
+
+__all__ = ["TcpKeepalive"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcpKeepalive:
+    """Kernel keepalive probes: the first after ``idle`` s of silence, then every
+    ``interval`` s, giving up after ``count`` unanswered probes. ``user_timeout``
+    (Linux ``TCP_USER_TIMEOUT``) bounds how long sent data may stay unacknowledged."""
+
+    idle: float = 30.0
+    interval: float = 10.0
+    count: int = 3
+    user_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("idle", "interval"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 1):
+                raise ConfigError(f"TcpKeepalive.{name} must be >= 1 second, got {value!r}")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise ConfigError(f"TcpKeepalive.count must be an int >= 1, got {self.count!r}")
+        if self.user_timeout is not None and not (
+            isinstance(self.user_timeout, (int, float))
+            and math.isfinite(self.user_timeout)
+            and self.user_timeout > 0
+        ):
+            raise ConfigError(
+                f"TcpKeepalive.user_timeout must be > 0 seconds or None, got {self.user_timeout!r}"
+            )
+
+    def socket_options(self) -> list[tuple[str, str, int]]:
+        """``(level name, option name, value)`` for ``setsockopt``, by ``socket`` attribute name."""
+        options = [
+            ("SOL_SOCKET", "SO_KEEPALIVE", 1),
+            ("IPPROTO_TCP", "TCP_KEEPIDLE", max(1, round(self.idle))),
+            ("IPPROTO_TCP", "TCP_KEEPINTVL", max(1, round(self.interval))),
+            ("IPPROTO_TCP", "TCP_KEEPCNT", self.count),
+        ]
+        if self.user_timeout is not None:
+            options.append(
+                ("IPPROTO_TCP", "TCP_USER_TIMEOUT", max(1, round(self.user_timeout * 1000)))
+            )
+        return options
