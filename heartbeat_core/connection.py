@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 
 import wsproto
 import wsproto.events as ws
 from wsproto.connection import ConnectionState
 from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
+from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
 from heartbeat_core.actions import (
     Abort,
@@ -51,6 +53,7 @@ from heartbeat_core.wsevents import (
     Closed,
     Closing,
     ConnectionEvent,
+    HttpRequest,
     Message,
     PingAnswered,
     Rejected,
@@ -59,12 +62,21 @@ from heartbeat_core.wsevents import (
 
 __all__ = ["HeartbeatConnection", "Role"]
 
+_MAX_HANDSHAKE = 16 * 1024
+
 _Headers = Iterable[tuple[bytes | str, bytes | str]]
 
 
 class Role(enum.Enum):
     CLIENT = "client"
     SERVER = "server"
+
+
+def _phrase(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown"
 
 
 def _header_pairs(headers: _Headers) -> list[tuple[bytes, bytes]]:
@@ -133,6 +145,10 @@ class HeartbeatConnection:
         self._closed_by = "remote"
         self._transport_closing = False
         self._done = False
+        # Server side: the request bytes, kept until the handshake ends, to describe a
+        # plain HTTP request (not an upgrade) to the application.
+        self._handshake: bytearray | None = bytearray() if role is Role.SERVER else None
+        self._http_pending = False
 
     # ------------------------------------------------------------------ views
 
@@ -257,13 +273,32 @@ class HeartbeatConnection:
             return self._eof(now, events)
         if hb.is_open:
             hb.handle(BytesReceived(now=now))
+        elif self._handshake is not None:
+            if self._http_pending:
+                return events  # a request body or pipelined junk: the response is on its way
+            self._handshake += data
         try:
             self._ws.receive_data(data)
             self._pump(now, events)
+        except WsRemoteProtocolError:
+            self._bad_handshake(events)
         except WsLocalProtocolError:
-            # wsproto rejects input it cannot take (e.g. a bad handshake): fail the connection.
+            # wsproto rejects input it cannot take: fail the connection.
             self._fail(now, events, 1002, "protocol error")
+        if self._handshake is not None and len(self._handshake) > _MAX_HANDSHAKE:
+            self._bad_handshake(events)
         return events
+
+    def respond(
+        self, status: int, body: bytes = b"", *, headers: _Headers = ()
+    ) -> list[ConnectionEvent]:
+        """Server side: answer the pending :class:`HttpRequest`; the transport then closes."""
+        if not self._http_pending:
+            raise LocalProtocolError("respond() needs a pending HttpRequest from receive_data()")
+        if not 200 <= status <= 599:
+            raise LocalProtocolError(f"respond() needs a status in 200-599, got {status}")
+        self._http_pending = False
+        return self._http_response(status, body, _header_pairs(headers))
 
     def timer_fired(self, now: float) -> list[ConnectionEvent]:
         """The timer armed at :attr:`deadline` went off (early calls change nothing)."""
@@ -378,6 +413,7 @@ class HeartbeatConnection:
             elif isinstance(event, ws.CloseConnection):
                 self._on_close(event, now, events)
             elif isinstance(event, ws.Request):
+                self._handshake = None
                 self._request = event
                 events.append(
                     Request(
@@ -404,6 +440,51 @@ class HeartbeatConnection:
         if pong is not None and self._ws.state is ConnectionState.OPEN:
             self._out.append(self._ws.send(ws.Pong(payload=pong)))
         return events
+
+    def _bad_handshake(self, events: list[ConnectionEvent]) -> None:
+        """The client's bytes are not a WebSocket upgrade: describe a plain HTTP
+        request to the application, or answer 400 and close."""
+        if self._transport_closing or self._http_pending:
+            return
+        buf, self._handshake = bytes(self._handshake or b""), None
+        head, sep, _ = buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        headers = []
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if colon:
+                headers.append((name.strip().lower(), value.strip()))
+        upgrade = any(name == b"upgrade" for name, _ in headers)
+        if (
+            sep
+            and len(parts) == 3
+            and parts[0] in (b"GET", b"HEAD")
+            and parts[2].startswith(b"HTTP/1.")
+            and not upgrade
+        ):
+            self._http_pending = True
+            events.append(
+                HttpRequest(
+                    method=parts[0].decode("ascii"),
+                    target=parts[1].decode("ascii", "replace"),
+                    headers=headers,
+                )
+            )
+            return
+        events.extend(self._http_response(400, b"Bad WebSocket upgrade request\n", []))
+
+    def _http_response(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> list[ConnectionEvent]:
+        self._handshake = None
+        lines = [b"HTTP/1.1 %d %s" % (status, _phrase(status))]
+        lines += [b"%s: %s" % pair for pair in headers]
+        lines += [b"content-length: %d" % len(body), b"connection: close", b"", b""]
+        self._out.append(b"\r\n".join(lines) + body)
+        self._closed_by = "local"
+        self._transport_closing = True
+        return [CloseTransport()]
 
     def _rejected(self, events: list[ConnectionEvent]) -> None:
         assert self._reject_status is not None

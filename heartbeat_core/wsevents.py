@@ -14,6 +14,7 @@ __all__ = [
     "Closed",
     "Closing",
     "ConnectionEvent",
+    "HttpRequest",
     "Message",
     "PeerDead",
     "PingAnswered",
@@ -33,6 +34,18 @@ class Request:
     target: str
     subprotocols: list[str] = field(default_factory=list)
     extra_headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequest:
+    """Server side: a plain HTTP request that is not a WebSocket upgrade.
+
+    Answer it with ``HeartbeatConnection.respond()``; the transport closes after the response.
+    """
+
+    method: str
+    target: str
+    headers: Headers = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +101,7 @@ class Closed:
 
 ConnectionEvent = (
     Request
+    | HttpRequest
     | Accepted
     | Rejected
     | Message
