@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench-core clean
+.PHONY: test lint typecheck pytest bench-core clean docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,16 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(PY) -m pytest --cov --cov-branch --cov-report=term --cov-fail-under=100 -q
+
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+# The documentation site, warnings as errors (diagrams are generated from the code at build time).
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench-core: $(STAMP)
 	$(PY) benchmarks/bench_core.py
