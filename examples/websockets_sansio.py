@@ -1,0 +1,131 @@
+"""Heartbeats for the websockets library's sans-IO ``ServerProtocol``, on asyncio streams.
+
+websockets parses the frames (and answers pings itself); heartbeat-core decides
+when to ping and when the peer is dead. Run it, then connect any WebSocket
+client to ws://127.0.0.1:8765/ : it echoes text and pings every 20 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from websockets.frames import Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from heartbeat_core import (
+    Abort,
+    Action,
+    BytesReceived,
+    CloseReceived,
+    CloseTransport,
+    ConnectionClosed,
+    ConnectionOpened,
+    HeartbeatConfig,
+    HeartbeatState,
+    PeerDead,
+    PingReceived,
+    PongReceived,
+    RttSample,
+    SendClose,
+    SendPing,
+    TimerFired,
+)
+
+__all__ = ["serve"]
+
+log = logging.getLogger("heartbeat_core.examples.websockets_sansio")
+OnAction = Callable[[Action], None]
+
+
+async def _handle(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    config: HeartbeatConfig | None,
+    on_action: OnAction,
+) -> None:
+    loop = asyncio.get_running_loop()
+    protocol = ServerProtocol()
+    state = HeartbeatState(config)
+
+    def flush() -> None:  # websockets queues bytes; b"" means "half-close", done by CloseTransport
+        for data in protocol.data_to_send():
+            if data:
+                writer.write(data)
+
+    def apply(actions: Iterable[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendPing):
+                protocol.send_ping(action.payload)
+            elif isinstance(action, SendClose) and protocol.state is State.OPEN:
+                protocol.send_close(action.code, action.reason)
+            elif isinstance(action, CloseTransport):
+                flush()
+                writer.close()  # asyncio flushes what was written, then closes
+            elif isinstance(action, Abort):
+                writer.transport.abort()
+            elif isinstance(action, (RttSample, PeerDead)):
+                on_action(action)
+            # SendPong: websockets already answered the ping itself.
+        flush()
+
+    while True:
+        deadline = state.deadline
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            data = await asyncio.wait_for(reader.read(65536), timeout)
+        except TimeoutError:
+            assert deadline is not None
+            apply(state.handle(TimerFired(now=max(deadline, loop.time()))))
+            continue
+        now = loop.time()
+        if not data:  # EOF: the transport is gone
+            state.handle(ConnectionClosed(now=now))
+            writer.close()
+            return
+        if state.is_open:
+            state.handle(BytesReceived(now=now))  # any inbound byte is a sign of life
+        protocol.receive_data(data)
+        for event in protocol.events_received():
+            if isinstance(event, Request):
+                protocol.send_response(response := protocol.accept(event))
+                if response.status_code == 101:
+                    state.handle(ConnectionOpened(now=now))
+            elif event.opcode is Opcode.PING:
+                apply(state.handle(PingReceived(now=now, payload=event.data)))
+            elif event.opcode is Opcode.PONG:
+                apply(state.handle(PongReceived(now=now, payload=event.data)))
+            elif event.opcode is Opcode.CLOSE and protocol.close_rcvd is not None:
+                close = protocol.close_rcvd
+                apply(state.handle(CloseReceived(now=now, code=close.code, reason=close.reason)))
+            elif event.opcode is Opcode.TEXT and protocol.state is State.OPEN:
+                protocol.send_text(event.data)  # the application: an echo
+        if protocol.parser_exc is not None and state.is_open:  # websockets failed the connection
+            apply(state.handle(CloseReceived(now=now, code=1002, error=True)))
+        flush()
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    config: HeartbeatConfig | None = None,
+    on_action: OnAction = lambda action: log.info("%s", action),
+) -> asyncio.Server:
+    """Start the echo server; ``on_action`` sees every ``RttSample`` and ``PeerDead``."""
+    return await asyncio.start_server(
+        lambda r, w: _handle(r, w, config, on_action), host, port
+    )
+
+
+async def _main() -> None:
+    server = await serve()
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(_main())

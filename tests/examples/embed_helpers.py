@@ -1,0 +1,127 @@
+"""Helpers for the embedding examples' tests: a frozen peer and a raw frame reader.
+
+A *frozen* peer completes the WebSocket handshake on a real loopback socket and
+then never reads or writes again, like a process stopped by the debugger or a
+laptop that went to sleep behind NAT: the kernel keeps ACKing, the application
+never answers a ping. Every wait here is bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+# Short timings for tests: a heartbeat every 0.1 s, a dead peer found 0.25 s later.
+INTERVAL = 0.1
+TIMEOUT = 0.25
+CLOSE_TIMEOUT = 0.5
+# Generous bounds for waits, so a loaded machine cannot make the tests flaky.
+WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    opcode: int
+    payload: bytes
+
+    @property
+    def close_code(self) -> int | None:
+        if self.opcode != 0x8 or len(self.payload) < 2:
+            return None
+        return int(struct.unpack("!H", self.payload[:2])[0])
+
+    @property
+    def close_reason(self) -> str:
+        return self.payload[2:].decode("utf-8", "replace")
+
+
+class FrozenPeer:
+    """A client that opens a WebSocket, then freezes. Call :meth:`drain` to see what it was sent."""
+
+    def __init__(self, host: str, port: int, path: str = "/") -> None:
+        self.sock = socket.create_connection((host, port), timeout=WAIT)
+        key = base64.b64encode(os.urandom(16)).decode("ascii")
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self.sock.sendall(request.encode("ascii"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise AssertionError(f"server closed during the handshake: {head!r}")
+            head += chunk
+        status_line, _, self.rest = head.partition(b"\r\n\r\n")
+        if not status_line.startswith(b"HTTP/1.1 101"):
+            raise AssertionError(f"handshake refused: {status_line!r}")
+        # From here on the peer is frozen: nothing is read until drain().
+
+    def drain(self, timeout: float = WAIT) -> tuple[list[Frame], bool]:
+        """Read everything until EOF (bounded by ``timeout``): the frames, and whether EOF came."""
+        data = bytearray(self.rest)
+        end = time.monotonic() + timeout
+        eof = False
+        while (left := end - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                eof = True
+                break
+            if not chunk:
+                eof = True
+                break
+            data += chunk
+        return parse_frames(bytes(data)), eof
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Unmasked frames as a server sends them (a partial tail is ignored)."""
+    frames = []
+    i = 0
+    while i + 2 <= len(data):
+        opcode = data[i] & 0x0F
+        length = data[i + 1] & 0x7F
+        i += 2
+        if length == 126:
+            length = struct.unpack("!H", data[i : i + 2])[0]
+            i += 2
+        elif length == 127:
+            length = struct.unpack("!Q", data[i : i + 8])[0]
+            i += 8
+        if i + length > len(data):
+            break
+        frames.append(Frame(opcode, data[i : i + length]))
+        i += length
+    return frames
+
+
+def free_socket() -> socket.socket:
+    """A listening-ready TCP socket bound to a free loopback port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def assert_dead_peer_closed(peer: FrozenPeer) -> list[Frame]:
+    """The frozen peer was pinged, then sent close 1011 ``heartbeat-timeout``, then dropped."""
+    frames, eof = peer.drain()
+    opcodes = [f.opcode for f in frames]
+    closes = [f for f in frames if f.opcode == 0x8]
+    assert closes, f"no close frame in {opcodes}"
+    assert closes[0].close_code == 1011, closes[0]
+    assert closes[0].close_reason == "heartbeat-timeout", closes[0]
+    assert eof, "the server kept the dead peer's socket open"
+    return frames

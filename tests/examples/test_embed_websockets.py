@@ -1,0 +1,67 @@
+"""examples/websockets_sansio.py against real peers: a websockets client and a frozen one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer
+from embed_helpers import assert_dead_peer_closed as assert_dead
+from websockets.asyncio.client import connect
+
+from examples import websockets_sansio
+from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
+
+pytestmark = pytest.mark.interop
+CONFIG = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE_TIMEOUT)
+
+
+async def _server() -> tuple[asyncio.Server, int, asyncio.Queue[Action]]:
+    actions: asyncio.Queue[Action] = asyncio.Queue()
+    server = await websockets_sansio.serve("127.0.0.1", 0, CONFIG, actions.put_nowait)
+    return server, server.sockets[0].getsockname()[1], actions
+
+
+async def _next(actions: asyncio.Queue[Action], kind: type) -> Action:
+    while True:
+        action = await asyncio.wait_for(actions.get(), WAIT)
+        if isinstance(action, kind):
+            return action
+
+
+def test_round_trip_with_websockets_client() -> None:
+    async def main() -> None:
+        server, port, actions = await _server()
+        async with server, connect(f"ws://127.0.0.1:{port}/", ping_interval=None) as ws:
+            await ws.send("hello")
+            assert await asyncio.wait_for(ws.recv(), WAIT) == "hello"
+            # The client never sends anything else: only our heartbeats keep it alive, and it
+            # answers them itself. Three answered heartbeats in a row:
+            samples = [await _next(actions, RttSample) for _ in range(3)]
+            assert [s.seq for s in samples] == [1, 2, 3]  # type: ignore[attr-defined]
+            assert all(0 <= s.rtt < WAIT for s in samples)  # type: ignore[attr-defined]
+            await ws.send("still here")
+            assert await asyncio.wait_for(ws.recv(), WAIT) == "still here"
+        assert ws.close_code == 1000
+
+    asyncio.run(main())
+
+
+def test_frozen_peer_is_closed_1011() -> None:
+    async def main() -> None:
+        server, port, actions = await _server()
+        async with server:
+            peer = await asyncio.to_thread(FrozenPeer, "127.0.0.1", port)
+            try:
+                started = time.monotonic()
+                dead = await _next(actions, PeerDead)
+                elapsed = time.monotonic() - started
+                assert dead.seq == 1  # type: ignore[attr-defined]
+                assert INTERVAL + TIMEOUT - 0.05 <= elapsed < INTERVAL + TIMEOUT + 5.0
+                frames = await asyncio.to_thread(assert_dead, peer)
+                assert frames[0].opcode == 0x9  # the heartbeat that went unanswered
+            finally:
+                peer.close()
+
+    asyncio.run(main())
