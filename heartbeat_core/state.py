@@ -416,7 +416,8 @@ class HeartbeatState:
         if not payload.startswith(prefix):
             return _NO_ACTIONS
         digits = payload[len(prefix) :]
-        if not (digits.isdigit() and len(digits) < 20):
+        # Exactly the digits we send: no sign, no spaces, no leading zero ("01" is not "1").
+        if not (digits.isdigit() and len(digits) < 20 and digits[0] != 0x30):
             return _NO_ACTIONS
         return self._acknowledge(int(digits), now)
 
@@ -518,7 +519,9 @@ class HeartbeatState:
             return (CloseTransport(),)
         code = event.code
         if event.error:
-            return (SendClose(code=code, reason=event.reason[:60]), CloseTransport())
+            # Clip the reason to fit a close frame (123 bytes), on a character boundary.
+            reason = event.reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+            return (SendClose(code=code, reason=reason), CloseTransport())
         # Echo the peer's code (RFC 6455 5.5.1); codes that may not be sent become 1000.
         if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
             code = 1000
