@@ -1,1 +1,40 @@
-"""heartbeat_asyncio adapter (work in progress)."""
+"""heartbeat_asyncio: an asyncio WebSocket client and server with heartbeats, over the core.
+
+``connect`` / ``serve`` / ``connect_forever`` give :class:`Connection` objects whose
+heartbeats run by the core's rules, whether or not the application reads.
+Logging goes to the ``heartbeat_asyncio`` logger: opens and closes (with the
+reason) at info, heartbeat details at debug.
+"""
+
+from __future__ import annotations
+
+from heartbeat_asyncio.client import connect
+from heartbeat_asyncio.connection import Connection, EventCallback, HttpHandler, SelectSubprotocol
+from heartbeat_asyncio.keepalive import apply_keepalive
+from heartbeat_asyncio.reconnect import (
+    Connected,
+    Disconnected,
+    ReconnectEvent,
+    Retrying,
+    connect_forever,
+)
+from heartbeat_asyncio.server import Handler, Server, serve
+from heartbeat_core.tcp import TcpKeepalive
+
+__all__ = [
+    "Connected",
+    "Connection",
+    "Disconnected",
+    "EventCallback",
+    "Handler",
+    "HttpHandler",
+    "ReconnectEvent",
+    "Retrying",
+    "SelectSubprotocol",
+    "Server",
+    "TcpKeepalive",
+    "apply_keepalive",
+    "connect",
+    "connect_forever",
+    "serve",
+]

@@ -1,0 +1,103 @@
+"""The reconnecting client: ``async for conn in connect_forever(uri): ...``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from heartbeat_asyncio.client import connect
+from heartbeat_asyncio.connection import Connection
+from heartbeat_core import Backoff, BackoffPolicy
+from heartbeat_core.errors import ConfigError, HeartbeatError
+
+__all__ = ["Connected", "Disconnected", "ReconnectEvent", "Retrying", "connect_forever"]
+
+logger = logging.getLogger("heartbeat_asyncio")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connected:
+    """A connection to ``uri`` opened."""
+
+    uri: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disconnected:
+    """A connection ended (``code``/``reason`` from its close) or an attempt failed
+    (``code`` is ``None`` and ``error`` says why)."""
+
+    code: int | None
+    reason: str
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retrying:
+    """The next attempt starts in ``delay`` seconds; ``attempt`` counts failures since the
+    last stable connection."""
+
+    delay: float
+    attempt: int
+
+
+ReconnectEvent = Connected | Disconnected | Retrying
+
+
+async def connect_forever(
+    uri: str,
+    *,
+    backoff: BackoffPolicy | None = None,
+    on_state: Callable[[ReconnectEvent], None] | None = None,
+    **connect_kwargs: Any,
+) -> AsyncIterator[Connection]:
+    """Yield a new open :class:`Connection` after every (re)connect, forever.
+
+    After each connection closes (the heartbeat declared the server dead, the
+    server closed or restarted, the network failed) or an attempt fails, wait
+    the delay of the core's :class:`~heartbeat_core.Backoff` and try again.
+    The next connection is made only after the previous one has closed; leave
+    the loop (``break``) to stop, and the current connection is closed.
+    ``on_state`` hears :class:`Connected`, :class:`Disconnected` and
+    :class:`Retrying`. ``connect_kwargs`` go to :func:`connect`.
+
+    Configuration mistakes (:class:`~heartbeat_core.errors.ConfigError`) are
+    raised, not retried.
+    """
+    loop = asyncio.get_running_loop()
+    delays = Backoff(backoff, random=random.Random().random)
+
+    def tell(event: ReconnectEvent) -> None:
+        if on_state is not None:
+            try:
+                on_state(event)
+            except Exception:
+                logger.exception("on_state callback failed on %r", event)
+
+    while True:
+        conn: Connection | None = None
+        try:
+            conn = await connect(uri, **connect_kwargs)
+        except ConfigError:
+            raise
+        except (OSError, HeartbeatError, asyncio.TimeoutError) as exc:
+            logger.info("connecting to %s failed: %s", uri, exc)
+            tell(Disconnected(code=None, reason=str(exc), error=exc))
+        if conn is not None:
+            delays.connected(loop.time())
+            tell(Connected(uri=uri))
+            try:
+                yield conn
+                await conn.wait_closed()
+            finally:
+                if not conn._closed.done():
+                    await conn.close()
+            tell(Disconnected(code=conn.close_code, reason=conn.close_reason or ""))
+        delay = delays.next_delay(loop.time())
+        logger.info("reconnecting to %s in %.3f s (attempt %d)", uri, delay, delays.attempt)
+        tell(Retrying(delay=delay, attempt=delays.attempt))
+        await asyncio.sleep(delay)

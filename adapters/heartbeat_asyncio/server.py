@@ -1,0 +1,204 @@
+"""The asyncio WebSocket server: ``serve(handler, host, port)`` and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from heartbeat_asyncio.connection import (
+    Connection,
+    EventCallback,
+    HttpHandler,
+    SelectSubprotocol,
+)
+from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
+from heartbeat_core.errors import ConfigError, ConnectionClosedError
+from heartbeat_core.state import HeartbeatPhase
+from heartbeat_core.tcp import TcpKeepalive
+
+__all__ = ["Handler", "Server", "serve"]
+
+logger = logging.getLogger("heartbeat_asyncio")
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+class Server:
+    """A listening WebSocket server; every connection's heartbeat is supervised.
+
+    Use ``async with await serve(...) as server:`` (closed on leaving the block)
+    or keep the object and call :meth:`close`.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._server: asyncio.Server | None = None
+        self._all: set[Connection] = set()
+        self._open: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: asyncio.Task[None] | None = None
+        self._closed = asyncio.get_running_loop().create_future()
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets."""
+        if self._server is None:
+            return []
+        return list(self._server.sockets)  # asyncio's TransportSocket wrappers
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port=0``)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    @property
+    def connections(self) -> frozenset[Connection]:
+        """The open connections (handshake done, not yet closed)."""
+        return frozenset(self._open)
+
+    # ---------------------------------------------------------------- control
+
+    async def close(
+        self, code: int = 1001, reason: str = "going away", timeout: float = 5.0
+    ) -> None:
+        """Stop accepting, close every connection with ``code`` and wait up to ``timeout``
+        seconds for them and their handlers; then abort and cancel what is left."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shutdown(code, reason, timeout))
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self, code: int, reason: str, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        if self._server is not None:
+            self._server.close()
+        logger.info("server closing %d connections with %d", len(self._all), code)
+        for conn in list(self._all):
+            if conn.is_open:
+                conn.close_nowait(code, reason)
+            elif conn.core.phase is HeartbeatPhase.NEW:
+                conn.abort()  # still in its opening handshake
+        waiting = [asyncio.ensure_future(conn.wait_closed()) for conn in self._all]
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=max(0.0, end - loop.time()))
+            if pending:
+                logger.info("aborting %d connections that did not close in time", len(pending))
+                for conn in list(self._all):
+                    conn.abort()
+                await asyncio.wait(pending, timeout=1.0)
+        if self._tasks:
+            _, tasks = await asyncio.wait(set(self._tasks), timeout=max(0.0, end - loop.time()))
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=1.0)
+        if self._server is not None:
+            await self._server.wait_closed()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        """Return once :meth:`close` has finished."""
+        await asyncio.shield(self._closed)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` is called; closes the server when cancelled."""
+        try:
+            await self.wait_closed()
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --------------------------------------------------------------- internal
+
+    def _track(self, conn: Connection) -> None:
+        self._all.add(conn)
+        conn._closed.add_done_callback(lambda _: self._forget(conn))
+
+    def _forget(self, conn: Connection) -> None:
+        self._all.discard(conn)
+        self._open.discard(conn)
+
+    def _start(self, conn: Connection) -> None:
+        """The handshake completed: run the application's handler."""
+        self._open.add(conn)
+        task = asyncio.get_running_loop().create_task(self._run(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, conn: Connection) -> None:
+        try:
+            await self._handler(conn)
+        except ConnectionClosedError:
+            pass  # the peer went away while the handler was talking to it
+        except Exception:
+            logger.exception("handler failed for %r; closing with 1011", conn)
+            conn.close_nowait(1011, "internal error")
+        conn.close_nowait(1000)
+
+
+async def serve(
+    handler: Handler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    config: HeartbeatConfig | None = None,
+    codec: AppCodec = JSON_CODEC,
+    ssl: ssl_module.SSLContext | None = None,
+    max_size: int | None = 1 << 20,
+    select_subprotocol: SelectSubprotocol | None = None,
+    handshake_timeout: float = 10.0,
+    keepalive: TcpKeepalive | None = None,
+    on_event: EventCallback | None = None,
+    http_handler: HttpHandler | None = None,
+) -> Server:
+    """Listen on ``host:port`` and run ``handler(conn)`` for every WebSocket connection.
+
+    When the handler returns, its connection is closed with 1000 (1011 if it
+    raised). Heartbeats follow ``config``; ``on_event`` sees every event the core
+    emits for every connection. ``select_subprotocol`` picks one of the
+    subprotocols a client offers (``None``: none). ``handshake_timeout`` drops
+    clients that do not finish the opening handshake in time. ``http_handler``
+    answers plain HTTP GETs (``target -> (status, headers, body)``; ``None`` or
+    no handler: 426 Upgrade Required).
+    """
+    if not (isinstance(handshake_timeout, (int, float)) and handshake_timeout > 0):
+        raise ConfigError(f"handshake_timeout must be > 0 seconds, got {handshake_timeout!r}")
+    loop = asyncio.get_running_loop()
+    server = Server(handler)
+
+    def factory() -> Connection:
+        conn = Connection(
+            Role.SERVER,
+            config=config,
+            codec=codec,
+            max_size=max_size,
+            on_event=on_event,
+            loop=loop,
+        )
+        conn._select = select_subprotocol
+        conn._on_open = server._start
+        conn._http_handler = http_handler
+        conn._handshake_deadline = float(handshake_timeout)  # made absolute on connect
+        server._track(conn)
+        conn._keepalive = keepalive
+        return conn
+
+    server._server = await loop.create_server(factory, host, port, ssl=ssl)
+    logger.info("server listening on %s:%d", host, server.port)
+    return server
