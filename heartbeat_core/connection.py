@@ -280,8 +280,12 @@ class HeartbeatConnection:
         try:
             self._ws.receive_data(data)
             self._pump(now, events)
-        except WsRemoteProtocolError:
-            self._bad_handshake(events)
+        except (WsRemoteProtocolError, UnicodeError):
+            # (wsproto's handshake raises UnicodeError on a non-ASCII Host header.)
+            if self.role is Role.SERVER and hb.phase is HeartbeatPhase.NEW:
+                self._bad_handshake(events)
+            else:  # a client never answers a bad response with HTTP: it just hangs up
+                self._fail(now, events, 1002, "protocol error")
         except WsLocalProtocolError:
             # wsproto rejects input it cannot take: fail the connection.
             self._fail(now, events, 1002, "protocol error")
@@ -373,6 +377,11 @@ class HeartbeatConnection:
             self.heartbeat.handle(TimerFired(now=now))  # raises LocalProtocolError
         if self._close_code is None:
             self._closed_by = "remote"
+        if self.heartbeat.is_open:
+            # The peer hung up without a close frame: stop heartbeats (no ping, no
+            # dead-peer verdict on a stream that has ended) and bound the release by
+            # close_timeout. The close frame the core asks for cannot be sent: dropped.
+            self.heartbeat.handle(CloseReceived(now=now, code=1006, error=True))
         if not self._transport_closing:
             self._transport_closing = True
             events.append(CloseTransport())

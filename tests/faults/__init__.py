@@ -1,0 +1,1 @@
+"""Fault, hostile-peer and fuzz tests (issue 6)."""

@@ -1,0 +1,59 @@
+"""Regression tests for the bugs the fuzzer found in ``HeartbeatConnection`` (issue 6)."""
+
+from __future__ import annotations
+
+from heartbeat_core import (
+    Abort,
+    Closed,
+    CloseTransport,
+    HeartbeatConfig,
+    HeartbeatConnection,
+    HeartbeatPhase,
+    PeerDead,
+    Role,
+)
+
+from .wsframes import upgrade_request, upgrade_response
+
+CFG = HeartbeatConfig(interval=1.0, timeout=0.5, close_timeout=0.3)
+
+
+def test_client_does_not_answer_a_garbage_response_with_http() -> None:
+    # Found: a client fed a non-HTTP response wrote "HTTP/1.1 400 Bad Request" to the server.
+    conn = HeartbeatConnection(Role.CLIENT, CFG)
+    conn.initiate("127.0.0.1")
+    conn.data_to_send()
+    events = conn.receive_data(b"\x00garbage\r\n\r\n", 0.0)
+    assert events == [CloseTransport()]
+    assert conn.data_to_send() == b""
+    assert conn.connection_lost(0.1) == [Closed(code=1006, reason="", by="local")]
+
+
+def test_non_ascii_host_header_is_refused_not_raised() -> None:
+    # Found: wsproto raised UnicodeDecodeError (idna) out of receive_data for this request.
+    conn = HeartbeatConnection(Role.SERVER, CFG)
+    raw = upgrade_request().replace(b"Host: 127.0.0.1", b"Host: \x80 127")
+    events = conn.receive_data(raw, 0.0)
+    assert events == [CloseTransport()]
+    assert conn.data_to_send().startswith(b"HTTP/1.1 400 ")
+    assert conn.connection_lost(0.1)[0].code == 1006
+
+
+def test_eof_while_open_stops_heartbeats_and_bounds_the_release() -> None:
+    # Found: after the peer's EOF the connection still said it was open, and a timer
+    # delivered before connection_lost() sent a heartbeat and then declared the peer dead
+    # (PeerDead, close 1011) on a stream that had already ended.
+    conn = HeartbeatConnection(Role.CLIENT, CFG)
+    conn.initiate("127.0.0.1")
+    key = conn.data_to_send().split(b"Sec-WebSocket-Key: ")[1].split(b"\r\n")[0]
+    conn.receive_data(upgrade_response(key), 0.0)
+    assert conn.is_open
+    assert conn.receive_data(None, 0.5) == [CloseTransport()]
+    assert not conn.is_open
+    assert conn.phase is HeartbeatPhase.DRAINING
+    assert conn.deadline == 0.5 + CFG.close_timeout
+    events = conn.timer_fired(5.0)
+    assert not any(isinstance(e, PeerDead) for e in events)
+    assert events == [Abort()]
+    assert conn.data_to_send() == b""
+    assert conn.connection_lost(5.0) == [Closed(code=1006, reason="", by="remote")]
