@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench-core clean docs
+.PHONY: test lint typecheck pytest bench-core clean fuzz docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ $(DOCS_STAMP): pyproject.toml $(STAMP)
 # The documentation site, warnings as errors (diagrams are generated from the code at build time).
 docs: $(DOCS_STAMP)
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# A long random hypothesis run of the receive_data fuzzer (the short, derandomised run is
+# part of `make test`). Override the count: make fuzz HEARTBEAT_FUZZ_EXAMPLES=100000
+HEARTBEAT_FUZZ_EXAMPLES ?= 20000
+fuzz: $(STAMP)
+	HEARTBEAT_FUZZ_EXAMPLES=$(HEARTBEAT_FUZZ_EXAMPLES) $(PY) -m pytest tests/faults/test_fuzz_connection.py \
+		-q -p no:randomly --timeout=0 --hypothesis-show-statistics
 
 bench-core: $(STAMP)
 	$(PY) benchmarks/bench_core.py
