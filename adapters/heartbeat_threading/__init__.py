@@ -1,1 +1,37 @@
-"""heartbeat_threading adapter (work in progress)."""
+"""heartbeat_threading: blocking WebSocket clients and servers with heartbeats, for threads.
+
+Thin drivers around :class:`heartbeat_core.HeartbeatConnection`: a reactor thread
+per server (and per client connection) owns the sockets and every heartbeat;
+application code calls blocking methods from its own threads.
+"""
+
+from __future__ import annotations
+
+from heartbeat_threading.client import connect
+from heartbeat_threading.connection import Connection, EventCallback
+from heartbeat_threading.keepalive import TcpKeepalive, apply_keepalive
+from heartbeat_threading.reconnect import (
+    Connected,
+    Disconnected,
+    ReconnectEvent,
+    Retrying,
+    connect_forever,
+)
+from heartbeat_threading.server import Handler, HttpHandler, Server, serve
+
+__all__ = [
+    "Connected",
+    "Connection",
+    "Disconnected",
+    "EventCallback",
+    "Handler",
+    "HttpHandler",
+    "ReconnectEvent",
+    "Retrying",
+    "Server",
+    "TcpKeepalive",
+    "apply_keepalive",
+    "connect",
+    "connect_forever",
+    "serve",
+]
