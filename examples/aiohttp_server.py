@@ -43,7 +43,7 @@ __all__ = ["CONFIG", "ON_ACTION", "make_app"]
 
 log = logging.getLogger("heartbeat_core.examples.aiohttp_server")
 CONFIG = web.AppKey("heartbeat_config", HeartbeatConfig)
-ON_ACTION = web.AppKey("heartbeat_on_action", Callable[[Action], None])
+ON_ACTION: web.AppKey[Callable[[Action], None]] = web.AppKey("heartbeat_on_action")
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -94,10 +94,12 @@ async def _handle(
                 protocol.send_response(response := protocol.accept(event))
                 if response.status_code == 101:
                     state.handle(ConnectionOpened(now=now))
-            elif event.opcode is Opcode.PING:
-                apply(state.handle(PingReceived(now=now, payload=event.data)))
+                continue
+            assert isinstance(event, Frame)  # after its Request, a server receives frames
+            if event.opcode is Opcode.PING:
+                apply(state.handle(PingReceived(now=now, payload=bytes(event.data))))
             elif event.opcode is Opcode.PONG:
-                apply(state.handle(PongReceived(now=now, payload=event.data)))
+                apply(state.handle(PongReceived(now=now, payload=bytes(event.data))))
             elif event.opcode is Opcode.CLOSE and protocol.close_rcvd is not None:
                 close = protocol.close_rcvd
                 apply(state.handle(CloseReceived(now=now, code=close.code, reason=close.reason)))

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -25,6 +26,7 @@ from heartbeat_core import (
 )
 
 pytestmark = pytest.mark.interop
+A = TypeVar("A", RttSample, PeerDead)
 STYLES = [HeartbeatStyle.PROTOCOL, HeartbeatStyle.APP]
 
 
@@ -47,7 +49,7 @@ async def _server(style: HeartbeatStyle) -> AsyncIterator[tuple[int, asyncio.Que
         await runner.cleanup()
 
 
-async def _next(actions: asyncio.Queue[Action], kind: type) -> Action:
+async def _next(actions: asyncio.Queue[Action], kind: type[A]) -> A:
     while True:
         action = await asyncio.wait_for(actions.get(), WAIT)
         if isinstance(action, kind):
@@ -76,7 +78,7 @@ def test_round_trip_with_aiohttp_client(style: HeartbeatStyle) -> None:
             await ws.send_str("hello")
             assert await asyncio.wait_for(echoes.get(), WAIT) == "hello"
             samples = [await _next(actions, RttSample) for _ in range(3)]
-            assert [s.seq for s in samples] == [1, 2, 3]  # type: ignore[attr-defined]
+            assert [s.seq for s in samples] == [1, 2, 3]
             assert (app_pings >= 3) == (style is HeartbeatStyle.APP)
             await ws.close()
             await asyncio.wait_for(reader, WAIT)

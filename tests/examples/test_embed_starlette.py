@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import pytest
 import uvicorn
@@ -17,6 +18,7 @@ from examples import starlette_asgi
 from heartbeat_core import JSON_CODEC, Action, AppKind, HeartbeatConfig, PeerDead, RttSample
 
 pytestmark = pytest.mark.interop
+A = TypeVar("A", RttSample, PeerDead)
 CONFIG = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE_TIMEOUT)
 
 
@@ -34,16 +36,18 @@ async def _server() -> AsyncIterator[tuple[int, asyncio.Queue[Action]]]:
     sock = free_socket()
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        async with asyncio.timeout(WAIT):
-            while not server.started:
-                await asyncio.sleep(0.01)
+        for _ in range(int(WAIT / 0.01)):  # bounded: uvicorn offers no "started" event
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        assert server.started
         yield sock.getsockname()[1], actions
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, WAIT)
 
 
-async def _next(actions: asyncio.Queue[Action], kind: type) -> Action:
+async def _next(actions: asyncio.Queue[Action], kind: type[A]) -> A:
     while True:
         action = await asyncio.wait_for(actions.get(), WAIT)
         if isinstance(action, kind):
@@ -65,7 +69,7 @@ def test_round_trip_with_websockets_client() -> None:
                     else:
                         assert message == "hello"
                 samples = [await _next(actions, RttSample) for _ in range(2)]
-                assert [s.seq for s in samples] == [1, 2]  # type: ignore[attr-defined]
+                assert [s.seq for s in samples] == [1, 2]
             assert ws.close_code == 1000
 
     asyncio.run(main())

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import pytest
 import trio
@@ -18,6 +19,7 @@ from examples import trio_wsproto
 from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
 
 pytestmark = pytest.mark.interop
+A = TypeVar("A", RttSample, PeerDead)
 CONFIG = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE_TIMEOUT)
 
 
@@ -44,7 +46,7 @@ def _server() -> Iterator[tuple[int, queue.Queue[Action]]]:
         assert not thread.is_alive()
 
 
-def _next(actions: queue.Queue[Action], kind: type) -> Action:
+def _next(actions: queue.Queue[Action], kind: type[A]) -> A:
     end = time.monotonic() + WAIT
     while True:
         action = actions.get(timeout=max(0.0, end - time.monotonic()))
@@ -59,7 +61,7 @@ def test_round_trip_with_websockets_sync_client() -> None:
             assert ws.recv(timeout=WAIT) == "hello"
             # The client's background thread answers our pings by itself.
             samples = [_next(actions, RttSample) for _ in range(3)]
-            assert [s.seq for s in samples] == [1, 2, 3]  # type: ignore[attr-defined]
+            assert [s.seq for s in samples] == [1, 2, 3]
             ws.send("still here")
             assert ws.recv(timeout=WAIT) == "still here"
         assert ws.protocol.close_code == 1000
@@ -72,7 +74,7 @@ def test_frozen_peer_is_closed_1011() -> None:
             started = time.monotonic()
             dead = _next(actions, PeerDead)
             elapsed = time.monotonic() - started
-            assert dead.seq == 1  # type: ignore[attr-defined]
+            assert dead.seq == 1
             assert INTERVAL + TIMEOUT - 0.05 <= elapsed < INTERVAL + TIMEOUT + 5.0
             frames = assert_dead(peer)
             assert frames[0].opcode == 0x9

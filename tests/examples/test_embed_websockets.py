@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TypeVar
 
 import pytest
 from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer
@@ -14,6 +15,7 @@ from examples import websockets_sansio
 from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
 
 pytestmark = pytest.mark.interop
+A = TypeVar("A", RttSample, PeerDead)
 CONFIG = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE_TIMEOUT)
 
 
@@ -23,7 +25,7 @@ async def _server() -> tuple[asyncio.Server, int, asyncio.Queue[Action]]:
     return server, server.sockets[0].getsockname()[1], actions
 
 
-async def _next(actions: asyncio.Queue[Action], kind: type) -> Action:
+async def _next(actions: asyncio.Queue[Action], kind: type[A]) -> A:
     while True:
         action = await asyncio.wait_for(actions.get(), WAIT)
         if isinstance(action, kind):
@@ -39,8 +41,8 @@ def test_round_trip_with_websockets_client() -> None:
             # The client never sends anything else: only our heartbeats keep it alive, and it
             # answers them itself. Three answered heartbeats in a row:
             samples = [await _next(actions, RttSample) for _ in range(3)]
-            assert [s.seq for s in samples] == [1, 2, 3]  # type: ignore[attr-defined]
-            assert all(0 <= s.rtt < WAIT for s in samples)  # type: ignore[attr-defined]
+            assert [s.seq for s in samples] == [1, 2, 3]
+            assert all(0 <= s.rtt < WAIT for s in samples)
             await ws.send("still here")
             assert await asyncio.wait_for(ws.recv(), WAIT) == "still here"
         assert ws.close_code == 1000
@@ -57,7 +59,7 @@ def test_frozen_peer_is_closed_1011() -> None:
                 started = time.monotonic()
                 dead = await _next(actions, PeerDead)
                 elapsed = time.monotonic() - started
-                assert dead.seq == 1  # type: ignore[attr-defined]
+                assert dead.seq == 1
                 assert INTERVAL + TIMEOUT - 0.05 <= elapsed < INTERVAL + TIMEOUT + 5.0
                 frames = await asyncio.to_thread(assert_dead, peer)
                 assert frames[0].opcode == 0x9  # the heartbeat that went unanswered
