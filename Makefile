@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench-core clean fuzz docs
+.PHONY: test lint typecheck pytest bench-core bench bench-quick clean fuzz docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ fuzz: $(STAMP)
 
 bench-core: $(STAMP)
 	$(PY) benchmarks/bench_core.py
+
+# Side-by-side server benchmarks (about 20 minutes; writes docs/benchmarks-results.md and
+# benchmarks/results/full-*.json). bench-quick is a smoke run of the same (under 2 minutes).
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/run.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage build *.egg-info

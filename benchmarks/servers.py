@@ -218,9 +218,7 @@ class FloorProtocol(asyncio.BufferedProtocol):
 async def _serve_floor(interval: float, timeout: float, ready: Callable[[int], None]) -> None:
     loop = asyncio.get_running_loop()
     floor = _Floor(loop, interval, timeout)
-    server = await loop.create_server(
-        lambda: FloorProtocol(floor), "127.0.0.1", 0, backlog=BACKLOG
-    )
+    server = await loop.create_server(lambda: FloorProtocol(floor), "127.0.0.1", 0, backlog=BACKLOG)
     ready(server.sockets[0].getsockname()[1])
     await _until_stdin_closes()
     server.close()
