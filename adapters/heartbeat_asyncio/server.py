@@ -41,6 +41,7 @@ class Server:
         self._open: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: asyncio.Task[None] | None = None
+        self._port = 0
         self._closed = asyncio.get_running_loop().create_future()
 
     @property
@@ -53,7 +54,7 @@ class Server:
     @property
     def port(self) -> int:
         """The bound port (useful with ``port=0``)."""
-        return int(self.sockets[0].getsockname()[1])
+        return self._port
 
     @property
     def connections(self) -> frozenset[Connection]:
@@ -200,5 +201,6 @@ async def serve(
         return conn
 
     server._server = await loop.create_server(factory, host, port, ssl=ssl)
+    server._port = int(server._server.sockets[0].getsockname()[1])
     logger.info("server listening on %s:%d", host, server.port)
     return server
