@@ -517,14 +517,15 @@ class HeartbeatState:
         self._close_deadline = event.now + self._config.close_timeout
         if phase is HeartbeatPhase.CLOSING:
             return (CloseTransport(),)
+        # Echo the peer's code (RFC 6455 5.5.1), or send the parse error's. A code that
+        # may not be sent (1005, 1006, ...) becomes 1000, or 1002 for an error.
         code = event.code
+        if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
+            code = 1002 if event.error else 1000
         if event.error:
             # Clip the reason to fit a close frame (123 bytes), on a character boundary.
             reason = event.reason.encode("utf-8")[:123].decode("utf-8", "ignore")
             return (SendClose(code=code, reason=reason), CloseTransport())
-        # Echo the peer's code (RFC 6455 5.5.1); codes that may not be sent become 1000.
-        if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
-            code = 1000
         return (SendClose(code=code, reason=""), CloseTransport())
 
     def _on_closed(self, event: ConnectionClosed) -> tuple[Action, ...]:

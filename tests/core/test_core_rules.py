@@ -718,3 +718,14 @@ class TestConstruction:
     def test_config_must_be_a_config(self) -> None:
         with pytest.raises(ConfigError, match="HeartbeatConfig"):
             HeartbeatState({"interval": 1})  # type: ignore[arg-type]
+
+
+class TestRegressions:
+    @pytest.mark.parametrize(
+        ("code", "sent"), [(1005, 1002), (1006, 1002), (2000, 1002), (1009, 1009)]
+    )
+    def test_error_close_never_sends_an_unsendable_code(self, code: int, sent: int) -> None:
+        # Found by the state machine: CloseReceived(error=True, code=1005) echoed 1005.
+        hb = opened(CFG)
+        (close, _) = hb.handle(CloseReceived(now=1.0, code=code, reason="bad", error=True))
+        assert close == SendClose(code=sent, reason="bad")

@@ -1,0 +1,450 @@
+"""Random sequences of every event type, random time steps, and the rules as invariants.
+
+A ``RuleBasedStateMachine`` drives one :class:`HeartbeatState` with a random
+configuration. Next to it runs a small model of what the rules allow (when the
+last ping went out, whether anything qualifying came since, which actions were
+already emitted); every step checks the actions against it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+
+from core_helpers import snapshot
+from hypothesis import HealthCheck, settings
+from hypothesis import event as note_event
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from heartbeat_core import (
+    TRANSITIONS,
+    Abort,
+    Action,
+    AppPingReceived,
+    AppPongReceived,
+    BytesReceived,
+    CloseReceived,
+    CloseRequested,
+    CloseTransport,
+    ConnectionClosed,
+    ConnectionOpened,
+    Event,
+    HeartbeatConfig,
+    HeartbeatPhase,
+    HeartbeatState,
+    HeartbeatStyle,
+    Liveness,
+    LocalProtocolError,
+    PeerDead,
+    PingReceived,
+    PongReceived,
+    RttSample,
+    SendAppPing,
+    SendAppPong,
+    SendClose,
+    SendPing,
+    SendPong,
+    TimerFired,
+)
+from heartbeat_core.state import validate_close
+
+_EDGES = {(t.source, t.target) for t in TRANSITIONS}
+_OPEN = {HeartbeatPhase.IDLE, HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE}
+_INBOUND = (BytesReceived, PingReceived, PongReceived, AppPingReceived, AppPongReceived)
+_EPS = 1e-9
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> HeartbeatConfig:
+    timeout = draw(st.floats(0.05, 40))
+    adaptive = draw(st.booleans())
+    return HeartbeatConfig(
+        interval=draw(st.floats(0.05, 30)),
+        timeout=timeout,
+        close_timeout=draw(st.sampled_from([0.0, 0.5, 5.0])),
+        style=draw(st.sampled_from(HeartbeatStyle)),
+        liveness=draw(st.sampled_from(Liveness)),
+        fixed_rate=draw(st.booleans()),
+        jitter=draw(st.sampled_from([0.0, 0.0, 0.1, 0.5])),
+        stall_threshold=draw(st.sampled_from([0.0, 0.25, 2.0])),
+        stall_grace=draw(st.sampled_from([0.0, 0.1, 1.0])),
+        adaptive_timeout=adaptive,
+        min_timeout=draw(st.floats(0.01, timeout)) if adaptive else 1.0,
+        peer_ping_min_interval=draw(st.sampled_from([0.0, 0.0, 0.05, 1.0])),
+        peer_ping_max_strikes=draw(st.sampled_from([0, 2, 20])),
+        answer_app_pings=draw(st.booleans()),
+        payload_prefix=draw(st.sampled_from([b"", b"p-", b"\x00\xff"])),
+    )
+
+
+steps = st.one_of(
+    st.just(0.0),
+    st.floats(0.0, 0.1),
+    st.floats(0.0, 5.0),
+    st.floats(0.0, 100.0),
+)
+
+
+class HeartbeatMachine(RuleBasedStateMachine):
+    hb: HeartbeatState
+
+    @initialize(config=configs(), seed=st.integers(0, 2**32 - 1), start_open=st.integers(0, 9))
+    def setup(self, config: HeartbeatConfig, seed: int, start_open: int) -> None:
+        self.config = config
+        self.seed = seed
+        self.hb = HeartbeatState(config, random=random.Random(seed).random)
+        self.now = 0.0
+        self.log: list[tuple[Event, tuple[Action, ...]]] = []
+        # The model.
+        self.ended = False  # ConnectionClosed accepted
+        self.last_ping_at: float | None = None
+        self.ping_time: dict[int, float] = {}
+        self.answered: set[int] = set()
+        self.payloads: set[bytes] = set()
+        self.qualified_since_ping = False  # anything qualifying since the last ping
+        self.last_alive = 0.0  # what the interval counts from
+        self.emitted: list[type] = []
+        self.peer_dead = 0
+        self.samples = 0
+        self.phases_seen = [self.hb.phase]
+        if start_open:  # most runs start open, so the heartbeat rules get the steps
+            self.feed(ConnectionOpened(now=0.0))
+
+    # ------------------------------------------------------------ feeding
+
+    def feed(self, event: Event) -> tuple[Action, ...] | None:
+        hb = self.hb
+        before = snapshot(hb)
+        phase = hb.phase
+        deadline = hb.deadline
+        eff_timeout = hb.effective_timeout
+        strikes = hb.stats.peer_ping_strikes
+        must_raise = (
+            not event.now >= hb.last_now
+            or self.ended
+            or (
+                phase is HeartbeatPhase.NEW
+                and not isinstance(event, (ConnectionOpened, TimerFired, ConnectionClosed))
+            )
+            or (isinstance(event, ConnectionOpened) and phase is not HeartbeatPhase.NEW)
+        )
+        try:
+            actions = hb.handle(event)
+        except LocalProtocolError:
+            # monotonic-time: misuse raises and changes nothing.
+            if not must_raise:  # the only other misuse: a close code or reason that cannot be sent
+                assert isinstance(event, CloseRequested), event
+                try:
+                    validate_close(event.code, event.reason)
+                except LocalProtocolError:
+                    pass
+                else:
+                    raise AssertionError(f"{event} raised") from None
+            assert snapshot(hb) == before
+            return None
+        assert not must_raise, f"{event} should have raised"
+        self.log.append((event, actions))
+        self.check(event, actions, phase, deadline, eff_timeout, strikes)
+        return actions
+
+    def check(
+        self,
+        event: Event,
+        actions: tuple[Action, ...],
+        phase: HeartbeatPhase,
+        deadline: float | None,
+        eff_timeout: float,
+        strikes: int,
+    ) -> None:
+        hb = self.hb
+        cfg = self.config
+        now = event.now
+        after = hb.phase
+        if after is not phase:
+            assert (phase, after) in _EDGES, f"{phase} -> {after} on {event}"
+            self.phases_seen.append(after)
+
+        # Nothing is emitted after the end: Abort is final, CloseTransport only
+        # leaves room for an Abort, SendClose / CloseTransport / Abort come once.
+        if Abort in self.emitted:
+            assert actions == (), actions
+        if CloseTransport in self.emitted:
+            assert all(type(a) is Abort for a in actions), actions
+        kinds = [type(a) for a in actions]
+        for once in (SendClose, CloseTransport, Abort, PeerDead):
+            assert kinds.count(once) + self.emitted.count(once) <= 1, (once, actions)
+        if isinstance(event, ConnectionOpened):
+            self.last_alive = now
+        if isinstance(event, ConnectionClosed):
+            self.ended = True
+            assert actions == ()
+            assert after is HeartbeatPhase.CLOSED and hb.deadline is None
+
+        # early-timer: a timer before the deadline (or with none) changes nothing.
+        if isinstance(event, TimerFired) and (deadline is None or now < deadline):
+            assert actions == ()
+            assert after is phase and hb.deadline == deadline
+
+        qualifying = phase in _OPEN and (
+            (isinstance(event, _INBOUND) and cfg.liveness is Liveness.ANY_INBOUND)
+            or any(type(a) is RttSample for a in actions)
+        )
+        if qualifying:
+            self.qualified_since_ping = True
+            if not cfg.fixed_rate:
+                self.last_alive = now
+
+        for action in actions:
+            if isinstance(action, SendPing | SendAppPing):
+                # interval + one-outstanding: only from an IDLE timer at/after the deadline.
+                assert isinstance(event, TimerFired) and phase is HeartbeatPhase.IDLE
+                assert deadline is not None and now >= deadline
+                assert action.seq == hb.seq == len(self.ping_time) + 1
+                if isinstance(action, SendPing):
+                    assert cfg.style is HeartbeatStyle.PROTOCOL
+                    assert action.payload == cfg.payload_prefix + str(action.seq).encode()
+                    assert action.payload not in self.payloads
+                    self.payloads.add(action.payload)
+                else:
+                    assert cfg.style is HeartbeatStyle.APP
+                self.ping_time[action.seq] = now
+                self.last_ping_at = now
+                self.qualified_since_ping = False
+                if cfg.fixed_rate:
+                    self.last_alive = now
+                assert after is HeartbeatPhase.AWAITING
+            elif isinstance(action, RttSample):
+                assert action.seq == hb.seq and action.seq not in self.answered
+                self.answered.add(action.seq)
+                assert _close(action.rtt, now - self.ping_time[action.seq]) and action.rtt >= 0
+                if isinstance(event, PongReceived):
+                    assert cfg.style is HeartbeatStyle.PROTOCOL
+                    assert event.payload == hb.payload_for(action.seq)
+                else:
+                    assert isinstance(event, AppPongReceived)
+                    assert cfg.style is HeartbeatStyle.APP
+                self.samples += 1
+                assert after is HeartbeatPhase.IDLE
+            elif isinstance(action, PeerDead):
+                # dead-peer: from a timer delivered within stall_threshold of the
+                # deadline, >= timeout after the last ping, nothing qualifying since.
+                assert isinstance(event, TimerFired) and phase in _OPEN - {HeartbeatPhase.IDLE}
+                assert deadline is not None
+                assert deadline <= now and now - deadline <= cfg.stall_threshold
+                assert self.last_ping_at is not None
+                assert now - self.last_ping_at >= eff_timeout - _EPS
+                assert not self.qualified_since_ping
+                assert action.seq == hb.seq and action.seq not in self.answered
+                assert _close(action.waited, now - self.last_ping_at)
+                assert actions[1:] == (
+                    SendClose(code=1011, reason="heartbeat-timeout"),
+                    CloseTransport(),
+                )
+                self.peer_dead += 1
+            elif isinstance(action, SendPong):
+                assert isinstance(event, PingReceived) and action.payload == event.payload
+            elif isinstance(action, SendAppPong):
+                assert isinstance(event, AppPingReceived) and cfg.answer_app_pings
+            elif isinstance(action, SendClose):
+                validate_close(action.code, action.reason)
+                if action.code == 1008:
+                    assert isinstance(event, PingReceived | AppPingReceived)
+                    assert strikes == cfg.peer_ping_max_strikes
+                    assert after is HeartbeatPhase.CLOSING
+        self.emitted += kinds
+
+        # dead-peer, the other way round: a timely timer on an unanswered ping kills.
+        if (
+            isinstance(event, TimerFired)
+            and phase in (HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE)
+            and deadline is not None
+            and deadline <= now
+            and now - deadline <= cfg.stall_threshold
+        ):
+            assert kinds and kinds[0] is PeerDead, actions
+        # late-timer: a late timer on an unanswered ping grants a grace instead.
+        if (
+            isinstance(event, TimerFired)
+            and phase in (HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE)
+            and deadline is not None
+            and now - deadline > cfg.stall_threshold
+        ):
+            assert actions == () and after is HeartbeatPhase.GRACE
+            assert hb.deadline == now + cfg.stall_grace
+
+    # ------------------------------------------------------------ invariants
+
+    @invariant()
+    def deadline_matches_the_phase(self) -> None:
+        hb = self.hb
+        phase = hb.phase
+        deadline = hb.deadline
+        cfg = self.config
+        if phase in (HeartbeatPhase.NEW, HeartbeatPhase.CLOSED):
+            assert deadline is None
+        if phase in _OPEN:
+            assert deadline is not None
+        if phase is HeartbeatPhase.IDLE:
+            assert deadline is not None
+            wait = deadline - self.last_alive
+            low = cfg.interval * (1 - cfg.jitter)
+            high = cfg.interval * (1 + cfg.jitter)
+            assert low - 1e-6 <= wait <= high + 1e-6, (wait, low, high)
+        if phase is HeartbeatPhase.AWAITING:
+            assert self.last_ping_at is not None and deadline is not None
+            assert _close(deadline, self.last_ping_at + hb.effective_timeout)
+            if cfg.adaptive_timeout and self.samples:
+                assert cfg.min_timeout <= hb.effective_timeout <= cfg.timeout
+            else:
+                assert hb.effective_timeout == cfg.timeout
+
+    @invariant()
+    def stats_agree(self) -> None:
+        s = self.hb.stats
+        assert s.pings_sent == self.hb.seq == len(self.ping_time)
+        assert s.pongs_received == self.samples
+        assert s.misses == self.peer_dead <= 1
+        if s.min_rtt is not None:
+            assert s.max_rtt is not None and s.srtt is not None and s.rttvar is not None
+            assert 0 <= s.min_rtt <= s.max_rtt
+            assert s.min_rtt - _EPS <= s.srtt <= s.max_rtt + _EPS
+            assert s.rttvar >= 0
+
+    # ------------------------------------------------------------ rules
+
+    @rule(dt=steps)
+    def advance(self, dt: float) -> None:
+        self.now += dt
+
+    @rule()
+    def open(self) -> None:
+        self.feed(ConnectionOpened(now=self.now))
+
+    @rule()
+    def bytes_received(self) -> None:
+        self.feed(BytesReceived(now=self.now))
+
+    @rule(payload=st.binary(max_size=8))
+    def ping_received(self, payload: bytes) -> None:
+        self.feed(PingReceived(now=self.now, payload=payload))
+
+    @rule(kind=st.sampled_from(["match", "stale", "future", "zero", "garbage"]), junk=st.binary())
+    def pong_received(self, kind: str, junk: bytes) -> None:
+        seq = self.hb.seq
+        payload = {
+            "match": self.hb.payload_for(seq),
+            "stale": self.hb.payload_for(max(seq - 1, 0)),
+            "future": self.hb.payload_for(seq + 1),
+            "zero": self.config.payload_prefix + b"0" + str(seq).encode(),
+            "garbage": junk,
+        }[kind]
+        self.feed(PongReceived(now=self.now, payload=payload))
+
+    @rule()
+    def app_ping(self) -> None:
+        self.feed(AppPingReceived(now=self.now))
+
+    @rule()
+    def app_pong(self) -> None:
+        self.feed(AppPongReceived(now=self.now))
+
+    @rule(
+        where=st.sampled_from(["at", "before", "after", "stalled", "very late"]),
+        dt=st.floats(0.0, 1.0),
+    )
+    def timer(self, where: str, dt: float) -> None:
+        deadline = self.hb.deadline
+        if deadline is not None:
+            if where == "at":
+                self.now = max(self.now, deadline)
+            elif where == "before":
+                self.now = max(self.now, deadline - dt)
+            elif where == "after":
+                self.now = max(self.now, deadline + dt * self.config.stall_threshold)
+            elif where == "stalled":
+                self.now = max(self.now, deadline + self.config.stall_threshold + dt + _EPS)
+            else:
+                self.now = max(self.now, deadline + 3600.0 * (1 + dt))
+        self.feed(TimerFired(now=self.now))
+
+    @rule()
+    def timer_on_time(self) -> None:
+        """The common case, weighted up: the timer goes off at the deadline."""
+        deadline = self.hb.deadline
+        if deadline is not None:
+            self.now = max(self.now, deadline)
+        self.feed(TimerFired(now=self.now))
+
+    @rule(dt=st.floats(0.0, 2.0))
+    def answered(self, dt: float) -> None:
+        """The peer answers the outstanding heartbeat after ``dt``."""
+        self.now += dt
+        if self.config.style is HeartbeatStyle.APP:
+            self.feed(AppPongReceived(now=self.now))
+        else:
+            self.feed(PongReceived(now=self.now, payload=self.hb.payload_for(self.hb.seq)))
+
+    @rule(
+        code=st.sampled_from([1000, 1001, 1011, 3000, 4999, 1005, 999]),
+        reason=st.sampled_from(["", "bye", "é" * 70]),
+        really=st.integers(0, 2),
+    )
+    def close_requested(self, code: int, reason: str, really: int) -> None:
+        if really == 0:  # closes end the heartbeat: rarer than other events
+            self.feed(CloseRequested(now=self.now, code=code, reason=reason))
+
+    @rule(
+        code=st.sampled_from([1000, 1001, 1002, 1005, 1006, 1015, 3001, 4000, 2000]),
+        error=st.booleans(),
+        really=st.integers(0, 2),
+    )
+    def close_received(self, code: int, error: bool, really: int) -> None:
+        if really == 0:
+            self.feed(CloseReceived(now=self.now, code=code, reason="r", error=error))
+
+    @rule(really=st.integers(0, 5))
+    def connection_closed(self, really: int) -> None:
+        if really == 0:  # the end ends everything: make it rarer than other events
+            self.feed(ConnectionClosed(now=self.now))
+
+    @precondition(lambda self: math.isfinite(self.hb.last_now))
+    @rule(
+        back=st.floats(1e-6, 50.0),
+        kind=st.sampled_from([BytesReceived, TimerFired, PongReceived, ConnectionClosed]),
+    )
+    def backwards(self, back: float, kind: type) -> None:
+        self.feed(kind(now=self.hb.last_now - back))
+
+    def teardown(self) -> None:
+        if not hasattr(self, "hb"):
+            return
+        for phase in set(self.phases_seen):
+            note_event(f"phase {phase.value}")
+        for kind in set(self.emitted):
+            note_event(f"emitted {kind.__name__}")
+        # jitter: the same random source replays to the same actions (deterministic).
+        replay = HeartbeatState(self.config, random=random.Random(self.seed).random)
+        for event, actions in self.log:
+            assert replay.handle(event) == actions
+
+
+HeartbeatMachine.TestCase.settings = settings(
+    # HEARTBEAT_MACHINE_EXAMPLES=5000 for a long bug hunt; the suite stays fast by default.
+    max_examples=int(os.environ.get("HEARTBEAT_MACHINE_EXAMPLES", "200")),
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestHeartbeatMachine = HeartbeatMachine.TestCase
