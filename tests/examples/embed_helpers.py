@@ -9,9 +9,11 @@ never answers a ping. Every wait here is bounded.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
@@ -110,11 +112,11 @@ def parse_frames(data: bytes) -> list[Frame]:
     return frames
 
 
-def free_socket() -> socket.socket:
-    """A listening-ready TCP socket bound to a free loopback port."""
+def free_socket(port: int = 0) -> socket.socket:
+    """A listening-ready TCP socket bound to loopback ``port`` (0: a free one)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     return sock
 
 
@@ -129,3 +131,51 @@ def assert_dead_peer_closed(peer: FrozenPeer, *, dropped: bool = True) -> list[F
     assert closes[0].close_reason == "heartbeat-timeout", closes[0]
     assert eof or not dropped, "the server kept the dead peer's socket open"
     return frames
+
+
+class FrozenServer:
+    """A server that accepts one WebSocket, answers the handshake, then freezes (never reads,
+    never answers a ping). Runs in a thread; every wait is bounded."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.listener = free_socket(port)
+        self.listener.listen(8)
+        self.listener.settimeout(WAIT)
+        self.port: int = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        self.accepted.append(sock)
+        sock.settimeout(WAIT)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+        sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        # Frozen from here on.
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(WAIT)
+        for sock in self.accepted:
+            sock.close()
+
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
