@@ -507,9 +507,10 @@ def _describe_connect_error(exc: BaseException) -> str:
             return f"the server answered HTTP status {exc.status} instead of 101 (upgrade)"
         return f"the WebSocket handshake failed: {exc}"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS failure: certificate not trusted ({exc.verify_message or exc.reason})"
+        why = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
+        return f"TLS failure: the server's certificate is not trusted ({why})"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS failure: {exc.reason or exc}"
+        return f"TLS failure: {getattr(exc, 'reason', None) or exc}"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is a server listening on that port?)"
     if isinstance(exc, socket.gaierror):

@@ -1,0 +1,47 @@
+"""``heartbeat demo`` runs to completion by itself and shows what it promises."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from .helpers import Command
+
+DEMO_LIMIT = 0.5 + 1.0  # the demo server's interval + timeout
+
+
+def test_demo_runs_to_completion() -> None:
+    started = time.monotonic()
+    demo = Command("demo")
+    try:
+        assert demo.finish(timeout=90.0) == 0, (demo.lines[-30:], demo.stderr[-2000:])
+    finally:
+        demo.kill()
+    elapsed = time.monotonic() - started
+    text = "\n".join(demo.lines)
+    assert "\x1b[" not in text  # no colour into a pipe (and NO_COLOR is set)
+    assert "Traceback" not in demo.stderr
+
+    # Live RTT lines from both heartbeat styles, and from the separate `heartbeat ping`.
+    assert re.search(r"alice +ping frames +heartbeat +\d+ +rtt", text)
+    assert re.search(r'bob +\{"type":"ping"\} heartbeat +\d+ +rtt', text)
+    assert "(own process: heartbeat ping)" in text
+
+    # The frozen client is declared dead by the server, within interval + timeout (+ slack).
+    assert "carol: heartbeat" in text and "declared dead, close 1011" in text
+    found = re.search(r"found carol dead ([0-9.]+) s after it froze", text)
+    assert found, text
+    assert 0 < float(found.group(1)) <= DEMO_LIMIT + 1.0
+
+    # The restart: 1001, refused attempts with growing waits, then back.
+    assert "closed with 1001 'server restarting'" in text
+    assert "connection refused" in text
+    waits = re.findall(r"alice +retry \d+ in ([0-9.]+) s", text)
+    assert [float(w) for w in waits[:2]] == [0.25, 0.5]  # exponential: 0.25 s doubling
+    assert re.search(r"alice +reconnected after [0-9.]+ s", text)
+    assert re.search(r"bob +reconnected after [0-9.]+ s", text)
+
+    # The summary closes the show.
+    summary = text[text.index("== summary") :]
+    assert "live RTT:" in summary and "half-open:" in summary and "restart:" in summary
+    assert elapsed < 60.0
