@@ -403,6 +403,11 @@ class HeartbeatConnection:
         hb = self.heartbeat
         pong: bytes | None = None
         for event in self._ws.events():
+            if self._transport_closing:
+                # The connection was failed (protocol error, ping flood): whatever else
+                # the peer sent is never parsed. A flood of tiny frames in one read
+                # would otherwise hold the driver's thread for as long as it takes.
+                break
             if isinstance(event, ws.Pong):
                 payload = bytes(event.payload)
                 sent = self._user_pings.pop(payload, None)
@@ -417,6 +422,10 @@ class HeartbeatConnection:
                         )  # coalesce a burst: answer the latest (RFC 6455 5.5.3)
                     else:
                         self._apply((action,), now, events)
+                        if isinstance(action, SendClose):
+                            # The peer floods us (rule peer-ping): fail the connection
+                            # (RFC 6455 7.1.7) rather than wait for its close frame.
+                            self._fail(now, events, action.code, action.reason)
             elif isinstance(event, (ws.TextMessage, ws.BytesMessage)):
                 self._on_data(event, now, events)
             elif isinstance(event, ws.CloseConnection):

@@ -57,3 +57,36 @@ def test_eof_while_open_stops_heartbeats_and_bounds_the_release() -> None:
     assert events == [Abort()]
     assert conn.data_to_send() == b""
     assert conn.connection_lost(5.0) == [Closed(code=1006, reason="", by="remote")]
+
+
+def test_a_ping_flood_fails_the_connection_and_stops_parsing() -> None:
+    # Found: 23,000 pings in one 256 KiB read held the server's thread for ~650 ms: after
+    # the flood rule closed with 1008, the rest of the read was still parsed, and the
+    # connection then waited close_timeout for the flooder's close frame while reading on.
+    from heartbeat_core import Closing
+
+    from .wsframes import PING, frame
+
+    cfg = HeartbeatConfig(peer_ping_max_strikes=100, peer_ping_min_interval=0.05)
+    conn = HeartbeatConnection(Role.SERVER, cfg)
+    conn.receive_data(upgrade_request(), 0.0)
+    conn.accept(now=0.0)
+    conn.data_to_send()
+    parsed = 0
+    events_of = conn._ws.events
+
+    def counting():  # type: ignore[no-untyped-def]
+        nonlocal parsed
+        for e in events_of():
+            parsed += 1
+            yield e
+
+    conn._ws.events = counting  # type: ignore[method-assign]
+    events = conn.receive_data(frame(PING, b"flood") * 20_000, 1.0)
+    assert events == [Closing(code=1008, reason="too many pings", by_peer=False), CloseTransport()]
+    assert parsed < 200, f"{parsed} frames parsed after deciding to fail the connection"
+    assert conn.phase is HeartbeatPhase.DRAINING
+    out = conn.data_to_send()
+    assert out.startswith(b"\x88") and out[4:] == b"too many pings"  # one close frame, no pong
+    assert conn.receive_data(frame(PING, b"more"), 1.1) == []
+    assert conn.timer_fired(1.0 + cfg.close_timeout) == [Abort()]

@@ -23,6 +23,7 @@ __all__ = [
     "Frame",
     "FrameReader",
     "accept_key",
+    "apply_mask",
     "close_payload",
     "frame",
     "legal_sent_code",
@@ -70,8 +71,16 @@ def frame(
         head = struct.pack("!BBQ", first, mbit | 127, n)
     if mask is None:
         return head + payload
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return head + mask + masked
+    return head + mask + apply_mask(payload, mask)
+
+
+def apply_mask(payload: bytes, key: bytes) -> bytes:
+    """XOR with the repeated 4-byte key (fast enough for megabytes)."""
+    n = len(payload)
+    if not n or key == b"\0\0\0\0":
+        return payload
+    stream = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
 
 
 def close_payload(code: int | None = 1000, reason: str | bytes = b"") -> bytes:
@@ -169,7 +178,7 @@ class FrameReader:
             return None
         payload = bytes(buf[pos : pos + n])
         if masked:
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            payload = apply_mask(payload, key)
         del buf[: pos + n]
         f = Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF, masked, payload)
         if masked != self.expect_masked:

@@ -1,0 +1,352 @@
+"""Hostile or broken peers against both servers, over real loopback sockets.
+
+For every case: the server answers as RFC 6455 and the core's rules say (close code),
+within a bound (time), keeps serving (a fresh client still gets its ping answered), and
+keeps its memory and resources bounded. Each case records a row of
+docs/faults-results.md (see ``harness.record``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+
+import pytest
+
+from heartbeat_core import HeartbeatConfig, Liveness
+
+from .harness import (
+    FAST,
+    Bystander,
+    RawClient,
+    ServerHandle,
+    probe,
+    record,
+    rss_kib,
+    running_server,
+    wait_until,
+)
+from .wsframes import BINARY, CLOSE, CONT, PING, PONG, TEXT, frame, upgrade_request
+
+SLACK = 2.0  # generous: other test suites share these two cores
+
+
+def closes_with(c: RawClient, code: int, timeout: float = 3.0) -> float:
+    """Assert the server sends close ``code`` and drops the socket; return the time taken."""
+    t0 = time.monotonic()
+    got, _ = c.wait_close(timeout)
+    assert got == code, f"expected close {code}, got {got}"
+    assert c.wait_eof(timeout), "the server did not release the socket after its close frame"
+    return time.monotonic() - t0
+
+
+def test_garbage_instead_of_upgrade(server: ServerHandle, adapter: str) -> None:
+    with RawClient(server.port) as c:
+        t0 = time.monotonic()
+        c.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")
+        head = c.read_head(3.0)
+        assert head.startswith(b"HTTP/1.1 400 "), head
+        assert c.wait_eof(3.0)
+        took = time.monotonic() - t0
+    record(
+        "garbage instead of HTTP upgrade",
+        adapter,
+        "HTTP 400, socket closed",
+        f"{took * 1000:.1f} ms",
+    )
+    probe(server.port)
+
+
+def test_slowloris_upgrade_is_bounded_by_the_handshake_timeout(
+    server: ServerHandle, adapter: str
+) -> None:
+    request = upgrade_request()
+    with RawClient(server.port) as c:
+        t0 = time.monotonic()
+        # One byte every 50 ms: the request would take ~8 s; the timeout is 0.5 s.
+        for i in range(len(request) - 1):
+            try:
+                c.send(request[i : i + 1])
+            except OSError:
+                break
+            if c.wait_eof(0.05):
+                break
+        assert c.wait_eof(3.0), "a slow upgrade was never dropped"
+        took = time.monotonic() - t0
+    assert took < 0.5 + SLACK
+    record(
+        "slowloris upgrade (1 byte / 50 ms)",
+        adapter,
+        "dropped at the handshake timeout (0.5 s)",
+        f"dropped after {took:.2f} s",
+    )
+    probe(server.port)
+
+
+@pytest.mark.parametrize(
+    ("case", "data"),
+    [
+        ("control frame > 125 bytes", frame(PING, b"x" * 126)),
+        ("fragmented ping", frame(PING, b"ab", fin=False) + frame(CONT, b"cd")),
+        ("ping with RSV1 set", frame(PING, b"x", rsv=4)),
+        ("reserved opcode 0x3", frame(0x3, b"x")),
+        ("unmasked client frame", frame(TEXT, b"hi", mask=None)),
+    ],
+)
+def test_protocol_violations_close_1002(
+    server: ServerHandle, adapter: str, case: str, data: bytes
+) -> None:
+    with RawClient(server.port) as c:
+        c.handshake()
+        c.send(data)
+        took = closes_with(c, 1002)
+    record(case, adapter, "close 1002, socket released", f"{took * 1000:.1f} ms")
+    probe(server.port)
+
+
+def test_ping_flood_is_closed_1008_without_hurting_others(
+    server: ServerHandle, adapter: str
+) -> None:
+    bystander = Bystander(server.port)
+    try:
+        rss0 = rss_kib()
+        start = time.monotonic()
+        n = 30_000
+        blob = frame(PING, b"flood") * n
+        sent = 0
+        with RawClient(server.port) as c:
+            c.handshake()
+            t0 = time.monotonic()
+            with contextlib.suppress(OSError):  # the server closes (then resets) mid-flood
+                for i in range(0, len(blob), 65536):
+                    c.sock.sendall(blob[i : i + 65536])
+                    sent = min(n, (i + 65536) // len(frame(PING, b"flood")))
+            code, _ = c.wait_close(5.0)
+            took = time.monotonic() - t0
+            pongs = c.seen.get(PONG, 0)
+        assert code == 1008, f"ping flood: expected 1008, got {code}"
+        rss1 = rss_kib()
+        # The bystander kept its heartbeat on time and got its data through.
+        echo = bystander.echo(b"still here")
+        assert bystander.close_code is None
+        gap = bystander.max_ping_gap(start)
+        assert gap < FAST.interval + FAST.timeout + SLACK
+        assert rss1 - rss0 < 32 * 1024, f"RSS grew by {rss1 - rss0} KiB under a ping flood"
+    finally:
+        bystander.stop()
+    record(
+        f"ping flood ({sent:,} pings sent)",
+        adapter,
+        "close 1008 (strikes); other connection unaffected",
+        f"closed in {took * 1000:.0f} ms; {pongs} pongs sent; bystander ping gap "
+        f"{gap * 1000:.0f} ms, echo {echo * 1000:.1f} ms; RSS +{rss1 - rss0} KiB",
+    )
+    probe(server.port)
+
+
+def test_unsolicited_pongs_are_ignored(server: ServerHandle, adapter: str) -> None:
+    rnd = os.urandom(125 * 500)
+    with RawClient(server.port) as c:
+        c.handshake()
+        for i in range(500):
+            c.send_frame(PONG, rnd[i * 125 : i * 125 + (i % 126)])
+        c.send_frame(TEXT, b"after the pongs")
+        f = c.expect(lambda f: f.opcode == TEXT, 3.0)
+        assert f is not None and f.payload == b"after the pongs"
+        c.send_frame(PING, b"alive?")
+        assert c.expect(lambda f: f.opcode == PONG and f.payload == b"alive?", 3.0)
+        assert not c.eof
+    record(
+        "500 unsolicited pongs, random payloads",
+        adapter,
+        "ignored; connection stays open",
+        "echo and ping answered afterwards",
+    )
+    probe(server.port)
+
+
+def test_replayed_pongs_do_not_keep_a_dead_peer_alive(adapter: str) -> None:
+    """With pong-only liveness, replaying the first ping's payload must not count:
+    the server declares the peer dead (1011) one timeout after its next ping."""
+    cfg = HeartbeatConfig(interval=0.2, timeout=0.3, close_timeout=0.3, liveness=Liveness.PONG_ONLY)
+    with running_server(adapter, cfg) as srv, RawClient(srv.port) as c:
+        c.handshake()
+        first = c.expect(lambda f: f.opcode == PING, 3.0)
+        assert first is not None
+        c.send_frame(PONG, first.payload)
+        second = c.expect(lambda f: f.opcode == PING, 3.0)
+        assert second is not None and second.payload != first.payload
+        t0 = time.monotonic()
+        code = None
+        for _ in range(200):  # replay every 10 ms until the server gives up
+            c.send_frame(PONG, first.payload)
+            f = c.next_frame(0.01)
+            if f is not None and f.opcode == CLOSE:
+                code = f.close_code
+                break
+            if c.eof:
+                break
+        took = time.monotonic() - t0
+        assert code == 1011, f"expected 1011 heartbeat-timeout, got {code}"
+        assert took < cfg.timeout + SLACK
+        record(
+            "replayed pongs (pong-only liveness)",
+            adapter,
+            "close 1011 heartbeat-timeout",
+            f"dead {took * 1000:.0f} ms after the unanswered ping (timeout 300 ms)",
+        )
+        probe(srv.port)
+
+
+def test_app_mode_inputs(server: ServerHandle, adapter: str) -> None:
+    with RawClient(server.port) as c:
+        c.handshake()
+        # The seed's app-level ping is answered, not delivered.
+        c.send_frame(TEXT, b'{"type":"ping"}')
+        f = c.expect(lambda f: f.opcode == TEXT, 3.0)
+        assert f is not None and f.payload == b'{"type":"pong"}'
+        # Malformed JSON and a nested ping are ordinary messages (echoed back).
+        for text in (b'{"type": "ping"', b'{"data":{"type":"ping"}}', b"[1,2"):
+            c.send_frame(TEXT, text)
+            f = c.expect(lambda f: f.opcode == TEXT, 3.0)
+            assert f is not None and f.payload == text, (text, f)
+    record(
+        'app mode: malformed JSON, nested {"type":"ping"}',
+        adapter,
+        "delivered as messages (echoed), not answered",
+        "connection stays open",
+    )
+    with RawClient(server.port) as c:
+        c.handshake()
+        c.send_frame(TEXT, b"caf\xc3")
+        took = closes_with(c, 1007)
+    record("app mode: invalid UTF-8 text", adapter, "close 1007", f"{took * 1000:.1f} ms")
+    probe(server.port)
+
+
+def test_16_mib_text_message_closes_1009(server: ServerHandle, adapter: str) -> None:
+    rss0 = rss_kib()
+    with RawClient(server.port) as c:
+        c.handshake()
+        t0 = time.monotonic()
+        data = frame(TEXT, b"a" * (16 << 20))
+        with contextlib.suppress(OSError):
+            for i in range(0, len(data), 1 << 20):
+                c.sock.sendall(data[i : i + (1 << 20)])
+        code, _ = c.wait_close(5.0)
+        took = time.monotonic() - t0
+    del data
+    assert code == 1009, f"expected 1009, got {code}"
+    rss1 = rss_kib()
+    record(
+        "app mode: 16 MiB text message (max_size 1 MiB)",
+        adapter,
+        "close 1009",
+        f"{took * 1000:.0f} ms; RSS +{max(0, rss1 - rss0) // 1024} MiB (incl. the client's 32 MiB of buffers)",
+    )
+    probe(server.port)
+
+
+def test_client_that_never_reads_stays_bounded(server: ServerHandle, adapter: str) -> None:
+    """Messages echo back to a client that never reads: the server must pause or close,
+    not buffer without limit."""
+    rss0 = rss_kib()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5.0)
+    sock.connect(("127.0.0.1", server.port))
+    with contextlib.closing(sock):
+        sock.sendall(upgrade_request())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        msg = frame(BINARY, b"z" * 65536)
+        sock.settimeout(1.0)  # a send that stalls for 1 s means the server stopped reading
+        sent = 0
+        t0 = time.monotonic()
+        outcome = "paused"
+        while sent < (256 << 20) and time.monotonic() - t0 < 20:
+            try:
+                sock.sendall(msg)
+            except TimeoutError:
+                outcome = "paused"
+                break
+            except OSError:
+                outcome = "closed"
+                break
+            sent += len(msg)
+        growth = rss_kib() - rss0
+        took = time.monotonic() - t0
+    assert sent < (256 << 20), "the server read 256 MiB from a client that reads nothing"
+    assert growth < 96 * 1024, f"RSS grew {growth} KiB"
+    if outcome == "closed":
+        closed = server.wait_closed_count(1, 5.0)
+        assert closed, "the client's send failed but the server reports no close"
+        did = f"closed {closed[0][1].code} {closed[0][1].reason!r}"
+    else:
+        did = "stopped reading (paused)"
+    record(
+        "client that never reads (64 KiB echoes)",
+        adapter,
+        did,
+        f"accepted {sent >> 20} MiB in {took:.1f} s before that; RSS +{max(growth, 0) >> 10} MiB",
+    )
+    probe(server.port)
+
+
+def test_connection_churn_leaks_nothing(server: ServerHandle, adapter: str) -> None:
+    import threading as _threading
+
+    probe(server.port)  # warm up: the loop's timer, buffers, first thread
+    assert wait_until(lambda: server.counts()["connections"] == 0, 5.0)
+    before = server.counts()
+    fds0 = len(os.listdir("/proc/self/fd"))
+    threads0 = _threading.active_count()
+    rss0 = rss_kib()
+    n_clean = n_abort = n_half = 0
+    t0 = time.monotonic()
+    for i in range(300):
+        if time.monotonic() - t0 > 20:
+            break
+        c = RawClient(server.port)
+        try:
+            if i % 3 == 0:  # clean close
+                c.handshake()
+                c.send_frame(CLOSE, b"\x03\xe8")
+                c.wait_eof(3.0)
+                n_clean += 1
+            elif i % 3 == 1:  # reset in the middle of the session
+                c.handshake()
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                n_abort += 1
+            else:  # gone during the opening handshake
+                c.send(upgrade_request()[:40])
+                n_half += 1
+        finally:
+            c.close()
+    assert wait_until(lambda: server.counts()["connections"] == 0, 10.0), server.counts()
+    # Stale heap entries are allowed until their deadline passes; live ones are not.
+    assert wait_until(lambda: server.counts()["live_timer_entries"] == 0, 5.0), server.counts()
+    assert wait_until(
+        lambda: server.counts()["timer_entries"] <= before["timer_entries"] + 1, 5.0
+    ), server.counts()
+    assert wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds0, 5.0)
+    assert wait_until(lambda: _threading.active_count() <= threads0, 5.0)
+    after = server.counts()
+    if adapter == "asyncio":
+        assert after["tasks"] <= before["tasks"], (before, after)
+        assert after["loop_handles"] <= before["loop_handles"] + 1, (before, after)
+    fds1 = len(os.listdir("/proc/self/fd"))
+    rss1 = rss_kib()
+    record(
+        f"churn: {n_clean} clean, {n_abort} reset, {n_half} half-handshake connections",
+        adapter,
+        "all released",
+        f"fds {fds0} -> {fds1}; threads {threads0} -> {_threading.active_count()}; "
+        + ", ".join(f"{k} {before[k]} -> {after[k]}" for k in before)
+        + f"; RSS +{max(rss1 - rss0, 0)} KiB",
+    )
+    probe(server.port)
