@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 import trustme
-from thr_support import SLACK, RawServer, client_frame, raw_client, read_frame, wait_until
+from heartbeat_threading import Connection, Server, connect, serve
+from thr_support import SLACK, RawServer, raw_client, read_frame, wait_until
 
 from heartbeat_core import (
     Closed,
@@ -21,7 +22,6 @@ from heartbeat_core import (
     TcpKeepalive,
 )
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
-from heartbeat_threading import Connection, Server, connect, serve
 
 FAST = HeartbeatConfig(interval=0.05, timeout=0.3, close_timeout=1.0)
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)
@@ -134,13 +134,15 @@ def test_subprotocol_negotiation() -> None:
 
 
 def test_max_size_closes_with_1009() -> None:
-    with serve(echo, config=FAST, max_size=1000) as server:
-        with connect(f"ws://127.0.0.1:{server.port}/", config=FAST) as conn:
-            conn.send(b"a" * 1000)
-            assert conn.recv(timeout=SLACK) == b"a" * 1000
-            conn.send(b"a" * 2000)
-            assert list(conn) == []  # the iterator ends quietly at the close
-            assert conn.close_code == 1009 and conn.closed_by == "remote"
+    with (
+        serve(echo, config=FAST, max_size=1000) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", config=FAST) as conn,
+    ):
+        conn.send(b"a" * 1000)
+        assert conn.recv(timeout=SLACK) == b"a" * 1000
+        conn.send(b"a" * 2000)
+        assert list(conn) == []  # the iterator ends quietly at the close
+        assert conn.close_code == 1009 and conn.closed_by == "remote"
 
 
 def test_handler_return_closes_with_1000() -> None:
@@ -157,10 +159,12 @@ def test_handler_exception_closes_with_1011(caplog: pytest.LogCaptureFixture) ->
     def broken(conn: Connection) -> None:
         raise RuntimeError("boom")
 
-    with serve(broken, config=FAST) as server:
-        with connect(f"ws://127.0.0.1:{server.port}/", config=FAST) as conn:
-            assert list(conn) == []
-            assert conn.close_code == 1011
+    with (
+        serve(broken, config=FAST) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", config=FAST) as conn,
+    ):
+        assert list(conn) == []
+        assert conn.close_code == 1011
     assert "handler failed" in caplog.text
 
 
@@ -177,7 +181,11 @@ def test_graceful_shutdown_closes_everyone_with_1001() -> None:
     assert not runner.is_alive()
     for conn in clients:
         conn.wait_closed()
-        assert (conn.close_code, conn.close_reason, conn.closed_by) == (1001, "going away", "remote")
+        assert (conn.close_code, conn.close_reason, conn.closed_by) == (
+            1001,
+            "going away",
+            "remote",
+        )
     assert took < 2.0
     assert not server.connections
     with pytest.raises(OSError):
@@ -211,15 +219,17 @@ def test_heartbeats_run_while_nobody_reads(style: HeartbeatStyle) -> None:
     def idle(conn: Connection) -> None:
         release.wait(10)  # the handler never calls recv()
 
-    with serve(idle, config=config) as server:
-        with connect(f"ws://127.0.0.1:{server.port}/", config=config) as conn:
-            conn.send("unread")  # sits in the server's queue all along
-            wait_until(lambda: conn.stats.pongs_received >= 8)
-            (server_conn,) = server.connections
-            wait_until(lambda: server_conn.stats.pongs_received >= 8)
-            assert conn.open and server_conn.open
-            assert conn.stats.misses == 0 and server_conn.stats.misses == 0
-            release.set()
+    with (
+        serve(idle, config=config) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", config=config) as conn,
+    ):
+        conn.send("unread")  # sits in the server's queue all along
+        wait_until(lambda: conn.stats.pongs_received >= 8)
+        (server_conn,) = server.connections
+        wait_until(lambda: server_conn.stats.pongs_received >= 8)
+        assert conn.open and server_conn.open
+        assert conn.stats.misses == 0 and server_conn.stats.misses == 0
+        release.set()
 
 
 def test_plain_http_gets_426_or_the_http_handler() -> None:
@@ -259,13 +269,15 @@ def test_refused_and_bad_uri() -> None:
 
 def test_tcp_keepalive_is_applied_on_both_sides() -> None:
     keepalive = TcpKeepalive(idle=7, interval=3, count=4, user_timeout=5.0)
-    with serve(echo, config=FAST, keepalive=keepalive) as server:
-        with connect(f"ws://127.0.0.1:{server.port}/", config=FAST, keepalive=keepalive) as conn:
-            (server_conn,) = wait_until(lambda: server.connections)
-            for sock in (conn._sock, server_conn._sock):
-                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
-                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+    with (
+        serve(echo, config=FAST, keepalive=keepalive) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", config=FAST, keepalive=keepalive) as conn,
+    ):
+        (server_conn,) = wait_until(lambda: server.connections)
+        for sock in (conn._sock, server_conn._sock):
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
 
 
 def test_send_blocks_at_the_write_limit() -> None:
@@ -309,13 +321,15 @@ def test_inbound_queue_is_bounded_and_in_order() -> None:
         conn.recv()
 
     # QUIET: a reader that stops consuming stops reading the socket, heartbeats included
-    with serve(burst, config=QUIET) as server:
-        with connect(f"ws://127.0.0.1:{server.port}/", config=QUIET, max_queue=4) as conn:
-            wait_until(lambda: conn._paused)
-            window = time.monotonic() + 0.2
-            while time.monotonic() < window:  # observe: the queue does not grow while paused
-                assert len(conn._messages) <= 4 + 3  # at most one read's worth past the limit
-                time.sleep(0.01)
-            got = [conn.recv(timeout=SLACK) for _ in range(60)]
-            assert [m.split(b" ")[0] for m in got] == [b"%d" % i for i in range(60)]
-            assert conn.open and conn.stats.misses == 0
+    with (
+        serve(burst, config=QUIET) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", config=QUIET, max_queue=4) as conn,
+    ):
+        wait_until(lambda: conn._paused)
+        window = time.monotonic() + 0.2
+        while time.monotonic() < window:  # observe: the queue does not grow while paused
+            assert len(conn._messages) <= 4 + 3  # at most one read's worth past the limit
+            time.sleep(0.01)
+        got = [conn.recv(timeout=SLACK) for _ in range(60)]
+        assert [m.split(b" ")[0] for m in got] == [b"%d" % i for i in range(60)]
+        assert conn.open and conn.stats.misses == 0

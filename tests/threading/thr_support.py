@@ -54,11 +54,11 @@ def raw_client(port: int, path: str = "/") -> tuple[socket.socket, bytes]:
     """Open a WebSocket to our server by hand; return the socket and any bytes after the 101."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
+    request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        .encode()
     )
+    sock.sendall(request.encode())
     head, rest = _read_head(sock)
     assert head.startswith(b"HTTP/1.1 101"), head
     return sock, rest
