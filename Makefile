@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench-core bench bench-quick clean fuzz docs
+.PHONY: test demo lint typecheck pytest bench-core bench bench-quick clean fuzz docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: lint typecheck pytest
+
+# A 15-second tour on 127.0.0.1 (live RTT, a frozen client found dead, a server restart);
+# creates .venv first when needed, like `make test`.
+demo: $(STAMP)
+	$(VENV)/bin/heartbeat demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
