@@ -10,10 +10,11 @@ The driver does four things and decides nothing about *when* (see the core):
 4. queue messages for :meth:`Connection.recv`.
 
 Reading never stops, so heartbeats work whether or not the application reads.
-The price is that the receive queue must be bounded some other way: when more
-than ``max_queue`` bytes of messages wait unread, the connection is closed
-with 1008 ("receive queue overflow"). Memory per connection is therefore
-bounded by ``max_queue`` + ``max_size`` (the message being assembled).
+The price is that the receive queue must be bounded some other way: when
+several messages wait unread and together exceed ``max_queue`` bytes (16 MiB),
+the connection is closed with 1008 ("receive queue overflow"). Memory per
+connection is therefore bounded by about ``max_queue`` + 2 * ``max_size`` (the
+last message queued and the one being assembled).
 Pausing the transport instead would hide the peer's pongs behind unread data
 and get a healthy peer declared dead.
 
@@ -513,7 +514,7 @@ class Connection(asyncio.BufferedProtocol):
         self._queue.append(data)
         self._queued += len(data)
         self._wake_reader()
-        if self._queued > self._max_queue and self._core.is_open:
+        if self._queued > self._max_queue and len(self._queue) > 1 and self._core.is_open:
             logger.info(
                 "%s: %d message bytes wait unread (max_queue=%d): closing with 1008",
                 self._label(),

@@ -31,8 +31,10 @@ async def read_head(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
 
 
-async def raw_client(port: int, path: str = "/") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A raw TCP client that completes the WebSocket handshake and then does only what it is told."""
+async def raw_client(
+    port: int, path: str = "/"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw TCP client that completes the WebSocket handshake, then does only what it is told."""
     reader, writer = await asyncio.open_connection(HOST, port)
     key = base64.b64encode(os.urandom(16))
     writer.write(
@@ -97,7 +99,9 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 class ThreadPeer:
     """Runs ``main(stop)`` in its own event loop in a thread (a peer our loop cannot block)."""
 
-    def __init__(self, main: Callable[[asyncio.Event, concurrent.futures.Future[Any]], Awaitable[None]]):
+    def __init__(
+        self, main: Callable[[asyncio.Event, concurrent.futures.Future[Any]], Awaitable[None]]
+    ):
         self._main = main
         self.ready: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._loop: asyncio.AbstractEventLoop | None = None

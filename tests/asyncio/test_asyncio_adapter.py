@@ -8,11 +8,11 @@ import socket
 import ssl
 import time
 
+import heartbeat_asyncio
 import pytest
 from aio_support import HOST, raw_client, read_head, run
-
-import heartbeat_asyncio
 from heartbeat_asyncio import Connection, connect, serve
+
 from heartbeat_core import (
     ConnectionEvent,
     HeartbeatConfig,
@@ -63,9 +63,7 @@ def test_echo_and_heartbeats_both_styles(style: HeartbeatStyle) -> None:
                 assert await conn.recv() == b"\x00\x01"
                 # Both sides heartbeat each other; nothing else is delivered as a message.
                 await wait_until(lambda: conn.stats.pongs_received >= 3)
-                await wait_until(
-                    lambda: sum(isinstance(e, RttSample) for e in server_events) >= 3
-                )
+                await wait_until(lambda: sum(isinstance(e, RttSample) for e in server_events) >= 3)
                 assert conn.latency is not None and 0 < conn.latency < 0.5
                 (server_conn,) = server.connections
                 assert server_conn.stats.pongs_received >= 3
@@ -80,15 +78,17 @@ def test_echo_and_heartbeats_both_styles(style: HeartbeatStyle) -> None:
 
 def test_ping_returns_rtt_and_stats() -> None:
     async def main() -> None:
-        async with await serve(echo) as server:
-            async with connect(f"ws://{HOST}:{server.port}/", config=FAST) as conn:
-                rtts = [await conn.ping() for _ in range(5)]
-                assert all(0 < rtt < 1.0 for rtt in rtts)
-                await wait_until(lambda: conn.latency is not None)
-                stats = conn.stats
-                assert stats.pings_sent >= 1
-                assert stats.min_rtt is not None and stats.max_rtt is not None
-                assert 0 < stats.min_rtt <= stats.max_rtt < 1.0
+        async with (
+            await serve(echo) as server,
+            connect(f"ws://{HOST}:{server.port}/", config=FAST) as conn,
+        ):
+            rtts = [await conn.ping() for _ in range(5)]
+            assert all(0 < rtt < 1.0 for rtt in rtts)
+            await wait_until(lambda: conn.latency is not None)
+            stats = conn.stats
+            assert stats.pings_sent >= 1
+            assert stats.min_rtt is not None and stats.max_rtt is not None
+            assert 0 < stats.min_rtt <= stats.max_rtt < 1.0
 
     run(main())
 
@@ -123,17 +123,19 @@ def test_subprotocol_and_extra_headers() -> None:
 
 def test_max_size_closes_with_1009() -> None:
     async def main() -> None:
-        async with await serve(echo, max_size=1000) as server:
-            async with connect(f"ws://{HOST}:{server.port}/") as conn:
-                await conn.send("x" * 1000)
-                assert await conn.recv() == "x" * 1000
-                await conn.send(b"y" * 1001)
-                with pytest.raises(ConnectionClosedError) as info:
-                    await conn.recv()
-                assert info.value.code == 1009
-                await conn.wait_closed()
-                assert conn.close_code == 1009
-                assert conn.closed_by == "remote"
+        async with (
+            await serve(echo, max_size=1000) as server,
+            connect(f"ws://{HOST}:{server.port}/") as conn,
+        ):
+            await conn.send("x" * 1000)
+            assert await conn.recv() == "x" * 1000
+            await conn.send(b"y" * 1001)
+            with pytest.raises(ConnectionClosedError) as info:
+                await conn.recv()
+            assert info.value.code == 1009
+            await conn.wait_closed()
+            assert conn.close_code == 1009
+            assert conn.closed_by == "remote"
 
     run(main())
 
@@ -168,7 +170,7 @@ def test_shutdown_aborts_clients_that_do_not_answer_the_close() -> None:
     async def main() -> None:
         config = HeartbeatConfig(interval=30, timeout=10, close_timeout=30)
         server = await serve(idle, config=config)
-        reader, writer = await raw_client(server.port)  # never answers the close frame
+        _reader, writer = await raw_client(server.port)  # never answers the close frame
         await wait_until(lambda: len(server.connections) == 1)
         started = time.monotonic()
         await server.close(timeout=0.3)
@@ -220,13 +222,15 @@ def test_heartbeats_run_while_the_application_never_reads() -> None:
         await conn.wait_closed()
 
     async def main() -> None:
-        async with await serve(flood, config=config) as server:
-            async with connect(f"ws://{HOST}:{server.port}/", config=config) as conn:
-                await wait_until(lambda: conn.stats.pongs_received >= 10)
-                (server_conn,) = server.connections
-                await wait_until(lambda: server_conn.stats.pongs_received >= 10)
-                assert conn.is_open and conn.stats.misses == 0
-                assert await conn.recv() == "message 0"  # all queued meanwhile
+        async with (
+            await serve(flood, config=config) as server,
+            connect(f"ws://{HOST}:{server.port}/", config=config) as conn,
+        ):
+            await wait_until(lambda: conn.stats.pongs_received >= 10)
+            (server_conn,) = server.connections
+            await wait_until(lambda: server_conn.stats.pongs_received >= 10)
+            assert conn.is_open and conn.stats.misses == 0
+            assert await conn.recv() == "message 0"  # all queued meanwhile
 
     run(main())
 
@@ -272,7 +276,7 @@ def test_send_waits_for_the_write_buffer_to_drain() -> None:
 
         config = HeartbeatConfig(interval=30, timeout=10)
         async with await serve(producer, config=config) as server:
-            reader, writer = await raw_client(server.port)  # reads nothing more
+            _reader, writer = await raw_client(server.port)  # reads nothing more
             await asyncio.wait_for(stalled.wait(), 10.0)
             writer.close()
 
@@ -373,14 +377,16 @@ def test_tcp_keepalive_is_applied_when_given() -> None:
         await conn.wait_closed()
 
     async def main() -> None:
-        async with await serve(handler, keepalive=keepalive) as server:
-            async with connect(f"ws://{HOST}:{server.port}/", keepalive=keepalive) as conn:
-                assert await conn.recv() == "x"
-                assert conn._transport is not None
-                sock = conn._transport.get_extra_info("socket")
-                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
-                if hasattr(socket, "TCP_KEEPIDLE"):
-                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 5
+        async with (
+            await serve(handler, keepalive=keepalive) as server,
+            connect(f"ws://{HOST}:{server.port}/", keepalive=keepalive) as conn,
+        ):
+            assert await conn.recv() == "x"
+            assert conn._transport is not None
+            sock = conn._transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 5
             async with connect(f"ws://{HOST}:{server.port}/") as plain:
                 assert plain._transport is not None
                 sock = plain._transport.get_extra_info("socket")
@@ -392,10 +398,9 @@ def test_tcp_keepalive_is_applied_when_given() -> None:
 
 def test_open_and_close_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
-        async with await serve(echo) as server:
-            async with connect(f"ws://{HOST}:{server.port}/") as conn:
-                await conn.send("x")
-                await conn.recv()
+        async with await serve(echo) as server, connect(f"ws://{HOST}:{server.port}/") as conn:
+            await conn.send("x")
+            await conn.recv()
 
     with caplog.at_level(logging.INFO, logger="heartbeat_asyncio"):
         run(main())
