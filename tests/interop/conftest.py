@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,7 +52,8 @@ def node() -> str:
     """The ``node`` executable, with ``ws`` installed in tests/interop/node (``npm ci``)."""
     tools = node_tools()
     if tools is None:
-        pytest.skip("Node.js peers need `node` and `npm` on PATH (neither is installed here)")
+        missing = [name for name in ("node", "npm") if shutil.which(name) is None]
+        pytest.skip(f"the Node.js peers need node and npm on PATH; not found: {', '.join(missing)}")
     node_exe, npm = tools
     if not (NODE_DIR / "node_modules" / "ws" / "package.json").exists():
         command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]

@@ -25,7 +25,14 @@ from typing import Any
 
 import pytest
 
-from heartbeat_core import HeartbeatConfig, HeartbeatStyle
+from heartbeat_core import (
+    HEARTBEAT_TIMEOUT_REASON,
+    JSON_CODEC,
+    HeartbeatConfig,
+    HeartbeatStyle,
+    Liveness,
+    PeerDead,
+)
 
 from .harness import (
     NODE_DIR,
@@ -183,3 +190,35 @@ def test_seed_client_stays_connected_to_our_server(
         seed_rtts=rtt_summary(seed_rtts),
         ours=rtt_summary(our.rtts),
     )
+
+
+def test_seed_client_in_app_mode_needs_any_inbound_liveness(
+    adapter: AdapterShim, node_peer: StartNode, figures: dict[str, Any]
+) -> None:
+    """Why the app-mode test above passes: the seed client never answers our
+    {"type":"ping"}, so with ``Liveness.PONG_ONLY`` our server declares it dead after
+    interval + timeout and closes with 1011. (Keep the default ANY_INBOUND for such clients.)"""
+    config = HeartbeatConfig(
+        interval=0.25,
+        timeout=0.5,
+        close_timeout=1.0,
+        style=HeartbeatStyle.APP,
+        liveness=Liveness.PONG_ONLY,
+    )
+    server = adapter.serve(config)
+    client = node_peer(
+        "run-seed-client.js",
+        SEED_URL=server.url,
+        SEED_PING_INTERVAL_MS=str(SEED_PING_INTERVAL_MS),
+        SEED_PING_TIMEOUT_MS=str(SEED_PING_TIMEOUT_MS),
+    )
+    (opened,) = client.wait_for("open", timeout=SLACK)
+    (dead,) = server.recorder.wait_for(PeerDead, timeout=config.interval + config.timeout + SLACK)
+    (closed,) = client.wait_for("close", timeout=SLACK)
+    assert (closed["code"], closed["reason"]) == (1011, HEARTBEAT_TIMEOUT_REASON)
+    assert dead.waited >= config.timeout
+    # It kept pinging (and we kept answering) until the end.
+    assert client.records("message", where=lambda r: r["data"] == JSON_CODEC.pong_text)
+    detection = closed["t"] - opened["t"]
+    assert detection < config.interval + config.timeout + 2.0
+    figures.update(open_to_close_s=round(detection, 3), waited_s=round(dead.waited, 3))

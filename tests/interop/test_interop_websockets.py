@@ -61,7 +61,6 @@ def test_our_client_and_websockets_server_keep_each_other_alive(
         stats = client.stats
         assert stats.misses == 0
         assert_plausible_rtts(events.rtts, client.latency)
-        assert client.latency == stats.srtt
         # ping() is separate from the heartbeat and reports its own RTT.
         assert 0 < client.ping() < 0.5
 
