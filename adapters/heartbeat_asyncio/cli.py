@@ -50,6 +50,7 @@ from heartbeat_core import (
     HeartbeatStyle,
     Liveness,
     PeerDead,
+    Request,
     RttSample,
 )
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
@@ -576,9 +577,15 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
         else:
             out.line(f"{_clock()}  {text}")
 
+    opened: set[Connection] = set()
+
     def on_event(conn: Connection, event: ConnectionEvent) -> None:
         peer = _peer(conn.remote_address)
-        if isinstance(event, RttSample):
+        if isinstance(event, Request):
+            # The upgrade is accepted as this event is reported: the connection is open.
+            opened.add(conn)
+            log("open", f"open    {peer}  {event.target}", peer=peer, path=event.target)
+        elif isinstance(event, RttSample):
             log(
                 "rtt",
                 f"rtt     {peer}  seq={event.seq} rtt={event.rtt * 1000:.3f} ms",
@@ -595,7 +602,9 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
                 seq=event.seq,
                 waited_ms=_ms(event.waited),
             )
-        elif isinstance(event, Closed):
+        elif isinstance(event, Closed) and conn in opened:
+            # (Sockets that never completed an upgrade -- junk, plain HTTP -- are not logged.)
+            opened.discard(conn)
             reason = f" {event.reason!r}" if event.reason else ""
             log(
                 "close",
@@ -606,18 +615,13 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
                 by=event.by,
             )
 
-    async def handler(conn: Connection) -> None:
-        peer = _peer(conn.remote_address)
-        log("open", f"open    {peer}", peer=peer)
-        await _echo(conn)
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     got: list[str] = []
     _install_stop(loop, stop, got)
     try:
         server = await serve(
-            handler,
+            _echo,
             args.host,
             args.port,
             config=config,

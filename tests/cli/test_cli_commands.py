@@ -322,3 +322,74 @@ def test_usage_error_exits_2() -> None:
     command = Command("ping", "ws://127.0.0.1:1/", "--count", "zero")
     assert command.finish() == 2
     assert "usage:" in command.stderr and "Traceback" not in command.stderr
+
+
+# ----------------------------------------------------------------------------- liveness
+
+
+def _raw_upgrade(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=SLACK)
+    sock.sendall(
+        b"GET /raw HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        assert chunk, response
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def test_bytes_in_the_middle_of_a_message_keep_a_peer_alive(cleanup: list[Command]) -> None:
+    """A peer that never answers pings but trickles one byte of a large message every 50 ms
+    stays alive (any inbound byte counts); once it stops, it is declared dead."""
+    server, port = start_server("--interval", "0.3", "--timeout", "0.5")
+    cleanup.append(server)
+    sock = _raw_upgrade(port)
+    try:
+        server.wait_for("open")
+        payload = b"x" * 200
+        frame = b"\x81\xfe" + len(payload).to_bytes(2, "big") + b"\x00\x00\x00\x00" + payload
+        end = time.monotonic() + 1.6  # twice interval + timeout
+        sent = 0
+        while time.monotonic() < end and sent < len(frame):
+            sock.sendall(frame[sent : sent + 1])
+            sent += 1
+            time.sleep(0.05)
+        assert not server.events("dead") and not server.events("close"), server.lines
+        stopped = time.monotonic()
+        (closed,) = server.wait_for("close")
+        assert time.monotonic() - stopped < 0.8 + SLACK
+        assert (closed["code"], closed["reason"], closed["by"]) == (
+            1011,
+            "heartbeat-timeout",
+            "local",
+        )
+        (dead,) = server.events("dead")
+        assert dead["waited_ms"] >= 500
+    finally:
+        sock.close()
+    server.signal(signal.SIGTERM)
+    assert server.finish() == 0
+
+
+def test_plain_http_gets_426_and_is_not_logged_as_a_connection(cleanup: list[Command]) -> None:
+    server, port = start_server()
+    cleanup.append(server)
+    with socket.create_connection(("127.0.0.1", port), timeout=SLACK) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(4096):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 426"), response
+    ping = Command("ping", f"ws://127.0.0.1:{port}/x?y=1", "--count", "1", "--json")
+    cleanup.append(ping)
+    assert ping.finish() == 0
+    server.wait_for("close")
+    server.signal(signal.SIGTERM)
+    assert server.finish() == 0
+    (opened,) = server.events("open")  # the ping only: the plain GET was no connection
+    assert opened["path"] == "/x?y=1"
+    assert len(server.events("close")) == 1
