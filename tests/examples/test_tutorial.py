@@ -51,9 +51,18 @@ def test_reconnect_after_restart_and_after_a_frozen_server(
     """Connection 1: the server restarts (1001). Connection 2: a frozen server, declared dead
     (1011). Connection 3: the real server again; the client stops there."""
 
+    port = 0
+
     async def main() -> None:
+        nonlocal port
         states: asyncio.Queue[ReconnectEvent] = asyncio.Queue()
-        monkeypatch.setattr(tutorial_reconnect, "on_state", states.put_nowait)
+        printed = tutorial_reconnect.on_state
+
+        def on_state(event: ReconnectEvent) -> None:
+            printed(event)
+            states.put_nowait(event)
+
+        monkeypatch.setattr(tutorial_reconnect, "on_state", on_state)
 
         async def next_state(kind: type) -> ReconnectEvent:
             while True:
@@ -86,8 +95,15 @@ def test_reconnect_after_restart_and_after_a_frozen_server(
 
     asyncio.run(main())
     out = capsys.readouterr().out
-    assert "received: hello #1\n" in out
-    assert "received: hello #3\n" in out
+    uri = re.escape(f"ws://127.0.0.1:{port}/")
+    # The lines the tutorial shows, in order.
+    assert re.search(
+        rf"connected to {uri}\nreceived: hello #1\ndisconnected: 1001 going away\n"
+        r"retrying in \d\.\d\d s \(attempt 1\)\n",
+        out,
+    ), out
+    assert "disconnected: 1011 heartbeat-timeout\n" in out
+    assert out.endswith("received: hello #3\n"), out
 
 
 def _frozen_on(port: int) -> FrozenServer:
