@@ -37,6 +37,8 @@ __all__ = [
     "OurClient",
     "OurServer",
     "Recorder",
+    "ECHO_SAMPLES",
+    "assert_echoes",
     "assert_plausible_rtts",
     "make_adapter",
     "rtt_summary",
@@ -213,7 +215,7 @@ class OurClient:
         return self._do(self.conn.recv, lambda: self.conn.recv(timeout=timeout), timeout)
 
     def ping(self, timeout: float = SLACK) -> float:
-        return self._do(self.conn.ping, self.conn.ping, timeout)
+        return self._do(self.conn.ping, lambda: self.conn.ping(timeout=timeout), timeout)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self._do(
@@ -444,6 +446,19 @@ class NodeProcess:
                 self.proc.wait(5.0)
         for thread in self._threads:
             thread.join(5.0)
+
+
+#: Messages every echo check sends: text, binary, and a large text (fragmented by some peers).
+ECHO_SAMPLES: tuple[str | bytes, ...] = ("hello", b"\x00\xff" * 1000, "h\u00e9" * 100_000)
+
+
+def assert_echoes(send: Callable[[str | bytes], None], recv: Callable[[], str | bytes]) -> None:
+    """Each of :data:`ECHO_SAMPLES` comes back unchanged, with its type."""
+    for sample in ECHO_SAMPLES:
+        send(sample)
+        echoed = recv()
+        assert type(echoed) is type(sample)
+        assert echoed == sample
 
 
 def rtt_summary(rtts: list[float]) -> dict[str, float | int]:

@@ -136,9 +136,9 @@ class WebsocketsClientPeer:
     def is_open(self) -> bool:
         return self._loop.call(lambda: self.ws.state is State.OPEN)
 
-    def echo(self, text: str, timeout: float = SLACK) -> str | bytes:
+    def echo(self, data: str | bytes, timeout: float = SLACK) -> str | bytes:
         async def go() -> str | bytes:
-            await self.ws.send(text)
+            await self.ws.send(data)
             return await asyncio.wait_for(self._queue.get(), timeout)
 
         return self._loop.run(go(), timeout + 1.0)
@@ -233,9 +233,12 @@ class AiohttpClientPeer:
     def is_open(self) -> bool:
         return self._loop.call(lambda: not self.ws.closed)
 
-    def echo(self, text: str, timeout: float = SLACK) -> str | bytes:
+    def echo(self, data: str | bytes, timeout: float = SLACK) -> str | bytes:
         async def go() -> str | bytes:
-            await self.ws.send_str(text)
+            if isinstance(data, str):
+                await self.ws.send_str(data)
+            else:
+                await self.ws.send_bytes(data)
             return await asyncio.wait_for(self._queue.get(), timeout)
 
         return self._loop.run(go(), timeout + 1.0)

@@ -14,10 +14,12 @@ import pytest
 from heartbeat_core import Closed, HeartbeatConfig, RttSample
 
 from .harness import (
+    ECHO_SAMPLES,
     SLACK,
     AdapterShim,
     LoopThread,
     Recorder,
+    assert_echoes,
     assert_plausible_rtts,
     rtt_summary,
     wait_until,
@@ -43,8 +45,7 @@ def test_our_client_and_aiohttp_server_keep_each_other_alive(
     try:
         events = Recorder()
         client = adapter.connect(peer.url, our_config(), events)
-        client.send("hello")
-        assert client.recv(timeout=SLACK) == "hello"
+        assert_echoes(client.send, client.recv)
 
         events.wait_for(RttSample, timeout=ROUNDS * OUR_INTERVAL + SLACK, count=ROUNDS)
         wait_until(lambda: client.stats.peer_pings >= ROUNDS, SLACK, "aiohttp's heartbeats")
@@ -73,7 +74,8 @@ def test_aiohttp_client_and_our_server_keep_each_other_alive(
     server = adapter.serve(our_config())
     peer = AiohttpClientPeer(peer_loop, server.url, PEER_HEARTBEAT)
     try:
-        assert peer.echo("hello") == "hello"
+        for sample in ECHO_SAMPLES:
+            assert peer.echo(sample) == sample
         events = server.recorder
         events.wait_for(RttSample, timeout=ROUNDS * OUR_INTERVAL + SLACK, count=ROUNDS)
 

@@ -15,10 +15,12 @@ import pytest
 from heartbeat_core import Closed, HeartbeatConfig, RttSample
 
 from .harness import (
+    ECHO_SAMPLES,
     SLACK,
     AdapterShim,
     LoopThread,
     Recorder,
+    assert_echoes,
     assert_plausible_rtts,
     rtt_summary,
     wait_until,
@@ -44,8 +46,7 @@ def test_our_client_and_websockets_server_keep_each_other_alive(
     try:
         events = Recorder()
         client = adapter.connect(peer.url, our_config(), events)
-        client.send("hello")
-        assert client.recv(timeout=SLACK) == "hello"
+        assert_echoes(client.send, client.recv)
 
         events.wait_for(RttSample, timeout=ROUNDS * 0.25 + SLACK, count=ROUNDS)
         wait_until(lambda: client.stats.peer_pings >= ROUNDS, SLACK, "websockets' pings")
@@ -86,7 +87,8 @@ def test_websockets_client_and_our_server_keep_each_other_alive(
     server = adapter.serve(our_config())
     peer = WebsocketsClientPeer(peer_loop, server.url, PEER_PING_INTERVAL, PEER_PING_TIMEOUT)
     try:
-        assert peer.echo("hello") == "hello"
+        for sample in ECHO_SAMPLES:
+            assert peer.echo(sample) == sample
         events = server.recorder
         events.wait_for(RttSample, timeout=ROUNDS * 0.25 + SLACK, count=ROUNDS)
 
