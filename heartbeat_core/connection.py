@@ -134,7 +134,8 @@ class HeartbeatConnection:
         self._parts: list[str | bytes] = []
         self._size = 0
         self._skip_message = False
-        self._user_pings: dict[bytes, float] = {}
+        # payload -> (sent at, the heartbeat seq outstanding then)
+        self._user_pings: dict[bytes, tuple[float, int]] = {}
         self._user_seq = 0
         self._request: ws.Request | None = None
         self._reject_status: int | None = None
@@ -340,7 +341,7 @@ class HeartbeatConnection:
             raise LocalProtocolError("time ran backwards: pass a monotonic clock")
         self._user_seq += 1
         payload = self._config.payload_prefix + b"u%d" % self._user_seq
-        self._user_pings[payload] = now
+        self._user_pings[payload] = (now, self.heartbeat.seq)
         self._out.append(self._ws.send(ws.Ping(payload=payload)))
         return payload
 
@@ -412,7 +413,11 @@ class HeartbeatConnection:
                 payload = bytes(event.payload)
                 sent = self._user_pings.pop(payload, None)
                 if sent is not None:
-                    events.append(PingAnswered(payload=payload, rtt=now - sent))
+                    events.append(PingAnswered(payload=payload, rtt=now - sent[0]))
+                    if sent[1]:
+                        # A peer may answer only the latest of several pings (RFC 6455
+                        # 5.5.3): this pong answers the heartbeat sent before it too.
+                        payload = hb.payload_for(sent[1])
                 self._apply(hb.handle(PongReceived(now=now, payload=payload)), now, events)
             elif isinstance(event, ws.Ping):
                 for action in hb.handle(PingReceived(now=now, payload=bytes(event.payload))):

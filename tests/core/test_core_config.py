@@ -1,0 +1,259 @@
+"""Validation of every configuration object: config, codec, backoff, TCP keepalive."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+
+from heartbeat_core import (
+    JSON_CODEC,
+    PROXY_IDLE_LIMITS,
+    AppCodec,
+    AppKind,
+    Backoff,
+    BackoffPolicy,
+    ConfigError,
+    ConfigWarning,
+    ConnectionClosedError,
+    HandshakeError,
+    HeartbeatConfig,
+    HeartbeatError,
+    LocalProtocolError,
+    TcpKeepalive,
+)
+
+BAD_SECONDS = [0, -1, math.inf, math.nan, "1", None]
+
+
+class TestHeartbeatConfig:
+    def test_defaults_are_valid_and_quiet(self) -> None:
+        cfg = HeartbeatConfig()
+        assert (cfg.interval, cfg.timeout, cfg.close_timeout) == (20.0, 10.0, 5.0)
+        assert cfg.findings() == []
+
+    def test_frozen(self) -> None:
+        cfg = HeartbeatConfig()
+        with pytest.raises(AttributeError):
+            cfg.interval = 1  # type: ignore[misc]
+
+    @pytest.mark.parametrize("field", ["interval", "timeout", "min_timeout"])
+    @pytest.mark.parametrize("value", BAD_SECONDS)
+    def test_positive_seconds(self, field: str, value: object) -> None:
+        with pytest.raises(ConfigError, match=f"{field} must be a finite number of seconds > 0"):
+            HeartbeatConfig(**{field: value})  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        "field", ["close_timeout", "stall_threshold", "stall_grace", "peer_ping_min_interval"]
+    )
+    @pytest.mark.parametrize("value", [-0.1, math.inf, math.nan, "0", None])
+    def test_non_negative_seconds(self, field: str, value: object) -> None:
+        with pytest.raises(ConfigError, match=f"{field} must be a finite number of seconds >= 0"):
+            HeartbeatConfig(**{field: value})  # type: ignore[arg-type]
+
+    def test_zero_is_fine_where_documented(self) -> None:
+        HeartbeatConfig(close_timeout=0, stall_threshold=0, stall_grace=0, peer_ping_min_interval=0)
+
+    def test_enums(self) -> None:
+        with pytest.raises(ConfigError, match="style must be a HeartbeatStyle"):
+            HeartbeatConfig(style="app")  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="liveness must be a Liveness"):
+            HeartbeatConfig(liveness="pong-only")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("jitter", [-0.01, 0.51, "0.1", None, math.nan])
+    def test_jitter_range(self, jitter: object) -> None:
+        with pytest.raises(
+            ConfigError, match=r"jitter must be a fraction of the interval in \[0, 0.5\]"
+        ):
+            HeartbeatConfig(jitter=jitter)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("strikes", [-1, True, 1.5, "3"])
+    def test_strikes(self, strikes: object) -> None:
+        with pytest.raises(ConfigError, match="peer_ping_max_strikes must be an int >= 0"):
+            HeartbeatConfig(peer_ping_max_strikes=strikes)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("prefix", [b"x" * 65, "abc", bytearray(b"a")])
+    def test_prefix(self, prefix: object) -> None:
+        with pytest.raises(ConfigError, match="payload_prefix must be at most 64 bytes"):
+            HeartbeatConfig(payload_prefix=prefix)  # type: ignore[arg-type]
+
+    def test_adaptive_floor_above_timeout(self) -> None:
+        with pytest.raises(ConfigError, match=r"min_timeout \(5\) must not exceed timeout \(2\)"):
+            HeartbeatConfig(timeout=2, min_timeout=5, adaptive_timeout=True)
+        HeartbeatConfig(timeout=2, min_timeout=5)  # irrelevant without adaptive_timeout
+
+    def test_config_error_is_a_value_error(self) -> None:
+        with pytest.raises(ValueError):
+            HeartbeatConfig(interval=-1)
+
+    def test_findings(self) -> None:
+        found = HeartbeatConfig(interval=60, timeout=90).findings()
+        assert len(found) == 3  # timeout > interval, nginx, ALB (not Cloudflare)
+        assert "timeout (90 s) exceeds interval (60 s)" in found[0]
+        assert any("nginx" in f for f in found) and any("ALB" in f for f in found)
+        assert len(HeartbeatConfig(interval=100).findings()) == len(PROXY_IDLE_LIMITS)
+        assert HeartbeatConfig(interval=59.9, timeout=59.9).findings() == []
+
+    def test_warn(self) -> None:
+        with pytest.warns(ConfigWarning, match="exceeds interval") as record:
+            HeartbeatConfig(interval=1, timeout=2).warn(stacklevel=1)
+        assert len(record) == 1
+        assert record[0].filename == __file__  # stacklevel=1: the line calling warn()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            HeartbeatConfig().warn()
+
+
+class TestCodec:
+    @pytest.mark.parametrize(
+        ("text", "kind"),
+        [
+            ('{"type":"ping"}', AppKind.PING),
+            ('{"type":"pong"}', AppKind.PONG),
+            ('{ "type" : "ping", "ts": 1 }', AppKind.PING),
+            ('{"ts": 1, "type": "pong"}', AppKind.PONG),
+            ('{"type":"chat","text":"ping"}', None),
+            ('{"data":{"type":"ping"}}', None),  # nested: not a heartbeat
+            ('["type", "ping"]', None),
+            ('{"type": "ping"', None),  # not JSON
+            ("hello", None),
+            ("", None),
+            ('{"type":"ping","pad":"' + "x" * 300 + '"}', None),  # too long to look at
+        ],
+    )
+    def test_classify(self, text: str, kind: AppKind | None) -> None:
+        assert JSON_CODEC.classify(text) is kind
+
+    def test_exact_only(self) -> None:
+        codec = AppCodec(ping_text="PING", pong_text="PONG", json_type_key=None)
+        assert codec.classify("PING") is AppKind.PING
+        assert codec.classify("PONG") is AppKind.PONG
+        assert codec.classify('{"type":"ping"}') is None
+
+    def test_other_key(self) -> None:
+        codec = AppCodec(json_type_key="op")
+        assert codec.classify('{"op":"ping"}') is AppKind.PING
+        assert codec.classify('{"type":"ping"}') is AppKind.PING  # the exact text still is
+        assert codec.classify('{"type":"pong","x":1}') is None
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"ping_text": ""}, "two different non-empty"),
+            ({"pong_text": ""}, "two different non-empty"),
+            ({"ping_text": "a", "pong_text": "a"}, "two different non-empty"),
+            ({"max_length": 3}, "max_length must be at least"),
+        ],
+    )
+    def test_validation(self, kwargs: dict[str, object], match: str) -> None:
+        with pytest.raises(ConfigError, match=match):
+            AppCodec(**kwargs)  # type: ignore[arg-type]
+
+
+class TestBackoff:
+    def test_exponential_capped_without_jitter(self) -> None:
+        b = Backoff(BackoffPolicy(initial=1, multiplier=2, maximum=10, full_jitter=False))
+        assert [b.next_delay(float(i)) for i in range(6)] == [1, 2, 4, 8, 10, 10]
+        assert b.attempt == 6
+
+    def test_huge_attempt_counts_do_not_overflow(self) -> None:
+        b = Backoff(BackoffPolicy(initial=1, multiplier=10, maximum=5, full_jitter=False))
+        for i in range(500):
+            assert b.next_delay(float(i)) <= 5
+
+    def test_full_jitter_draws_below_the_bound(self) -> None:
+        draws = iter([0.0, 0.5, 0.999])
+        b = Backoff(BackoffPolicy(initial=2, multiplier=2, maximum=30), random=lambda: next(draws))
+        assert [b.next_delay(0.0) for _ in range(3)] == [0.0, 2.0, pytest.approx(7.992)]
+
+    def test_full_jitter_needs_random(self) -> None:
+        with pytest.raises(ConfigError, match="random source"):
+            Backoff()
+
+    def test_reset_after_a_stable_connection(self) -> None:
+        b = Backoff(BackoffPolicy(initial=1, reset_after=10, full_jitter=False))
+        b.next_delay(0.0)
+        b.next_delay(1.0)
+        b.connected(5.0)
+        assert b.next_delay(9.0) == 4  # up for 4 s only: keeps growing
+        b.connected(20.0)
+        assert b.next_delay(30.0) == 1  # up for 10 s: starts again
+        assert b.attempt == 1
+
+    def test_time_checks(self) -> None:
+        b = Backoff(BackoffPolicy(full_jitter=False))
+        b.connected(10.0)
+        with pytest.raises(LocalProtocolError, match="backwards"):
+            b.next_delay(9.0)
+        for bad in (math.nan, math.inf):
+            with pytest.raises(LocalProtocolError, match="finite"):
+                b.next_delay(bad)
+        assert b.attempt == 0
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"initial": 0}, "initial"),
+            ({"maximum": math.inf}, "maximum"),
+            ({"reset_after": -1}, "reset_after"),
+            ({"multiplier": 0.5}, "multiplier must be >= 1"),
+            ({"multiplier": "2"}, "multiplier must be >= 1"),
+            ({"initial": 5, "maximum": 1}, r"maximum \(1\) must be at least initial \(5\)"),
+        ],
+    )
+    def test_policy_validation(self, kwargs: dict[str, object], match: str) -> None:
+        with pytest.raises(ConfigError, match=match):
+            BackoffPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+class TestTcpKeepalive:
+    def test_options(self) -> None:
+        assert TcpKeepalive().socket_options() == [
+            ("SOL_SOCKET", "SO_KEEPALIVE", 1),
+            ("IPPROTO_TCP", "TCP_KEEPIDLE", 30),
+            ("IPPROTO_TCP", "TCP_KEEPINTVL", 10),
+            ("IPPROTO_TCP", "TCP_KEEPCNT", 3),
+        ]
+        opts = TcpKeepalive(idle=1.4, interval=2.6, count=5, user_timeout=0.0005).socket_options()
+        assert opts[1:] == [
+            ("IPPROTO_TCP", "TCP_KEEPIDLE", 1),
+            ("IPPROTO_TCP", "TCP_KEEPINTVL", 3),
+            ("IPPROTO_TCP", "TCP_KEEPCNT", 5),
+            ("IPPROTO_TCP", "TCP_USER_TIMEOUT", 1),
+        ]
+        assert TcpKeepalive(user_timeout=12.5).socket_options()[-1][2] == 12500
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"idle": 0.5}, "idle must be >= 1"),
+            ({"interval": math.nan}, "interval must be >= 1"),
+            ({"idle": "30"}, "idle must be >= 1"),
+            ({"count": 0}, "count must be an int >= 1"),
+            ({"count": True}, "count must be an int >= 1"),
+            ({"count": 2.0}, "count must be an int >= 1"),
+            ({"user_timeout": 0}, "user_timeout must be > 0"),
+            ({"user_timeout": math.inf}, "user_timeout must be > 0"),
+            ({"user_timeout": "1"}, "user_timeout must be > 0"),
+        ],
+    )
+    def test_validation(self, kwargs: dict[str, object], match: str) -> None:
+        with pytest.raises(ConfigError, match=match):
+            TcpKeepalive(**kwargs)  # type: ignore[arg-type]
+
+
+class TestErrors:
+    def test_hierarchy(self) -> None:
+        for cls in (ConfigError, LocalProtocolError, ConnectionClosedError, HandshakeError):
+            assert issubclass(cls, HeartbeatError)
+        assert issubclass(HandshakeError, ConnectionClosedError)
+        assert issubclass(ConfigWarning, UserWarning)
+
+    def test_attributes(self) -> None:
+        err = ConnectionClosedError("gone", 1001, "bye")
+        assert (str(err), err.code, err.reason) == ("gone", 1001, "bye")
+        assert ConnectionClosedError("gone").code == 1006
+        hs = HandshakeError("refused", status=403)
+        assert (hs.status, hs.code, hs.reason) == (403, 1006, "")
+        assert HandshakeError("no response").status is None
