@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .harness import NODE_DIR, AdapterShim, LoopThread, NodeProcess, node_tools
+from .harness import AdapterShim, LoopThread, NodeProcess, node_tools, prepare_node
 
 ADAPTERS = ["asyncio", "threading"]
 
@@ -55,24 +54,7 @@ def node() -> str:
         missing = [name for name in ("node", "npm") if shutil.which(name) is None]
         pytest.skip(f"the Node.js peers need node and npm on PATH; not found: {', '.join(missing)}")
     node_exe, npm = tools
-    if not (NODE_DIR / "node_modules" / "ws" / "package.json").exists():
-        command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
-        try:
-            done = subprocess.run(
-                command,
-                cwd=NODE_DIR,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(f"`npm ci` in {NODE_DIR} took over 120 s") from exc
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"`npm ci` in {NODE_DIR} failed ({done.returncode}): {done.stderr[-2000:]}; "
-                "the npm registry must be reachable to install `ws`"
-            )
+    prepare_node(npm)
     return node_exe
 
 

@@ -40,7 +40,8 @@ __all__ = [
     "ECHO_SAMPLES",
     "assert_echoes",
     "assert_plausible_rtts",
-    "make_adapter",
+    "node_tools",
+    "prepare_node",
     "rtt_summary",
     "wait_until",
 ]
@@ -342,10 +343,6 @@ class AdapterShim:
             self._loop.stop()
 
 
-def make_adapter(name: str) -> AdapterShim:
-    return AdapterShim(name)
-
-
 # ---------------------------------------------------------------------------- Node
 
 
@@ -353,6 +350,27 @@ def node_tools() -> tuple[str, str] | None:
     """Paths of ``node`` and ``npm``, or None when either is missing."""
     node, npm = shutil.which("node"), shutil.which("npm")
     return (node, npm) if node and npm else None
+
+
+def prepare_node(npm: str) -> None:
+    """Install ``ws`` into ``node/node_modules`` with ``npm ci`` unless it is there already.
+
+    Bounded by 120 s; raises ``RuntimeError`` saying what went wrong when npm fails.
+    """
+    if (NODE_DIR / "node_modules" / "ws" / "package.json").exists():
+        return
+    command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+    try:
+        done = subprocess.run(
+            command, cwd=NODE_DIR, capture_output=True, text=True, timeout=120, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"`npm ci` in {NODE_DIR} took over 120 s") from exc
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"`npm ci` in {NODE_DIR} failed ({done.returncode}): {done.stderr[-2000:]}; "
+            "the npm registry must be reachable to install `ws`"
+        )
 
 
 class NodeProcess:
