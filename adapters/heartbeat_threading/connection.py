@@ -190,6 +190,7 @@ class Connection:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
+            self._reactor.call_soon(lambda: self._io_forget_ping(future))
             raise TimeoutError(f"no pong within {timeout} s") from None
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -401,6 +402,10 @@ class Connection:
         now = time.monotonic()
         self._pings[self._hc.ping(now)] = future
         self._io_after([], now)
+
+    def _io_forget_ping(self, future: concurrent.futures.Future[float]) -> None:
+        for payload in [p for p, f in self._pings.items() if f is future]:
+            del self._pings[payload]
 
     def _io_close(self, code: int, reason: str) -> None:
         if self._done:

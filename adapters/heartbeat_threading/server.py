@@ -98,6 +98,11 @@ class Server:
         """Stop accepting, close every connection with ``code``, wait at most ``timeout``
         seconds, abort what is left, and join the server's threads."""
         validate_close(code, reason)
+        if self._reactor.in_loop():
+            raise RuntimeError(
+                "Server.close() cannot run on the server's I/O thread (e.g. in on_event): "
+                "call it from another thread"
+            )
         with self._cond:
             first, self._close_started = not self._close_started, True
         if not first:
@@ -115,6 +120,8 @@ class Server:
         with self._cond:
             threads = list(self._handlers)
         for thread in threads:
+            if thread is threading.current_thread():
+                continue  # close() called from a handler
             thread.join(max(0.1, deadline - time.monotonic()) + 1.0)
             if thread.is_alive():
                 log.warning("handler thread %s did not return after close()", thread.name)

@@ -333,3 +333,38 @@ def test_inbound_queue_is_bounded_and_in_order() -> None:
         got = [conn.recv(timeout=SLACK) for _ in range(60)]
         assert [m.split(b" ")[0] for m in got] == [b"%d" % i for i in range(60)]
         assert conn.open and conn.stats.misses == 0
+
+
+def test_a_silent_tcp_client_is_dropped_at_the_handshake_timeout() -> None:
+    with (
+        serve(echo, config=FAST, handshake_timeout=0.2) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+    ):
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # the server hung up without a word
+        assert 0.15 < time.monotonic() - started < 0.2 + SLACK
+        assert not server._conns
+
+
+def test_handler_may_close_the_server_and_ping_timeout_is_forgotten() -> None:
+    done = threading.Event()
+
+    def stopper(conn: Connection) -> None:
+        conn.recv(timeout=5)
+        server.close(timeout=1.0)  # from a handler thread: must not join itself
+        done.set()
+
+    server = serve(stopper, config=FAST)
+    with connect(f"ws://127.0.0.1:{server.port}/", config=FAST) as conn:
+        conn.send("stop")
+        assert done.wait(5)
+        assert list(conn) == [] and conn.close_code == 1001
+    server.wait_closed()
+    raw = RawServer()  # never answers pings
+    try:
+        with connect(f"ws://127.0.0.1:{raw.port}/", config=QUIET) as conn:
+            with pytest.raises(TimeoutError):
+                conn.ping(timeout=0.1)
+            wait_until(lambda: not conn._pings)
+    finally:
+        raw.close()
