@@ -100,6 +100,11 @@ class HeartbeatConnection:
     Application-level heartbeat messages (``codec``) are recognised when the
     style is ``APP`` or ``config.answer_app_pings`` is true; they are consumed,
     never delivered as messages.
+
+    Pongs that answer nothing (neither a heartbeat nor :meth:`ping`) are legal and
+    ignored, but they fall under the peer-ping flood rule too: one closer than
+    ``peer_ping_min_interval`` to the previous one is a strike, and past
+    ``peer_ping_max_strikes`` the connection fails with 1008 ("too many pongs").
     """
 
     def __init__(
@@ -137,6 +142,8 @@ class HeartbeatConnection:
         # payload -> (sent at, the heartbeat seq outstanding then)
         self._user_pings: dict[bytes, tuple[float, int]] = {}
         self._user_seq = 0
+        self._stray_pong_at: float | None = None
+        self._stray_pong_strikes = 0
         self._request: ws.Request | None = None
         self._reject_status: int | None = None
         self._reject_headers: list[tuple[bytes, bytes]] = []
@@ -418,7 +425,11 @@ class HeartbeatConnection:
                         # A peer may answer only the latest of several pings (RFC 6455
                         # 5.5.3): this pong answers the heartbeat sent before it too.
                         payload = hb.payload_for(sent[1])
-                self._apply(hb.handle(PongReceived(now=now, payload=payload)), now, events)
+                actions = hb.handle(PongReceived(now=now, payload=payload))
+                if actions:
+                    self._apply(actions, now, events)
+                elif sent is None and hb.is_open:
+                    self._stray_pong(now, events)
             elif isinstance(event, ws.Ping):
                 for action in hb.handle(PingReceived(now=now, payload=bytes(event.payload))):
                     if type(action) is SendPong:
@@ -463,6 +474,22 @@ class HeartbeatConnection:
         if pong is not None and self._ws.state is ConnectionState.OPEN:
             self._out.append(self._ws.send(ws.Pong(payload=pong)))
         return events
+
+    def _stray_pong(self, now: float, events: list[ConnectionEvent]) -> None:
+        """A pong that answered nothing: the peer-ping flood rule, applied to pongs."""
+        cfg = self._config
+        last, self._stray_pong_at = self._stray_pong_at, now
+        if last is None or now - last >= cfg.peer_ping_min_interval:
+            self._stray_pong_strikes = 0
+            return
+        self._stray_pong_strikes += 1
+        if self._stray_pong_strikes > cfg.peer_ping_max_strikes:
+            self._apply(
+                self.heartbeat.handle(CloseRequested(now=now, code=1008, reason="too many pongs")),
+                now,
+                events,
+            )
+            self._fail(now, events, 1008, "too many pongs")
 
     def _bad_handshake(self, events: list[ConnectionEvent]) -> None:
         """The client's bytes are not a WebSocket upgrade: describe a plain HTTP

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import os
 import socket
@@ -419,7 +420,7 @@ class Bystander:
 
     def max_ping_gap(self, since: float) -> float:
         times = [t for t in self.pings if t >= since]
-        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def stop(self) -> None:
         self._stop.set()

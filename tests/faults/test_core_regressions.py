@@ -90,3 +90,39 @@ def test_a_ping_flood_fails_the_connection_and_stops_parsing() -> None:
     assert out.startswith(b"\x88") and out[4:] == b"too many pings"  # one close frame, no pong
     assert conn.receive_data(frame(PING, b"more"), 1.1) == []
     assert conn.timer_fired(1.0 + cfg.close_timeout) == [Abort()]
+
+
+def test_a_flood_of_stray_pongs_fails_the_connection() -> None:
+    # Found: unsolicited pongs at line rate were parsed forever (each 256 KiB read held
+    # the server's thread for ~100+ ms; other connections' echoes took 150 ms to 3 s).
+    from heartbeat_core import Closing
+
+    from .wsframes import PONG, frame
+
+    cfg = HeartbeatConfig(peer_ping_max_strikes=10, peer_ping_min_interval=0.05)
+    conn = HeartbeatConnection(Role.SERVER, cfg)
+    conn.receive_data(upgrade_request(), 0.0)
+    conn.accept(now=0.0)
+    conn.data_to_send()
+    # Spaced stray pongs (a unidirectional heartbeat, RFC 6455 5.5.3) are fine.
+    for i in range(30):
+        assert conn.receive_data(frame(PONG, b"x%d" % i), 1.0 + i * 0.05) == []
+    assert conn.is_open
+    events = conn.receive_data(frame(PONG, b"junk") * 1000, 3.0)
+    assert events == [Closing(code=1008, reason="too many pongs", by_peer=False), CloseTransport()]
+    assert conn.data_to_send()[4:] == b"too many pongs"
+    assert conn.connection_lost(3.1) == [Closed(code=1008, reason="too many pongs", by="local")]
+
+
+def test_pongs_to_our_own_pings_are_never_strikes() -> None:
+    cfg = HeartbeatConfig(peer_ping_max_strikes=0, peer_ping_min_interval=0.05)
+    conn = HeartbeatConnection(Role.SERVER, cfg)
+    conn.receive_data(upgrade_request(), 0.0)
+    conn.accept(now=0.0)
+    conn.data_to_send()
+    from .wsframes import PONG, frame
+
+    payloads = [conn.ping(1.0) for _ in range(50)]
+    data = b"".join(frame(PONG, p) for p in payloads)
+    events = conn.receive_data(data, 1.001)
+    assert len(events) == 50 and conn.is_open
