@@ -430,6 +430,17 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                     "error": f"{type(exc).__name__}: {exc}"[:400],
                 }
             record(r)
+    if args.profile_n > 0:
+        from profile_server import profile
+
+        _log(f"py-spy profile of ours-asyncio at N={args.profile_n}")
+        try:
+            report["profile"] = profile(
+                "ours-asyncio", args.profile_n, secs=args.profile_secs, warmup=args.warmup, top=15
+            )
+        except Exception as exc:
+            report["profile"] = f"profiling failed: {type(exc).__name__}: {exc}"
+        print(report["profile"], flush=True)
     if not args.no_core:
         _log("core micro-benchmark")
         report["core"] = bench_core.run(batch=args.core_batch, repeats=args.core_repeats)
@@ -676,6 +687,19 @@ def to_markdown(report: dict[str, Any]) -> str:
             bench_core.format_table(core),
             "",
         ]
+    lines += _decomposition(report)
+    if report.get("profile"):
+        lines += [
+            "## Where our server's CPU goes (py-spy)",
+            "",
+            "Sampled while the load runs (`benchmarks/profile_server.py`); shares of the "
+            "samples, converted to µs per round trip with the CPU measured over the same window.",
+            "",
+            "```",
+            report["profile"],
+            "```",
+            "",
+        ]
     if summary["targets"]:
         lines += ["## Targets (issue 5)", "", "| target | measured | met |", "|---|---|---|"]
         for t in summary["targets"]:
@@ -683,6 +707,50 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {t['target']} | {t['measured'] or '-'} | {met} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _decomposition(report: dict[str, Any]) -> list[str]:
+    """Our CPU per round trip split into floor + wsproto + our core + the rest, at the largest N."""
+    idle = {(r["server"], r["n"]): r for r in report["summary"]["load"] if r["scenario"] == "idle"}
+    core = report.get("core")
+    ns = sorted(n for (server, n) in idle if server == "ours-asyncio")
+    if not core or not ns:
+        return []
+    n = ns[-1]
+    ours = idle[("ours-asyncio", n)]["cpu_us_per_round_trip"]
+    floor_row = idle.get(("floor", n))
+    floor = floor_row["cpu_us_per_round_trip"] if floor_row else None
+    ws_row = idle.get(("websockets", n))
+    ws = ws_row["cpu_us_per_round_trip"] if ws_row else None
+    figures = core["ns_per_op"]
+    cycle = figures["cycle.heartbeat_connection"]["median"] / 1000
+    wsproto_cycle = figures["cycle.wsproto_only"]["median"] / 1000
+    if ours is None or floor is None:
+        return []
+    rest = ours - floor - cycle
+    lines = [
+        f"## Where our CPU per round trip goes (N={n}, estimate)",
+        "",
+        "The floor server's figure is the cost of asyncio and the kernel for one ping and one "
+        "pong; the core micro-benchmark gives the sans-IO share; the rest is our asyncio "
+        "adapter (timer heap, event dispatch, writes beyond the floor's). The micro-benchmark "
+        "runs warm on one connection, so the split is an estimate.",
+        "",
+        "| part | µs per round trip | share |",
+        "|---|---|---|",
+        f"| floor: asyncio + kernel (floor server) | {floor:.1f} | {100 * floor / ours:.0f} % |",
+        f"| wsproto (send a ping, parse a masked pong) | {wsproto_cycle:.1f} | "
+        f"{100 * wsproto_cycle / ours:.0f} % |",
+        f"| heartbeat_core on top of wsproto (HeartbeatConnection cycle - wsproto) | "
+        f"{cycle - wsproto_cycle:.1f} | {100 * (cycle - wsproto_cycle) / ours:.0f} % |",
+        f"| heartbeat_asyncio adapter and the rest (ours - floor - cycle) | {rest:.1f} | "
+        f"{100 * rest / ours:.0f} % |",
+        f"| **heartbeat_asyncio total** | **{ours:.1f}** | 100 % |",
+    ]
+    if ws is not None:
+        lines.append(f"| websockets total, same run | {ws:.1f} | {100 * ws / ours:.0f} % |")
+    lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -704,6 +772,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--core-batch", type=int, default=20000)
     parser.add_argument("--core-repeats", type=int, default=7)
     parser.add_argument("--no-core", action="store_true")
+    parser.add_argument(
+        "--profile-n", type=int, default=-1, help="py-spy our server at this N (0: skip)"
+    )
+    parser.add_argument("--profile-secs", type=float, default=8.0)
     parser.add_argument(
         "--json", help="JSON output (default: benchmarks/results/<mode>-<time>.json)"
     )
@@ -728,6 +800,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in defaults.items():
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
+    if args.profile_n < 0:
+        args.profile_n = 0 if args.quick else max(_ints(args.n) or [0])
     raise_nofile_limit()
     report = run_all(args)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
