@@ -62,8 +62,6 @@ from heartbeat_core.wsevents import (
 
 __all__ = ["HeartbeatConnection", "Role"]
 
-_MAX_HANDSHAKE = 16 * 1024
-
 _Headers = Iterable[tuple[bytes | str, bytes | str]]
 
 
@@ -274,31 +272,30 @@ class HeartbeatConnection:
         """Feed bytes read from the transport (``None`` at end of file)."""
         events: list[ConnectionEvent] = []
         hb = self.heartbeat
-        if self._done or (self._transport_closing and self._ws.state is ConnectionState.CLOSED):
-            hb.handle(TimerFired(now=now))  # validates now, changes nothing
+        if self._done:
+            raise LocalProtocolError("receive_data() after connection_lost(): the connection ended")
+        self._check_now(now)
+        if self._transport_closing or self._http_pending:
+            # The transport is being released (or an HTTP response is on its way):
+            # nothing read from now on is needed; it is dropped unparsed.
+            if hb.phase is not HeartbeatPhase.NEW:
+                hb.handle(BytesReceived(now=now))  # records now; a no-op when closing
             return events
         if data is None:
             return self._eof(now, events)
         if hb.is_open:
             hb.handle(BytesReceived(now=now))
         elif self._handshake is not None:
-            if self._http_pending:
-                return events  # a request body or pipelined junk: the response is on its way
-            self._handshake += data
+            self._handshake += data  # h11 bounds an incomplete request to 16 KiB
         try:
             self._ws.receive_data(data)
             self._pump(now, events)
-        except (WsRemoteProtocolError, UnicodeError):
+        except (WsRemoteProtocolError, WsLocalProtocolError, UnicodeError):
             # (wsproto's handshake raises UnicodeError on a non-ASCII Host header.)
             if self.role is Role.SERVER and hb.phase is HeartbeatPhase.NEW:
                 self._bad_handshake(events)
             else:  # a client never answers a bad response with HTTP: it just hangs up
                 self._fail(now, events, 1002, "protocol error")
-        except WsLocalProtocolError:
-            # wsproto rejects input it cannot take: fail the connection.
-            self._fail(now, events, 1002, "protocol error")
-        if self._handshake is not None and len(self._handshake) > _MAX_HANDSHAKE:
-            self._bad_handshake(events)
         return events
 
     def respond(
@@ -344,8 +341,7 @@ class HeartbeatConnection:
         (they never count as one) and exist to measure RTT on demand.
         """
         self._require_open("ping")
-        if not now >= self.heartbeat.last_now:
-            raise LocalProtocolError("time ran backwards: pass a monotonic clock")
+        self._check_now(now)
         self._user_seq += 1
         payload = self._config.payload_prefix + b"u%d" % self._user_seq
         self._user_pings[payload] = (now, self.heartbeat.seq)
@@ -357,8 +353,7 @@ class HeartbeatConnection:
         validate_close(code, reason)
         events: list[ConnectionEvent] = []
         if self.heartbeat.phase is HeartbeatPhase.NEW:
-            if not now >= self.heartbeat.last_now:
-                raise LocalProtocolError("time ran backwards: pass a monotonic clock")
+            self._check_now(now)
             # Not open yet: nothing to hand-shake; just release the transport.
             if not self._transport_closing:
                 self._closed_by = "local"
@@ -380,19 +375,23 @@ class HeartbeatConnection:
                 self._close_reason,
             )
 
+    def _check_now(self, now: float) -> None:
+        """Raise :class:`LocalProtocolError` if ``now`` is before the last event's time."""
+        if not now >= self.heartbeat.last_now:
+            raise LocalProtocolError(
+                f"time ran backwards: now={now!r} after an event at "
+                f"now={self.heartbeat.last_now!r}; pass a monotonic clock"
+            )
+
     def _eof(self, now: float, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
-        if not self.heartbeat.last_now <= now:
-            self.heartbeat.handle(TimerFired(now=now))  # raises LocalProtocolError
-        if self._close_code is None:
-            self._closed_by = "remote"
+        # (Reached only while the transport is not being closed yet.)
         if self.heartbeat.is_open:
             # The peer hung up without a close frame: stop heartbeats (no ping, no
             # dead-peer verdict on a stream that has ended) and bound the release by
             # close_timeout. The close frame the core asks for cannot be sent: dropped.
             self.heartbeat.handle(CloseReceived(now=now, code=1006, error=True))
-        if not self._transport_closing:
-            self._transport_closing = True
-            events.append(CloseTransport())
+        self._transport_closing = True
+        events.append(CloseTransport())
         return events
 
     def _fail(self, now: float, events: list[ConnectionEvent], code: int, reason: str) -> None:
@@ -402,7 +401,7 @@ class HeartbeatConnection:
                 now,
                 events,
             )
-        elif not self._transport_closing:
+        else:  # still in the opening handshake (input stops at CloseTransport)
             self._closed_by = "local"
             self._transport_closing = True
             events.append(CloseTransport())
@@ -437,11 +436,12 @@ class HeartbeatConnection:
                             action.payload
                         )  # coalesce a burst: answer the latest (RFC 6455 5.5.3)
                     else:
+                        # The only other answer is SendClose: the peer floods us (rule
+                        # peer-ping). Fail the connection (RFC 6455 7.1.7) rather than
+                        # wait for its close frame.
+                        assert isinstance(action, SendClose)
                         self._apply((action,), now, events)
-                        if isinstance(action, SendClose):
-                            # The peer floods us (rule peer-ping): fail the connection
-                            # (RFC 6455 7.1.7) rather than wait for its close frame.
-                            self._fail(now, events, action.code, action.reason)
+                        self._fail(now, events, action.code, action.reason)
             elif isinstance(event, (ws.TextMessage, ws.BytesMessage)):
                 self._on_data(event, now, events)
             elif isinstance(event, ws.CloseConnection):
@@ -467,7 +467,8 @@ class HeartbeatConnection:
                 self._reject_headers = list(event.headers)
                 if not event.has_body:
                     self._rejected(events)
-            elif isinstance(event, ws.RejectData):
+            else:  # the last kind of event wsproto has
+                assert isinstance(event, ws.RejectData)
                 self._reject_body.append(bytes(event.data))
                 if event.body_finished:
                     self._rejected(events)
@@ -494,8 +495,6 @@ class HeartbeatConnection:
     def _bad_handshake(self, events: list[ConnectionEvent]) -> None:
         """The client's bytes are not a WebSocket upgrade: describe a plain HTTP
         request to the application, or answer 400 and close."""
-        if self._transport_closing or self._http_pending:
-            return
         buf, self._handshake = bytes(self._handshake or b""), None
         head, sep, _ = buf.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
@@ -597,8 +596,8 @@ class HeartbeatConnection:
             self._close_code, self._close_reason = event.code, event.reason or ""
             self._closed_by = "local" if error else "remote"
             events.append(Closing(code=event.code, reason=event.reason or "", by_peer=not error))
-        if self.heartbeat.phase in (HeartbeatPhase.NEW, HeartbeatPhase.CLOSED):
-            return
+        # (Frames only arrive while open or closing: never before the handshake or after
+        # connection_lost(), and input stops at CloseTransport.)
         self._apply(
             self.heartbeat.handle(
                 CloseReceived(now=now, code=event.code, reason=event.reason or "", error=error)
@@ -610,36 +609,28 @@ class HeartbeatConnection:
     def _apply(
         self, actions: Iterable[Action], now: float, events: list[ConnectionEvent]
     ) -> list[ConnectionEvent]:
+        # The heartbeat is open exactly while wsproto is OPEN, and it asks for a close
+        # frame only while wsproto can send one (OPEN or REMOTE_CLOSING), so every send
+        # below is legal. Pongs never come here: _pump coalesces them.
         out = self._out
         conn = self._ws
         for action in actions:
             cls = type(action)
             if cls is SendPing:
-                if conn.state is ConnectionState.OPEN:
-                    out.append(conn.send(ws.Ping(payload=action.payload)))  # type: ignore[union-attr]
-            elif cls is SendPong:
-                if conn.state is ConnectionState.OPEN:
-                    out.append(conn.send(ws.Pong(payload=action.payload)))  # type: ignore[union-attr]
+                out.append(conn.send(ws.Ping(payload=action.payload)))  # type: ignore[union-attr]
             elif cls is SendAppPing:
-                if conn.state is ConnectionState.OPEN:
-                    out.append(conn.send(ws.Message(data=self._codec.ping_text)))
+                out.append(conn.send(ws.Message(data=self._codec.ping_text)))
             elif cls is SendAppPong:
-                if conn.state is ConnectionState.OPEN:
-                    out.append(conn.send(ws.Message(data=self._codec.pong_text)))
+                out.append(conn.send(ws.Message(data=self._codec.pong_text)))
             elif cls is SendClose:
                 assert isinstance(action, SendClose)
                 if self._close_code is None:
                     self._close_code, self._close_reason = action.code, action.reason
                     self._closed_by = "local"
                     events.append(Closing(code=action.code, reason=action.reason, by_peer=False))
-                if conn.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                    out.append(
-                        conn.send(ws.CloseConnection(code=action.code, reason=action.reason))
-                    )
-            elif cls is CloseTransport or cls is Abort:
-                if cls is Abort or not self._transport_closing:
+                out.append(conn.send(ws.CloseConnection(code=action.code, reason=action.reason)))
+            else:  # CloseTransport, Abort, RttSample, PeerDead: for the driver / application
+                if cls is CloseTransport or cls is Abort:
                     self._transport_closing = True
-                    events.append(action)  # type: ignore[arg-type]
-            else:
                 events.append(action)  # type: ignore[arg-type]
         return events

@@ -546,3 +546,74 @@ class TestErrors:
         with pytest.raises(ConnectionClosedError, match="closed") as info:
             pair.client.send("x")
         assert info.value.code == 1006
+
+
+class TestAfterTheEnd:
+    def test_late_input_does_not_swallow_the_abort(self, pair: Pair) -> None:
+        # Regression: input after CloseTransport was "validated" by feeding the core a
+        # TimerFired, which fired the abort deadline and threw the Abort away.
+        pair.client.close(0.0)
+        pair.pump()
+        assert pair.client.deadline == 2.0
+        assert pair.client.receive_data(b"late junk", 3.0) == []
+        assert pair.client.deadline == 2.0
+        assert pair.client.timer_fired(3.0) == [Abort()]
+
+    def test_no_open_after_close_before_open(self) -> None:
+        p = Pair(FAST, FAST)
+        p.client.initiate("h")
+        p.to_server()
+        p.server.accept(now=0.0)
+        assert p.client.close(0.0) == [CloseTransport()]
+        assert p.to_client() == []  # the 101 that crossed our close is not acted on
+        assert p.client.phase is HeartbeatPhase.NEW and p.client.deadline is None
+
+    def test_receive_after_connection_lost(self, pair: Pair) -> None:
+        pair.client.connection_lost(1.0)
+        with pytest.raises(LocalProtocolError, match="after connection_lost"):
+            pair.client.receive_data(b"x", 2.0)
+
+    def test_eof_while_closing(self, pair: Pair) -> None:
+        pair.client.close(0.0, 1001)
+        pair.client.data_to_send()
+        assert pair.client.receive_data(None, 0.5) == [CloseTransport()]
+        assert pair.client.timer_fired(2.0) == [Abort()]
+        assert pair.client.connection_lost(2.5) == [Closed(code=1001, reason="", by="local")]
+
+    def test_reject_body_in_pieces(self) -> None:
+        client = HeartbeatConnection(Role.CLIENT)
+        client.initiate("h")
+        head = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 7\r\n\r\n"
+        assert client.receive_data(head + b"go", 0.0) == []
+        events = client.receive_data(b" away", 0.0)
+        assert events == [
+            Rejected(status=403, headers=[(b"content-length", b"7")], body=b"go away"),
+            CloseTransport(),
+        ]
+
+    def test_no_pong_after_the_peer_closed(self, pair: Pair) -> None:
+        events = pair.server.receive_data(frame(PING, b"p") + frame(CLOSE, close_payload(1000)), 0)
+        assert events == [Closing(code=1000, reason="", by_peer=True), CloseTransport()]
+        assert frames_in(pair.server.data_to_send()) == [(CLOSE, close_payload(1000))]
+
+    def test_nothing_is_parsed_after_a_flood(self) -> None:
+        strict = HeartbeatConfig(peer_ping_max_strikes=0)
+        p = Pair(strict, strict)
+        p.handshake()
+        events = p.server.receive_data(frame(PING) + frame(PING) + frame(TEXT, b"after"), 0.0)
+        assert Message(data="after") not in events
+        assert events[-1] == CloseTransport()
+
+    def test_stray_pongs_are_a_flood_too(self) -> None:
+        strict = HeartbeatConfig(peer_ping_max_strikes=1)
+        p = Pair(strict, strict)
+        p.handshake()
+        assert p.server.receive_data(frame(PONG, b"?"), 0.0) == []
+        assert p.server.receive_data(frame(PONG, b"?"), 1.0) == []  # spaced: no strike
+        events = p.server.receive_data(frame(PONG, b"?") + frame(PONG) + frame(PONG), 1.0)
+        assert events[0] == Closing(code=1008, reason="too many pongs", by_peer=False)
+        assert events[-1] == CloseTransport()
+
+    def test_pong_while_closing_is_ignored(self, pair: Pair) -> None:
+        pair.server.close(0.0)
+        assert pair.server.receive_data(frame(PONG, b"?") * 5, 0.0) == []

@@ -442,7 +442,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
 
 HeartbeatMachine.TestCase.settings = settings(
     # HEARTBEAT_MACHINE_EXAMPLES=5000 for a long bug hunt; the suite stays fast by default.
-    max_examples=int(os.environ.get("HEARTBEAT_MACHINE_EXAMPLES", "200")),
+    max_examples=int(os.environ.get("HEARTBEAT_MACHINE_EXAMPLES", "150")),
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
