@@ -2,9 +2,11 @@
 
 One process, non-blocking sockets and one ``selectors`` loop. It opens ``--n``
 connections with a pre-built upgrade request (at most ``--concurrency``
-handshakes in flight), answers every ping frame with a masked pong carrying the
-same payload, and counts what it sees. With ``--busy`` every connection also
-sends a small masked text frame every ``--busy-period`` seconds (spread evenly).
+handshakes in flight, started over at least ``--spread`` seconds so that the
+first heartbeats do not all fall due in the same millisecond), answers every
+ping frame with a masked pong carrying the same payload, and counts what it
+sees. With ``--busy`` every connection also sends a small masked text frame
+every ``--busy-period`` seconds (spread evenly).
 
 Control is line-based: it prints ``CONNECTED ...`` once every connection is
 open (or has failed); on stdin, ``MARK`` prints the counters as one JSON line
@@ -82,8 +84,11 @@ class LoadClient:
         busy: bool,
         busy_period: float,
         connect_timeout: float,
+        spread: float = 0.0,
     ) -> None:
         self.host, self.port, self.n = host, port, n
+        self.spread = spread
+        self.begin = time.monotonic()
         self.concurrency = concurrency
         self.busy = busy
         self.busy_period = busy_period
@@ -109,7 +114,12 @@ class LoadClient:
     # ------------------------------------------------------------ connecting
 
     def _start_more(self) -> None:
-        while self.started < self.n and self.inflight < self.concurrency:
+        allowed = self.n
+        if self.spread > 0:
+            # Pace the starts so the first heartbeats do not all fall due together.
+            elapsed = time.monotonic() - self.begin
+            allowed = min(self.n, int(elapsed / self.spread * self.n) + 1)
+        while self.started < allowed and self.inflight < self.concurrency:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -275,7 +285,7 @@ class LoadClient:
 
     def run(self) -> int:
         self.sel.register(sys.stdin, selectors.EVENT_READ, None)
-        begin = time.monotonic()
+        begin = self.begin = time.monotonic()
         self._start_more()
         slots = max(1, round(self.busy_period / 0.01))
         next_tick = 0.0
@@ -298,7 +308,7 @@ class LoadClient:
                         flush=True,
                     )
                     next_tick = time.monotonic()
-            timeout = 0.1
+            timeout = 0.1 if self.announced or self.spread <= 0 else 0.005
             if self.busy and self.announced:
                 timeout = max(0.0, next_tick - time.monotonic())
             for key, mask in self.sel.select(timeout):
@@ -335,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", action="store_true", help="send a small text frame per period")
     parser.add_argument("--busy-period", type=float, default=0.5)
     parser.add_argument("--connect-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--spread", type=float, default=1.0, help="start the connections over at least this long"
+    )
     args = parser.parse_args(argv)
     limit = raise_nofile_limit()
     if args.n + 16 > limit:
@@ -348,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         busy=args.busy,
         busy_period=args.busy_period,
         connect_timeout=args.connect_timeout,
+        spread=args.spread,
     )
     return client.run()
 
