@@ -18,7 +18,6 @@ release = version = heartbeat_core.__version__
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.viewcode",
     "myst_parser",
     "hbdocs",  # docs/_ext/hbdocs.py: figures and tables generated from the code
 ]
@@ -34,7 +33,6 @@ pygments_style = "sphinx"
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_class_signature = "separated"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"show-inheritance": True}
 

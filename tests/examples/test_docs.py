@@ -161,3 +161,17 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "html" / "explanation" / "timing-rules.html").is_file()
     assert (tmp_path / "html" / "_images" / "states.svg").is_file()
+
+
+@pytest.mark.parametrize("package", ["heartbeat_asyncio", "heartbeat_threading"])
+def test_listed_connection_attributes_exist(package: str) -> None:
+    """The attributes the reference lists by hand are the ones the drivers set."""
+    import importlib
+
+    module = importlib.import_module(package)
+    page = (DOCS / "reference" / f"{package.split('_')[1]}.rst").read_text()
+    listed = re.findall(r"^   ``(\w+)``\n      ", page, re.M)
+    assert len(listed) >= 5
+    source = Path(module.__file__ or "").parent.joinpath("connection.py").read_text()
+    for name in listed:
+        assert re.search(rf"self\.{name}\b\s*(:[^=]+)?=", source), f"{package}: {name}"
