@@ -222,11 +222,10 @@ class Connection:
 
     def _closed_error(self, what: str) -> ConnectionClosedError:
         code = 1006 if self.close_code is None else self.close_code
+        reason = self.close_reason or ""
+        detail = f"{code} {reason!r}" if reason else str(code)
         return ConnectionClosedError(
-            f"cannot {what}: the connection is closed ({code} {self.close_reason or ''})".rstrip()
-            + "; open a new one",
-            code,
-            self.close_reason or "",
+            f"cannot {what}: the connection is closed ({detail}); open a new one", code, reason
         )
 
     # -------------------------------------------------------- reactor thread

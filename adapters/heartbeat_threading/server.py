@@ -2,12 +2,15 @@
 
 One reactor thread accepts, hand-shakes and supervises every connection (all
 heartbeats, one timer heap); each open connection's ``handler(conn)`` runs in a
-thread of its own. When the handler returns, the connection closes with 1000.
+thread of its own, started by a launcher thread so that a burst of new
+connections never holds up the reactor. When the handler returns, the
+connection closes with 1000 (1011 if it raised).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import selectors
 import socket
@@ -19,6 +22,7 @@ from types import TracebackType
 
 from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role
 from heartbeat_core.codec import JSON_CODEC, AppCodec
+from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.state import validate_close
 from heartbeat_core.tcp import TcpKeepalive
 from heartbeat_core.wsevents import ConnectionEvent, HttpRequest, Request
@@ -73,6 +77,11 @@ class Server:
         self._cond = threading.Condition()
         self._conns: set[Connection] = set()
         self._handlers: set[threading.Thread] = set()
+        self._launches: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self._launcher = threading.Thread(
+            target=self._launch_handlers, name=f"heartbeat-launcher-{self.port}", daemon=True
+        )
+        self._launcher.start()
         self._close_started = False
         self._closed = threading.Event()
         self._reactor = Reactor(f"heartbeat-server-{self.port}")
@@ -117,6 +126,8 @@ class Server:
             with self._cond:
                 self._cond.wait_for(lambda: not self._conns, 1.0)
         self._reactor.stop()
+        self._launches.put(None)
+        self._launcher.join()
         with self._cond:
             threads = list(self._handlers)
         for thread in threads:
@@ -223,15 +234,7 @@ class Server:
         with conn._cond:
             conn._open = True
         log.info("%s: open (server, path %s)", conn._label, event.target)
-        thread = threading.Thread(
-            target=self._run_handler,
-            args=(conn,),
-            name=f"heartbeat-handler-{conn._label}",
-            daemon=True,
-        )
-        with self._cond:
-            self._handlers.add(thread)
-        thread.start()
+        self._launches.put(conn)
         conn._io_after(events, now)
 
     def _io_forget(self, conn: Connection) -> None:
@@ -255,10 +258,24 @@ class Server:
 
     # -------------------------------------------------------- handler threads
 
+    def _launch_handlers(self) -> None:
+        while (conn := self._launches.get()) is not None:
+            thread = threading.Thread(
+                target=self._run_handler,
+                args=(conn,),
+                name=f"heartbeat-handler-{conn._label}",
+                daemon=True,
+            )
+            with self._cond:
+                self._handlers.add(thread)
+            thread.start()
+
     def _run_handler(self, conn: Connection) -> None:
         code, reason = 1000, ""
         try:
             self._handler(conn)
+        except ConnectionClosedError as exc:  # the peer went away mid-send: a normal end
+            log.debug("%s: handler stopped: %s", conn._label, exc)
         except Exception:
             log.exception("%s: handler failed", conn._label)
             code, reason = 1011, "internal error"
