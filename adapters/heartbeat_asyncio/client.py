@@ -64,6 +64,7 @@ async def _open(
             host_header, target, subprotocols=subprotocols, extra_headers=extra_headers
         )
         conn._flush()
+        assert conn._handshake is not None
         await conn._handshake
 
     try:

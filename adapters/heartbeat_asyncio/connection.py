@@ -71,8 +71,9 @@ HttpHandler = Callable[[str], "tuple[int, list[tuple[str, str]], bytes] | None"]
 READ_BUFFER_SIZE = 256 * 1024
 #: Default bound on unread message bytes per connection (see the module docstring).
 DEFAULT_MAX_QUEUE = 16 * 1024 * 1024
-# A loop timer may run this much before its time; entries this close are due.
-_TIMER_SLACK = 1e-4
+# Entries due within this much of now fire together (fewer loop wake-ups; the core then
+# sees max(deadline, now), i.e. a heartbeat at most 1 ms early).
+_TIMER_SLACK = 1e-3
 
 
 class _Timers:
@@ -182,6 +183,7 @@ class Connection(asyncio.BufferedProtocol):
         "_loop",
         "_max_queue",
         "_on_event",
+        "_on_gone",
         "_on_open",
         "_pings",
         "_queue",
@@ -217,14 +219,17 @@ class Connection(asyncio.BufferedProtocol):
         self._transport: asyncio.Transport | None = None
         self._on_event = on_event
         self._max_queue = max_queue
-        self._queue: collections.deque[str | bytes] = collections.deque()
+        self._queue: collections.deque[str | bytes] | None = None  # made at the first message
         self._queued = 0
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._pings: dict[bytes, asyncio.Future[float]] = {}
         self._closed: asyncio.Future[None] = self._loop.create_future()
-        # Client: resolved with None (accepted) or an exception; server: unused.
-        self._handshake: asyncio.Future[None] = self._loop.create_future()
+        # Client: resolved with None (accepted) or an exception; server: None.
+        self._handshake: asyncio.Future[None] | None = (
+            self._loop.create_future() if role is Role.CLIENT else None
+        )
+        self._on_gone: Callable[[Connection], None] | None = None
         self._handshake_deadline: float | None = None
         # Server hooks, set by the server before the transport connects.
         self._select: SelectSubprotocol | None = None
@@ -238,6 +243,9 @@ class Connection(asyncio.BufferedProtocol):
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.closed_by: str | None = None
+
+    def __str__(self) -> str:  # formatted only when a log record is emitted
+        return f"{self._core.role.value} {self.remote_address}"
 
     def __repr__(self) -> str:
         return (
@@ -386,7 +394,7 @@ class Connection(asyncio.BufferedProtocol):
         for waiter in self._pings.values():
             if not waiter.done():
                 waiter.set_exception(error)
-        if not self._handshake.done():
+        if self._handshake is not None and not self._handshake.done():
             self._handshake.set_exception(
                 exc
                 if isinstance(exc, OSError)  # ssl.SSLError is an OSError
@@ -397,10 +405,12 @@ class Connection(asyncio.BufferedProtocol):
             )
             self._handshake.exception()  # whoever awaits it sees it; nobody else is warned
         self._closed.set_result(None)
+        if self._on_gone is not None:
+            self._on_gone(self)
         if was_open:
             logger.info(
                 "%s closed: code=%d reason=%r by %s",
-                self._label(),
+                self,
                 closed.code,
                 closed.reason,
                 closed.by,
@@ -413,9 +423,6 @@ class Connection(asyncio.BufferedProtocol):
         # The timer hands the core max(deadline, loop.time()): never go below it.
         return max(self._loop.time(), self._core.heartbeat.last_now)
 
-    def _label(self) -> str:
-        return f"{self._core.role.value} {self.remote_address}"
-
     def _feed(self, data: bytes | None) -> None:
         if self._transport is None:
             return
@@ -426,7 +433,7 @@ class Connection(asyncio.BufferedProtocol):
             return
         deadline = self._handshake_deadline
         if deadline is not None and now >= deadline:
-            logger.info("%s: no opening handshake within the timeout; dropped", self._label())
+            logger.info("%s: no opening handshake within the timeout; dropped", self)
             self._handshake_deadline = None
             self._transport.abort()
             return
@@ -455,7 +462,7 @@ class Connection(asyncio.BufferedProtocol):
                 end = event if end is None or cls is Abort else end
             elif cls is RttSample:
                 assert isinstance(event, RttSample)
-                logger.debug("%s: heartbeat %d rtt=%.6f", self._label(), event.seq, event.rtt)
+                logger.debug("%s: heartbeat %d rtt=%.6f", self, event.seq, event.rtt)
             elif cls is PingAnswered:
                 assert isinstance(event, PingAnswered)
                 waiter = self._pings.get(event.payload)
@@ -467,7 +474,7 @@ class Connection(asyncio.BufferedProtocol):
                 self.closed_by = "remote" if event.by_peer else "local"
                 logger.debug(
                     "%s closing: code=%d reason=%r by %s",
-                    self._label(),
+                    self,
                     event.code,
                     event.reason,
                     self.closed_by,
@@ -476,7 +483,7 @@ class Connection(asyncio.BufferedProtocol):
                 assert isinstance(event, PeerDead)
                 logger.debug(
                     "%s: heartbeat %d unanswered after %.3f s: peer dead",
-                    self._label(),
+                    self,
                     event.seq,
                     event.waited,
                 )
@@ -488,7 +495,7 @@ class Connection(asyncio.BufferedProtocol):
                 self._on_request(event)
             elif cls is Rejected:
                 assert isinstance(event, Rejected)
-                if not self._handshake.done():
+                if self._handshake is not None and not self._handshake.done():
                     self._handshake.set_exception(
                         HandshakeError(
                             f"the server answered the upgrade with HTTP {event.status}, not 101: "
@@ -511,13 +518,16 @@ class Connection(asyncio.BufferedProtocol):
         self._timers.schedule(self)
 
     def _deliver(self, data: str | bytes) -> None:
-        self._queue.append(data)
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
+        queue.append(data)
         self._queued += len(data)
         self._wake_reader()
-        if self._queued > self._max_queue and len(self._queue) > 1 and self._core.is_open:
+        if self._queued > self._max_queue and len(queue) > 1 and self._core.is_open:
             logger.info(
                 "%s: %d message bytes wait unread (max_queue=%d): closing with 1008",
-                self._label(),
+                self,
                 self._queued,
                 self._max_queue,
             )
@@ -572,8 +582,8 @@ class Connection(asyncio.BufferedProtocol):
         self.subprotocol = subprotocol
         if self._core.role is Role.CLIENT:
             self.headers = headers
-        logger.info("%s open: path=%s subprotocol=%s", self._label(), self.path, subprotocol)
-        if not self._handshake.done():
+        logger.info("%s open: path=%s subprotocol=%s", self, self.path, subprotocol)
+        if self._handshake is not None and not self._handshake.done():
             self._handshake.set_result(None)
 
     def _emit(self, event: ConnectionEvent) -> None:

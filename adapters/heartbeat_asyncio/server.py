@@ -129,7 +129,7 @@ class Server:
 
     def _track(self, conn: Connection) -> None:
         self._all.add(conn)
-        conn._closed.add_done_callback(lambda _: self._forget(conn))
+        conn._on_gone = self._forget
 
     def _forget(self, conn: Connection) -> None:
         self._all.discard(conn)
@@ -200,7 +200,13 @@ async def serve(
         conn._keepalive = keepalive
         return conn
 
-    server._server = await loop.create_server(factory, host, port, ssl=ssl)
+    server._server = await loop.create_server(
+        factory,
+        host,
+        port,
+        ssl=ssl,
+        ssl_handshake_timeout=float(handshake_timeout) if ssl is not None else None,
+    )
     server._port = int(server._server.sockets[0].getsockname()[1])
     logger.info("server listening on %s:%d", host, server.port)
     return server

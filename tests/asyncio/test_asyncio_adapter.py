@@ -407,3 +407,38 @@ def test_open_and_close_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> 
     messages = [r.getMessage() for r in caplog.records if r.name == "heartbeat_asyncio"]
     assert any(" open: " in m for m in messages)
     assert any("closed: code=1000" in m for m in messages)
+
+
+def test_one_shared_timer_is_not_rearmed_per_inbound_message() -> None:
+    from heartbeat_asyncio.connection import _timers_for
+
+    config = HeartbeatConfig(interval=5.0, timeout=5.0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with (
+            await serve(echo, config=config) as server,
+            connect(f"ws://{HOST}:{server.port}/", config=config) as conn,
+        ):
+            await conn.send("warm-up")
+            await conn.recv()
+            calls = 0
+            real_call_at = loop.call_at
+
+            def counting_call_at(*args: object, **kwargs: object) -> asyncio.TimerHandle:
+                nonlocal calls
+                calls += 1
+                return real_call_at(*args, **kwargs)  # type: ignore[arg-type]
+
+            loop.call_at = counting_call_at  # type: ignore[method-assign]
+            try:
+                for i in range(500):
+                    await conn.send(f"m{i}")
+                    assert await conn.recv() == f"m{i}"
+            finally:
+                loop.call_at = real_call_at  # type: ignore[method-assign]
+            # 1,000 inbound messages (500 each way) and not one new loop timer.
+            assert calls == 0
+            assert len(_timers_for(loop)._heap) <= 4  # one entry per connection, no pile-up
+
+    run(main())
