@@ -114,3 +114,14 @@ def _frozen_on(port: int) -> FrozenServer:
         except OSError:
             time.sleep(0.01)
     raise AssertionError(f"port {port} stayed busy")
+
+
+def test_threading_tutorial(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import tutorial_threading
+
+    tutorial_threading.main(CONFIG, heartbeats=3)
+    out = capsys.readouterr().out
+    assert "echo: hello\n" in out
+    assert re.search(r"^ping: \d+\.\d ms$", out, re.M)
+    assert re.findall(r"^heartbeat (\d+): \d+\.\d ms$", out, re.M)[:3] == ["1", "2", "3"]
+    assert out.endswith("closed with 1000\n")
