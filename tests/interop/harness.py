@@ -495,7 +495,12 @@ def rtt_summary(rtts: list[float]) -> dict[str, float | int]:
 def assert_plausible_rtts(rtts: list[float], srtt: float | None) -> None:
     """Loopback RTTs: every sample positive; the smoothed one and the median under 0.5 s."""
     assert rtts, "no RTT sample was taken"
-    assert all(r > 0 for r in rtts), rtts
+    assert all(r > 0 for r in rtts), (
+        f"RTT samples of 0 or less: {rtts}. A loopback round trip takes a fraction of a "
+        "millisecond, never 0: the heartbeat was stamped later than it was really sent "
+        "(e.g. a driver fired a timer before its deadline and handed the core the deadline "
+        "as `now`), so every RTT is understated by that much"
+    )
     assert sorted(rtts)[len(rtts) // 2] < 0.5, rtts
     assert srtt is not None
     assert 0 < srtt < 0.5, srtt
