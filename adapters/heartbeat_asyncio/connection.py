@@ -295,9 +295,10 @@ class Connection(asyncio.BufferedProtocol):
         while not self._queue:
             if self._closed.done():
                 raise self._closed_error("receive")
-            if self._recv_waiter is None:
-                self._recv_waiter = self._loop.create_future()
-            await asyncio.shield(self._recv_waiter)
+            waiter = self._recv_waiter
+            if waiter is None or waiter.done():  # done: a cancelled recv() left it behind
+                waiter = self._recv_waiter = self._loop.create_future()
+            await waiter  # no shield: cancelling recv() cancels only this private future
         data = self._queue.popleft()
         self._queued -= len(data)
         return data

@@ -442,3 +442,17 @@ def test_one_shared_timer_is_not_rearmed_per_inbound_message() -> None:
             assert len(_timers_for(loop)._heap) <= 4  # one entry per connection, no pile-up
 
     run(main())
+
+
+def test_a_cancelled_recv_loses_nothing() -> None:
+    async def main() -> None:
+        async with (
+            await serve(echo) as server,
+            connect(f"ws://{HOST}:{server.port}/") as conn,
+        ):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(conn.recv(), 0.05)
+            await conn.send("after")
+            assert await asyncio.wait_for(conn.recv(), 5.0) == "after"
+
+    run(main())
