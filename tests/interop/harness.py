@@ -464,6 +464,9 @@ class NodeProcess:
                 self.proc.wait(5.0)
         for thread in self._threads:
             thread.join(5.0)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 #: Messages every echo check sends: text, binary, and a large text (fragmented by some peers).
