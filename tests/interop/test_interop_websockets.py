@@ -48,6 +48,7 @@ def test_our_client_and_websockets_server_keep_each_other_alive(
         client = adapter.connect(peer.url, our_config(), events)
         assert_echoes(client.send, client.recv)
 
+        # Nobody calls recv() from here on: heartbeats must run without the application reading.
         events.wait_for(RttSample, timeout=ROUNDS * 0.25 + SLACK, count=ROUNDS)
         wait_until(lambda: client.stats.peer_pings >= ROUNDS, SLACK, "websockets' pings")
 
