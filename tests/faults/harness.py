@@ -152,6 +152,14 @@ def _echo_threading(conn: Any) -> None:
         conn.send(message)
 
 
+async def _never_reads_asyncio(conn: Any) -> None:
+    await conn.wait_closed()  # a stuck application: never calls recv()
+
+
+def _never_reads_threading(conn: Any) -> None:
+    conn.wait_closed()
+
+
 def _import_threading_serve() -> Callable[..., Any]:
     try:
         from heartbeat_threading import serve
@@ -162,19 +170,22 @@ def _import_threading_serve() -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def running_server(
-    adapter: str, config: HeartbeatConfig = FAST, **kwargs: Any
+    adapter: str, config: HeartbeatConfig = FAST, *, app: str = "echo", **kwargs: Any
 ) -> Iterator[ServerHandle]:
-    """An echo server on 127.0.0.1 for ``adapter``; stopped (bounded) on exit."""
+    """A server on 127.0.0.1 for ``adapter`` running ``app`` ("echo", or "stuck": a
+    handler that never reads); stopped (bounded) on exit."""
     if adapter == "asyncio":
-        with _asyncio_server(config, **kwargs) as handle:
+        handler = _echo_asyncio() if app == "echo" else _never_reads_asyncio
+        with _asyncio_server(config, handler, **kwargs) as handle:
             yield handle
     else:
-        with _threading_server(config, **kwargs) as handle:
+        thandler = _echo_threading if app == "echo" else _never_reads_threading
+        with _threading_server(config, thandler, **kwargs) as handle:
             yield handle
 
 
 @contextlib.contextmanager
-def _asyncio_server(config: HeartbeatConfig, **kwargs: Any) -> Iterator[ServerHandle]:
+def _asyncio_server(config: HeartbeatConfig, handler: Any, **kwargs: Any) -> Iterator[ServerHandle]:
     from heartbeat_asyncio import connection as aconn
     from heartbeat_asyncio import serve
 
@@ -184,9 +195,7 @@ def _asyncio_server(config: HeartbeatConfig, **kwargs: Any) -> Iterator[ServerHa
     handle = ServerHandle("asyncio", 0)
     try:
         server = asyncio.run_coroutine_threadsafe(
-            serve(
-                _echo_asyncio(), "127.0.0.1", 0, config=config, on_event=handle.on_event, **kwargs
-            ),
+            serve(handler, "127.0.0.1", 0, config=config, on_event=handle.on_event, **kwargs),
             loop,
         ).result(10)
         handle.port = server.port
@@ -218,12 +227,12 @@ def _asyncio_server(config: HeartbeatConfig, **kwargs: Any) -> Iterator[ServerHa
 
 
 @contextlib.contextmanager
-def _threading_server(config: HeartbeatConfig, **kwargs: Any) -> Iterator[ServerHandle]:
+def _threading_server(
+    config: HeartbeatConfig, handler: Any, **kwargs: Any
+) -> Iterator[ServerHandle]:
     serve = _import_threading_serve()
     handle = ServerHandle("threading", 0)
-    server = serve(
-        _echo_threading, "127.0.0.1", 0, config=config, on_event=handle.on_event, **kwargs
-    )
+    server = serve(handler, "127.0.0.1", 0, config=config, on_event=handle.on_event, **kwargs)
     handle.port = server.port
 
     def counts() -> dict[str, int]:

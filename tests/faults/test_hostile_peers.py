@@ -36,6 +36,8 @@ from .harness import (
 )
 from .wsframes import BINARY, CLOSE, CONT, PING, PONG, TEXT, frame, upgrade_request
 
+# heartbeat_threading pauses reading when its receive queue is full (known issue).
+_THREADING_PAUSES_READS = True
 SLACK = 2.0  # generous: other test suites share these two cores
 
 
@@ -418,7 +420,43 @@ def test_connection_churn_leaks_nothing(server: ServerHandle, adapter: str) -> N
         adapter,
         "all released",
         f"fds {fds0} -> {fds1}; threads {threads0} -> {_threading.active_count()}; "
-        + ", ".join(f"{k} {before[k]} -> {after[k]}" for k in before)
+        + ", ".join(f"{k} {before[k]} -> {after[k]}" for k in before if k != "threads")
         + f"; RSS +{max(rss1 - rss0, 0)} KiB",
     )
     probe(server.port)
+
+
+def test_a_stuck_application_does_not_get_a_healthy_peer_declared_dead(
+    adapter: str, request: pytest.FixtureRequest
+) -> None:
+    """The server's handler never reads while a healthy client (answering every ping)
+    sends 100 messages: its pongs must still be seen, so no 1011 heartbeat-timeout.
+    (Bounding the receive queue by closing with 1008 is fine; a false death is not.)"""
+    if adapter == "threading" and _THREADING_PAUSES_READS:
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="heartbeat_threading stops reading at max_queue messages, which hides "
+                "the peer's pongs: a healthy peer is closed 1011 (see docs/faults-results.md)",
+                strict=False,
+            )
+        )
+    with running_server(adapter, FAST, app="stuck") as srv:
+        client = Bystander(srv.port)
+        try:
+            for i in range(100):
+                client.client.send_frame(TEXT, b"message %d" % i)
+            t0 = time.monotonic()
+            # Several heartbeats must come and be answered: 6 x interval with no verdict.
+            wait_until(lambda: len(client.pings) >= 6 or client.close_code is not None, 5.0)
+            took = time.monotonic() - t0
+            code = client.close_code
+        finally:
+            client.stop()
+        assert code in (None, 1008), f"a healthy peer of a stuck handler was closed with {code}"
+        assert len(client.pings) >= 6
+    record(
+        "stuck handler (never reads), healthy client sends 100 messages",
+        adapter,
+        "heartbeats continue; no false heartbeat-timeout",
+        f"{len(client.pings)} heartbeats answered in {took:.1f} s",
+    )
