@@ -103,13 +103,24 @@ def test_client_detects_a_frozen_server() -> None:
     print(f"FIGURE threading client detects a frozen server in {took * 1e3:.0f} ms")
 
 
-@pytest.mark.parametrize("where", ["before-select", "after-select"])
+@pytest.mark.parametrize("where", ["before-select", "stale-select"])
 def test_our_stalled_io_thread_declares_nobody_dead(where: str) -> None:
     """The server's I/O thread stops for 3 x timeout while a ping is outstanding; the peer
-    answers meanwhile. Input is read before timers are judged, so nobody is declared dead."""
+    answers meanwhile.
+
+    ``before-select``: the stall comes before select() and the core's late-timer rule is
+    switched off (huge ``stall_threshold``), so only the adapter's order (read ready input,
+    then deliver timers) keeps the peer alive. ``stale-select``: select() returned nothing
+    just before the stall, so the timer is judged before the pong is read; the adapter must
+    hand the core the true, late ``now`` so its late-timer rule grants a grace period.
+    """
     events = Recorder()
     stall = 3 * TIMEOUT
-    with serve(echo, config=DETECT, on_event=events) as server:
+    threshold = 10.0 if where == "before-select" else DETECT.stall_threshold
+    config = HeartbeatConfig(
+        interval=INTERVAL, timeout=TIMEOUT, close_timeout=1.0, stall_threshold=threshold
+    )
+    with serve(echo, config=config, on_event=events) as server:
         selector = server._reactor.selector
         real_select = selector.select
         stalled = threading.Event()
@@ -118,14 +129,14 @@ def test_our_stalled_io_thread_declares_nobody_dead(where: str) -> None:
             return any(c._hc.phase is HeartbeatPhase.AWAITING for c in list(server._conns))
 
         def select(timeout: float | None = None) -> Any:
-            if where == "before-select" and not stalled.is_set() and awaiting():
-                stalled.set()
-                time.sleep(stall)  # the injected stall: the pong arrives meanwhile
-            ready = real_select(timeout)
-            if where == "after-select" and not stalled.is_set() and awaiting():
-                stalled.set()
-                time.sleep(stall)  # ready is stale: the timer will fire late (late-timer rule)
-            return ready
+            if stalled.is_set() or not awaiting():
+                return real_select(timeout)
+            stalled.set()
+            if where == "before-select":
+                time.sleep(stall)  # the pong arrives meanwhile and is ready below
+                return real_select(timeout)
+            time.sleep(stall)  # as if select() had returned (empty) just before the stall
+            return []
 
         selector.select = select  # type: ignore[method-assign]
         quiet = HeartbeatConfig(interval=30.0, timeout=10.0)  # the peer only answers
@@ -139,6 +150,33 @@ def test_our_stalled_io_thread_declares_nobody_dead(where: str) -> None:
             assert events.first(PeerDead) is None
             conn.send("still here")
             assert conn.recv(timeout=SLACK) == "still here"
+
+
+def test_our_stalled_client_io_thread_declares_nobody_dead() -> None:
+    """The before-select stall on the client's own I/O thread (late-timer rule off)."""
+    events = Recorder()
+    quiet = HeartbeatConfig(interval=30.0, timeout=10.0)  # the server only answers
+    config = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, stall_threshold=10.0)
+    with (
+        serve(echo, config=quiet) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", config=config, on_event=events) as conn,
+    ):
+        selector = conn._reactor.selector
+        real_select = selector.select
+        stalled = threading.Event()
+
+        def select(timeout: float | None = None) -> Any:
+            if not stalled.is_set() and conn._hc.phase is HeartbeatPhase.AWAITING:
+                stalled.set()
+                time.sleep(3 * TIMEOUT)
+            return real_select(timeout)
+
+        selector.select = select  # type: ignore[method-assign]
+        assert stalled.wait(5)
+        pongs = conn.stats.pongs_received
+        wait_until(lambda: conn.stats.pongs_received >= pongs + 3)
+        assert conn.open and conn.stats.misses == 0
+        assert events.first(PeerDead) is None
 
 
 def test_slow_20mb_message_is_not_mistaken_for_a_dead_peer() -> None:
