@@ -692,6 +692,8 @@ async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
     target = args.url
 
     def on_event(conn: Connection, event: ConnectionEvent) -> None:
+        if st.done.is_set():
+            return  # --count reached: what arrives while we close is not reported
         if isinstance(event, RttSample):
             st.stats.add(event.rtt)
             if json_mode:
@@ -758,8 +760,11 @@ async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
     with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
         await asyncio.wait_for(drainer, 1.0)
 
-    stats = conn.stats
-    st.stats.in_flight = max(0, stats.pings_sent - st.stats.sent)
+    if st.done.is_set():  # --count answered heartbeats: success, whatever came after
+        return _ping_summary(
+            st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_OK
+        )
+    st.stats.in_flight = max(0, conn.stats.pings_sent - st.stats.sent)
     if st.dead is not None:
         return _ping_summary(
             st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_FAILED

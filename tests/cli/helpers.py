@@ -117,21 +117,22 @@ class Command:
     def wait_text(self, fragment: str, timeout: float = SLACK) -> str:
         """Wait for a stdout line containing ``fragment``; return it."""
         end = time.monotonic() + timeout
+        ended = False
         while True:
             for line in list(self.lines):
                 if fragment in line:
                     return line
             left = end - time.monotonic()
-            if left <= 0 or (self.proc.poll() is not None and self._new.empty()):
+            if left <= 0 or ended:
                 raise AssertionError(
-                    f"no line with {fragment!r} within {timeout} s: stdout {self.lines[-30:]}, "
+                    f"no line with {fragment!r} within {timeout} s"
+                    f"{' (stdout closed)' if ended else ''}: stdout {self.lines[-30:]}, "
                     f"stderr {self.stderr[-2000:]!r}"
                 )
             try:
-                item = self._new.get(timeout=min(left, 0.5))
-                if item is None:
-                    self._new.put(None)
-                    time.sleep(0.01)
+                if self._new.get(timeout=min(left, 0.5)) is None:
+                    self._new.put(None)  # stdout closed: every line is in self.lines
+                    ended = True
             except queue.Empty:
                 pass
 

@@ -384,7 +384,9 @@ def test_plain_http_gets_426_and_is_not_logged_as_a_connection(cleanup: list[Com
         while chunk := sock.recv(4096):
             response += chunk
     assert response.startswith(b"HTTP/1.1 426"), response
-    ping = Command("ping", f"ws://127.0.0.1:{port}/x?y=1", "--count", "1", "--json")
+    ping = Command(
+        "ping", f"ws://127.0.0.1:{port}/x?y=1", "--count", "1", "--interval", "0.1", "--json"
+    )
     cleanup.append(ping)
     assert ping.finish() == 0
     server.wait_for("close")
