@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from wsframes import CLOSE, PING, PONG, FrameReader, frame, upgrade_request
+from wsframes import CLOSE, PING, PONG, FrameReader, frame, upgrade_request  # type: ignore[import-not-found]
 
 
 def _open(port: int) -> tuple[socket.socket, FrameReader]:

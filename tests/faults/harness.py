@@ -165,7 +165,7 @@ def _import_threading_serve() -> Callable[..., Any]:
         from heartbeat_threading import serve
     except ImportError:
         from heartbeat_threading.server import serve
-    return serve  # type: ignore[no-any-return]
+    return serve
 
 
 @contextlib.contextmanager

@@ -63,12 +63,22 @@ from .wsframes import (
 
 _LONG = "HEARTBEAT_FUZZ_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("HEARTBEAT_FUZZ_EXAMPLES", "120"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=not _LONG,
-    database=None if not _LONG else settings.default.database,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+# The short run is derandomised and keeps no example database (same examples every
+# run); the long one explores at random and remembers its failures in .hypothesis/.
+FUZZ = (
+    settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    if _LONG
+    else settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 )
 MAX_SIZE = 64  # a small max_message_size so that 1009 is reached often
 
