@@ -174,12 +174,12 @@ def start_server(kind: str, interval: float, timeout: float) -> tuple[Child, int
 
 def start_client(port: int, n: int, busy: bool) -> tuple[Child, str]:
     args = [sys.executable, os.path.join(HERE, "loadclient.py"), "--port", str(port)]
-    args += ["--n", str(n)]
+    args += ["--n", str(n), "--connect-timeout", str(20.0 + n / 200)]
     if busy:
         args.append("--busy")
     client = Child(args)
     try:
-        line = client.readline(60.0 + n / 50)
+        line = client.readline(30.0 + n / 200)
     except (TimeoutError, EOFError):
         client.kill()
         raise
@@ -793,10 +793,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--busy-repeats", type=int, default=2)
     parser.add_argument("--window", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=2.5)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=5.0)
-    parser.add_argument("--threading-max-n", type=int, default=1000)
+    parser.add_argument("--threading-max-n", type=int, default=5000)
     parser.add_argument("--detect-n", type=int, default=1000)
     parser.add_argument("--detect-timeout", type=float, default=1.0)
     parser.add_argument("--detect-max-wait", type=float, default=20.0)
