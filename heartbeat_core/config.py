@@ -99,7 +99,7 @@ class HeartbeatConfig:
     adaptive_timeout: bool = False
     #: Floor of the adaptive timeout.
     min_timeout: float = 1.0
-    #: Peer pings closer together than this collect a strike (rule ``ping-flood``).
+    #: Peer pings closer together than this collect a strike (rule ``peer-ping``).
     peer_ping_min_interval: float = 0.05
     #: Close with 1008 when a peer collects more strikes than this.
     peer_ping_max_strikes: int = 100

@@ -175,3 +175,11 @@ def test_listed_connection_attributes_exist(package: str) -> None:
     source = Path(module.__file__ or "").parent.joinpath("connection.py").read_text()
     for name in listed:
         assert re.search(rf"self\.{name}\b\s*(:[^=]+)?=", source), f"{package}: {name}"
+
+
+def test_rules_named_in_docstrings_exist() -> None:
+    """A rule named anywhere in the code's comments (which the docs include) is a real rule."""
+    names = set(hbdocs.rule_names())
+    for path in [*(ROOT / "heartbeat_core").glob("*.py"), *(ROOT / "adapters").rglob("*.py")]:
+        for name in re.findall(r"rule ``([a-z-]+)``", path.read_text()):
+            assert name in names, f"{_rel(path)} names an unknown rule {name!r}"
