@@ -71,9 +71,6 @@ HttpHandler = Callable[[str], "tuple[int, list[tuple[str, str]], bytes] | None"]
 READ_BUFFER_SIZE = 256 * 1024
 #: Default bound on unread message bytes per connection (see the module docstring).
 DEFAULT_MAX_QUEUE = 16 * 1024 * 1024
-# Entries due within this much of now fire together (fewer loop wake-ups; the core then
-# sees max(deadline, now), i.e. a heartbeat at most 1 ms early).
-_TIMER_SLACK = 1e-3
 
 
 class _Timers:
@@ -134,7 +131,9 @@ class _Timers:
         now = self._loop.time()
         self._firing = True
         try:
-            while heap and heap[0][0] <= now + _TIMER_SLACK:
+            # Only entries already due: firing early and handing the core the deadline
+            # as `now` would stamp a heartbeat later than it is sent (RTT understated).
+            while heap and heap[0][0] <= now:
                 deadline, _, conn = heapq.heappop(heap)
                 if conn._armed != deadline:
                     continue  # stale: superseded by an earlier entry

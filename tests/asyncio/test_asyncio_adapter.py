@@ -72,6 +72,9 @@ def test_echo_and_heartbeats_both_styles(style: HeartbeatStyle) -> None:
             assert conn.close_code == 1000
             assert conn.closed_by == "local"
             assert not any(isinstance(e, PeerDead) for e in server_events)
+            # Never stamped late: the shared timer fires no entry before its deadline.
+            rtts = [e.rtt for e in server_events if isinstance(e, RttSample)]
+            assert rtts and all(rtt > 0 for rtt in rtts)
 
     run(main())
 
