@@ -23,7 +23,7 @@ from heartbeat_core import (
 )
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
 
-FAST = HeartbeatConfig(interval=0.05, timeout=0.3, close_timeout=1.0)
+FAST = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=1.0)
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)
 
 
@@ -59,7 +59,7 @@ class Samples:
 
 @pytest.mark.parametrize("style", [HeartbeatStyle.PROTOCOL, HeartbeatStyle.APP])
 def test_echo_and_heartbeats_both_styles_both_roles(style: HeartbeatStyle) -> None:
-    config = HeartbeatConfig(interval=0.05, timeout=0.3, close_timeout=1.0, style=style)
+    config = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=1.0, style=style)
     server_events, client_events = Samples(), Samples()
     with serve(echo, config=config, on_event=server_events) as server:
         uri = f"ws://127.0.0.1:{server.port}/echo"
@@ -213,7 +213,7 @@ def test_shutdown_aborts_a_peer_that_never_answers_the_close() -> None:
 
 @pytest.mark.parametrize("style", [HeartbeatStyle.PROTOCOL, HeartbeatStyle.APP])
 def test_heartbeats_run_while_nobody_reads(style: HeartbeatStyle) -> None:
-    config = HeartbeatConfig(interval=0.05, timeout=0.3, close_timeout=1.0, style=style)
+    config = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=1.0, style=style)
     release = threading.Event()
 
     def idle(conn: Connection) -> None:
