@@ -7,9 +7,11 @@ import time
 from typing import TypeVar
 
 import pytest
-from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer
+from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, FrozenServer
 from embed_helpers import assert_dead_peer_closed as assert_dead
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
 
 from examples import websockets_sansio
 from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
@@ -65,5 +67,66 @@ def test_frozen_peer_is_closed_1011() -> None:
                 assert frames[0].opcode == 0x9  # the heartbeat that went unanswered
             finally:
                 peer.close()
+
+    asyncio.run(main())
+
+
+def test_plain_http_is_answered_and_closed() -> None:
+    async def main() -> None:
+        server, port, _ = await _server()
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            response = await asyncio.wait_for(reader.read(), WAIT)  # until EOF
+            assert response.startswith(b"HTTP/1.1 426 ")
+            writer.close()
+
+    asyncio.run(main())
+
+
+def test_client_round_trip_with_websockets_server() -> None:
+    """``watch`` (ClientProtocol) against the websockets asyncio server."""
+
+    async def main() -> None:
+        actions: asyncio.Queue[Action] = asyncio.Queue()
+        texts: asyncio.Queue[str] = asyncio.Queue()
+
+        async def handler(ws: ServerConnection) -> None:
+            await ws.send("hi")
+            await ws.wait_closed()
+
+        async with ws_serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            client = asyncio.create_task(
+                websockets_sansio.watch(
+                    f"ws://127.0.0.1:{port}/", CONFIG, actions.put_nowait, texts.put_nowait
+                )
+            )
+            assert await asyncio.wait_for(texts.get(), WAIT) == "hi"
+            samples = [await _next(actions, RttSample) for _ in range(3)]
+            assert [s.seq for s in samples] == [1, 2, 3]
+            server.close()  # 1001: the client answers and its loop ends
+            await asyncio.wait_for(client, WAIT)
+
+    asyncio.run(main())
+
+
+def test_client_finds_a_frozen_server_dead() -> None:
+    async def main() -> None:
+        actions: asyncio.Queue[Action] = asyncio.Queue()
+        frozen = await asyncio.to_thread(FrozenServer)
+        try:
+            started = time.monotonic()
+            client = asyncio.create_task(
+                websockets_sansio.watch(
+                    f"ws://127.0.0.1:{frozen.port}/", CONFIG, actions.put_nowait
+                )
+            )
+            dead = await _next(actions, PeerDead)
+            assert dead.seq == 1
+            await asyncio.wait_for(client, WAIT)  # the socket was released
+            assert time.monotonic() - started < INTERVAL + TIMEOUT + 5.0
+        finally:
+            await asyncio.to_thread(frozen.close)
 
     asyncio.run(main())
