@@ -16,12 +16,13 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from heartbeat_core import HeartbeatConfig, Liveness
+from heartbeat_core import HeartbeatConfig, HeartbeatStyle, Liveness
 
 from .harness import (
     FAST,
@@ -34,7 +35,7 @@ from .harness import (
     running_server,
     wait_until,
 )
-from .wsframes import BINARY, CLOSE, CONT, PING, PONG, TEXT, frame, upgrade_request
+from .wsframes import BINARY, CLOSE, CONT, PING, PONG, TEXT, Frame, frame, upgrade_request
 
 # heartbeat_threading pauses reading when its receive queue is full (known issue).
 _THREADING_PAUSES_READS = True
@@ -274,30 +275,44 @@ def test_replayed_pongs_do_not_keep_a_dead_peer_alive(adapter: str) -> None:
         probe(srv.port)
 
 
-def test_app_mode_inputs(server: ServerHandle, adapter: str) -> None:
-    with RawClient(server.port) as c:
-        c.handshake()
-        # The seed's app-level ping is answered, not delivered.
-        c.send_frame(TEXT, b'{"type":"ping"}')
-        f = c.expect(lambda f: f.opcode == TEXT, 3.0)
-        assert f is not None and f.payload == b'{"type":"pong"}'
-        # Malformed JSON and a nested ping are ordinary messages (echoed back).
-        for text in (b'{"type": "ping"', b'{"data":{"type":"ping"}}', b"[1,2"):
-            c.send_frame(TEXT, text)
-            f = c.expect(lambda f: f.opcode == TEXT, 3.0)
-            assert f is not None and f.payload == text, (text, f)
-    record(
-        'app mode: malformed JSON, nested {"type":"ping"}',
-        adapter,
-        "delivered as messages (echoed), not answered",
-        "connection stays open",
-    )
-    with RawClient(server.port) as c:
-        c.handshake()
-        c.send_frame(TEXT, b"caf\xc3")
-        took = closes_with(c, 1007)
-    record("app mode: invalid UTF-8 text", adapter, "close 1007", f"{took * 1000:.1f} ms")
-    probe(server.port)
+@pytest.mark.parametrize("style", [HeartbeatStyle.PROTOCOL, HeartbeatStyle.APP])
+def test_app_mode_inputs(adapter: str, style: HeartbeatStyle) -> None:
+    """Application-level heartbeat traffic, with protocol heartbeats (app pings answered
+    anyway) and with app-level heartbeats (the server's own pings are JSON messages)."""
+    app_ping = b'{"type":"ping"}'
+
+    def reply(f: Frame) -> bool:  # a text frame that is not the server's own heartbeat
+        return f.opcode == TEXT and f.payload != app_ping
+
+    with running_server(adapter, replace(FAST, style=style)) as srv:
+        with RawClient(srv.port) as c:
+            c.handshake()
+            # The seed's app-level ping is answered, not delivered.
+            c.send_frame(TEXT, app_ping)
+            f = c.expect(reply, 3.0)
+            assert f is not None and f.payload == b'{"type":"pong"}'
+            # Malformed JSON and a nested ping are ordinary messages (echoed back).
+            for text in (b'{"type": "ping"', b'{"data":{"type":"ping"}}', b"[1,2"):
+                c.send_frame(TEXT, text)
+                f = c.expect(reply, 3.0)
+                assert f is not None and f.payload == text, (text, f)
+        record(
+            f'{style.value} heartbeats: malformed JSON, nested {{"type":"ping"}}',
+            adapter,
+            'delivered as messages (echoed), not answered; {"type":"ping"} answered',
+            "connection stays open",
+        )
+        with RawClient(srv.port) as c:
+            c.handshake()
+            c.send_frame(TEXT, b"caf\xc3")
+            took = closes_with(c, 1007)
+        record(
+            f"{style.value} heartbeats: invalid UTF-8 text",
+            adapter,
+            "close 1007",
+            f"{took * 1000:.1f} ms",
+        )
+        probe(srv.port)
 
 
 def test_16_mib_text_message_closes_1009(server: ServerHandle, adapter: str) -> None:
