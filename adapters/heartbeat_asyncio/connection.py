@@ -144,6 +144,8 @@ class _Timers:
                     logger.exception("timer handling failed for %r", conn)
         finally:
             self._firing = False
+            while heap and heap[0][2]._armed != heap[0][0]:
+                heapq.heappop(heap)  # stale entries on top would only wake the loop for nothing
             if heap:
                 self._arm(heap[0][0])
 

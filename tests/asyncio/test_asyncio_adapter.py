@@ -459,3 +459,26 @@ def test_a_cancelled_recv_loses_nothing() -> None:
             assert await asyncio.wait_for(conn.recv(), 5.0) == "after"
 
     run(main())
+
+
+def test_serve_forever_returns_after_close_and_closes_when_cancelled() -> None:
+    async def main() -> None:
+        server = await serve(echo)
+        forever = asyncio.ensure_future(server.serve_forever())
+        async with connect(f"ws://{HOST}:{server.port}/") as conn:
+            await conn.send("x")
+            assert await conn.recv() == "x"
+        await server.close()
+        await asyncio.wait_for(forever, 5.0)
+
+        server = await serve(echo)
+        conn = await connect(f"ws://{HOST}:{server.port}/")
+        forever = asyncio.ensure_future(server.serve_forever())
+        await asyncio.sleep(0)
+        forever.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(forever, 5.0)
+        await asyncio.wait_for(conn.wait_closed(), 5.0)
+        assert conn.close_code == 1001
+
+    run(main())

@@ -293,3 +293,33 @@ def test_connect_forever_comes_back_after_a_server_restart() -> None:
     delays = [r.delay for r in retries]
     assert delays[:3] == pytest.approx([0.05, 0.1, 0.2])  # exponential, capped at 0.2
     assert kinds.count(Connected) == 2
+
+
+def test_connect_forever_reconnects_when_the_heartbeat_declares_the_server_dead() -> None:
+    config = HeartbeatConfig(interval=0.1, timeout=0.2, close_timeout=0.3)
+    policy = BackoffPolicy(initial=0.05, maximum=0.1, full_jitter=False)
+    states: list[ReconnectEvent] = []
+
+    async def main() -> None:
+        opened: asyncio.Queue[Any] = asyncio.Queue()
+        raw = await frozen_server(opened)
+        uri = f"ws://{HOST}:{raw.sockets[0].getsockname()[1]}/"
+        conns = connect_forever(uri, backoff=policy, on_state=states.append, config=config)
+        count = 0
+        async with contextlib.aclosing(conns):
+            async for conn in conns:
+                count += 1
+                await conn.wait_closed()  # the frozen server never answers: found dead
+                assert conn.close_reason == "heartbeat-timeout"
+                if count == 2:
+                    break
+        while not opened.empty():
+            (await opened.get()).close()
+        raw.close()
+        await raw.wait_closed()
+
+    run(main())
+    down = [e for e in states if isinstance(e, Disconnected)]
+    assert [e.code for e in down] == [1011]
+    assert [type(e) for e in states[:3]] == [Connected, Disconnected, Retrying]
+    assert states[3:] == [states[0]]  # connected again; the generator closed on break
