@@ -59,3 +59,4 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage build *.egg-info
+	rm -rf docs/_build docs/_generated
