@@ -265,6 +265,23 @@ class HeartbeatMachine(RuleBasedStateMachine):
                     assert after is HeartbeatPhase.CLOSING
         self.emitted += kinds
 
+        # peer-ping: while open, every peer ping is answered, unless it is one too many.
+        if phase in _OPEN and 1008 not in [getattr(a, "code", None) for a in actions]:
+            if isinstance(event, PingReceived):
+                assert actions == (SendPong(payload=event.payload),)
+            if isinstance(event, AppPingReceived):
+                assert actions == ((SendAppPong(),) if cfg.answer_app_pings else ())
+        # close-handshake: a close we start, or the transport's release, is bounded.
+        if after is not phase and after in (HeartbeatPhase.CLOSING, HeartbeatPhase.DRAINING):
+            if Abort in kinds:
+                assert hb.deadline is None
+            else:
+                assert hb.deadline == now + cfg.close_timeout
+        # rtt: the stats show the last sample.
+        for action in actions:
+            if isinstance(action, RttSample):
+                assert hb.stats.last_rtt == action.rtt
+
         # dead-peer, the other way round: a timely timer on an unanswered ping kills.
         if (
             isinstance(event, TimerFired)
@@ -434,8 +451,10 @@ class HeartbeatMachine(RuleBasedStateMachine):
             note_event(f"phase {phase.value}")
         for kind in set(self.emitted):
             note_event(f"emitted {kind.__name__}")
-        # jitter: the same random source replays to the same actions (deterministic).
-        replay = HeartbeatState(self.config, random=random.Random(self.seed).random)
+        # jitter: the same random source replays to the same actions; without jitter
+        # the machine needs no random source at all.
+        source = random.Random(self.seed).random if self.config.jitter else None
+        replay = HeartbeatState(self.config, random=source)
         for event, actions in self.log:
             assert replay.handle(event) == actions
 
