@@ -122,8 +122,8 @@ class Reactor:
 
     def _fire_timers(self) -> None:
         heap = self._heap
-        now = time.monotonic()
-        while heap and heap[0][0] <= now:
+        clock = time.monotonic
+        while heap and heap[0][0] <= (now := clock()):  # read per entry: RTTs start here
             deadline, _, owner = heapq.heappop(heap)
             if owner._armed == deadline:
                 owner._armed = None
