@@ -97,13 +97,14 @@ def proc_fds(pid: int) -> int:
 class Child:
     """A child process spoken to in lines over stdin/stdout, with bounded waits."""
 
-    def __init__(self, args: Sequence[str]) -> None:
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             list(args),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=ROOT,
+            env=env,
         )
         self.pid = self.proc.pid
         self._buf = b""
@@ -149,6 +150,15 @@ class Child:
 
 
 def start_server(kind: str, interval: float, timeout: float) -> tuple[Child, int]:
+    """Start a server process. ``KIND@DIR`` runs KIND with the packages of another
+    checkout in DIR (its root and ``adapters/`` first on ``PYTHONPATH``), to measure a
+    change side by side with the original."""
+    kind, _, tree = kind.partition("@")
+    env = None
+    if tree:
+        env = dict(os.environ)
+        paths = [tree, os.path.join(tree, "adapters"), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     server = Child(
         [
             sys.executable,
@@ -159,7 +169,8 @@ def start_server(kind: str, interval: float, timeout: float) -> tuple[Child, int
             str(interval),
             "--timeout",
             str(timeout),
-        ]
+        ],
+        env=env,
     )
     try:
         line = server.readline(30.0)
@@ -363,7 +374,7 @@ def _brief(r: dict[str, Any]) -> str:
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     servers = [s for s in args.servers.split(",") if s]
     for s in servers:
-        if s not in KINDS:
+        if s.partition("@")[0] not in KINDS:
             raise SystemExit(f"unknown server {s!r}: choose from {', '.join(KINDS)}")
     results: list[dict[str, Any]] = []
     report: dict[str, Any] = {
@@ -405,7 +416,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             for n in ns:
                 order = servers[rep % len(servers) :] + servers[: rep % len(servers)]
                 for kind in order:
-                    if kind == "ours-threading" and n > args.threading_max_n:
+                    if kind.startswith("ours-threading") and n > args.threading_max_n:
                         continue
                     steps.append((rep, n, kind))
         return steps
@@ -416,11 +427,9 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         load(kind, n, busy=True)
     if args.detect_n > 0:
         for kind in servers:
-            n = (
-                min(args.detect_n, args.threading_max_n)
-                if kind == "ours-threading"
-                else args.detect_n
-            )
+            n = args.detect_n
+            if kind.startswith("ours-threading"):
+                n = min(n, args.threading_max_n)
             try:
                 r = measure_detection(
                     kind,
