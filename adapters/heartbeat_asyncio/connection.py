@@ -97,7 +97,9 @@ class _Timers:
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # A weak reference: _loop_timers maps the loop to this object, which must not keep
+        # the loop (and its 256 KiB buffer) alive after the loop is gone.
+        self._loop = weakref.ref(loop)
         self._heap: list[tuple[float, int, Connection]] = []
         self._seq = 0
         self._handle: asyncio.TimerHandle | None = None
@@ -123,12 +125,17 @@ class _Timers:
         if self._handle is not None:
             self._handle.cancel()
         self._when = when
-        self._handle = self._loop.call_at(when, self._fire)
+        loop = self._loop()
+        if loop is not None:
+            self._handle = loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
         heap = self._heap
-        now = self._loop.time()
+        loop = self._loop()
+        if loop is None:
+            return
+        now = loop.time()
         self._firing = True
         try:
             # Only entries already due: firing early and handing the core the deadline
@@ -156,9 +163,17 @@ _loop_timers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Timers] = (
 
 
 def _timers_for(loop: asyncio.AbstractEventLoop) -> _Timers:
-    timers = _loop_timers.get(loop)
+    """The loop's timers, kept on the loop itself so that they die with it (heap entries
+    reference connections, which reference the loop: a mapping would keep it alive)."""
+    timers: _Timers | None = getattr(loop, "_heartbeat_asyncio_timers", None)
     if timers is None:
-        timers = _loop_timers[loop] = _Timers(loop)
+        timers = _loop_timers.get(loop)
+    if timers is None:
+        timers = _Timers(loop)
+        try:
+            loop._heartbeat_asyncio_timers = timers  # type: ignore[attr-defined]
+        except AttributeError:  # a loop without __dict__ (e.g. uvloop): keep it here
+            _loop_timers[loop] = timers
     return timers
 
 
