@@ -294,15 +294,13 @@ class TestAppLevel:
         p.handshake()
         p.now = 1.0
         assert p.client.timer_fired(1.0) == []
-        assert frames_in(p.client.data_to_send()) == [(TEXT, b'{"type":"ping"}')]
-        p.client.timer_fired(1.0)
-        p.client._out.clear()
-        # Re-send through the pair: the server consumes the ping and answers.
-        p.server.receive_data(frame(TEXT, b'{"type":"ping"}'), 1.0)
+        ping = p.client.data_to_send()
+        assert frames_in(ping) == [(TEXT, b'{"type":"ping"}')]
+        assert p.server.receive_data(ping, 1.0) == []  # consumed, not a Message
         reply = p.server.data_to_send()
         assert frames_in(reply) == [(TEXT, b'{"type":"pong"}')]
-        p.now = 1.25
         assert p.client.receive_data(reply, 1.25) == [RttSample(seq=1, rtt=0.25)]
+        assert p.client.deadline == 2.25
 
     def test_json_variants_are_recognised(self, pair: Pair) -> None:
         events = pair.server.receive_data(frame(TEXT, b'{"type": "ping", "ts": 5}'), 0.0)
@@ -338,13 +336,13 @@ class TestAppLevel:
 
 class TestHeartbeats:
     def test_protocol_heartbeat_round_trip(self, pair: Pair) -> None:
-        pair.now = 1.0
         assert pair.client.timer_fired(1.0) == []
-        assert frames_in(pair.client.data_to_send()) == [(PING, b"1")]
-        pair.client._out.append(frame(PING, b"1"))  # resend what was taken
-        pair.to_server()
-        pair.now = 1.5
-        assert pair.to_client() == [RttSample(seq=1, rtt=0.5)]
+        ping = pair.client.data_to_send()
+        assert frames_in(ping) == [(PING, b"1")]
+        assert pair.server.receive_data(ping, 1.0) == []
+        pong = pair.server.data_to_send()
+        assert frames_in(pong) == [(PONG, b"1")]
+        assert pair.client.receive_data(pong, 1.5) == [RttSample(seq=1, rtt=0.5)]
         assert pair.client.stats.pongs_received == 1
         assert pair.client.deadline == 2.5
 
