@@ -809,6 +809,9 @@ _DEMO_BACKOFF = BackoffPolicy(
 )
 
 
+_DEMO_COLORS = {"server": "green", "alice": "cyan", "bob": "magenta", "carol": "yellow"}
+
+
 class _DemoFailed(Exception):
     """A step of the demo did not happen in time."""
 
@@ -817,7 +820,6 @@ class _DemoFailed(Exception):
 class _DemoClient:
     name: str
     style: HeartbeatStyle
-    color: str
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     conn: Connection | None = None
     task: asyncio.Task[None] | None = None
@@ -868,8 +870,8 @@ class _Demo:
         self.reader: asyncio.Future[None] | None = None
         self.server_rtts = 0
         self.clients = [
-            _DemoClient("alice", HeartbeatStyle.PROTOCOL, "cyan"),
-            _DemoClient("bob", HeartbeatStyle.APP, "magenta"),
+            _DemoClient("alice", HeartbeatStyle.PROTOCOL),
+            _DemoClient("bob", HeartbeatStyle.APP),
         ]
         self.server_config = HeartbeatConfig(
             interval=_DEMO_SERVER_INTERVAL,
@@ -881,10 +883,12 @@ class _Demo:
 
     # ------------------------------------------------------------- output
 
-    def say(self, who: str, text: str, *styles: str) -> None:
+    def say(self, who: str, text: str, *emphasis: str) -> None:
+        """One timestamped line: the speaker in its colour, the text with ``emphasis``."""
         elapsed = self.loop.time() - self.t0
         stamp = self.out.paint(f"{elapsed:5.1f}s", "dim")
-        self.out.line(f"{stamp}  {self.out.paint(who.ljust(7), *styles)}{text}")
+        name = self.out.paint(who.ljust(7), _DEMO_COLORS.get(who, "blue"))
+        self.out.line(f"{stamp}  {name}{self.out.paint(text, *emphasis)}")
 
     def stage(self, title: str) -> None:
         self.out.line()
@@ -949,7 +953,6 @@ class _Demo:
             self.say(
                 client.name,
                 f"{client.label:<15} heartbeat {event.seq:>2}  rtt {event.rtt * 1000:6.2f} ms",
-                client.color,
             )
 
     def on_client_state(self, client: _DemoClient, event: ReconnectEvent) -> None:
@@ -964,7 +967,6 @@ class _Demo:
                     f"({len(client.retries)} waits: "
                     + ", ".join(f"{d:g} s" for d in client.retries)
                     + ")",
-                    client.color,
                     "bold",
                 )
         elif isinstance(event, Disconnected):
@@ -977,7 +979,7 @@ class _Demo:
                 why = _describe_connect_error(event.error)
             else:
                 why = f"closed with {event.code}" + (f" {event.reason!r}" if event.reason else "")
-            self.say(client.name, f"disconnected: {why}", client.color)
+            self.say(client.name, f"disconnected: {why}")
         elif isinstance(event, Retrying):
             if client.stopping:
                 return
@@ -985,7 +987,6 @@ class _Demo:
             self.say(
                 client.name,
                 f"retry {event.attempt} in {event.delay:g} s (exponential backoff)",
-                client.color,
             )
 
     async def run_client(self, client: _DemoClient) -> None:
@@ -1053,7 +1054,6 @@ class _Demo:
                     "carol",
                     f"{'ping frames':<15} heartbeat {record['seq']:>2}  rtt {rtt_ms:6.2f} ms"
                     "  (own process: heartbeat ping)",
-                    "yellow",
                 )
 
     def stop_carol(self) -> None:
@@ -1094,7 +1094,6 @@ class _Demo:
             "server",
             f"listening on 127.0.0.1:{self.port}; pings a connection idle for "
             f"{_DEMO_SERVER_INTERVAL:g} s, declares it dead {_DEMO_SERVER_TIMEOUT:g} s later",
-            "green",
         )
         await self.start_carol()
         for client in self.clients:
@@ -1109,7 +1108,7 @@ class _Demo:
         assert self.proc is not None
         freeze_at = self.loop.time()
         os.kill(self.proc.pid, signal.SIGSTOP)
-        self.say("carol", "frozen (SIGSTOP): no FIN, no RST, just silence", "yellow", "bold")
+        self.say("carol", "frozen (SIGSTOP): no FIN, no RST, just silence", "bold")
         await self.wait(self.carol_gone.wait(), limit + 5.0, "the server did not notice carol")
         dead_at = self.carol_dead_at if self.carol_dead_at is not None else self.loop.time()
         detect = dead_at - freeze_at
@@ -1119,7 +1118,6 @@ class _Demo:
             f"found carol dead {detect:.2f} s after it froze: {verdict} "
             f"interval + timeout = {limit:g} s",
             "green",
-            "bold",
         )
         self.stop_carol()
         await asyncio.sleep(1.0)
@@ -1128,10 +1126,10 @@ class _Demo:
         assert self.server is not None
         await self.server.close(1001, "server restarting", timeout=1.0)
         await self.server.wait_closed()
-        self.say("server", f"stopped; down for {_DEMO_DOWN_FOR:g} s", "green")
+        self.say("server", f"stopped; down for {_DEMO_DOWN_FOR:g} s")
         await asyncio.sleep(_DEMO_DOWN_FOR)
         await self.listen(self.port)
-        self.say("server", f"listening again on 127.0.0.1:{self.port}", "green")
+        self.say("server", f"listening again on 127.0.0.1:{self.port}")
         for client in self.clients:
             await self.wait(client.connected.wait(), 15.0, f"{client.name} did not come back")
 

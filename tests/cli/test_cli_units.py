@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import socket
 import ssl
 
 import pytest
-from heartbeat_asyncio.cli import PingStats, build_parser, main, parse_size
+from heartbeat_asyncio.cli import PingStats, _Out, _use_color, build_parser, main, parse_size
 
 from heartbeat_core.errors import HandshakeError
 
@@ -133,3 +134,38 @@ def test_connect_errors_are_described() -> None:
         "TLS failure"
     )
     assert "timed out" in describe(TimeoutError("slow"))
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert _use_color(_Tty())
+    assert not _use_color(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not _use_color(_Tty())
+    monkeypatch.setenv("NO_COLOR", "")  # an empty NO_COLOR does not count (no-color.org)
+    assert _use_color(_Tty())
+    monkeypatch.setenv("TERM", "dumb")
+    assert not _use_color(_Tty())
+
+
+def test_output_paints_only_with_colour_and_survives_a_closed_pipe() -> None:
+    plain = _Out(io.StringIO())
+    assert plain.paint("x", "red") == "x"
+    coloured = _Out(io.StringIO(), color=True)
+    assert coloured.paint("x", "red", "bold") == "\x1b[31;1mx\x1b[0m"
+
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+    out = _Out(Broken())
+    out.line("a")  # no exception: the reader went away
+    out.json(event="x")
