@@ -371,7 +371,24 @@ def _brief(r: dict[str, Any]) -> str:
     )
 
 
-def run_all(args: argparse.Namespace) -> dict[str, Any]:
+def _write(report: dict[str, Any], json_path: str, md_path: str | None) -> str:
+    """Write the JSON (and Markdown) files for the results so far; return the Markdown."""
+    report["summary"] = summarize(report["results"])
+    tmp = json_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, json_path)
+    markdown = to_markdown(report)
+    if md_path:
+        with open(md_path, "w", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    return markdown
+
+
+def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> dict[str, Any]:
+    """Run every scenario; the files are rewritten after each measurement (partial results
+    survive an interrupted run)."""
     servers = [s for s in args.servers.split(",") if s]
     for s in servers:
         if s.partition("@")[0] not in KINDS:
@@ -389,6 +406,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     def record(r: dict[str, Any]) -> None:
         results.append(r)
         _log(f"{r['scenario']:6} {r['server']:15} n={r['n']:<6} {_brief(r)}")
+        report["finished_utc"] = "(in progress)"
+        _write(report, json_path, md_path)
 
     def load(kind: str, n: int, busy: bool) -> None:
         try:
@@ -413,7 +432,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     def plan(ns: list[int], repeats: int) -> list[tuple[int, int, str]]:
         steps = []
         for rep in range(repeats):
-            for n in ns:
+            for n in sorted(ns, reverse=True):  # the largest N first: it matters most
                 order = servers[rep % len(servers) :] + servers[: rep % len(servers)]
                 for kind in order:
                     if kind.startswith("ours-threading") and n > args.threading_max_n:
@@ -463,7 +482,6 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         report["core"] = bench_core.run(batch=args.core_batch, repeats=args.core_repeats)
         print(bench_core.format_table(report["core"]), flush=True)
     report["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    report["summary"] = summarize(results)
     return report
 
 
@@ -843,22 +861,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile_n < 0:
         args.profile_n = 0 if args.quick else max(_ints(args.n) or [0])
     raise_nofile_limit()
-    report = run_all(args)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     json_path = args.json or os.path.join(
         HERE, "results", f"{'quick' if args.quick else 'full'}-{stamp}.json"
     )
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
-        fh.write("\n")
-    markdown = to_markdown(report)
     md_path = args.md or (
         None if args.quick else os.path.join(ROOT, "docs", "benchmarks-results.md")
     )
-    if md_path:
-        with open(md_path, "w", encoding="utf-8") as fh:
-            fh.write(markdown + "\n")
+    report = run_all(args, json_path, md_path)
+    markdown = _write(report, json_path, md_path)
     print()
     print(markdown)
     _log(f"wrote {os.path.relpath(json_path, ROOT)}" + (f" and {md_path}" if md_path else ""))
