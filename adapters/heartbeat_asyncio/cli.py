@@ -1036,7 +1036,9 @@ class _Demo:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
             env=_child_env(),
+            start_new_session=True,  # the demo alone signals it (not the terminal's Ctrl-C)
         )
+        self.say("carol", f"started as process {self.proc.pid}: heartbeat ping {uri}")
         self.reader = asyncio.ensure_future(self.read_carol(self.proc))
         await self.wait(self.carol_open.wait(), 20.0, "carol (a separate process) did not connect")
 
@@ -1191,7 +1193,20 @@ async def _demo_main(args: argparse.Namespace, out: _Out) -> int:
     del args
     if not hasattr(signal, "SIGSTOP"):
         return _error("the demo freezes a client process with SIGSTOP, which needs a POSIX system")
-    return await _Demo(out).run()
+    demo = _Demo(out)
+    stop = asyncio.Event()
+    got: list[str] = []
+    _install_stop(asyncio.get_running_loop(), stop, got)
+    task = asyncio.ensure_future(demo.run())
+    await _first(asyncio.shield(task), stop.wait())
+    if task.done():
+        return task.result()
+    task.cancel()  # run() tears everything down (the frozen child included) on the way out
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    out.line()
+    out.line(f"{got[0] if got else 'stop'}: demo interrupted, everything it started is stopped")
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- entry point

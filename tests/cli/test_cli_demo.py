@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
+
+import pytest
 
 from .helpers import Command
 
@@ -45,3 +49,20 @@ def test_demo_runs_to_completion() -> None:
     summary = text[text.index("== summary") :]
     assert "live RTT:" in summary and "half-open:" in summary and "restart:" in summary
     assert elapsed < 60.0
+
+
+def test_demo_stops_cleanly_on_sigterm() -> None:
+    """Interrupted while the frozen client exists: it exits 0 and leaves no process behind."""
+    demo = Command("demo")
+    try:
+        demo.wait_text("carol  frozen", timeout=60.0)
+        demo.signal(signal.SIGTERM)
+        assert demo.finish(timeout=30.0) == 0, demo.stderr[-2000:]
+    finally:
+        demo.kill()
+    assert "demo interrupted" in demo.lines[-1]
+    assert "Traceback" not in demo.stderr
+    started = re.search(r"carol +started as process (\d+)", "\n".join(demo.lines))
+    assert started, demo.lines
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(int(started.group(1)), 0)
