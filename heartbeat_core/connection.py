@@ -326,8 +326,8 @@ class HeartbeatConnection:
 
     # ---------------------------------------------------------------- output
 
-    def send(self, data: str | bytes) -> None:
-        """Queue a text (``str``) or binary (``bytes``) message."""
+    def send(self, data: str | bytes | bytearray | memoryview) -> None:
+        """Queue a text (``str``) or binary (bytes-like) message."""
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes str or bytes, got {type(data).__name__}")
         self._require_open("send a message")

@@ -111,7 +111,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
         self.ended = False  # ConnectionClosed accepted
         self.last_ping_at: float | None = None
         self.ping_time: dict[int, float] = {}
-        self.answered: set[int] = set()
+        self.acked_seqs: set[int] = set()
         self.payloads: set[bytes] = set()
         self.qualified_since_ping = False  # anything qualifying since the last ping
         self.last_alive = 0.0  # what the interval counts from
@@ -226,8 +226,8 @@ class HeartbeatMachine(RuleBasedStateMachine):
                     self.last_alive = now
                 assert after is HeartbeatPhase.AWAITING
             elif isinstance(action, RttSample):
-                assert action.seq == hb.seq and action.seq not in self.answered
-                self.answered.add(action.seq)
+                assert action.seq == hb.seq and action.seq not in self.acked_seqs
+                self.acked_seqs.add(action.seq)
                 assert _close(action.rtt, now - self.ping_time[action.seq]) and action.rtt >= 0
                 if isinstance(event, PongReceived):
                     assert cfg.style is HeartbeatStyle.PROTOCOL
@@ -246,7 +246,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
                 assert self.last_ping_at is not None
                 assert now - self.last_ping_at >= eff_timeout - _EPS
                 assert not self.qualified_since_ping
-                assert action.seq == hb.seq and action.seq not in self.answered
+                assert action.seq == hb.seq and action.seq not in self.acked_seqs
                 assert _close(action.waited, now - self.last_ping_at)
                 assert actions[1:] == (
                     SendClose(code=1011, reason="heartbeat-timeout"),
