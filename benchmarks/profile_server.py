@@ -131,7 +131,7 @@ def profile(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--server", choices=KINDS, default="ours-asyncio")
+    parser.add_argument("--server", default="ours-asyncio", help=f"one of {KINDS} (or KIND@DIR)")
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--secs", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
