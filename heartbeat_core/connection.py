@@ -592,16 +592,15 @@ class HeartbeatConnection:
         # wsproto reports a frame it cannot parse as a CloseConnection without
         # changing its state; a real close frame moves it out of OPEN.
         error = self._ws.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
+        code, reason = int(event.code), event.reason or ""  # a plain int, not wsproto's enum
         if self._close_code is None:
-            self._close_code, self._close_reason = event.code, event.reason or ""
+            self._close_code, self._close_reason = code, reason
             self._closed_by = "local" if error else "remote"
-            events.append(Closing(code=event.code, reason=event.reason or "", by_peer=not error))
+            events.append(Closing(code=code, reason=reason, by_peer=not error))
         # (Frames only arrive while open or closing: never before the handshake or after
         # connection_lost(), and input stops at CloseTransport.)
         self._apply(
-            self.heartbeat.handle(
-                CloseReceived(now=now, code=event.code, reason=event.reason or "", error=error)
-            ),
+            self.heartbeat.handle(CloseReceived(now=now, code=code, reason=reason, error=error)),
             now,
             events,
         )

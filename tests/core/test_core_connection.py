@@ -444,6 +444,7 @@ class TestClose:
         assert client_events == [CloseTransport()]
         assert pair.client.phase is pair.server.phase is HeartbeatPhase.DRAINING
         assert pair.server.close_code == 1001 and pair.server.closed_by == "remote"
+        assert type(server_events[0].code) is int  # type: ignore[union-attr]  # not an enum
         assert pair.client.connection_lost(0.5) == [Closed(code=1001, reason="bye", by="local")]
         assert pair.server.connection_lost(0.5) == [Closed(code=1001, reason="bye", by="remote")]
         with pytest.raises(LocalProtocolError, match="twice"):

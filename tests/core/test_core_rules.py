@@ -441,6 +441,14 @@ class TestPeerPing:
         assert hb.handle(PingReceived(now=1.04, payload=b"d")) == ()
         assert hb.handle(AppPingReceived(now=1.05)) == ()
 
+    def test_app_pings_flood_too(self) -> None:
+        hb = opened(self.CFG)
+        for i in range(3):
+            assert hb.handle(AppPingReceived(now=1.0 + i * 0.01)) == (SendAppPong(),)
+        assert hb.handle(AppPingReceived(now=1.03)) == (
+            SendClose(code=1008, reason=PING_FLOOD_REASON),
+        )
+
     def test_a_spaced_ping_forgives_the_strikes(self) -> None:
         hb = opened(self.CFG)
         now = 1.0
