@@ -40,6 +40,7 @@ from heartbeat_asyncio import (
     connect_forever,
     serve,
 )
+from heartbeat_asyncio.dashboard import Dashboard
 from heartbeat_core import (
     BackoffPolicy,
     Closed,
@@ -421,6 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="text one-liners, or one JSON object per line (default: %(default)s)",
     )
+    s.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="do not serve the live dashboard (/), the JavaScript client "
+        "(/heartbeat-client.js) and the dashboard's feed (/_dashboard)",
+    )
 
     p = sub.add_parser(
         "ping",
@@ -619,14 +626,22 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
     stop = asyncio.Event()
     got: list[str] = []
     _install_stop(loop, stop, got)
+    dashboard = None if args.no_dashboard else Dashboard()
+
+    def on_any_event(conn: Connection, event: ConnectionEvent) -> None:
+        on_event(conn, event)
+        if dashboard is not None:
+            dashboard.on_event(conn, event)
+
     try:
         server = await serve(
-            _echo,
+            _echo if dashboard is None else dashboard.handler(_echo),
             args.host,
             args.port,
             config=config,
             max_size=args.max_size,
-            on_event=on_event,
+            on_event=on_any_event,
+            http_handler=None if dashboard is None else dashboard.http_handler,
         )
     except OSError as exc:
         what = exc.strerror or str(exc)
@@ -641,6 +656,9 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
         interval=args.interval,
         timeout=args.timeout,
     )
+    if dashboard is not None:
+        url = f"http://{_peer((args.host, server.port))}/"
+        log("dashboard", f"dashboard on {url} (--no-dashboard turns it off)", url=url)
     for finding in config.findings():
         log("warning", f"warning {finding}", message=finding)
     await stop.wait()

@@ -1,0 +1,225 @@
+// The dashboard page: a live table and RTT chart, fed by the server over /_dashboard.
+// The feed itself is a HeartbeatClient (heartbeat-client.js): it pings every 2 s, shows
+// its own round-trip time, finds a dead server and reconnects with backoff.
+import { HeartbeatClient } from '/heartbeat-client.js';
+
+const $ = (id) => document.getElementById(id);
+const feed = $('feed');
+const tbody = document.querySelector('#connections tbody');
+const canvas = $('chart');
+
+const view = {
+  selfId: null,
+  historyMs: 60000,
+  rows: [],
+  series: new Map(), // connection id -> [[local ms, rtt ms], ...]
+  snapshots: 0,
+  hellos: 0,
+};
+
+const client = new HeartbeatClient('/_dashboard', {
+  pingInterval: 2000,
+  timeout: 5000,
+  liveness: 'pong', // the feed talks all the time: ping anyway, to measure this page's RTT
+  backoff: { initial: 250, maximum: 5000, resetAfter: 10000 },
+});
+
+function color(id) {
+  return `hsl(${Math.round((id * 137.508) % 360)} 70% 45%)`;
+}
+
+function fmtMs(ms) {
+  if (ms === null || ms === undefined) return '\u2013';
+  if (ms < 10) return `${ms.toFixed(2)} ms`;
+  if (ms < 100) return `${ms.toFixed(1)} ms`;
+  return `${Math.round(ms)} ms`;
+}
+
+function fmtAge(s) {
+  if (s < 60) return `${s.toFixed(0)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.floor(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function stateText(row) {
+  switch (row.state) {
+    case 'idle': return 'open';
+    case 'awaiting': return 'awaiting pong';
+    case 'grace': return 'grace (stalled)';
+    case 'closing':
+    case 'draining': return row.dead ? 'dead: closing' : 'closing';
+    case 'closed': {
+      const why = row.reason ? ` ${row.reason}` : '';
+      return `${row.dead ? 'dead, closed' : 'closed'} ${row.code}${why}`;
+    }
+    default: return row.state;
+  }
+}
+
+function cell(text, className) {
+  const td = document.createElement('td');
+  if (className) td.className = className;
+  td.textContent = text;
+  return td;
+}
+
+function renderTable() {
+  const fragment = document.createDocumentFragment();
+  for (const row of view.rows) {
+    const tr = document.createElement('tr');
+    tr.dataset.id = String(row.id);
+    tr.dataset.peer = row.peer;
+    tr.dataset.kind = row.kind;
+    tr.dataset.state = row.state;
+    tr.dataset.dead = String(row.dead);
+    tr.dataset.self = String(row.id === view.selfId);
+    tr.dataset.rtt = row.last_rtt_ms === null ? '' : String(row.last_rtt_ms);
+    const peer = document.createElement('td');
+    const swatch = document.createElement('span');
+    swatch.className = 'swatch';
+    swatch.style.background = color(row.id);
+    const path = document.createElement('span');
+    path.className = 'path';
+    path.textContent = row.path;
+    peer.append(swatch, row.peer, path);
+    if (row.kind === 'dashboard') {
+      const tag = document.createElement('span');
+      tag.className = 'tag';
+      tag.textContent = row.id === view.selfId ? 'this page' : 'dashboard';
+      peer.append(tag);
+    }
+    tr.append(peer);
+    const style = row.style === 'frames' ? 'ping frames' : 'app messages';
+    tr.append(cell(row.peer_pings ? `${style} \u00b7 peer pings ${row.peer_pings}` : style, 'wrap'));
+    tr.append(cell(fmtMs(row.last_rtt_ms), 'num rtt'));
+    tr.append(cell(fmtMs(row.srtt_ms), 'num srtt'));
+    tr.append(cell(stateText(row), 'state wrap'));
+    tr.append(cell(fmtAge(row.age_s), 'num age'));
+    fragment.append(tr);
+  }
+  tbody.replaceChildren(fragment);
+}
+
+function drawChart() {
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 800;
+  const height = canvas.clientHeight || 200;
+  if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const styles = getComputedStyle(document.documentElement);
+  const muted = styles.getPropertyValue('--muted').trim() || '#888';
+  const line = styles.getPropertyValue('--line').trim() || '#ddd';
+  const now = performance.now();
+  const left = 52;
+  const right = 8;
+  const top = 10;
+  const bottom = 22;
+  let max = 0;
+  for (const points of view.series.values()) for (const [, rtt] of points) max = Math.max(max, rtt);
+  const steps = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+  const step = steps.find((s) => s * 4 >= max * 1.1) || steps[steps.length - 1];
+  const yMax = step * 4;
+  const x = (t) => left + (1 - (now - t) / view.historyMs) * (width - left - right);
+  const y = (rtt) => top + (1 - Math.min(rtt, yMax) / yMax) * (height - top - bottom);
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.fillStyle = muted;
+  ctx.strokeStyle = line;
+  ctx.lineWidth = 1;
+  for (let i = 0; i <= 4; i += 1) {
+    const v = step * i;
+    ctx.beginPath();
+    ctx.moveTo(left, y(v) + 0.5);
+    ctx.lineTo(width - right, y(v) + 0.5);
+    ctx.stroke();
+    ctx.textAlign = 'right';
+    ctx.fillText(`${v} ms`, left - 6, y(v) + 4);
+  }
+  const span = view.historyMs / 1000;
+  for (const ago of [span, span * 0.75, span / 2, span / 4, 0]) {
+    ctx.textAlign = ago === 0 ? 'right' : ago === span ? 'left' : 'center';
+    ctx.fillText(ago === 0 ? 'now' : `-${Math.round(ago)} s`, x(now - ago * 1000), height - 6);
+  }
+  for (const [id, points] of view.series) {
+    if (!points.length) continue;
+    ctx.strokeStyle = color(id);
+    ctx.fillStyle = color(id);
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    points.forEach(([t, rtt], i) => (i ? ctx.lineTo(x(t), y(rtt)) : ctx.moveTo(x(t), y(rtt))));
+    ctx.stroke();
+    const [t, rtt] = points[points.length - 1];
+    ctx.beginPath();
+    ctx.arc(x(t), y(rtt), 2.5, 0, Math.PI * 2);
+    ctx.fill();
+  }
+}
+
+function onSnapshot(snap) {
+  const received = performance.now();
+  view.snapshots += 1;
+  view.rows = snap.rows;
+  for (const [ago, id, rtt] of snap.samples) {
+    if (!view.series.has(id)) view.series.set(id, []);
+    view.series.get(id).push([received + ago * 1000, rtt]);
+  }
+  const horizon = received - view.historyMs;
+  for (const [id, points] of view.series) {
+    while (points.length && points[0][0] < horizon) points.shift();
+    if (!points.length) view.series.delete(id);
+  }
+  $('open-count').textContent = String(snap.open);
+  $('awaiting-count').textContent = String(snap.awaiting);
+  renderTable();
+  drawChart();
+}
+
+function onHello(hello) {
+  view.hellos += 1;
+  view.selfId = hello.self;
+  view.historyMs = hello.history * 1000;
+  $('history').textContent = String(Math.round(hello.history));
+  const s = hello.server;
+  const style = s.style === 'protocol' ? 'ping frames' : 'app messages';
+  $('server-config').textContent = `${style}, ${s.interval} s / ${s.timeout} s`;
+}
+
+client.on('message', ({ data }) => {
+  let message;
+  try {
+    message = JSON.parse(data);
+  } catch (_) {
+    return;
+  }
+  if (message.type === 'snapshot') onSnapshot(message);
+  else if (message.type === 'hello') onHello(message);
+});
+client.on('rtt', ({ rtt }) => {
+  $('self-rtt').textContent = fmtMs(rtt);
+});
+client.on('statechange', ({ state }) => {
+  if (client.isOpen) {
+    feed.dataset.state = 'live';
+    feed.textContent = 'live';
+  } else if (state === 'waiting' || state === 'connecting') {
+    feed.dataset.state = state;
+    feed.textContent = state === 'connecting' ? 'connecting\u2026' : 'server unreachable: retrying';
+  } else {
+    feed.dataset.state = state;
+    feed.textContent = state;
+  }
+});
+client.on('retry', ({ delay, attempt }) => {
+  feed.textContent = `server unreachable: retry ${attempt} in ${(delay / 1000).toFixed(1)} s`;
+});
+client.on('dead', () => {
+  feed.textContent = 'server not answering';
+});
+
+window.addEventListener('resize', drawChart);
+window.heartbeatDashboard = { client, view };
+client.connect();
