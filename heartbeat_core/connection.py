@@ -25,6 +25,7 @@ from heartbeat_core.actions import (
     Abort,
     Action,
     CloseTransport,
+    RttSample,
     SendAppPing,
     SendAppPong,
     SendClose,
@@ -416,16 +417,20 @@ class HeartbeatConnection:
                 # would otherwise hold the driver's thread for as long as it takes.
                 break
             if isinstance(event, ws.Pong):
+                # A peer may answer only the latest of several pings (RFC 6455 5.5.3),
+                # so a pong answers its ping and every earlier one: ping() calls and
+                # heartbeats alike.
                 payload = bytes(event.payload)
-                sent = self._user_pings.pop(payload, None)
+                sent = self._user_pings.get(payload)
                 if sent is not None:
-                    events.append(PingAnswered(payload=payload, rtt=now - sent[0]))
-                    if sent[1]:
-                        # A peer may answer only the latest of several pings (RFC 6455
-                        # 5.5.3): this pong answers the heartbeat sent before it too.
+                    self._answer_pings(now, events, last=payload)
+                    if sent[1]:  # the heartbeat sent before this ping
                         payload = hb.payload_for(sent[1])
                 actions = hb.handle(PongReceived(now=now, payload=payload))
                 if actions:
+                    first = actions[0]
+                    if self._user_pings and type(first) is RttSample:
+                        self._answer_pings(now, events, heartbeat=first.seq)
                     self._apply(actions, now, events)
                 elif sent is None and hb.is_open:
                     self._stray_pong(now, events)
@@ -475,6 +480,25 @@ class HeartbeatConnection:
         if pong is not None and self._ws.state is ConnectionState.OPEN:
             self._out.append(self._ws.send(ws.Pong(payload=pong)))
         return events
+
+    def _answer_pings(
+        self,
+        now: float,
+        events: list[ConnectionEvent],
+        *,
+        last: bytes | None = None,
+        heartbeat: int = 0,
+    ) -> None:
+        """Report :meth:`ping` calls answered, oldest first: up to and including the one
+        with payload ``last``, or else those sent before heartbeat number ``heartbeat``."""
+        pings = self._user_pings
+        for payload, (sent, seq) in list(pings.items()):
+            if last is None and seq >= heartbeat:
+                return
+            del pings[payload]
+            events.append(PingAnswered(payload=payload, rtt=now - sent))
+            if payload == last:
+                return
 
     def _stray_pong(self, now: float, events: list[ConnectionEvent]) -> None:
         """A pong that answered nothing: the peer-ping flood rule, applied to pongs."""

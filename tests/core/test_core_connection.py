@@ -388,6 +388,51 @@ class TestHeartbeats:
         assert [type(e) for e in client_events] == [PingAnswered]
         assert pair.client.stats.pongs_received == 1
 
+    def test_a_pong_answers_every_earlier_ping(self, pair: Pair) -> None:
+        # Regression: the peer answered only the latest of a burst (RFC 6455 5.5.3, and
+        # what our own side does); the earlier ping() calls were never answered, so a
+        # driver awaiting them waited forever.
+        pair.client.ping(0.0)
+        pair.client.ping(0.1)
+        pair.client.ping(0.2)
+        pair.now = 0.3
+        client_events, _ = pair.pump()
+        assert client_events == [
+            PingAnswered(payload=b"u1", rtt=0.3),
+            PingAnswered(payload=b"u2", rtt=pytest.approx(0.2)),  # type: ignore[arg-type]
+            PingAnswered(payload=b"u3", rtt=pytest.approx(0.1)),  # type: ignore[arg-type]
+        ]
+
+    def test_a_heartbeat_pong_answers_the_pings_sent_before_it(self, pair: Pair) -> None:
+        pair.client.ping(0.5)  # u1, before heartbeat 1
+        pair.client.timer_fired(1.0)  # heartbeat 1
+        pair.client.ping(1.0)  # u2, after it
+        pair.client.data_to_send()
+        events = pair.client.receive_data(frame(PONG, b"1", masked=False), 1.5)
+        assert events == [PingAnswered(payload=b"u1", rtt=1.0), RttSample(seq=1, rtt=0.5)]
+        events = pair.client.receive_data(frame(PONG, b"u2", masked=False), 1.6)
+        assert events == [PingAnswered(payload=b"u2", rtt=pytest.approx(0.6))]  # type: ignore[arg-type]
+        assert pair.client.stats.pongs_received == 1
+
+    def test_a_heartbeat_pong_with_only_earlier_pings_pending(self, pair: Pair) -> None:
+        pair.client.ping(0.5)
+        pair.client.ping(0.75)
+        pair.client.timer_fired(1.0)
+        pair.client.data_to_send()
+        events = pair.client.receive_data(frame(PONG, b"1", masked=False), 1.5)
+        assert events == [
+            PingAnswered(payload=b"u1", rtt=1.0),
+            PingAnswered(payload=b"u2", rtt=0.75),
+            RttSample(seq=1, rtt=0.5),
+        ]
+
+    def test_a_heartbeat_pong_with_only_later_pings_pending(self, pair: Pair) -> None:
+        pair.client.timer_fired(1.0)
+        pair.client.ping(1.0)
+        pair.client.data_to_send()
+        events = pair.client.receive_data(frame(PONG, b"1", masked=False), 1.5)
+        assert events == [RttSample(seq=1, rtt=0.5)]
+
     def test_a_burst_of_pings_gets_one_pong(self, pair: Pair) -> None:
         events = pair.server.receive_data(
             frame(PING, b"a") + frame(PING, b"b") + frame(PING, b"c"), 0.0
