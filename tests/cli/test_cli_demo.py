@@ -35,7 +35,7 @@ def test_demo_runs_to_completion() -> None:
     assert "carol: heartbeat" in text and "declared dead, close 1011" in text
     found = re.search(r"found carol dead ([0-9.]+) s after it froze", text)
     assert found, text
-    assert 0 < float(found.group(1)) <= DEMO_LIMIT + 1.0
+    assert 0 < float(found.group(1)) <= DEMO_LIMIT + 3.0  # slack: a loaded machine
 
     # The restart: 1001, refused attempts with growing waits, then back.
     assert "closed with 1001 'server restarting'" in text

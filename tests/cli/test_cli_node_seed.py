@@ -3,7 +3,7 @@ tests/interop/node is reused: the seed's code verbatim, wrapped to report JSON l
 
 * ``heartbeat serve --mode app`` keeps the seed's ``HeartbeatWebSocket`` client connected:
   its ``{"type":"ping"}`` messages are answered with ``{"type":"pong"}``.
-* ``heartbeat ping`` survives the seed's ``ws`` server sweep (every 300 ms here instead of
+* ``heartbeat ping`` survives the seed's ``ws`` server sweep (every 500 ms here instead of
   30 s) in both modes: every sweep's protocol ping is answered in time.
 """
 
@@ -65,6 +65,9 @@ def cleanup() -> Iterator[list[Command]]:
 
 
 SEED_PINGS = 8
+#: The seed sweeps every 30 s; 500 ms here, so that 8 pings at 0.25 s see about 4 sweeps
+#: (the seed terminates a client that has not answered by the next sweep).
+SWEEP_MS = 500
 
 
 def test_serve_app_mode_keeps_the_seed_client_connected(
@@ -98,7 +101,7 @@ def test_serve_app_mode_keeps_the_seed_client_connected(
 def test_ping_survives_the_seed_server_sweep(
     mode: str, node_peer: StartNode, cleanup: list[Command]
 ) -> None:
-    seed = node_peer("run-seed-server.js", SEED_PORT="0", SEED_SWEEP_MS="300")
+    seed = node_peer("run-seed-server.js", SEED_PORT="0", SEED_SWEEP_MS=str(SWEEP_MS))
     (listening,) = seed.wait_for("listening", timeout=SLACK)
     ping = Command(
         "ping",
@@ -120,7 +123,7 @@ def test_ping_survives_the_seed_server_sweep(
         0.0,
     )
     sweeps = seed.records("ping")
-    assert len(sweeps) >= 3, seed.lines  # the sweep really ran while we were connected
+    assert len(sweeps) >= 2, seed.lines  # the sweep really ran while we were connected
     assert len(seed.records("pong")) >= len(sweeps) - 1  # every sweep but a last one answered
     assert not seed.records("terminate"), seed.lines
     (closed,) = seed.wait_for("close", timeout=SLACK)
