@@ -73,7 +73,7 @@ def test_dashboard_and_js_client_in_chromium(
     try:
         base = f"http://127.0.0.1:{port}"
         # 1. The dashboard, and its own connection with an RTT.
-        dash = browser.new_page()
+        dash = browser.new_page(width=1000, height=600)
         assert browser.call("goto", page=dash, url=base + "/") == 200
         own = browser.wait_for(dash, SELF_ROW, timeout=SLACK)
         assert own["kind"] == "dashboard" and "this page" in own["text"]
@@ -102,7 +102,7 @@ def test_dashboard_and_js_client_in_chromium(
             dash,
             """(() => [...document.querySelectorAll('tr[data-kind="client"]')]
                  .map((tr) => tr.textContent).find((t) => t.includes('/app-client')
-                 && t.includes('peer pings')))()""",
+                 && t.includes('peer pings: ')))()""",
             SLACK,
         )
         assert "secret" not in row and "?" not in row, row
@@ -158,7 +158,7 @@ def test_dashboard_and_js_client_in_chromium(
         figures["frozen_client_dead_on_dashboard_after_s"] = round(shown_after, 2)
         browser.wait_for(dash, f"{DASH}.view.series.size >= 2", SLACK)  # chart: 2+ lines
         shot = artifacts / "dashboard.png"
-        browser.call("screenshot", page=dash, path=str(shot))
+        browser.call("screenshot", page=dash, path=str(shot), fullPage=True)
         assert shot.stat().st_size > 10_000
         if os.environ.get("HEARTBEAT_UPDATE_SCREENSHOT"):
             docs = Path(__file__).resolve().parents[2] / "docs" / "_static"

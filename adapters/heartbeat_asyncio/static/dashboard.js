@@ -41,25 +41,32 @@ function fmtAge(s) {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
+// [main text, detail line or '']
 function stateText(row) {
   switch (row.state) {
-    case 'idle': return 'open';
-    case 'awaiting': return 'awaiting pong';
-    case 'grace': return 'grace (stalled)';
+    case 'idle': return ['open', ''];
+    case 'awaiting': return ['awaiting pong', ''];
+    case 'grace': return ['grace', 'we stalled'];
     case 'closing':
-    case 'draining': return row.dead ? 'dead: closing' : 'closing';
+    case 'draining': return [row.dead ? 'dead' : 'closing', row.dead ? 'closing 1011' : ''];
     case 'closed': {
       const why = row.reason ? ` ${row.reason}` : '';
-      return `${row.dead ? 'dead, closed' : 'closed'} ${row.code}${why}`;
+      return [row.dead ? 'dead' : 'closed', `${row.dead ? 'closed ' : ''}${row.code}${why}`];
     }
-    default: return row.state;
+    default: return [row.state, ''];
   }
 }
 
-function cell(text, className) {
+function cell(text, className, detail = '') {
   const td = document.createElement('td');
   if (className) td.className = className;
   td.textContent = text;
+  if (detail) {
+    const small = document.createElement('small');
+    small.className = 'detail';
+    small.textContent = detail;
+    td.append(small);
+  }
   return td;
 }
 
@@ -90,10 +97,11 @@ function renderTable() {
     }
     tr.append(peer);
     const style = row.style === 'frames' ? 'ping frames' : 'app messages';
-    tr.append(cell(row.peer_pings ? `${style} \u00b7 peer pings ${row.peer_pings}` : style, 'wrap'));
+    tr.append(cell(style, '', row.peer_pings ? `peer pings: ${row.peer_pings}` : ''));
     tr.append(cell(fmtMs(row.last_rtt_ms), 'num rtt'));
     tr.append(cell(fmtMs(row.srtt_ms), 'num srtt'));
-    tr.append(cell(stateText(row), 'state wrap'));
+    const [state, detail] = stateText(row);
+    tr.append(cell(state, 'state', detail));
     tr.append(cell(fmtAge(row.age_s), 'num age'));
     fragment.append(tr);
   }
