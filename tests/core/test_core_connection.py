@@ -661,3 +661,16 @@ class TestAfterTheEnd:
     def test_pong_while_closing_is_ignored(self, pair: Pair) -> None:
         pair.server.close(0.0)
         assert pair.server.receive_data(frame(PONG, b"?") * 5, 0.0) == []
+
+    def test_calls_after_connection_lost_raise(self, pair: Pair) -> None:
+        pair.client.connection_lost(1.0)
+        for call in (
+            lambda: pair.client.close(2.0),
+            lambda: pair.client.timer_fired(2.0),
+            lambda: pair.client.receive_data(None, 2.0),
+        ):
+            with pytest.raises(LocalProtocolError):
+                call()
+        with pytest.raises(ConnectionClosedError):
+            pair.client.ping(2.0)
+        assert pair.client.phase is HeartbeatPhase.CLOSED
