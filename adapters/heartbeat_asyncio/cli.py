@@ -1122,7 +1122,7 @@ class _Demo:
             await self.wait(client.connected.wait(), 10.0, f"{client.name} did not connect")
 
         self.stage("live round-trip times, both heartbeat styles (every second)")
-        await asyncio.sleep(3.2)
+        await asyncio.sleep(4.2)
 
         self.stage("carol freezes: half-open, its TCP connection stays up but nothing answers")
         assert self.proc is not None
@@ -1154,7 +1154,7 @@ class _Demo:
             await self.wait(client.connected.wait(), 15.0, f"{client.name} did not come back")
 
         self.stage("back to normal")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.6)
 
         return self.summary(detect, limit)
 
