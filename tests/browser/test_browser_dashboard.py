@@ -7,7 +7,7 @@ One scenario, step by step, every wait bounded:
    the table, marked as this page, with the server's RTT; the page measures its own RTT;
 2. a second page loads the classic-script client and connects to ``/app-client?token=..``:
    it appears without the query string, with its peer pings counted;
-3. in that page, a client whose main thread is blocked for 1.2 s right after a ping
+3. in that page, a client whose main thread is blocked for 2 s right after a ping
    (the late-timer rule) is not declared dead, and one talking to a server that went
    silent after the handshake is declared dead and reconnects;
 4. a raw-socket client that handshakes and then goes silent is declared dead by the
@@ -24,12 +24,13 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from cli.helpers import SLACK, Command, start_server
 
 from .harness import Browser, SilentServer, handshake
 
 INTERVAL = 0.3  # the server pings a connection idle this long...
-TIMEOUT = 2.0  # ...and declares it dead when the ping is unanswered this long
+TIMEOUT = 3.0  # ...and declares it dead when the ping is unanswered this long
 SERVER_ARGS = ("--interval", str(INTERVAL), "--timeout", str(TIMEOUT), "--close-timeout", "0.5")
 DASH = "window.heartbeatDashboard"
 SELF_ROW = """(() => {
@@ -61,6 +62,9 @@ def _row(peer: str) -> str:
 }})()"""
 
 
+# The first run may install Chromium and playwright-core (each step bounded by 300 s, in the
+# fixtures); once installed, the scenario takes about 15 s.
+@pytest.mark.timeout(1000)
 def test_dashboard_and_js_client_in_chromium(
     browser: Browser, artifacts: Path, tmp_path: Path
 ) -> None:
@@ -77,12 +81,12 @@ def test_dashboard_and_js_client_in_chromium(
         assert browser.call("goto", page=dash, url=base + "/") == 200
         own = browser.wait_for(dash, SELF_ROW, timeout=SLACK)
         assert own["kind"] == "dashboard" and "this page" in own["text"]
-        assert 0 < own["rtt"] < 1000, own
+        assert 0 < own["rtt"] < SLACK * 1000, own
         figures["dashboard_row_server_rtt_ms"] = own["rtt"]
         stats = browser.wait_for(
             dash, f"{DASH}.client.stats.pongsReceived >= 1 && {DASH}.client.stats", SLACK
         )
-        assert stats["misses"] == 0 and 0 < stats["lastRtt"] < 1000, stats
+        assert stats["misses"] == 0 and 0 < stats["lastRtt"] < SLACK * 1000, stats
         figures["dashboard_page_own_rtt_ms"] = round(stats["lastRtt"], 3)
         header = browser.evaluate(dash, "document.getElementById('self-rtt').textContent")
         assert header.endswith(" ms"), header
@@ -107,24 +111,24 @@ def test_dashboard_and_js_client_in_chromium(
         )
         assert "secret" not in row and "?" not in row, row
 
-        # 3a. Late-timer rule: the main thread blocks 1.2 s right after a ping is sent.
+        # 3a. Late-timer rule: the main thread blocks 2 s right after a ping is sent.
         browser.evaluate(
             app,
-            f"""make('stall', '{ws}/stall', {{pingInterval: 300, timeout: 400,
+            f"""make('stall', '{ws}/stall', {{pingInterval: 300, timeout: 1000,
                 stallThreshold: 250, stallGrace: 150, liveness: 'pong'}})""",
         )
         browser.evaluate(
             app,
             """(() => { let blocked = false;
                  stall.on('ping', () => { if (blocked) return; blocked = true;
-                   const end = performance.now() + 1200; while (performance.now() < end) {} });
+                   const end = performance.now() + 2000; while (performance.now() < end) {} });
                  return true; })()""",
         )
         survived = browser.wait_for(app, "stall.stats.pongsReceived >= 3 && stall.stats", SLACK)
-        assert survived["misses"] == 0 and survived["maxRtt"] >= 1000, survived
+        assert survived["misses"] == 0 and survived["maxRtt"] >= 2000, survived
         assert browser.evaluate(app, "count('stall', 'dead') + count('stall', 'close')") == 0
-        figures["blocked_1200ms_rtt_ms"] = round(survived["maxRtt"], 1)
-        figures["blocked_1200ms_stalls"] = survived["stalls"]
+        figures["blocked_2000ms_rtt_ms"] = round(survived["maxRtt"], 1)
+        figures["blocked_2000ms_stalls"] = survived["stalls"]
         browser.evaluate(app, "stall.close()")
 
         # 3b. A server that goes silent after the handshake: dead, then a reconnect.
