@@ -168,6 +168,22 @@ def test_dashboard_and_js_client_in_chromium(
             docs = Path(__file__).resolve().parents[2] / "docs" / "_static"
             shutil.copyfile(shot, docs / "dashboard.png")
 
+        # The same page on a phone-sized screen: nothing is wider than the screen (the
+        # table's rows become cards, one labelled line per column).
+        phone = browser.new_page(width=390, height=844)
+        assert browser.call("goto", page=phone, url=base + "/") == 200
+        browser.wait_for(phone, "document.querySelectorAll('tbody tr').length >= 3", SLACK)
+        fits = browser.evaluate(
+            phone,
+            """(() => ({page: document.documentElement.scrollWidth, screen: innerWidth,
+                 table: document.querySelector('.table-wrap').scrollWidth,
+                 rtt: document.querySelector('td.rtt').getBoundingClientRect().right}))()""",
+        )
+        assert fits["page"] <= fits["screen"] and fits["table"] <= fits["screen"], fits
+        assert fits["rtt"] <= fits["screen"], fits  # the RTT is on screen, no scrolling
+        browser.call("screenshot", page=phone, path=str(artifacts / "dashboard-phone.png"))
+        browser.call("closePage", page=phone)
+
         # 5. Restart on the same port: both pages come back by themselves.
         before = browser.evaluate(dash, f"{DASH}.view.hellos")
         server.signal(signal.SIGTERM)

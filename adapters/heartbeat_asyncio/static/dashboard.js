@@ -57,16 +57,19 @@ function stateText(row) {
   }
 }
 
-function cell(text, className, detail = '') {
+function cell(label, text, className, detail = '') {
   const td = document.createElement('td');
   if (className) td.className = className;
-  td.textContent = text;
+  td.dataset.label = label; // shown before the value when rows become cards (phones)
+  const value = document.createElement('span');
+  value.textContent = text;
   if (detail) {
     const small = document.createElement('small');
     small.className = 'detail';
     small.textContent = detail;
-    td.append(small);
+    value.append(small);
   }
+  td.append(value);
   return td;
 }
 
@@ -82,6 +85,7 @@ function renderTable() {
     tr.dataset.self = String(row.id === view.selfId);
     tr.dataset.rtt = row.last_rtt_ms === null ? '' : String(row.last_rtt_ms);
     const peer = document.createElement('td');
+    peer.className = 'peer';
     const swatch = document.createElement('span');
     swatch.className = 'swatch';
     swatch.style.background = color(row.id);
@@ -97,12 +101,12 @@ function renderTable() {
     }
     tr.append(peer);
     const style = row.style === 'frames' ? 'ping frames' : 'app messages';
-    tr.append(cell(style, '', row.peer_pings ? `peer pings: ${row.peer_pings}` : ''));
-    tr.append(cell(fmtMs(row.last_rtt_ms), 'num rtt'));
-    tr.append(cell(fmtMs(row.srtt_ms), 'num srtt'));
+    tr.append(cell('heartbeat', style, '', row.peer_pings ? `peer pings: ${row.peer_pings}` : ''));
+    tr.append(cell('last RTT', fmtMs(row.last_rtt_ms), 'num rtt'));
+    tr.append(cell('smoothed', fmtMs(row.srtt_ms), 'num srtt'));
     const [state, detail] = stateText(row);
-    tr.append(cell(state, 'state', detail));
-    tr.append(cell(fmtAge(row.age_s), 'num age'));
+    tr.append(cell('state', state, 'state', detail));
+    tr.append(cell('age', fmtAge(row.age_s), 'num age'));
     fragment.append(tr);
   }
   tbody.replaceChildren(fragment);
