@@ -339,6 +339,9 @@ examples:
   heartbeat serve
   heartbeat serve --port 9000 --interval 5 --timeout 3 --mode app
   heartbeat serve --log-format json | jq .
+
+The live dashboard is at http://HOST:PORT/ (the JavaScript client at /heartbeat-client.js);
+--no-dashboard leaves both out.
 """
 
 _PING_EPILOG = """\
