@@ -332,6 +332,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _git() -> dict[str, Any]:
+    """The commit measured, and the files of the measured packages changed since (the
+    editable install runs the working tree)."""
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return out.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "heartbeat_core", "adapters")
+    return {"head": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines()}
+
+
 def _machine() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
@@ -399,6 +416,7 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": _machine(),
         "versions": _versions(),
+        "git": _git(),
         "settings": {k: v for k, v in vars(args).items() if k not in ("json", "md", "no_core")},
         "results": results,
     }
@@ -631,7 +649,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"Machine: {m['cpu']} ({m['cpus']} CPUs, shared), {m['platform']}, Python "
         f"{m['python']}, open-file limit {m['nofile_limit']}, load average at start "
         f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}.",
-        f"Versions: {', '.join(f'{k} {val}' for k, val in v.items())}.",
+        f"Versions: {', '.join(f'{k} {val}' for k, val in v.items())}; commit "
+        f"{report.get('git', {}).get('head', '?')}"
+        + (
+            f" with uncommitted changes to {', '.join(report['git']['uncommitted'])}"
+            if report.get("git", {}).get("uncommitted")
+            else ""
+        )
+        + ".",
         "",
         f"Idle/busy: interval {s['interval']:g} s, timeout {s['timeout']:g} s, warm-up "
         f"{s['warmup']:g} s, window {s['window']:g} s, {s['repeats']} repeat(s) interleaved "
