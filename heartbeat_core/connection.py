@@ -44,9 +44,8 @@ from heartbeat_core.events import (
     ConnectionClosed,
     ConnectionOpened,
     PingReceived,
-    PongReceived,
-    TimerFired,
 )
+from heartbeat_core.frames import OP_PING, OP_PONG, FrameBoundary, control_frames, server_frame
 from heartbeat_core.state import HeartbeatPhase, HeartbeatState, validate_close
 from heartbeat_core.stats import HeartbeatStats
 from heartbeat_core.wsevents import (
@@ -156,6 +155,9 @@ class HeartbeatConnection:
         # plain HTTP request (not an upgrade) to the application.
         self._handshake: bytearray | None = bytearray() if role is Role.SERVER else None
         self._http_pending = False
+        # Server side, once open: where wsproto's frame parser stands (see frames.py).
+        self._frames: FrameBoundary | None = None
+        self._after_request = b""
 
     # ------------------------------------------------------------------ views
 
@@ -239,6 +241,8 @@ class HeartbeatConnection:
             )
         self.heartbeat.handle(ConnectionOpened(now=now))
         self._request = None
+        self._frames = FrameBoundary()
+        early, self._after_request = self._after_request, b""
         self._out.append(
             self._ws.send(
                 ws.AcceptConnection(
@@ -246,6 +250,10 @@ class HeartbeatConnection:
                 )
             )
         )
+        if early:
+            # wsproto's server drops bytes that came in the same read as the request
+            # (a client should not send them, but nothing received is lost here).
+            return self.receive_data(early, now)
         return self._pump(now, [])
 
     def reject(
@@ -285,7 +293,25 @@ class HeartbeatConnection:
         if data is None:
             return self._eof(now, events)
         if hb.is_open:
-            hb.handle(BytesReceived(now=now))
+            hb.bytes_received(now)
+            frames = self._frames
+            if frames is not None:
+                if frames.between_frames:
+                    # The common read on a server: nothing but a pong or ping or two.
+                    controls = control_frames(data, masked=True)
+                    if controls is not None:
+                        pong = None
+                        for opcode, payload in controls:
+                            if opcode == OP_PONG:
+                                self._on_pong_frame(payload, now, events)
+                            else:
+                                pong = self._on_ping_frame(payload, now, events)
+                            if self._transport_closing:
+                                return events
+                        if pong is not None:
+                            self._out.append(server_frame(OP_PONG, pong))
+                        return events
+                frames.feed(data)
         elif self._handshake is not None:
             self._handshake += data  # h11 bounds an incomplete request to 16 KiB
         try:
@@ -313,7 +339,7 @@ class HeartbeatConnection:
     def timer_fired(self, now: float) -> list[ConnectionEvent]:
         """The timer armed at :attr:`deadline` went off (early calls change nothing)."""
         events: list[ConnectionEvent] = []
-        self._apply(self.heartbeat.handle(TimerFired(now=now)), now, events)
+        self._apply(self.heartbeat.timer_fired(now), now, events)
         return events
 
     def connection_lost(self, now: float) -> list[ConnectionEvent]:
@@ -417,41 +443,20 @@ class HeartbeatConnection:
                 # would otherwise hold the driver's thread for as long as it takes.
                 break
             if isinstance(event, ws.Pong):
-                # A peer may answer only the latest of several pings (RFC 6455 5.5.3),
-                # so a pong answers its ping and every earlier one: ping() calls and
-                # heartbeats alike.
-                payload = bytes(event.payload)
-                sent = self._user_pings.get(payload)
-                if sent is not None:
-                    self._answer_pings(now, events, last=payload)
-                    if sent[1]:  # the heartbeat sent before this ping
-                        payload = hb.payload_for(sent[1])
-                actions = hb.handle(PongReceived(now=now, payload=payload))
-                if actions:
-                    first = actions[0]
-                    if self._user_pings and type(first) is RttSample:
-                        self._answer_pings(now, events, heartbeat=first.seq)
-                    self._apply(actions, now, events)
-                elif sent is None and hb.is_open:
-                    self._stray_pong(now, events)
+                self._on_pong_frame(bytes(event.payload), now, events)
             elif isinstance(event, ws.Ping):
-                for action in hb.handle(PingReceived(now=now, payload=bytes(event.payload))):
-                    if type(action) is SendPong:
-                        pong = (
-                            action.payload
-                        )  # coalesce a burst: answer the latest (RFC 6455 5.5.3)
-                    else:
-                        # The only other answer is SendClose: the peer floods us (rule
-                        # peer-ping). Fail the connection (RFC 6455 7.1.7) rather than
-                        # wait for its close frame.
-                        assert isinstance(action, SendClose)
-                        self._apply((action,), now, events)
-                        self._fail(now, events, action.code, action.reason)
+                answer = self._on_ping_frame(bytes(event.payload), now, events)
+                if answer is not None:
+                    pong = answer  # coalesce a burst: answer the latest (RFC 6455 5.5.3)
             elif isinstance(event, (ws.TextMessage, ws.BytesMessage)):
                 self._on_data(event, now, events)
             elif isinstance(event, ws.CloseConnection):
                 self._on_close(event, now, events)
             elif isinstance(event, ws.Request):
+                # Bytes after the request's blank line reach wsproto's frame parser
+                # as its first input once we accept.
+                head = self._handshake or b""
+                self._after_request = bytes(head.partition(b"\r\n\r\n")[2])
                 self._handshake = None
                 self._request = event
                 events.append(
@@ -480,6 +485,41 @@ class HeartbeatConnection:
         if pong is not None and self._ws.state is ConnectionState.OPEN:
             self._out.append(self._ws.send(ws.Pong(payload=pong)))
         return events
+
+    def _on_pong_frame(self, payload: bytes, now: float, events: list[ConnectionEvent]) -> None:
+        # A peer may answer only the latest of several pings (RFC 6455 5.5.3), so a
+        # pong answers its ping and every earlier one: ping() calls and heartbeats alike.
+        hb = self.heartbeat
+        sent = self._user_pings.get(payload) if self._user_pings else None
+        if sent is not None:
+            self._answer_pings(now, events, last=payload)
+            if sent[1]:  # the heartbeat sent before this ping
+                payload = hb.payload_for(sent[1])
+        actions = hb.pong_received(now, payload)
+        if actions:
+            first = actions[0]
+            if self._user_pings and type(first) is RttSample:
+                self._answer_pings(now, events, heartbeat=first.seq)
+            self._apply(actions, now, events)
+        elif sent is None and hb.is_open:
+            self._stray_pong(now, events)
+
+    def _on_ping_frame(
+        self, payload: bytes, now: float, events: list[ConnectionEvent]
+    ) -> bytes | None:
+        """Returns the pong payload to send, or ``None``."""
+        pong = None
+        for action in self.heartbeat.handle(PingReceived(now=now, payload=payload)):
+            if type(action) is SendPong:
+                pong = action.payload
+            else:
+                # The only other answer is SendClose: the peer floods us (rule
+                # peer-ping). Fail the connection (RFC 6455 7.1.7) rather than
+                # wait for its close frame.
+                assert isinstance(action, SendClose)
+                self._apply((action,), now, events)
+                self._fail(now, events, action.code, action.reason)
+        return pong
 
     def _answer_pings(
         self,
@@ -640,7 +680,11 @@ class HeartbeatConnection:
         for action in actions:
             cls = type(action)
             if cls is SendPing:
-                out.append(conn.send(ws.Ping(payload=action.payload)))  # type: ignore[union-attr]
+                payload: bytes = action.payload  # type: ignore[union-attr]
+                if self.role is Role.SERVER:  # unmasked: no need for wsproto's framing
+                    out.append(server_frame(OP_PING, payload))
+                else:
+                    out.append(conn.send(ws.Ping(payload=payload)))
             elif cls is SendAppPing:
                 out.append(conn.send(ws.Message(data=self._codec.ping_text)))
             elif cls is SendAppPong:

@@ -333,23 +333,50 @@ class HeartbeatState:
         if handler is None:
             raise LocalProtocolError(f"not a heartbeat event: {event!r}")
         now = event.now
+        self._admit(now, type(event).__name__, handler in _ALLOWED_WHEN_NEW)
+        result: tuple[Action, ...] = handler(self, event)
+        self._last_now = now
+        return result
+
+    # The three hot events have direct entry points: same rules, same errors,
+    # no event object to build. A driver calls them for every read and timer.
+
+    def bytes_received(self, now: float) -> None:
+        """``handle(BytesReceived(now=now))``, which never returns actions."""
+        phase = self._phase
+        if not (now >= self._last_now and phase in _OPEN_PHASES):
+            self._admit(now, "BytesReceived", False)  # raises, unless we are closing
+        elif not self._pong_only:
+            self._last_alive = now
+            if phase is not HeartbeatPhase.IDLE:
+                self._phase = HeartbeatPhase.IDLE
+        self._last_now = now
+
+    def pong_received(self, now: float, payload: bytes) -> tuple[Action, ...]:
+        """``handle(PongReceived(now=now, payload=payload))``."""
+        self._admit(now, "PongReceived", False)
+        result = self._pong(now, payload)
+        self._last_now = now
+        return result
+
+    def timer_fired(self, now: float) -> tuple[Action, ...]:
+        """``handle(TimerFired(now=now))``."""
+        self._admit(now, "TimerFired", True)
+        result = self._timer(now)
+        self._last_now = now
+        return result
+
+    def _admit(self, now: float, name: str, when_new: bool) -> None:
         if not now >= self._last_now:
             raise LocalProtocolError(
-                f"time ran backwards: {type(event).__name__} at now={now!r} after an event at "
+                f"time ran backwards: {name} at now={now!r} after an event at "
                 f"now={self._last_now!r}; pass a monotonic clock (time.monotonic())"
             )
         phase = self._phase
         if phase is HeartbeatPhase.CLOSED:
-            raise LocalProtocolError(
-                f"{type(event).__name__} after ConnectionClosed: the connection has ended"
-            )
-        if phase is HeartbeatPhase.NEW and handler not in _ALLOWED_WHEN_NEW:
-            raise LocalProtocolError(
-                f"{type(event).__name__} before ConnectionOpened: open the connection first"
-            )
-        result: tuple[Action, ...] = handler(self, event)
-        self._last_now = now
-        return result
+            raise LocalProtocolError(f"{name} after ConnectionClosed: the connection has ended")
+        if phase is HeartbeatPhase.NEW and not when_new:
+            raise LocalProtocolError(f"{name} before ConnectionOpened: open the connection first")
 
     # Each handler may raise only before it changes anything.
 
@@ -369,8 +396,7 @@ class HeartbeatState:
             self._phase = HeartbeatPhase.IDLE
 
     def _on_bytes(self, event: BytesReceived) -> tuple[Action, ...]:
-        if not self._pong_only and self._phase in _OPEN_PHASES:
-            self._alive(event.now)
+        self.bytes_received(event.now)
         return _NO_ACTIONS
 
     def _on_ping(self, event: PingReceived) -> tuple[Action, ...]:
@@ -404,14 +430,15 @@ class HeartbeatState:
         return _NO_ACTIONS
 
     def _on_pong(self, event: PongReceived) -> tuple[Action, ...]:
+        return self._pong(event.now, event.payload)
+
+    def _pong(self, now: float, payload: bytes) -> tuple[Action, ...]:
         if self._phase not in _OPEN_PHASES:
             return _NO_ACTIONS
-        now = event.now
         if not self._pong_only:
             self._alive(now)
         if self._config.style is not HeartbeatStyle.PROTOCOL:
             return _NO_ACTIONS
-        payload = event.payload
         prefix = self._config.payload_prefix
         if not payload.startswith(prefix):
             return _NO_ACTIONS
@@ -456,8 +483,10 @@ class HeartbeatState:
         self._rtt_max = max(self._rtt_max, rtt)
 
     def _on_timer(self, event: TimerFired) -> tuple[Action, ...]:
+        return self._timer(event.now)
+
+    def _timer(self, now: float) -> tuple[Action, ...]:
         deadline = self.deadline
-        now = event.now
         if deadline is None or now < deadline:
             return _NO_ACTIONS  # early-timer
         phase = self._phase

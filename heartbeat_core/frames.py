@@ -1,0 +1,106 @@
+"""Just enough of RFC 6455 framing for the heartbeat's hot path.
+
+A server spends most of its heartbeat time parsing one tiny masked pong per
+connection per interval and building one ping. wsproto does both correctly
+but generally; here they are done directly for the one common shape: a read
+that holds nothing but complete, well-formed ping/pong frames, arriving while
+wsproto sits between frames. Anything else goes to wsproto untouched.
+
+:class:`FrameBoundary` follows frame boundaries in the bytes handed to
+wsproto (headers only; payloads are skipped by length), so the connection
+knows when wsproto holds no partial frame.
+"""
+
+from __future__ import annotations
+
+__all__ = ["OP_PING", "OP_PONG", "FrameBoundary", "control_frames", "server_frame"]
+
+OP_PING = 0x9
+OP_PONG = 0xA
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked (server-to-client) control frame; ``payload`` is at most 125 bytes."""
+    return bytes((0x80 | opcode, len(payload))) + payload
+
+
+def control_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
+    """``[(opcode, payload), ...]`` when ``data`` is exactly a run of complete ping/pong
+    frames (FIN set, no reserved bits, masking as required, payload <= 125);
+    ``None`` for anything else, which then takes the general path."""
+    frames: list[tuple[int, bytes]] = []
+    pos, end = 0, len(data)
+    header = 6 if masked else 2
+    while pos < end:
+        if end - pos < header:
+            return None
+        first, second = data[pos], data[pos + 1]
+        if first not in (0x89, 0x8A):
+            return None
+        length = second & 0x7F
+        if (second >> 7) != masked or length > 125:
+            return None
+        start = pos + header
+        stop = start + length
+        if stop > end:
+            return None
+        if masked and length:
+            key = data[pos + 2 : start]
+            mask = (key * (length // 4 + 1))[:length]
+            payload = (
+                int.from_bytes(data[start:stop], "big") ^ int.from_bytes(mask, "big")
+            ).to_bytes(length, "big")
+        else:
+            payload = bytes(data[start:stop])
+        frames.append((first & 0x0F, payload))
+        pos = stop
+    return frames
+
+
+class FrameBoundary:
+    """Tracks whether a byte stream fed to :meth:`feed` ends between two frames."""
+
+    __slots__ = ("_head", "_skip")
+
+    def __init__(self) -> None:
+        self._skip = 0  # payload bytes of the current frame still to come
+        self._head = b""  # an incomplete frame header
+
+    @property
+    def between_frames(self) -> bool:
+        return not self._skip and not self._head
+
+    def feed(self, data: bytes) -> None:
+        """Account for ``data``, the next bytes of the stream."""
+        skip = self._skip
+        if skip >= len(data):
+            self._skip = skip - len(data)
+            return
+        if self._head:
+            data = self._head + data[skip:]
+            self._head = b""
+            pos = 0
+        else:
+            pos = skip
+        self._skip = 0
+        end = len(data)
+        while pos < end:
+            if end - pos < 2:
+                self._head = data[pos:]
+                return
+            second = data[pos + 1]
+            length = second & 0x7F
+            size = 2 + (4 if second & 0x80 else 0)
+            if length == 126:
+                size += 2
+            elif length == 127:
+                size += 8
+            if end - pos < size:
+                self._head = data[pos:]
+                return
+            if length == 126:
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+            pos += size + length
+        self._skip = pos - end

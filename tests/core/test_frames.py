@@ -1,0 +1,119 @@
+"""The hot-path framing (heartbeat_core.frames) agrees with wsproto, and a server
+connection behaves the same whether or not its reads take the fast path."""
+
+from __future__ import annotations
+
+import os
+
+import wsproto.frame_protocol as fp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role, RttSample
+from heartbeat_core.frames import OP_PING, OP_PONG, FrameBoundary, control_frames, server_frame
+
+CLIENT = fp.FrameProtocol(client=True, extensions=[])
+
+
+def _frames(kinds: list[tuple[str, bytes]]) -> list[bytes]:
+    out = []
+    for kind, payload in kinds:
+        if kind == "ping":
+            out.append(bytes(CLIENT.ping(payload[:125])))
+        elif kind == "pong":
+            out.append(bytes(CLIENT.pong(payload[:125])))
+        else:
+            out.append(bytes(CLIENT.send_data(payload, True)))
+    return out
+
+
+frame_lists = st.lists(
+    st.tuples(
+        st.sampled_from(["ping", "pong", "data"]),
+        st.one_of(st.binary(max_size=130), st.binary(min_size=126, max_size=70_000)),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(kinds=frame_lists, cuts=st.lists(st.integers(min_value=1), max_size=8))
+def test_boundary_tracker_knows_where_frames_end(
+    kinds: list[tuple[str, bytes]], cuts: list[int]
+) -> None:
+    frames = _frames(kinds)
+    stream = b"".join(frames)
+    ends, total = set(), 0
+    for frame in frames:
+        total += len(frame)
+        ends.add(total)
+    points = [*sorted({c % len(stream) for c in cuts} - {0}), len(stream)]
+    tracker, prev = FrameBoundary(), 0
+    for point in points:
+        tracker.feed(stream[prev:point])
+        prev = point
+        assert tracker.between_frames == (point in ends)
+
+
+def test_control_frames_unmask_runs_of_pings_and_pongs_only() -> None:
+    run = _frames([("pong", b"17"), ("ping", b""), ("pong", b"x" * 125)])
+    assert control_frames(b"".join(run), masked=True) == [
+        (OP_PONG, b"17"),
+        (OP_PING, b""),
+        (OP_PONG, b"x" * 125),
+    ]
+    data = _frames([("pong", b"1"), ("data", b"hello")])
+    assert control_frames(b"".join(data), masked=True) is None  # a data frame: general path
+    assert control_frames(run[0][:-1], masked=True) is None  # incomplete
+    assert control_frames(run[0], masked=False) is None  # masking is wrong for this side
+    assert control_frames(b"\x8a", masked=True) is None
+    unfinished = bytes([0x0A]) + run[0][1:]  # FIN clear: a fragmented control frame
+    assert control_frames(unfinished, masked=True) is None
+    reserved = bytes([0xCA]) + run[0][1:]  # RSV1 set
+    assert control_frames(reserved, masked=True) is None
+    assert control_frames(server_frame(OP_PING, b"ab"), masked=False) == [(OP_PING, b"ab")]
+
+
+def _open_server(config: HeartbeatConfig, first_frames: bytes = b"") -> HeartbeatConnection:
+    client = HeartbeatConnection(Role.CLIENT, config)
+    client.initiate("localhost", "/")
+    server = HeartbeatConnection(Role.SERVER, config)
+    server.receive_data(client.data_to_send() + first_frames, 0.0)
+    server.accept(now=0.0)
+    server.data_to_send()
+    return server
+
+
+@settings(max_examples=100, deadline=None)
+@given(kinds=frame_lists, cuts=st.lists(st.integers(min_value=1), max_size=8))
+def test_server_events_do_not_depend_on_how_reads_are_cut(
+    kinds: list[tuple[str, bytes]], cuts: list[int]
+) -> None:
+    config = HeartbeatConfig(interval=1.0, timeout=1.0, peer_ping_max_strikes=1000)
+    stream = b"".join(_frames(kinds))
+    whole = _open_server(config)
+    expected = whole.receive_data(stream, 0.5)
+    expected_out = whole.data_to_send()
+    pieces = _open_server(config)
+    got, out, prev = [], b"", 0
+    for point in [*sorted({c % len(stream) for c in cuts} - {0}), len(stream)]:
+        got += pieces.receive_data(stream[prev:point], 0.5)
+        out += pieces.data_to_send()
+        prev = point
+    assert got == expected
+    # Pongs to a burst may be coalesced differently; the last answer is the same.
+    assert out.rsplit(b"\x8a", 1)[-1] == expected_out.rsplit(b"\x8a", 1)[-1]
+
+
+def test_frames_that_arrive_with_the_upgrade_request_are_tracked() -> None:
+    config = HeartbeatConfig(interval=1.0, timeout=1.0)
+    half = _frames([("data", os.urandom(300))])[0]
+    server = _open_server(config, first_frames=half[:100])
+    events = server.receive_data(half[100:], 0.1)
+    assert [type(e).__name__ for e in events] == ["Message"]
+    assert server.timer_fired(1.1) == []
+    ping = server.data_to_send()
+    assert ping[:1] == b"\x89"
+    pong = bytes(CLIENT.pong(ping[2:]))
+    assert [type(e) for e in server.receive_data(pong, 1.2)] == [RttSample]
