@@ -59,8 +59,10 @@ def ensure_chromium() -> str | None:
         )
     except subprocess.TimeoutExpired as exc:
         return f"installing Chromium took over {INSTALL_TIMEOUT:g} s: {exc.cmd}"
-    if install.returncode != 0 or not CHROMIUM.exists():
+    if install.returncode != 0:
         return f"`apt-get install chromium` failed ({install.returncode}): {install.stderr[-500:]}"
+    if not CHROMIUM.exists():
+        return f"`apt-get install chromium` succeeded but {CHROMIUM} is still missing"
     return None
 
 
