@@ -1,0 +1,63 @@
+"""``FrameBoundary`` on every header shape, cut at every byte of the header (deterministic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from heartbeat_core import HeartbeatConnection, Message, Request, Role
+from heartbeat_core.frames import FrameBoundary, control_frames
+
+
+def frame(length: int, *, masked: bool) -> bytes:
+    """A binary frame header for ``length`` payload bytes, plus the payload."""
+    head = bytes([0x82])
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        head += bytes([mask_bit | length])
+    elif length < 1 << 16:
+        head += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
+    else:
+        head += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
+    return head + (b"\1\2\3\4" if masked else b"") + b"p" * length
+
+
+@pytest.mark.parametrize("length", [0, 5, 125, 126, 65535, 65536])
+@pytest.mark.parametrize("masked", [False, True])
+def test_every_cut_of_two_frames(length: int, masked: bool) -> None:
+    first = frame(length, masked=masked)
+    stream = first + frame(3, masked=masked)
+    ends = {len(first), len(stream)}
+    header = len(first) - length
+    cuts = sorted({*range(1, header + 2), len(first) - 1, len(first), len(first) + 1})
+    for cut in cuts:
+        tracker = FrameBoundary()
+        tracker.feed(stream[:cut])
+        assert tracker.between_frames == (cut in ends), cut
+        tracker.feed(stream[cut:])
+        assert tracker.between_frames
+
+
+def test_byte_by_byte() -> None:
+    stream = frame(70_000, masked=True) + frame(0, masked=False) + frame(200, masked=True)
+    ends = {70_014, 70_016, len(stream)}
+    tracker = FrameBoundary()
+    for i in range(len(stream)):
+        tracker.feed(stream[i : i + 1])
+        assert tracker.between_frames == (i + 1 in ends)
+
+
+def test_a_truncated_control_frame_takes_the_general_path() -> None:
+    ping = bytes([0x89, 0x80 | 4]) + b"\0\0\0\0" + b"ping"
+    assert control_frames(ping, True) == [(0x9, b"ping")]
+    assert control_frames(ping[:-1], True) is None
+    assert control_frames(ping + ping[:3], True) is None
+
+
+def test_frames_sent_with_the_upgrade_request_are_delivered() -> None:
+    client = HeartbeatConnection(Role.CLIENT)
+    server = HeartbeatConnection(Role.SERVER)
+    client.initiate("h")
+    early = bytes([0x81, 0x80 | 5]) + b"\0\0\0\0" + b"early"
+    (request,) = server.receive_data(client.data_to_send() + early, 0.0)
+    assert isinstance(request, Request)
+    assert server.accept(now=0.0) == [Message(data="early")]
