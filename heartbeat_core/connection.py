@@ -312,6 +312,11 @@ class HeartbeatConnection:
                             self._out.append(server_frame(OP_PONG, pong))
                         return events
                 frames.feed(data)
+        elif self._request is not None:
+            # Between the Request and accept(): wsproto would drop these bytes, so
+            # they wait, with any that came in the request's own read, for accept().
+            self._after_request += data
+            return events
         elif self._handshake is not None:
             self._handshake += data  # h11 bounds an incomplete request to 16 KiB
         try:

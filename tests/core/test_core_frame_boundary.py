@@ -61,3 +61,22 @@ def test_frames_sent_with_the_upgrade_request_are_delivered() -> None:
     (request,) = server.receive_data(client.data_to_send() + early, 0.0)
     assert isinstance(request, Request)
     assert server.accept(now=0.0) == [Message(data="early")]
+
+
+@pytest.mark.parametrize("split", [3, 6, 11])
+def test_frames_that_arrive_before_accept_are_kept(split: int) -> None:
+    # Regression: a read between the Request and accept() went to wsproto, which
+    # dropped it: a whole message was lost, or a partial frame misaligned the stream.
+    client = HeartbeatConnection(Role.CLIENT)
+    server = HeartbeatConnection(Role.SERVER)
+    client.initiate("h")
+    server.receive_data(client.data_to_send(), 0.0)
+    text = bytes([0x81, 0x80 | 5]) + b"\0\0\0\0" + b"hello"
+    assert server.receive_data(text[:split], 0.1) == []
+    events = server.accept(now=0.2)
+    if split == len(text):
+        assert events == [Message(data="hello")]
+    assert events + server.receive_data(text[split:], 0.3) == [Message(data="hello")]
+    ping = bytes([0x89, 0x80 | 1]) + b"\0\0\0\0" + b"p"
+    assert server.receive_data(ping, 0.4) == []
+    assert server.data_to_send().endswith(b"\x8a\x01p")
