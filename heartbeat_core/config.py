@@ -95,6 +95,9 @@ class HeartbeatConfig:
     stall_threshold: float = 0.25
     #: After a stall, wait this long for input that arrived meanwhile.
     stall_grace: float = 0.1
+    #: A heartbeat due within this long is sent now (rule ``early-timer``): lets a
+    #: driver serve many connections' deadlines with one wake-up.
+    timer_slack: float = 0.002
     #: Follow the measured RTT: timeout = clamp(SRTT + 4·RTTVAR, min_timeout, timeout).
     adaptive_timeout: bool = False
     #: Floor of the adaptive timeout.
@@ -114,6 +117,7 @@ class HeartbeatConfig:
         _non_negative("close_timeout", self.close_timeout)
         _non_negative("stall_threshold", self.stall_threshold)
         _non_negative("stall_grace", self.stall_grace)
+        _non_negative("timer_slack", self.timer_slack)
         _positive("min_timeout", self.min_timeout)
         _non_negative("peer_ping_min_interval", self.peer_ping_min_interval)
         if not isinstance(self.style, HeartbeatStyle):

@@ -33,7 +33,9 @@ The rules, by name (each one is a property test in ``tests/core``):
     after ``ConnectionClosed``, raises :class:`LocalProtocolError` and
     changes nothing.
 ``early-timer``
-    A timer that fires before the deadline changes nothing.
+    A timer that fires before the deadline changes nothing, except that a
+    heartbeat due within ``timer_slack`` (2 ms by default) is sent at once, so
+    that a driver can serve many connections' deadlines with one wake-up.
 ``adaptive-timeout``
     Optionally the timeout follows SRTT + 4·RTTVAR, clamped to
     [``min_timeout``, ``timeout``].
@@ -487,9 +489,15 @@ class HeartbeatState:
 
     def _timer(self, now: float) -> tuple[Action, ...]:
         deadline = self.deadline
-        if deadline is None or now < deadline:
-            return _NO_ACTIONS  # early-timer
+        if deadline is None:
+            return _NO_ACTIONS
         phase = self._phase
+        if now < deadline:
+            # early-timer: nothing changes, except that a heartbeat due within
+            # timer_slack goes out now (one wake-up serves many connections).
+            if phase is HeartbeatPhase.IDLE and deadline - now <= self._config.timer_slack:
+                return self._send_heartbeat(now)
+            return _NO_ACTIONS
         if phase is HeartbeatPhase.IDLE:
             return self._send_heartbeat(now)
         if phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE:

@@ -91,6 +91,7 @@ class _Timers:
         "_heap",
         "_loop",
         "_seq",
+        "_slack",
         "_when",
         "buffer",
         "view",
@@ -105,6 +106,7 @@ class _Timers:
         self._handle: asyncio.TimerHandle | None = None
         self._when = 0.0
         self._firing = False
+        self._slack = 0.0  # the largest timer_slack of the connections seen
         self.buffer = bytearray(READ_BUFFER_SIZE)
         self.view = memoryview(self.buffer)
 
@@ -138,15 +140,27 @@ class _Timers:
         now = loop.time()
         self._firing = True
         try:
-            # Only entries already due: firing early and handing the core the deadline
-            # as `now` would stamp a heartbeat later than it is sent (RTT understated).
-            while heap and heap[0][0] <= now:
-                deadline, _, conn = heapq.heappop(heap)
+            # One wake-up serves every entry due now or within its connection's
+            # timer_slack: the core sends a heartbeat that is due that soon (rule
+            # early-timer) and is handed the real time, never the deadline.
+            due: list[Connection] = []
+            later: list[tuple[float, int, Connection]] = []
+            limit = now + self._slack
+            while heap and heap[0][0] <= limit:
+                entry = heapq.heappop(heap)
+                deadline, _, conn = entry
                 if conn._armed != deadline:
                     continue  # stale: superseded by an earlier entry
+                if deadline - now > conn._slack:
+                    later.append(entry)  # not within this connection's slack: keep it
+                    continue
                 conn._armed = None
+                due.append(conn)
+            for entry in later:
+                heapq.heappush(heap, entry)
+            for conn in due:
                 try:
-                    conn._timer_due(max(deadline, now))
+                    conn._timer_due(now)
                 except Exception:
                     logger.exception("timer handling failed for %r", conn)
         finally:
@@ -206,6 +220,7 @@ class Connection(asyncio.BufferedProtocol):
         "_queued",
         "_recv_waiter",
         "_select",
+        "_slack",
         "_timers",
         "_transport",
         "close_code",
@@ -231,6 +246,8 @@ class Connection(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop() if loop is None else loop
         self._core = HeartbeatConnection(role, config, codec=codec, max_message_size=max_size)
         self._timers = _timers_for(self._loop)
+        self._slack = self._core.heartbeat.config.timer_slack
+        self._timers._slack = max(self._timers._slack, self._slack)
         self._armed: float | None = None
         self._transport: asyncio.Transport | None = None
         self._on_event = on_event
@@ -449,7 +466,7 @@ class Connection(asyncio.BufferedProtocol):
         if self._transport is None:
             return
         deadline = self._handshake_deadline
-        if deadline is not None and now >= deadline:
+        if deadline is not None and now + self._slack >= deadline:
             logger.info("%s: no opening handshake within the timeout; dropped", self)
             self._handshake_deadline = None
             self._transport.abort()

@@ -80,6 +80,7 @@ def configs(draw: st.DrawFn) -> HeartbeatConfig:
         jitter=draw(st.sampled_from([0.0, 0.0, 0.1, 0.5])),
         stall_threshold=draw(st.sampled_from([0.0, 0.25, 2.0])),
         stall_grace=draw(st.sampled_from([0.0, 0.1, 1.0])),
+        timer_slack=draw(st.sampled_from([0.0, 0.002, 0.5])),
         adaptive_timeout=adaptive,
         min_timeout=draw(st.floats(0.01, timeout)) if adaptive else 1.0,
         peer_ping_min_interval=draw(st.sampled_from([0.0, 0.0, 0.05, 1.0])),
@@ -208,10 +209,16 @@ class HeartbeatMachine(RuleBasedStateMachine):
             assert actions == ()
             assert after is HeartbeatPhase.CLOSED and hb.deadline is None
 
-        # early-timer: a timer before the deadline (or with none) changes nothing.
+        # early-timer: a timer before the deadline (or with none) changes nothing,
+        # except that a heartbeat due within timer_slack is sent at once.
         if isinstance(event, TimerFired) and (deadline is None or now < deadline):
-            assert actions == ()
-            assert after is phase and hb.deadline == deadline
+            if phase is HeartbeatPhase.IDLE and deadline is not None and (
+                deadline - now <= cfg.timer_slack
+            ):
+                assert [type(a) for a in actions] in ([SendPing], [SendAppPing])
+            else:
+                assert actions == ()
+                assert after is phase and hb.deadline == deadline
 
         qualifying = phase in _OPEN and (
             (isinstance(event, _INBOUND) and cfg.liveness is Liveness.ANY_INBOUND)
@@ -226,7 +233,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
             if isinstance(action, SendPing | SendAppPing):
                 # interval + one-outstanding: only from an IDLE timer at/after the deadline.
                 assert isinstance(event, TimerFired) and phase is HeartbeatPhase.IDLE
-                assert deadline is not None and now >= deadline
+                assert deadline is not None and now >= deadline - cfg.timer_slack
                 assert action.seq == hb.seq == len(self.ping_time) + 1
                 if isinstance(action, SendPing):
                     assert cfg.style is HeartbeatStyle.PROTOCOL
@@ -394,7 +401,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
         self.feed(AppPongReceived(now=self.now))
 
     @rule(
-        where=st.sampled_from(["at", "before", "after", "stalled", "very late"]),
+        where=st.sampled_from(["at", "before", "slack", "after", "stalled", "very late"]),
         dt=st.floats(0.0, 1.0),
     )
     def timer(self, where: str, dt: float) -> None:
@@ -404,6 +411,8 @@ class HeartbeatMachine(RuleBasedStateMachine):
                 self.now = max(self.now, deadline)
             elif where == "before":
                 self.now = max(self.now, deadline - dt)
+            elif where == "slack":
+                self.now = max(self.now, deadline - dt * self.config.timer_slack)
             elif where == "after":
                 self.now = max(self.now, deadline + dt * self.config.stall_threshold)
             elif where == "stalled":

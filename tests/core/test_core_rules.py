@@ -576,7 +576,7 @@ class TestEarlyTimer:
             deadline = hb.deadline
             assert deadline is not None
             before = snapshot(hb)
-            assert hb.handle(TimerFired(now=deadline - 0.001)) == ()
+            assert hb.handle(TimerFired(now=deadline - 0.01)) == ()
             assert snapshot(hb)[:4] == before[:4]
 
         early()  # IDLE
@@ -737,3 +737,28 @@ class TestRegressions:
         hb = opened(CFG)
         (close, _) = hb.handle(CloseReceived(now=1.0, code=code, reason="bad", error=True))
         assert close == SendClose(code=sent, reason="bad")
+
+
+class TestTimerSlack:
+    """early-timer: a heartbeat due within timer_slack goes out with the early timer."""
+
+    def test_a_heartbeat_due_within_the_slack_is_sent_now_and_timed_from_now(self) -> None:
+        hb = HeartbeatState(HeartbeatConfig(interval=1.0, timeout=1.0, timer_slack=0.002))
+        hb.handle(ConnectionOpened(now=0.0))
+        assert hb.handle(TimerFired(now=0.997)) == ()  # 3 ms early: outside the slack
+        (ping,) = hb.handle(TimerFired(now=0.9985))  # 1.5 ms early: inside
+        assert isinstance(ping, SendPing) and ping.seq == 1
+        assert hb.deadline == 0.9985 + 1.0  # the timeout counts from the real send time
+        (sample,) = hb.handle(PongReceived(now=1.0, payload=ping.payload))
+        assert isinstance(sample, RttSample) and abs(sample.rtt - 0.0015) < 1e-12
+
+    def test_the_slack_never_declares_a_peer_dead_early(self) -> None:
+        hb = HeartbeatState(HeartbeatConfig(interval=1.0, timeout=1.0, timer_slack=0.5))
+        hb.handle(ConnectionOpened(now=0.0))
+        hb.handle(TimerFired(now=1.0))
+        assert hb.handle(TimerFired(now=1.9)) == ()  # within the slack, but not a heartbeat
+        assert hb.phase is HeartbeatPhase.AWAITING
+
+    def test_the_slack_must_not_be_negative(self) -> None:
+        with pytest.raises(ConfigError, match="timer_slack"):
+            HeartbeatConfig(timer_slack=-0.001)
