@@ -45,7 +45,14 @@ class TestHeartbeatConfig:
             HeartbeatConfig(**{field: value})  # type: ignore[arg-type]
 
     @pytest.mark.parametrize(
-        "field", ["close_timeout", "stall_threshold", "stall_grace", "peer_ping_min_interval"]
+        "field",
+        [
+            "close_timeout",
+            "stall_threshold",
+            "stall_grace",
+            "timer_slack",
+            "peer_ping_min_interval",
+        ],
     )
     @pytest.mark.parametrize("value", [-0.1, math.inf, math.nan, "0", None])
     def test_non_negative_seconds(self, field: str, value: object) -> None:

@@ -594,6 +594,21 @@ class TestEarlyTimer:
         assert hb.handle(TimerFired(now=1e9)) == ()  # no deadline left
 
 
+class TestTimerSlackBounds:
+    """What the slack must not do: shorten a close, or act when it is zero."""
+
+    def test_the_slack_never_shortens_a_close(self) -> None:
+        hb = opened(HeartbeatConfig(interval=20, timeout=10, timer_slack=0.5))
+        hb.handle(CloseRequested(now=1.0))
+        assert hb.handle(TimerFired(now=5.9)) == ()  # close_timeout runs in full
+        assert hb.phase is HeartbeatPhase.CLOSING
+
+    def test_zero_slack_is_strict(self) -> None:
+        hb = opened(HeartbeatConfig(interval=20, timer_slack=0))
+        assert hb.handle(TimerFired(now=19.9999999)) == ()
+        assert ping_at(hb, 20.0).seq == 1
+
+
 class TestAdaptiveTimeout:
     def cfg(self, **kw: object) -> HeartbeatConfig:
         return HeartbeatConfig(interval=20, timeout=10, adaptive_timeout=True, **kw)  # type: ignore[arg-type]
