@@ -212,8 +212,10 @@ class HeartbeatMachine(RuleBasedStateMachine):
         # early-timer: a timer before the deadline (or with none) changes nothing,
         # except that a heartbeat due within timer_slack is sent at once.
         if isinstance(event, TimerFired) and (deadline is None or now < deadline):
-            if phase is HeartbeatPhase.IDLE and deadline is not None and (
-                deadline - now <= cfg.timer_slack
+            if (
+                phase is HeartbeatPhase.IDLE
+                and deadline is not None
+                and (deadline - now <= cfg.timer_slack)
             ):
                 assert [type(a) for a in actions] in ([SendPing], [SendAppPing])
             else:
