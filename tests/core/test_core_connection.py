@@ -157,6 +157,22 @@ class TestHandshake:
         assert p.client.connection_lost(1.0) == [Closed(code=1006, reason="", by="remote")]
         assert p.server.connection_lost(1.0) == [Closed(code=1006, reason="", by="local")]
 
+    def test_frames_in_the_same_read_as_the_101(self) -> None:
+        p = Pair(FAST, FAST)
+        p.client.initiate("h")
+        p.to_server()
+        p.server.accept(now=0.0)
+        p.server.send("first")
+        p.server.send(b"second")
+        p.server.timer_fired(1.0)  # a heartbeat ping too
+        events = p.client.receive_data(p.server.data_to_send(), 1.0)
+        assert events == [
+            Accepted(extra_headers=[]),
+            Message(data="first"),
+            Message(data=b"second"),
+        ]
+        assert frames_in(p.client.data_to_send()) == [(PONG, b"1")]
+
     def test_informational_answer_is_a_rejection(self) -> None:
         client = HeartbeatConnection(Role.CLIENT)
         client.initiate("h")
