@@ -24,6 +24,12 @@ The rules, by name (each one is a property test in ``tests/core``):
     A timer delivered more than ``stall_threshold`` after its deadline means
     we stalled: the driver gets ``stall_grace`` to read what arrived meanwhile
     before anyone is declared dead.
+``paused-reading``
+    While the driver has stopped reading (``ReadingPaused``, e.g. its receive
+    queue is full), the peer cannot be heard, so nobody is declared dead: an
+    outstanding heartbeat has no deadline (IDLE still sends the next heartbeat
+    when due; closing deadlines still apply). ``ReadingResumed`` gives an
+    outstanding heartbeat a fresh window: GRACE until ``now`` + the timeout.
 ``peer-ping``
     Peer pings are answered; pings closer together than
     ``peer_ping_min_interval`` are strikes; past ``peer_ping_max_strikes`` the
@@ -77,6 +83,8 @@ from heartbeat_core.events import (
     Event,
     PingReceived,
     PongReceived,
+    ReadingPaused,
+    ReadingResumed,
     TimerFired,
 )
 from heartbeat_core.stats import HeartbeatStats
@@ -107,7 +115,8 @@ class HeartbeatPhase(enum.Enum):
     IDLE = "idle"
     #: A heartbeat is outstanding; the peer is dead at the deadline.
     AWAITING = "awaiting"
-    #: Our timer came late (we stalled); a short grace to read pending input.
+    #: Our timer came late (we stalled), or reading resumed after a pause: a
+    #: window to read pending input before the peer is declared dead.
     GRACE = "grace"
     #: We sent a close frame and wait for the peer's.
     CLOSING = "closing"
@@ -115,6 +124,11 @@ class HeartbeatPhase(enum.Enum):
     DRAINING = "draining"
     #: The transport is gone. Terminal.
     CLOSED = "closed"
+
+    # Members are singletons: hash them by identity (C speed) rather than by name
+    # (Enum's default, in Python), since phases are tested for set membership on
+    # every event.
+    __hash__ = object.__hash__
 
 
 _OPEN_PHASES = frozenset({HeartbeatPhase.IDLE, HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE})
@@ -142,6 +156,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t(_P.AWAITING, "inbound bytes / matching pong", _P.IDLE, "one-outstanding"),
     _t(_P.AWAITING, "TimerFired late (we stalled)", _P.GRACE, "late-timer"),
     _t(_P.GRACE, "inbound bytes / matching pong", _P.IDLE, "late-timer"),
+    _t(_P.AWAITING, "ReadingResumed: a fresh timeout", _P.GRACE, "paused-reading"),
     _t(_P.AWAITING, "TimerFired (timeout): close 1011", _P.DRAINING, "dead-peer"),
     _t(_P.GRACE, "TimerFired (grace over): close 1011", _P.DRAINING, "dead-peer"),
     _t(_P.IDLE, "CloseRequested / ping flood: close", _P.CLOSING, "close-handshake"),
@@ -202,6 +217,7 @@ class HeartbeatState:
         "_last_ping_at",
         "_misses",
         "_offset",
+        "_paused",
         "_peer_pings",
         "_phase",
         "_pong_only",
@@ -236,6 +252,7 @@ class HeartbeatState:
         self._last_ping_at = 0.0
         self._offset = 0.0
         self._grace_until = 0.0
+        self._paused = False
         self._close_deadline: float | None = None
         self._seq = 0
         self._acked = 0
@@ -269,6 +286,11 @@ class HeartbeatState:
         return self._phase in _OPEN_PHASES
 
     @property
+    def reading_paused(self) -> bool:
+        """True between ``ReadingPaused`` and ``ReadingResumed`` (rule ``paused-reading``)."""
+        return self._paused
+
+    @property
     def seq(self) -> int:
         """The number of the last heartbeat sent (0 before the first)."""
         return self._seq
@@ -294,9 +316,9 @@ class HeartbeatState:
             base = self._last_ping_at if self._config.fixed_rate else self._last_alive
             return base + self._config.interval + self._offset
         if phase is HeartbeatPhase.AWAITING:
-            return self._last_ping_at + self.effective_timeout
+            return None if self._paused else self._last_ping_at + self.effective_timeout
         if phase is HeartbeatPhase.GRACE:
-            return self._grace_until
+            return None if self._paused else self._grace_until
         if phase is HeartbeatPhase.CLOSING or phase is HeartbeatPhase.DRAINING:
             return self._close_deadline
         return None
@@ -540,6 +562,23 @@ class HeartbeatState:
         self._close_deadline = now + self._config.close_timeout
         return (SendClose(code=code, reason=reason),)
 
+    def _on_reading_paused(self, event: ReadingPaused) -> tuple[Action, ...]:
+        # paused-reading: the deadline property suspends an outstanding heartbeat's
+        # deadline while this flag is set. Pausing twice is harmless.
+        self._paused = True
+        return _NO_ACTIONS
+
+    def _on_reading_resumed(self, event: ReadingResumed) -> tuple[Action, ...]:
+        if not self._paused:
+            return _NO_ACTIONS  # resuming when not paused is harmless
+        self._paused = False
+        phase = self._phase
+        if phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE:
+            # The peer's answer may be waiting unread: a full timeout to read it.
+            self._phase = HeartbeatPhase.GRACE
+            self._grace_until = event.now + self.effective_timeout
+        return _NO_ACTIONS
+
     def _on_close_requested(self, event: CloseRequested) -> tuple[Action, ...]:
         validate_close(event.code, event.reason)
         if self._phase not in _OPEN_PHASES:
@@ -580,6 +619,8 @@ _DISPATCH: dict[type, _Handler] = {
     AppPingReceived: HeartbeatState._on_app_ping,
     AppPongReceived: HeartbeatState._on_app_pong,
     TimerFired: HeartbeatState._on_timer,
+    ReadingPaused: HeartbeatState._on_reading_paused,
+    ReadingResumed: HeartbeatState._on_reading_resumed,
     CloseRequested: HeartbeatState._on_close_requested,
     CloseReceived: HeartbeatState._on_close_received,
     ConnectionClosed: HeartbeatState._on_closed,
