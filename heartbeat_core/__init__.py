@@ -48,6 +48,8 @@ from heartbeat_core.events import (
     Event,
     PingReceived,
     PongReceived,
+    ReadingPaused,
+    ReadingResumed,
     TimerFired,
 )
 from heartbeat_core.state import (
@@ -116,6 +118,8 @@ __all__ = [
     "PingAnswered",
     "PingReceived",
     "PongReceived",
+    "ReadingPaused",
+    "ReadingResumed",
     "Rejected",
     "Request",
     "Role",

@@ -45,6 +45,8 @@ from heartbeat_core.events import (
     ConnectionClosed,
     ConnectionOpened,
     PingReceived,
+    ReadingPaused,
+    ReadingResumed,
 )
 from heartbeat_core.frames import OP_PING, OP_PONG, FrameBoundary, control_frames, server_frame
 from heartbeat_core.state import HeartbeatPhase, HeartbeatState, validate_close
@@ -350,6 +352,33 @@ class HeartbeatConnection:
         events: list[ConnectionEvent] = []
         self._apply(self.heartbeat.timer_fired(now), now, events)
         return events
+
+    def pause_reading(self, now: float) -> list[ConnectionEvent]:
+        """The driver stopped reading the transport (its receive queue is full).
+
+        Until :meth:`resume_reading`, no dead-peer verdict is given: the peer's
+        answer may be waiting unread (rule ``paused-reading``). Heartbeats still
+        go out when due. Pausing twice is harmless. Returns the events to carry
+        out (none today; re-arm the timer at :attr:`deadline`). Raises
+        :class:`LocalProtocolError` before the connection opened or after
+        :meth:`connection_lost`.
+        """
+        events: list[ConnectionEvent] = []
+        self._apply(self.heartbeat.handle(ReadingPaused(now=now)), now, events)
+        return events
+
+    def resume_reading(self, now: float) -> list[ConnectionEvent]:
+        """The driver reads the transport again: an outstanding heartbeat gets a
+        fresh timeout from ``now``. Harmless when not paused; raises like
+        :meth:`pause_reading`. Re-arm the timer at :attr:`deadline` afterwards."""
+        events: list[ConnectionEvent] = []
+        self._apply(self.heartbeat.handle(ReadingResumed(now=now)), now, events)
+        return events
+
+    @property
+    def reading_paused(self) -> bool:
+        """True between :meth:`pause_reading` and :meth:`resume_reading`."""
+        return self.heartbeat.reading_paused
 
     def connection_lost(self, now: float) -> list[ConnectionEvent]:
         """The transport is gone. Returns the final :class:`Closed` event."""

@@ -19,6 +19,8 @@ __all__ = [
     "Event",
     "PingReceived",
     "PongReceived",
+    "ReadingPaused",
+    "ReadingResumed",
     "TimerFired",
 ]
 
@@ -75,6 +77,25 @@ class TimerFired:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReadingPaused:
+    """The driver stopped reading the transport (e.g. its receive queue is full).
+
+    Until :class:`ReadingResumed`, the peer cannot be heard, so an outstanding
+    heartbeat has no deadline and nobody is declared dead (rule ``paused-reading``).
+    """
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadingResumed:
+    """The driver reads the transport again; an outstanding heartbeat gets a fresh
+    ``timeout`` from ``now`` (rule ``paused-reading``)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloseRequested:
     """The local application asks to close the connection."""
 
@@ -109,6 +130,8 @@ Event = (
     | AppPingReceived
     | AppPongReceived
     | TimerFired
+    | ReadingPaused
+    | ReadingResumed
     | CloseRequested
     | CloseReceived
     | ConnectionClosed

@@ -46,6 +46,8 @@ from heartbeat_core import (
     PeerDead,
     PingReceived,
     PongReceived,
+    ReadingPaused,
+    ReadingResumed,
     RttSample,
     SendAppPing,
     SendAppPong,
@@ -119,6 +121,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
         self.emitted: list[type] = []
         self.peer_dead = 0
         self.samples = 0
+        self.paused = False  # paused-reading: between ReadingPaused and ReadingResumed
         self.phases_seen = [self.hb.phase]
         self.turn = 0
         if start_open:  # most runs start open, so the heartbeat rules get the steps
@@ -204,6 +207,23 @@ class HeartbeatMachine(RuleBasedStateMachine):
             assert kinds.count(once) + self.emitted.count(once) <= 1, (once, actions)
         if isinstance(event, ConnectionOpened):
             self.last_alive = now
+        # paused-reading: pausing changes no phase and suspends an outstanding
+        # heartbeat's deadline; resuming gives it a fresh window from now.
+        if isinstance(event, ReadingPaused):
+            assert actions == () and after is phase
+            if phase in (HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE):
+                assert hb.deadline is None
+            else:
+                assert hb.deadline == deadline
+            self.paused = True
+        if isinstance(event, ReadingResumed):
+            assert actions == ()
+            if self.paused and phase in (HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE):
+                assert after is HeartbeatPhase.GRACE
+                assert hb.deadline == now + eff_timeout
+            else:
+                assert after is phase and hb.deadline == deadline
+            self.paused = False
         if isinstance(event, ConnectionClosed):
             self.ended = True
             assert actions == ()
@@ -266,6 +286,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
                 # dead-peer: from a timer delivered within stall_threshold of the
                 # deadline, >= timeout after the last ping, nothing qualifying since.
                 assert isinstance(event, TimerFired) and phase in _OPEN - {HeartbeatPhase.IDLE}
+                assert not self.paused, "a peer declared dead while we were not reading"
                 assert deadline is not None
                 assert deadline <= now and now - deadline <= cfg.stall_threshold
                 assert self.last_ping_at is not None
@@ -336,7 +357,11 @@ class HeartbeatMachine(RuleBasedStateMachine):
         cfg = self.config
         if phase in (HeartbeatPhase.NEW, HeartbeatPhase.CLOSED):
             assert deadline is None
-        if phase in _OPEN:
+        outstanding = phase in (HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE)
+        assert hb.reading_paused is self.paused
+        if self.paused and outstanding:
+            assert deadline is None  # paused-reading: nobody can be declared dead
+        elif phase in _OPEN:
             assert deadline is not None
         if phase is HeartbeatPhase.IDLE:
             assert deadline is not None
@@ -344,7 +369,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
             low = cfg.interval * (1 - cfg.jitter)
             high = cfg.interval * (1 + cfg.jitter)
             assert low - 1e-6 <= wait <= high + 1e-6, (wait, low, high)
-        if phase is HeartbeatPhase.AWAITING:
+        if phase is HeartbeatPhase.AWAITING and not self.paused:
             assert self.last_ping_at is not None and deadline is not None
             assert _close(deadline, self.last_ping_at + hb.effective_timeout)
             if cfg.adaptive_timeout and self.samples:
@@ -440,6 +465,17 @@ class HeartbeatMachine(RuleBasedStateMachine):
         else:
             self.feed(PongReceived(now=self.now, payload=self.hb.payload_for(self.hb.seq)))
 
+    @rule(twice=st.booleans())
+    def pause_reading(self, twice: bool) -> None:
+        self.feed(ReadingPaused(now=self.now))
+        if twice:  # pausing twice is harmless
+            self.feed(ReadingPaused(now=self.now))
+
+    @rule(dt=st.floats(0.0, 2.0))
+    def resume_reading(self, dt: float) -> None:
+        self.now += dt
+        self.feed(ReadingResumed(now=self.now))
+
     @rule(
         code=st.sampled_from([1000, 1001, 1011, 3000, 4999, 1005, 999]),
         reason=st.sampled_from(["", "bye", "é" * 70]),
@@ -466,7 +502,16 @@ class HeartbeatMachine(RuleBasedStateMachine):
     @precondition(lambda self: math.isfinite(self.hb.last_now))
     @rule(
         back=st.floats(1e-6, 50.0),
-        kind=st.sampled_from([BytesReceived, TimerFired, PongReceived, ConnectionClosed]),
+        kind=st.sampled_from(
+            [
+                BytesReceived,
+                TimerFired,
+                PongReceived,
+                ReadingPaused,
+                ReadingResumed,
+                ConnectionClosed,
+            ]
+        ),
     )
     def backwards(self, back: float, kind: type) -> None:
         self.feed(kind(now=self.hb.last_now - back))

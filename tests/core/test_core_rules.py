@@ -7,7 +7,7 @@ import math
 import random
 
 import pytest
-from core_helpers import opened, snapshot
+from core_helpers import Pair, opened, snapshot
 
 from heartbeat_core import (
     HEARTBEAT_TIMEOUT_REASON,
@@ -30,6 +30,8 @@ from heartbeat_core import (
     PeerDead,
     PingReceived,
     PongReceived,
+    ReadingPaused,
+    ReadingResumed,
     RttSample,
     SendAppPing,
     SendAppPong,
@@ -410,6 +412,183 @@ class TestLateTimer:
         hb = opened(self.CFG)
         assert ping_at(hb, 500.0).seq == 1
         assert hb.deadline == 510.0
+
+
+class TestPausedReading:
+    """Rule paused-reading: while we do not read, the peer cannot be heard, so nobody
+    is declared dead; resuming gives an outstanding heartbeat a fresh timeout."""
+
+    CFG = HeartbeatConfig(interval=20, timeout=10, close_timeout=5, stall_threshold=0.25)
+
+    def test_a_pause_suspends_the_outstanding_heartbeat_deadline(self) -> None:
+        hb = opened(self.CFG)
+        ping_at(hb, 20.0)
+        assert hb.handle(ReadingPaused(now=21.0)) == ()
+        assert hb.phase is HeartbeatPhase.AWAITING
+        assert hb.reading_paused
+        assert hb.deadline is None
+        # Timers delivered long after the old deadline change nothing.
+        for now in (30.0, 30.1, 500.0, 10_000.0):
+            assert hb.handle(TimerFired(now=now)) == ()
+            assert hb.phase is HeartbeatPhase.AWAITING
+        assert hb.stats.misses == 0
+
+    def test_resuming_gives_a_fresh_timeout_in_grace(self) -> None:
+        hb = opened(self.CFG)
+        ping_at(hb, 20.0)
+        hb.handle(ReadingPaused(now=25.0))
+        assert hb.handle(ReadingResumed(now=100.0)) == ()
+        assert not hb.reading_paused
+        assert hb.phase is HeartbeatPhase.GRACE
+        assert hb.deadline == 110.0  # now + timeout, not the old 30.0
+        assert hb.handle(TimerFired(now=109.9)) == ()
+
+    def test_the_answer_read_after_resuming_saves_the_peer(self) -> None:
+        hb = opened(self.CFG)
+        ping_at(hb, 20.0)
+        hb.handle(ReadingPaused(now=20.5))
+        hb.handle(ReadingResumed(now=60.0))
+        # The pong waited in the kernel all along: it is read now.
+        assert hb.handle(PongReceived(now=60.001, payload=b"1")) == (
+            RttSample(seq=1, rtt=pytest.approx(40.001)),  # type: ignore[arg-type]
+        )
+        assert hb.phase is HeartbeatPhase.IDLE
+        assert hb.deadline == pytest.approx(80.001)
+
+    def test_any_inbound_byte_after_resuming_counts_as_usual(self) -> None:
+        hb = opened(self.CFG)
+        ping_at(hb, 20.0)
+        hb.handle(ReadingPaused(now=21.0))
+        hb.handle(ReadingResumed(now=50.0))
+        hb.bytes_received(50.5)
+        assert hb.phase is HeartbeatPhase.IDLE
+        assert hb.deadline == 70.5
+
+    def test_silence_after_resuming_is_still_a_dead_peer(self) -> None:
+        hb = opened(self.CFG)
+        ping_at(hb, 20.0)
+        hb.handle(ReadingPaused(now=21.0))
+        hb.handle(ReadingResumed(now=50.0))
+        actions = hb.handle(TimerFired(now=60.0))
+        assert actions[0] == PeerDead(seq=1, waited=40.0)
+        assert actions[1:] == (SendClose(code=1011, reason="heartbeat-timeout"), CloseTransport())
+        assert hb.phase is HeartbeatPhase.DRAINING
+
+    def test_resuming_uses_the_adaptive_timeout(self) -> None:
+        cfg = HeartbeatConfig(interval=20, timeout=10, adaptive_timeout=True, min_timeout=1)
+        hb = opened(cfg)
+        ping_at(hb, 20.0)
+        hb.handle(PongReceived(now=20.1, payload=b"1"))  # SRTT 0.1, RTTVAR 0.05
+        ping_at(hb, 40.1)
+        hb.handle(ReadingPaused(now=41.0))
+        hb.handle(ReadingResumed(now=45.0))
+        assert hb.effective_timeout == pytest.approx(1.0)
+        assert hb.deadline == pytest.approx(46.0)
+
+    def test_idle_still_sends_the_heartbeat_when_due(self) -> None:
+        hb = opened(self.CFG)
+        hb.handle(ReadingPaused(now=1.0))
+        assert hb.phase is HeartbeatPhase.IDLE
+        assert hb.deadline == 20.0  # unchanged: proxies still see our ping
+        assert ping_at(hb, 20.0) == SendPing(payload=b"1", seq=1)
+        assert hb.phase is HeartbeatPhase.AWAITING and hb.deadline is None
+        assert hb.handle(TimerFired(now=1000.0)) == ()  # one outstanding; nobody is dead
+
+    def test_resuming_while_idle_changes_nothing(self) -> None:
+        hb = opened(self.CFG)
+        hb.handle(ReadingPaused(now=1.0))
+        hb.handle(BytesReceived(now=2.0))  # bytes already read still count
+        assert hb.handle(ReadingResumed(now=3.0)) == ()
+        assert hb.phase is HeartbeatPhase.IDLE and hb.deadline == 22.0
+
+    def test_a_pause_suspends_a_late_timer_grace_too(self) -> None:
+        hb = opened(self.CFG)
+        ping_at(hb, 20.0)
+        hb.handle(TimerFired(now=40.0))  # we stalled: GRACE
+        assert hb.phase is HeartbeatPhase.GRACE
+        hb.handle(ReadingPaused(now=40.01))
+        assert hb.deadline is None
+        assert hb.handle(TimerFired(now=41.0)) == ()
+        hb.handle(ReadingResumed(now=90.0))
+        assert hb.phase is HeartbeatPhase.GRACE and hb.deadline == 100.0
+
+    def test_pausing_twice_and_resuming_when_not_paused_are_no_ops(self) -> None:
+        hb = opened(self.CFG)
+        ping_at(hb, 20.0)
+        before = snapshot(hb)
+        assert hb.handle(ReadingResumed(now=21.0)) == ()  # not paused: nothing
+        assert snapshot(hb)[:3] == before[:3]
+        assert hb.deadline == 30.0
+        hb.handle(ReadingPaused(now=22.0))
+        assert hb.handle(ReadingPaused(now=23.0)) == ()
+        assert hb.reading_paused and hb.deadline is None
+        hb.handle(ReadingResumed(now=24.0))
+        assert hb.deadline == 34.0
+        assert hb.handle(ReadingResumed(now=25.0)) == ()  # a second resume: no new window
+        assert hb.deadline == 34.0
+
+    def test_closing_deadlines_still_apply_while_paused(self) -> None:
+        hb = opened(self.CFG)
+        hb.handle(ReadingPaused(now=1.0))
+        assert hb.handle(CloseRequested(now=2.0)) == (SendClose(code=1000, reason=""),)
+        assert hb.phase is HeartbeatPhase.CLOSING and hb.deadline == 7.0
+        assert hb.handle(TimerFired(now=7.0)) == (Abort(),)
+        hb.handle(ReadingResumed(now=8.0))
+        assert hb.phase is HeartbeatPhase.DRAINING and hb.deadline is None
+
+    def test_pause_and_resume_are_accepted_while_closing(self) -> None:
+        hb = opened(self.CFG)
+        hb.handle(CloseReceived(now=1.0, code=1000))
+        assert hb.phase is HeartbeatPhase.DRAINING and hb.deadline == 6.0
+        assert hb.handle(ReadingPaused(now=2.0)) == ()
+        assert hb.deadline == 6.0
+        assert hb.handle(ReadingResumed(now=3.0)) == ()
+        assert hb.phase is HeartbeatPhase.DRAINING and hb.deadline == 6.0
+
+    @pytest.mark.parametrize("event", [ReadingPaused(now=1.0), ReadingResumed(now=1.0)])
+    def test_before_open_and_after_close_they_raise_and_change_nothing(
+        self, event: ReadingPaused | ReadingResumed
+    ) -> None:
+        fresh = HeartbeatState(self.CFG)
+        with pytest.raises(LocalProtocolError, match="before ConnectionOpened"):
+            fresh.handle(event)
+        assert fresh.phase is HeartbeatPhase.NEW and not fresh.reading_paused
+        ended = opened(self.CFG)
+        ended.handle(ConnectionClosed(now=0.5))
+        before = snapshot(ended)
+        with pytest.raises(LocalProtocolError, match="after ConnectionClosed"):
+            ended.handle(event)
+        assert snapshot(ended) == before and not ended.reading_paused
+
+    def test_time_running_backwards_raises(self) -> None:
+        hb = opened(self.CFG, now=10.0)
+        with pytest.raises(LocalProtocolError, match="time ran backwards"):
+            hb.handle(ReadingPaused(now=9.0))
+        assert not hb.reading_paused
+
+    def test_connection_methods_feed_the_rule(self) -> None:
+        pair = Pair(self.CFG, self.CFG)
+        pair.handshake()
+        server = pair.server
+        pair.now = 20.0
+        server.timer_fired(pair.now)  # heartbeat 1 goes out
+        assert server.phase is HeartbeatPhase.AWAITING
+        assert server.pause_reading(21.0) == []
+        assert server.reading_paused and server.deadline is None
+        assert server.timer_fired(100.0) == []  # long past 30.0: no verdict
+        pair.now = 100.0
+        pair.to_client()  # the client answers; the pong waits in our "kernel"
+        assert server.resume_reading(150.0) == []
+        assert server.phase is HeartbeatPhase.GRACE and server.deadline == 160.0
+        pair.now = 150.0
+        events = pair.to_server()
+        assert [type(e) for e in events] == [RttSample]
+        assert server.phase is HeartbeatPhase.IDLE and server.stats.misses == 0
+        server.connection_lost(151.0)
+        with pytest.raises(LocalProtocolError):
+            server.pause_reading(152.0)
+        with pytest.raises(LocalProtocolError):
+            server.resume_reading(152.0)
 
 
 class TestPeerPing:
