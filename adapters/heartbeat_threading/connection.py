@@ -6,8 +6,10 @@ methods (``send``, ``recv``, ``ping``, ``close``), which hand work to the reacto
 and wait on a condition. Heartbeats therefore run whether or not anyone reads.
 
 Buffers are bounded: at ``max_queue`` undelivered messages the reactor stops
-reading this socket until the application catches up, and ``send()`` blocks
-while more than ``write_limit`` bytes wait to be written.
+reading this socket until the application has taken half of them, and
+``send()`` blocks while more than ``write_limit`` bytes wait to be written.
+The core is told when reading stops and starts again (rule ``paused-reading``):
+while the peer's pongs cannot be read, nobody is declared dead for not answering.
 """
 
 from __future__ import annotations
@@ -347,8 +349,13 @@ class Connection:
             with self._cond:
                 self._messages.append(event.data)
                 self._cond.notify_all()
-                if len(self._messages) >= self._max_queue:
+                full = len(self._messages) >= self._max_queue and not self._paused
+                if full:
                     self._paused = True
+            if full:
+                log.debug("%s: %d messages unread: reading paused", self._label, self._max_queue)
+                for paused in self._hc.pause_reading(now):
+                    self._io_event(paused, now)
         elif kind is PingAnswered:
             assert isinstance(event, PingAnswered)
             future = self._pings.pop(event.payload, None)
@@ -418,6 +425,12 @@ class Connection:
     def _io_resume(self) -> None:
         if self._paused and not self._done:
             self._paused = False
+            now = time.monotonic()
+            log.debug("%s: reading resumed", self._label)
+            # An outstanding heartbeat gets a fresh timeout (re-armed here) to read its answer.
+            self._io_after(self._hc.resume_reading(now), now)
+            if self._done or self._paused:
+                return
             self._io_interest()
             self._io_read()  # input may have waited in the kernel all along
 

@@ -18,6 +18,7 @@ from heartbeat_core import (
     ConnectionEvent,
     HeartbeatConfig,
     HeartbeatStyle,
+    PeerDead,
     RttSample,
     TcpKeepalive,
 )
@@ -368,3 +369,38 @@ def test_handler_may_close_the_server_and_ping_timeout_is_forgotten() -> None:
             wait_until(lambda: not conn._pings)
     finally:
         raw.close()
+
+
+def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
+    """Rule paused-reading: the client stops reading at max_queue, so the server's
+    pongs cannot be read; its heartbeat (timeout 0.2 s) gives no verdict while paused,
+    and after the application drains the queue the heartbeat carries on."""
+    fast = HeartbeatConfig(interval=0.05, timeout=0.2, close_timeout=1.0)
+    events = Samples()
+
+    def burst(conn: Connection) -> None:
+        for i in range(40):
+            conn.send(f"m{i}")
+        conn.wait_closed()
+
+    # The server never heartbeats (QUIET): only the paused side's own rule is tested.
+    with (
+        serve(burst, config=QUIET) as server,
+        connect(
+            f"ws://127.0.0.1:{server.port}/", config=fast, max_queue=8, on_event=events
+        ) as conn,
+    ):
+        wait_until(lambda: conn._paused)
+        assert conn._hc.reading_paused
+        sent = conn.stats.pings_sent
+        window = time.monotonic() + 1.0  # 4 x (interval + timeout) without reading
+        while time.monotonic() < window:  # observe: no verdict comes
+            assert conn.open and conn.stats.misses == 0
+            time.sleep(0.01)
+        assert conn.stats.pings_sent <= sent + 1  # one outstanding heartbeat at most
+        assert [conn.recv(timeout=SLACK) for _ in range(40)] == [f"m{i}" for i in range(40)]
+        wait_until(lambda: not conn._hc.reading_paused)  # resumed by the I/O thread
+        answered = conn.stats.pongs_received
+        wait_until(lambda: conn.stats.pongs_received >= answered + 3)
+        assert conn.open and conn.stats.misses == 0
+    assert events.count(PeerDead) == 0
