@@ -442,7 +442,7 @@ def test_one_shared_timer_is_not_rearmed_per_inbound_message() -> None:
                 loop.call_at = real_call_at  # type: ignore[method-assign]
             # 1,000 inbound messages (500 each way) and not one new loop timer.
             assert calls == 0
-            assert len(_timers_for(loop)._heap) <= 4  # one entry per connection, no pile-up
+            assert len(_timers_for(loop).entries()) <= 4  # one filing per connection, no pile-up
 
     run(main())
 

@@ -201,12 +201,11 @@ def _asyncio_server(config: HeartbeatConfig, handler: Any, **kwargs: Any) -> Ite
         handle.port = server.port
 
         async def _counts() -> dict[str, int]:
-            timers = aconn._loop_timers.get(loop)
-            heap = timers._heap if timers is not None else []
+            filings = aconn._timers_for(loop).entries()
             return {
                 "tasks": len(asyncio.all_tasks()) - 1,
-                "timer_entries": len(heap),
-                "live_timer_entries": sum(1 for d, _, c in heap if c._armed == d),
+                "timer_entries": len(filings),
+                "live_timer_entries": sum(1 for key, c in filings if c._armed == key),
                 "loop_handles": len(loop._scheduled),  # type: ignore[attr-defined]
                 "connections": len(server._all),
             }
