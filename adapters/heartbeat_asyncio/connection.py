@@ -9,14 +9,14 @@ The driver does four things and decides nothing about *when* (see the core):
 3. keep the core's deadline in the loop's single shared timer (:class:`_Timers`);
 4. queue messages for :meth:`Connection.recv`.
 
-Reading never stops, so heartbeats work whether or not the application reads.
-The price is that the receive queue must be bounded some other way: when
-several messages wait unread and together exceed ``max_queue`` bytes (16 MiB),
-the connection is closed with 1008 ("receive queue overflow"). Memory per
-connection is therefore bounded by about ``max_queue`` + 2 * ``max_size`` (the
-last message queued and the one being assembled).
-Pausing the transport instead would hide the peer's pongs behind unread data
-and get a healthy peer declared dead.
+The receive queue is bounded by backpressure, as in ``heartbeat_threading``:
+once ``max_queue`` messages (32), or more than ``max_queue_bytes`` (16 MiB),
+wait unread, the transport stops reading until the application has taken half
+of them, and the peer is slowed down by TCP. The core is told
+(``pause_reading``/``resume_reading``, rule ``paused-reading``): while the
+peer's pongs cannot be read nobody is declared dead, and on resuming an
+outstanding heartbeat gets a fresh timeout. Memory per connection is bounded by
+about ``max_queue_bytes`` + one read + 2 * ``max_size``.
 
 Writes honour the transport's high-water mark: :meth:`Connection.send` waits
 while the transport has paused writing.
@@ -69,8 +69,10 @@ HttpHandler = Callable[[str], "tuple[int, list[tuple[str, str]], bytes] | None"]
 
 #: Size of the read buffer shared by all connections of one event loop.
 READ_BUFFER_SIZE = 256 * 1024
-#: Default bound on unread message bytes per connection (see the module docstring).
-DEFAULT_MAX_QUEUE = 16 * 1024 * 1024
+#: Default bound on unread messages per connection (see the module docstring).
+DEFAULT_MAX_QUEUE = 32
+#: Default bound on unread message bytes per connection.
+DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
 
 
 #: Timer resolution: deadlines are filed in buckets this many per second.
@@ -217,9 +219,11 @@ class Connection(asyncio.BufferedProtocol):
         "_keepalive",
         "_loop",
         "_max_queue",
+        "_max_queue_bytes",
         "_on_event",
         "_on_gone",
         "_on_open",
+        "_paused",
         "_pings",
         "_queue",
         "_queued",
@@ -244,6 +248,7 @@ class Connection(asyncio.BufferedProtocol):
         codec: AppCodec = JSON_CODEC,
         max_size: int | None = 1 << 20,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         on_event: EventCallback | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
@@ -253,7 +258,9 @@ class Connection(asyncio.BufferedProtocol):
         self._armed: int | None = None  # the timer bucket this connection is filed in
         self._transport: asyncio.Transport | None = None
         self._on_event = on_event
-        self._max_queue = max_queue
+        self._max_queue = max(1, max_queue)
+        self._max_queue_bytes = max(1, max_queue_bytes)
+        self._paused = False  # reading paused because the queue is full
         self._queue: collections.deque[str | bytes] | None = None  # made at the first message
         self._queued = 0
         self._recv_waiter: asyncio.Future[None] | None = None
@@ -336,6 +343,12 @@ class Connection(asyncio.BufferedProtocol):
             await waiter  # no shield: cancelling recv() cancels only this private future
         data = self._queue.popleft()
         self._queued -= len(data)
+        if (
+            self._paused
+            and len(self._queue) <= self._max_queue // 2
+            and self._queued <= self._max_queue_bytes // 2
+        ):
+            self._resume_reading()
         return data
 
     async def __aiter__(self) -> AsyncIterator[str | bytes]:
@@ -492,7 +505,8 @@ class Connection(asyncio.BufferedProtocol):
             cls = type(event)
             if cls is Message:
                 assert isinstance(event, Message)
-                self._deliver(event.data)
+                if self._deliver(event.data):
+                    events.extend(self._pause_reading())
             elif cls is CloseTransport or cls is Abort:
                 assert isinstance(event, (CloseTransport, Abort))
                 end = event if end is None or cls is Abort else end
@@ -506,6 +520,9 @@ class Connection(asyncio.BufferedProtocol):
                     waiter.set_result(event.rtt)
             elif cls is Closing:
                 assert isinstance(event, Closing)
+                if self._paused:
+                    # No more messages are delivered: read the peer's close frame.
+                    events.extend(self._resume_reading(process=False))
                 self.close_code, self.close_reason = event.code, event.reason
                 self.closed_by = "remote" if event.by_peer else "local"
                 logger.debug(
@@ -553,21 +570,48 @@ class Connection(asyncio.BufferedProtocol):
                 transport.close()
         self._timers.schedule(self)
 
-    def _deliver(self, data: str | bytes) -> None:
+    def _deliver(self, data: str | bytes) -> bool:
+        """Queue a message; True when reading must pause (the queue is full)."""
         queue = self._queue
         if queue is None:
             queue = self._queue = collections.deque()
         queue.append(data)
         self._queued += len(data)
         self._wake_reader()
-        if self._queued > self._max_queue and len(queue) > 1 and self._core.is_open:
-            logger.info(
-                "%s: %d message bytes wait unread (max_queue=%d): closing with 1008",
-                self,
-                self._queued,
-                self._max_queue,
-            )
-            self.close_nowait(1008, "receive queue overflow")
+        return not self._paused and (
+            len(queue) >= self._max_queue or self._queued > self._max_queue_bytes
+        )
+
+    def _pause_reading(self) -> list[ConnectionEvent]:
+        """Stop reading (backpressure) and tell the core: nobody is declared dead while
+        the peer's answers wait unread (rule paused-reading)."""
+        transport = self._transport
+        if transport is None:
+            return []
+        self._paused = True
+        transport.pause_reading()
+        logger.debug(
+            "%s: %d messages (%d bytes) wait unread: reading paused",
+            self,
+            len(self._queue or ()),
+            self._queued,
+        )
+        return self._core.pause_reading(self._now())
+
+    def _resume_reading(self, *, process: bool = True) -> list[ConnectionEvent]:
+        """Read again; an outstanding heartbeat gets a fresh timeout (re-armed here, or by
+        the caller's ``_process`` when ``process`` is false)."""
+        self._paused = False
+        transport = self._transport
+        if transport is None:
+            return []  # gone: nothing to resume
+        transport.resume_reading()
+        logger.debug("%s: reading resumed", self)
+        events = self._core.resume_reading(self._now())
+        if process:
+            self._process(events)
+            return []
+        return events
 
     def _wake_reader(self) -> None:
         waiter, self._recv_waiter = self._recv_waiter, None

@@ -211,49 +211,83 @@ def test_handler_return_closes_with_1000_and_error_with_1011() -> None:
         logging.getLogger("heartbeat_asyncio").disabled = False
 
 
-def test_heartbeats_run_while_the_application_never_reads() -> None:
-    # The server floods messages nobody reads; the client only counts a matching pong as
-    # a sign of life: it stays alive only if pongs are processed without recv().
+def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
+    """The client's application reads nothing while the server sends 200 messages: at
+    max_queue (32) the client stops reading, so the server's pongs cannot be read.
+    Rule paused-reading: its heartbeat (timeout 0.25 s) gives no verdict while paused;
+    once the application drains the queue, reading resumes and heartbeats carry on."""
     config = HeartbeatConfig(
         interval=0.05, timeout=0.25, liveness=Liveness.PONG_ONLY, close_timeout=1.0
     )
+    quiet = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)
+    dead: list[ConnectionEvent] = []
 
     async def flood(conn: Connection) -> None:
         for i in range(200):
             await conn.send(f"message {i}")
-            await asyncio.sleep(0.005)
         await conn.wait_closed()
 
+    def on_event(conn: Connection, event: ConnectionEvent) -> None:
+        if isinstance(event, PeerDead):
+            dead.append(event)
+
     async def main() -> None:
+        # The server does not heartbeat (quiet): only the paused side's own rule is tested.
         async with (
-            await serve(flood, config=config) as server,
-            connect(f"ws://{HOST}:{server.port}/", config=config) as conn,
+            await serve(flood, config=quiet) as server,
+            connect(f"ws://{HOST}:{server.port}/", config=config, on_event=on_event) as conn,
         ):
-            await wait_until(lambda: conn.stats.pongs_received >= 10)
-            (server_conn,) = server.connections
-            await wait_until(lambda: server_conn.stats.pongs_received >= 10)
-            assert conn.is_open and conn.stats.misses == 0
-            assert await conn.recv() == "message 0"  # all queued meanwhile
+            await wait_until(lambda: conn.core.reading_paused)
+            assert conn._queue is not None and len(conn._queue) <= 32 + 32  # bounded
+            sent = conn.stats.pings_sent
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 1.0  # 3 x (interval + timeout) without reading
+            while loop.time() < end:  # observe: no verdict comes
+                assert conn.is_open and not dead
+                await asyncio.sleep(0.01)
+            assert conn.stats.pings_sent <= sent + 1  # one outstanding heartbeat at most
+            got = [await asyncio.wait_for(conn.recv(), 5.0) for _ in range(200)]
+            assert got == [f"message {i}" for i in range(200)]
+            assert not conn.core.reading_paused
+            answered = conn.stats.pongs_received
+            await wait_until(lambda: conn.stats.pongs_received >= answered + 3)
+            assert conn.is_open and conn.stats.misses == 0 and not dead
 
     run(main())
 
 
-def test_unread_queue_is_bounded() -> None:
+def test_unread_queue_is_bounded_by_pausing_not_closing() -> None:
+    """A peer sends far more than the application reads: the receive queue stops
+    growing at the byte bound (reading pauses, TCP slows the sender); nothing closes."""
+    box: list[Connection] = []
+
     async def idle(conn: Connection) -> None:
+        box.append(conn)
         await conn.wait_closed()
 
     async def main() -> None:
         async with await serve(idle) as server:
-            conn = await connect(f"ws://{HOST}:{server.port}/")
+            conn = await connect(
+                f"ws://{HOST}:{server.port}/", config=HeartbeatConfig(close_timeout=0.5)
+            )
             block = b"z" * (1 << 20)
-            with pytest.raises(ConnectionClosedError):
-                for _ in range(40):  # 40 MiB > the 16 MiB bound
-                    await conn.send(block)
-                    await asyncio.sleep(0)
-                await asyncio.wait_for(conn.wait_closed(), 5.0)
-                await conn.send(block)
-            await asyncio.wait_for(conn.wait_closed(), 5.0)
-            assert conn.close_code == 1008
+            stalled = False
+            for _ in range(64):  # 64 MiB > the 16 MiB bound + every socket buffer
+                try:
+                    await asyncio.wait_for(conn.send(block), 0.5)
+                except asyncio.TimeoutError:
+                    stalled = True  # the server stopped reading: send() waits for the drain
+                    break
+            assert stalled, "the server read 64 MiB that nobody consumed"
+            (server_conn,) = box
+            assert server_conn.core.reading_paused
+            # One read (256 KiB) and one assembled message past the bound at most.
+            assert server_conn._queued <= (16 << 20) + (1 << 20) + (256 << 10)
+            assert conn.is_open and server_conn.is_open
+            # Our close frame waits behind megabytes the server does not read: the
+            # close is bounded by close_timeout (then aborted).
+            await asyncio.wait_for(conn.close(), 5.0)
+            assert conn.close_code == 1000 and conn.closed_by == "local"
 
     run(main())
 
