@@ -386,6 +386,12 @@ class Connection:
                 self.close_code, self.close_reason = event.code, event.reason
                 self.closed_by = "remote" if event.by_peer else "local"
                 self._cond.notify_all()
+                resume = self._paused
+                self._paused = False
+            if resume:
+                # No more messages are delivered: read again, for the peer's close frame.
+                for resumed in self._hc.resume_reading(now):
+                    self._io_event(resumed, now)
         elif kind is CloseTransport:
             self._close_after_flush = True
         elif kind is Abort:

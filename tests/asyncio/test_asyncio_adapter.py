@@ -292,6 +292,31 @@ def test_unread_queue_is_bounded_by_pausing_not_closing() -> None:
     run(main())
 
 
+def test_closing_while_paused_reads_the_peers_close_frame() -> None:
+    """A close started while reading is paused resumes reading (no more messages are
+    delivered), so the peer's close frame is read at once instead of waiting for
+    close_timeout (3 s here) and aborting."""
+    config = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=3.0)
+
+    async def burst(conn: Connection) -> None:
+        for i in range(40):  # more than max_queue (32)
+            await conn.send(f"m{i}")
+        await conn.wait_closed()
+
+    async def main() -> None:
+        async with await serve(burst, config=config) as server:
+            conn = await connect(f"ws://{HOST}:{server.port}/", config=config)
+            await wait_until(lambda: conn.core.reading_paused)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await asyncio.wait_for(conn.close(), 5.0)
+            took = loop.time() - started
+            assert conn.close_code == 1000 and conn.closed_by == "local"
+            assert took < 1.5, f"the close took {took:.2f} s: the peer's close frame was not read"
+
+    run(main())
+
+
 def test_send_waits_for_the_write_buffer_to_drain() -> None:
     sizes: list[int] = []
 

@@ -404,3 +404,24 @@ def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
         wait_until(lambda: conn.stats.pongs_received >= answered + 3)
         assert conn.open and conn.stats.misses == 0
     assert events.count(PeerDead) == 0
+
+
+def test_closing_while_paused_reads_the_peers_close_frame() -> None:
+    """A close started while reading is paused resumes reading (no more messages are
+    delivered), so the peer's close frame is read at once instead of waiting for
+    close_timeout (3 s here) and aborting."""
+    config = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=3.0)
+
+    def burst(conn: Connection) -> None:
+        for i in range(20):
+            conn.send(f"m{i}")
+        conn.wait_closed()
+
+    with serve(burst, config=config) as server:
+        conn = connect(f"ws://127.0.0.1:{server.port}/", config=config, max_queue=4)
+        wait_until(lambda: conn._paused)
+        started = time.monotonic()
+        conn.close()
+        took = time.monotonic() - started
+        assert conn.close_code == 1000 and conn.closed_by == "local"
+        assert took < 1.5, f"the close took {took:.2f} s: the peer's close frame was not read"
