@@ -87,12 +87,12 @@ class _Timers:
     the first bucket that *ends* after it, so when a bucket fires every
     deadline in it is due; a connection's timer is at most 1 ms late, filing is
     a list append, and the heap holds buckets, not connections (at 10,000
-    connections a second, about a thousand). A connection is filed again only
-    when its deadline moves into an *earlier* bucket (``conn._armed``); a later
-    deadline leaves the old filing, which fires early (the core ignores that)
-    and files the connection anew. Filings that are no longer a connection's
-    ``_armed`` bucket are stale and skipped. The loop's ``TimerHandle`` is
-    replaced only when the earliest bucket moves earlier.
+    connections a second, about a thousand). Each connection is filed once
+    (``conn._armed``): it moves only when its deadline moves into an *earlier*
+    bucket; a later deadline leaves the filing, which fires early (the core
+    ignores that) and files the connection anew. A bucket emptied by such moves
+    never wakes the loop. The loop's ``TimerHandle`` is replaced only when the
+    earliest bucket moves earlier.
     """
 
     __slots__ = (
@@ -125,8 +125,10 @@ class _Timers:
             return
         key = int(deadline * _BUCKETS_PER_SECOND) + 1  # the bucket ends after the deadline
         armed = conn._armed
-        if armed is not None and armed <= key:
-            return
+        if armed is not None:
+            if armed <= key:
+                return
+            self.unfile(conn)  # one filing per connection; no wake-up for nothing
         conn._armed = key
         bucket = self._buckets.get(key)
         if bucket is not None:
@@ -138,8 +140,20 @@ class _Timers:
         if not self._firing and (self._handle is None or when < self._when):
             self._arm(when)
 
+    def unfile(self, conn: Connection) -> None:
+        """Take ``conn`` out of its bucket (a bucket left empty never wakes the loop)."""
+        armed, conn._armed = conn._armed, None
+        if armed is None:
+            return
+        bucket = self._buckets.get(armed)
+        if bucket is None:
+            return  # the bucket is firing right now
+        bucket.remove(conn)
+        if not bucket:
+            del self._buckets[armed]
+
     def entries(self) -> list[tuple[int, Connection]]:
-        """Every filing, stale ones included: ``(bucket, connection)`` (for tests)."""
+        """Every filing: ``(bucket, connection)`` (for tests)."""
         return [(key, conn) for key, conns in self._buckets.items() for conn in conns]
 
     def _arm(self, when: float) -> None:
@@ -164,9 +178,9 @@ class _Timers:
         try:
             while keys and keys[0] <= last:
                 key = heapq.heappop(keys)
-                for conn in buckets.pop(key):
+                for conn in buckets.pop(key, ()):
                     if conn._armed != key:
-                        continue  # stale: filed again in an earlier bucket since
+                        continue  # unfiled while this bucket was firing
                     conn._armed = None
                     try:
                         conn._timer_due(now)
@@ -174,6 +188,8 @@ class _Timers:
                         logger.exception("timer handling failed for %r", conn)
         finally:
             self._firing = False
+            while keys and keys[0] not in buckets:
+                heapq.heappop(keys)  # emptied by unfiling: nothing to wake for
             if keys:
                 self._arm(keys[0] / _BUCKETS_PER_SECOND)
 
@@ -431,7 +447,7 @@ class Connection(asyncio.BufferedProtocol):
         if self._closed.done():
             return
         now = self._now()
-        self._armed = None  # any heap entry left behind is now stale
+        self._timers.unfile(self)
         was_open = self._core.phase is not HeartbeatPhase.NEW
         events = self._core.connection_lost(now)
         closed = events[0]
@@ -651,7 +667,7 @@ class Connection(asyncio.BufferedProtocol):
         self.path = request.target
         self.headers = list(request.extra_headers)
         self._handshake_deadline = None
-        self._armed = None
+        self._timers.unfile(self)
         events = self._core.accept(now=self._now(), subprotocol=subprotocol)
         self._opened(subprotocol, self.headers)
         if self._on_open is not None:
