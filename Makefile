@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 test: lint typecheck pytest
 
-# A 15-second tour on 127.0.0.1 (live RTT, a frozen client found dead, a server restart);
+# A 12-second tour on 127.0.0.1 (live RTT, a frozen client found dead, a server restart);
 # creates .venv first when needed, like `make test`.
 demo: $(STAMP)
 	$(VENV)/bin/heartbeat demo

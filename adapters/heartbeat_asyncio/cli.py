@@ -319,7 +319,7 @@ def parse_size(text: str) -> int:
 
 _MAIN_EPILOG = """\
 examples:
-  heartbeat demo                          see it all in about 15 seconds
+  heartbeat demo                          see it all in about 12 seconds
   heartbeat serve --port 8765             an echo server; every connection supervised
   heartbeat ping ws://127.0.0.1:8765/     ping(8) for a WebSocket endpoint
 
@@ -472,10 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "demo",
-        help="a 15-second tour on loopback: live RTT, a frozen client, a server restart",
+        help="a 12-second tour on loopback: live RTT, a frozen client, a server restart",
         description="Runs a server and a few clients on 127.0.0.1 in both heartbeat "
         "styles, freezes one client (half-open) and restarts the server. Needs nothing "
-        "else; ends by itself in about 15 seconds.",
+        "else; ends by itself in about 12 seconds.",
     )
     return parser
 
