@@ -9,7 +9,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from heartbeat_asyncio.connection import Connection, EventCallback
+from heartbeat_asyncio.connection import (
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    Connection,
+    EventCallback,
+)
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
 from heartbeat_core.errors import ConfigError
 from heartbeat_core.tcp import TcpKeepalive
@@ -33,6 +38,25 @@ def _parse(uri: str) -> tuple[bool, str, int, str, str]:
     return secure, host, port, target, header
 
 
+def _positive_int(name: str, value: object, what: str, default: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(
+        f"{name} must be a positive int (how many {what} a connection holds before "
+        f"it stops reading), got {value!r}: pass an int >= 1, e.g. the default {default}"
+    )
+
+
+def _queue_bounds(max_queue: object, max_queue_bytes: object) -> tuple[int, int]:
+    """Validate the receive-queue bounds of :func:`connect` and ``serve``."""
+    return (
+        _positive_int("max_queue", max_queue, "unread messages", DEFAULT_MAX_QUEUE),
+        _positive_int(
+            "max_queue_bytes", max_queue_bytes, "bytes of unread messages", DEFAULT_MAX_QUEUE_BYTES
+        ),
+    )
+
+
 async def _open(
     uri: str,
     *,
@@ -42,6 +66,8 @@ async def _open(
     subprotocols: Sequence[str],
     extra_headers: Sequence[tuple[str, str]],
     max_size: int | None,
+    max_queue: int,
+    max_queue_bytes: int,
     open_timeout: float,
     keepalive: TcpKeepalive | None,
     on_event: EventCallback | None,
@@ -52,7 +78,15 @@ async def _open(
     if secure and ssl is None:
         ssl = ssl_module.create_default_context()
     loop = asyncio.get_running_loop()
-    conn = Connection(Role.CLIENT, config=config, codec=codec, max_size=max_size, on_event=on_event)
+    conn = Connection(
+        Role.CLIENT,
+        config=config,
+        codec=codec,
+        max_size=max_size,
+        max_queue=max_queue,
+        max_queue_bytes=max_queue_bytes,
+        on_event=on_event,
+    )
     conn.path = target
     conn._keepalive = keepalive
 
@@ -116,6 +150,8 @@ def connect(
     subprotocols: Sequence[str] = (),
     extra_headers: Sequence[tuple[str, str]] = (),
     max_size: int | None = 1 << 20,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     open_timeout: float = 10.0,
     keepalive: TcpKeepalive | None = None,
     on_event: EventCallback | None = None,
@@ -128,11 +164,21 @@ def connect(
     ``wss://`` (the default context when ``None``). ``on_event`` sees every event
     the core emits for this connection.
 
+    ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound the
+    messages that arrived but were not yet taken with ``recv()``: once that many
+    messages, or more than that many bytes, wait unread, the connection stops
+    reading the socket (TCP then slows the server down) until the application has
+    taken half of them. Meanwhile heartbeats still go out but nobody is declared
+    dead (the core's ``paused-reading`` rule). Both must be positive ints;
+    anything else raises :class:`~heartbeat_core.errors.ConfigError` here, before
+    any connection is attempted.
+
     Raises :class:`~heartbeat_core.errors.HandshakeError` (with ``status``) when
     the server does not answer 101, ``OSError`` subclasses when the connection is
     refused or the name does not resolve, ``ssl.SSLError`` for TLS failures,
     ``TimeoutError`` when the handshake takes longer than ``open_timeout``.
     """
+    max_queue, max_queue_bytes = _queue_bounds(max_queue, max_queue_bytes)
     return _Connect(
         uri,
         {
@@ -142,6 +188,8 @@ def connect(
             "subprotocols": subprotocols,
             "extra_headers": extra_headers,
             "max_size": max_size,
+            "max_queue": max_queue,
+            "max_queue_bytes": max_queue_bytes,
             "open_timeout": open_timeout,
             "keepalive": keepalive,
             "on_event": on_event,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +54,7 @@ async def connect_forever(
     backoff: BackoffPolicy | None = None,
     on_state: Callable[[ReconnectEvent], None] | None = None,
     **connect_kwargs: Any,
-) -> AsyncIterator[Connection]:
+) -> AsyncGenerator[Connection, None]:
     """Yield a new open :class:`Connection` after every (re)connect, forever.
 
     After each connection closes (the heartbeat declared the server dead, the
@@ -63,7 +63,11 @@ async def connect_forever(
     The next connection is made only after the previous one has closed; leave
     the loop (``break``) to stop, and the current connection is closed.
     ``on_state`` hears :class:`Connected`, :class:`Disconnected` and
-    :class:`Retrying`. ``connect_kwargs`` go to :func:`connect`.
+    :class:`Retrying`. ``connect_kwargs`` (``config``, ``max_queue``,
+    ``max_queue_bytes``, ``open_timeout``, ...) go to every :func:`connect`.
+
+    It is an async generator: ``async with contextlib.aclosing(connect_forever(uri))
+    as conns:`` closes it (and the current connection) on leaving the block.
 
     Configuration mistakes (:class:`~heartbeat_core.errors.ConfigError`) are
     raised, not retried.

@@ -9,7 +9,10 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
+from heartbeat_asyncio.client import _queue_bounds
 from heartbeat_asyncio.connection import (
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
     Connection,
     EventCallback,
     HttpHandler,
@@ -162,6 +165,8 @@ async def serve(
     codec: AppCodec = JSON_CODEC,
     ssl: ssl_module.SSLContext | None = None,
     max_size: int | None = 1 << 20,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     select_subprotocol: SelectSubprotocol | None = None,
     handshake_timeout: float = 10.0,
     keepalive: TcpKeepalive | None = None,
@@ -177,9 +182,21 @@ async def serve(
     clients that do not finish the opening handshake in time. ``http_handler``
     answers plain HTTP GETs (``target -> (status, headers, body)``; ``None`` or
     no handler: 426 Upgrade Required).
+
+    ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
+    connection, the messages that arrived but the handler has not yet taken with
+    ``recv()``: once that many messages, or more than that many bytes, wait
+    unread, the connection stops reading its socket (TCP then slows the client
+    down) until the handler has taken half of them. Meanwhile heartbeats still go
+    out but nobody is declared dead (the core's ``paused-reading`` rule).
+
+    Raises :class:`~heartbeat_core.errors.ConfigError`, before listening, when
+    ``max_queue`` or ``max_queue_bytes`` is not a positive int or
+    ``handshake_timeout`` is not a positive number.
     """
     if not (isinstance(handshake_timeout, (int, float)) and handshake_timeout > 0):
         raise ConfigError(f"handshake_timeout must be > 0 seconds, got {handshake_timeout!r}")
+    max_queue, max_queue_bytes = _queue_bounds(max_queue, max_queue_bytes)
     loop = asyncio.get_running_loop()
     server = Server(handler)
 
@@ -189,6 +206,8 @@ async def serve(
             config=config,
             codec=codec,
             max_size=max_size,
+            max_queue=max_queue,
+            max_queue_bytes=max_queue_bytes,
             on_event=on_event,
             loop=loop,
         )
