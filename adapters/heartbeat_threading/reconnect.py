@@ -18,7 +18,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +66,7 @@ def connect_forever(
     backoff: BackoffPolicy | None = None,
     on_state: Callable[[ReconnectEvent], None] | None = None,
     **connect_kwargs: Any,
-) -> Iterator[Connection]:
+) -> Generator[Connection, None, None]:
     """Yield a new :class:`Connection` after every (re)connect, forever.
 
     Failed attempts (``OSError``, ``ssl.SSLError``, :class:`HeartbeatError` such as
