@@ -125,7 +125,7 @@ def test_bad_url_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_connect_errors_are_described() -> None:
-    from heartbeat_asyncio.cli import _describe_connect_error as describe
+    from heartbeat_asyncio.cli_common import _describe_connect_error as describe
 
     assert "HTTP status 404" in describe(HandshakeError("x", status=404))
     assert "refused" in describe(ConnectionRefusedError(111, "Connection refused"))

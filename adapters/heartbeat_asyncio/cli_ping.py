@@ -1,0 +1,287 @@
+"""``heartbeat ping URL``: ``ping(8)`` for WebSocket endpoints.
+
+:class:`PingStats` holds the round-trip statistics (the demo's summary uses it
+too). The command is reached through :func:`heartbeat_asyncio.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from heartbeat_asyncio import Connection, connect
+from heartbeat_asyncio.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    _describe_connect_error,
+    _error,
+    _first,
+    _install_stop,
+    _ms,
+    _Out,
+)
+from heartbeat_core import (
+    Closed,
+    Closing,
+    ConnectionEvent,
+    HeartbeatConfig,
+    HeartbeatError,
+    HeartbeatStyle,
+    Liveness,
+    PeerDead,
+    RttSample,
+)
+from heartbeat_core.errors import ConnectionClosedError
+
+__all__ = ["PingStats"]
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class PingStats:
+    """Round-trip statistics in the manner of ``ping(8)``.
+
+    ``rtts`` holds the answered heartbeats' round-trip times (seconds);
+    ``lost`` counts heartbeats unanswered for their whole timeout. A heartbeat
+    still within its timeout at exit is neither (see ``in_flight``).
+    """
+
+    rtts: list[float] = field(default_factory=list)
+    lost: int = 0
+    in_flight: int = 0
+
+    def add(self, rtt: float) -> None:
+        self.rtts.append(rtt)
+
+    @property
+    def received(self) -> int:
+        return len(self.rtts)
+
+    @property
+    def sent(self) -> int:
+        """Heartbeats whose fate is known: answered, or unanswered for the whole timeout."""
+        return len(self.rtts) + self.lost
+
+    @property
+    def loss(self) -> float:
+        """The lost fraction of :attr:`sent` (0.0 when nothing was sent)."""
+        return self.lost / self.sent if self.sent else 0.0
+
+    @property
+    def min(self) -> float | None:
+        return min(self.rtts) if self.rtts else None
+
+    @property
+    def max(self) -> float | None:
+        return max(self.rtts) if self.rtts else None
+
+    @property
+    def avg(self) -> float | None:
+        return sum(self.rtts) / len(self.rtts) if self.rtts else None
+
+    @property
+    def mdev(self) -> float | None:
+        """Standard deviation, as ``ping(8)`` computes it: sqrt(mean(x²) - mean(x)²)."""
+        if not self.rtts:
+            return None
+        n = len(self.rtts)
+        mean = sum(self.rtts) / n
+        mean_sq = sum(r * r for r in self.rtts) / n
+        return math.sqrt(max(0.0, mean_sq - mean * mean))
+
+    def as_json(self) -> dict[str, object]:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else _ms(value)
+
+        return {
+            "event": "summary",
+            "sent": self.sent,
+            "received": self.received,
+            "loss": round(self.loss, 6),
+            "min_ms": ms(self.min),
+            "avg_ms": ms(self.avg),
+            "max_ms": ms(self.max),
+            "mdev_ms": ms(self.mdev),
+            "in_flight": self.in_flight,
+        }
+
+    def text_lines(self, target: str, elapsed: float) -> list[str]:
+        head = f"--- {target} heartbeat statistics ---"
+        counts = (
+            f"{self.sent} sent, {self.received} received, {self.loss * 100:.0f}% loss, "
+            f"time {elapsed * 1000:.0f}ms"
+        )
+        if self.in_flight:
+            counts += f" ({self.in_flight} in flight at exit, not counted)"
+        lines = [head, counts]
+        if self.rtts:
+            assert self.min is not None and self.avg is not None
+            assert self.max is not None and self.mdev is not None
+            lines.append(
+                "rtt min/avg/max/mdev = "
+                f"{self.min * 1000:.3f}/{self.avg * 1000:.3f}/{self.max * 1000:.3f}/"
+                f"{self.mdev * 1000:.3f} ms"
+            )
+        return lines
+
+
+def _check_url(url: str) -> str | None:
+    """``None`` when ``url`` is a usable ws:// or wss:// URL, else what is wrong."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"bad URL {url!r}: {exc}"
+    del port
+    if parts.scheme not in ("ws", "wss"):
+        return f"bad URL {url!r}: the scheme must be ws:// or wss://"
+    if not parts.hostname:
+        return f"bad URL {url!r}: no host name (use ws://host[:port]/path)"
+    return None
+
+
+# --------------------------------------------------------------------------- ping
+
+
+@dataclass
+class _PingState:
+    stats: PingStats = field(default_factory=PingStats)
+    dead: PeerDead | None = None
+    closed: Closed | None = None
+    close_started_by_peer: Closing | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
+    problem = _check_url(args.url)
+    if problem is not None:
+        return _error(problem)
+    json_mode: bool = args.json
+    try:
+        config = HeartbeatConfig(
+            interval=args.interval,
+            timeout=args.timeout,
+            close_timeout=min(2.0, args.timeout),
+            fixed_rate=True,
+            liveness=Liveness.PONG_ONLY,
+            style=HeartbeatStyle.APP if args.mode == "app" else HeartbeatStyle.PROTOCOL,
+            answer_app_pings=True,
+        )
+    except HeartbeatError as exc:
+        return _error(str(exc))
+
+    st = _PingState()
+    target = args.url
+
+    def on_event(conn: Connection, event: ConnectionEvent) -> None:
+        if st.done.is_set():
+            return  # --count reached: what arrives while we close is not reported
+        if isinstance(event, RttSample):
+            st.stats.add(event.rtt)
+            if json_mode:
+                out.json(event="pong", seq=event.seq, rtt_ms=_ms(event.rtt))
+            else:
+                out.line(f"pong from {target}: seq={event.seq} rtt={event.rtt * 1000:.3f} ms")
+            if args.count is not None and st.stats.received >= args.count:
+                st.done.set()
+        elif isinstance(event, PeerDead):
+            st.dead = event
+            st.stats.lost += 1
+            if json_mode:
+                out.json(event="dead", seq=event.seq, waited_ms=_ms(event.waited))
+            else:
+                out.line(
+                    f"no answer to heartbeat seq={event.seq} after "
+                    f"{event.waited * 1000:.0f} ms: peer declared dead"
+                )
+            st.ended.set()
+        elif isinstance(event, Closing) and event.by_peer:
+            st.close_started_by_peer = event
+        elif isinstance(event, Closed):
+            st.closed = event
+            st.ended.set()
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    got: list[str] = []
+    _install_stop(loop, stop, got)
+    started = time.monotonic()
+    connecting = asyncio.ensure_future(connect(args.url, config=config, on_event=on_event))
+    await _first(asyncio.shield(connecting), stop.wait())
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(BaseException):
+            await connecting
+        return _ping_summary(
+            st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_OK
+        )
+    try:
+        conn = connecting.result()
+    except (OSError, HeartbeatError, ValueError, asyncio.TimeoutError) as exc:
+        return _error(f"cannot connect to {target}: {_describe_connect_error(exc)}")
+
+    if not json_mode:
+        style = "protocol ping frames" if args.mode == "protocol" else '{"type":"ping"} messages'
+        out.line(f"PING {target}: {style} every {args.interval:g} s, timeout {args.timeout:g} s")
+
+    async def drain() -> None:
+        # Messages are not what we measure; read them so nothing piles up.
+        with contextlib.suppress(ConnectionClosedError):
+            async for _ in conn:
+                pass
+        st.ended.set()
+
+    drainer = asyncio.ensure_future(drain())
+    await _first(st.done.wait(), stop.wait(), st.ended.wait())
+    bound = config.close_timeout + 1.0
+    if st.dead is None and st.closed is None and not st.ended.is_set():
+        with contextlib.suppress(ConnectionClosedError, asyncio.TimeoutError, OSError):
+            await asyncio.wait_for(conn.close(1000), bound)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(conn.wait_closed(), bound)
+    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(drainer, 1.0)
+
+    if st.done.is_set():  # --count answered heartbeats: success, whatever came after
+        return _ping_summary(
+            st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_OK
+        )
+    st.stats.in_flight = max(0, conn.stats.pings_sent - st.stats.sent)
+    if st.dead is not None:
+        return _ping_summary(
+            st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_FAILED
+        )
+    if conn.closed_by == "remote" or st.close_started_by_peer is not None:
+        code = conn.close_code if conn.close_code is not None else 1006
+        reason = conn.close_reason or ""
+        if json_mode:
+            out.json(event="closed", code=code, reason=reason)
+        else:
+            why = f" ({reason})" if reason else ""
+            out.line(f"the server closed the connection: code {code}{why}")
+        return _ping_summary(
+            st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_FAILED
+        )
+    return _ping_summary(
+        st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_OK
+    )
+
+
+def _ping_summary(
+    st: _PingState, *, out: _Out, json_mode: bool, target: str, started: float, status: int
+) -> int:
+    if json_mode:
+        out.json(**st.stats.as_json())
+    else:
+        out.line()
+        for line in st.stats.text_lines(target, time.monotonic() - started):
+            out.line(line)
+    return status

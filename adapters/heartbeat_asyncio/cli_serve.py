@@ -1,0 +1,153 @@
+"""``heartbeat serve``: an echo server whose every connection the core supervises.
+
+Reached through :func:`heartbeat_asyncio.cli.main`; nothing here is public.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from heartbeat_asyncio import Connection, serve
+from heartbeat_asyncio.cli_common import (
+    EXIT_OK,
+    _clock,
+    _echo,
+    _error,
+    _install_stop,
+    _ms,
+    _Out,
+    _peer,
+)
+from heartbeat_asyncio.dashboard import Dashboard
+from heartbeat_core import (
+    Closed,
+    ConnectionEvent,
+    HeartbeatConfig,
+    HeartbeatError,
+    HeartbeatStyle,
+    PeerDead,
+    Request,
+    RttSample,
+)
+
+__all__: list[str] = []
+
+
+def _serve_config(
+    mode: str, interval: float, timeout: float, close_timeout: float
+) -> HeartbeatConfig:
+    return HeartbeatConfig(
+        interval=interval,
+        timeout=timeout,
+        close_timeout=close_timeout,
+        style=HeartbeatStyle.APP if mode == "app" else HeartbeatStyle.PROTOCOL,
+        answer_app_pings=mode != "protocol",
+    )
+
+
+# --------------------------------------------------------------------------- serve
+
+
+async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
+    json_mode = args.log_format == "json"
+    try:
+        config = _serve_config(args.mode, args.interval, args.timeout, args.close_timeout)
+    except HeartbeatError as exc:
+        return _error(str(exc))
+
+    def log(event: str, text: str, **fields: object) -> None:
+        if json_mode:
+            out.json(event=event, **fields)
+        else:
+            out.line(f"{_clock()}  {text}")
+
+    opened: set[Connection] = set()
+
+    def on_event(conn: Connection, event: ConnectionEvent) -> None:
+        peer = _peer(conn.remote_address)
+        if isinstance(event, Request):
+            # The upgrade is accepted as this event is reported: the connection is open.
+            opened.add(conn)
+            log("open", f"open    {peer}  {event.target}", peer=peer, path=event.target)
+        elif isinstance(event, RttSample):
+            log(
+                "rtt",
+                f"rtt     {peer}  seq={event.seq} rtt={event.rtt * 1000:.3f} ms",
+                peer=peer,
+                seq=event.seq,
+                rtt_ms=_ms(event.rtt),
+            )
+        elif isinstance(event, PeerDead):
+            log(
+                "dead",
+                f"dead    {peer}  heartbeat {event.seq} unanswered for "
+                f"{event.waited * 1000:.0f} ms",
+                peer=peer,
+                seq=event.seq,
+                waited_ms=_ms(event.waited),
+            )
+        elif isinstance(event, Closed) and conn in opened:
+            # (Sockets that never completed an upgrade -- junk, plain HTTP -- are not logged.)
+            opened.discard(conn)
+            reason = f" {event.reason!r}" if event.reason else ""
+            log(
+                "close",
+                f"close   {peer}  code={event.code}{reason} by {event.by}",
+                peer=peer,
+                code=event.code,
+                reason=event.reason,
+                by=event.by,
+            )
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    got: list[str] = []
+    _install_stop(loop, stop, got)
+    dashboard = None if args.no_dashboard else Dashboard()
+
+    def on_any_event(conn: Connection, event: ConnectionEvent) -> None:
+        on_event(conn, event)
+        if dashboard is not None:
+            dashboard.on_event(conn, event)
+
+    try:
+        server = await serve(
+            _echo if dashboard is None else dashboard.handler(_echo),
+            args.host,
+            args.port,
+            config=config,
+            max_size=args.max_size,
+            on_event=on_any_event,
+            http_handler=None if dashboard is None else dashboard.http_handler,
+        )
+    except OSError as exc:
+        what = exc.strerror or str(exc)
+        return _error(f"cannot listen on {args.host}:{args.port}: {what}")
+    log(
+        "listening",
+        f"listening on {_peer((args.host, server.port))} (mode {args.mode}, interval "
+        f"{args.interval:g} s, timeout {args.timeout:g} s); Ctrl-C to stop",
+        host=args.host,
+        port=server.port,
+        mode=args.mode,
+        interval=args.interval,
+        timeout=args.timeout,
+    )
+    if dashboard is not None:
+        url = f"http://{_peer((args.host, server.port))}/"
+        log("dashboard", f"dashboard on {url} (--no-dashboard turns it off)", url=url)
+    for finding in config.findings():
+        log("warning", f"warning {finding}", message=finding)
+    await stop.wait()
+    count = len(server.connections)
+    log(
+        "shutdown",
+        f"{got[0] if got else 'stop'}: closing {count} connection(s) with 1001",
+        signal=got[0] if got else None,
+        connections=count,
+    )
+    await server.close(1001, "going away", timeout=max(args.close_timeout, 0.1))
+    await server.wait_closed()
+    log("stopped", "stopped")
+    return EXIT_OK
