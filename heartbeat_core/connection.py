@@ -18,7 +18,7 @@ from http import HTTPStatus
 import wsproto
 import wsproto.events as ws
 from wsproto.connection import Connection as WsFrames
-from wsproto.connection import ConnectionState
+from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
@@ -134,23 +134,25 @@ class HeartbeatConnection:
         self._classify = self._config.style is HeartbeatStyle.APP or self._config.answer_app_pings
         self._max_size = max_message_size
         # The handshake object until the connection opens, then only its frame layer
-        # (the HTTP state is dropped: about 2.8 KB per connection).
-        self._ws: wsproto.WSConnection | WsFrames = wsproto.WSConnection(
-            wsproto.ConnectionType.CLIENT if role is Role.CLIENT else wsproto.ConnectionType.SERVER
+        # (the HTTP state is dropped: about 2.8 KB per connection). An open server
+        # makes its frame layer at first use (None until then, see _frame_layer).
+        self._ws: wsproto.WSConnection | WsFrames | None = wsproto.WSConnection(
+            ConnectionType.CLIENT if role is Role.CLIENT else ConnectionType.SERVER
         )
         self._out: list[bytes] = []
-        self._parts: list[str | bytes] = []
+        # Made when first needed: most connections never use them.
+        self._parts: list[str | bytes] | None = None
         self._size = 0
         self._skip_message = False
         # payload -> (sent at, the heartbeat seq outstanding then)
-        self._user_pings: dict[bytes, tuple[float, int]] = {}
+        self._user_pings: dict[bytes, tuple[float, int]] | None = None
         self._user_seq = 0
         self._stray_pong_at: float | None = None
         self._stray_pong_strikes = 0
         self._request: ws.Request | None = None
         self._reject_status: int | None = None
         self._reject_headers: list[tuple[bytes, bytes]] = []
-        self._reject_body: list[bytes] = []
+        self._reject_body: list[bytes] | None = None
         self._close_code: int | None = None
         self._close_reason = ""
         self._closed_by = "remote"
@@ -174,7 +176,10 @@ class HeartbeatConnection:
     @property
     def is_open(self) -> bool:
         """True while messages can be sent."""
-        return self.heartbeat.is_open and self._ws.state is ConnectionState.OPEN
+        frame_layer = self._ws
+        return self.heartbeat.is_open and (
+            frame_layer is None or frame_layer.state is ConnectionState.OPEN
+        )
 
     @property
     def deadline(self) -> float | None:
@@ -220,10 +225,10 @@ class HeartbeatConnection:
         """Client side: queue the upgrade request."""
         if self.role is not Role.CLIENT:
             raise LocalProtocolError("initiate() is for clients; servers wait for a Request")
-        if self._ws.state is not ConnectionState.CONNECTING or self._out:
+        if self._frame_layer().state is not ConnectionState.CONNECTING or self._out:
             raise LocalProtocolError("initiate() was already called")
         self._out.append(
-            self._ws.send(
+            self._frame_layer().send(
                 ws.Request(
                     host=host,
                     target=target,
@@ -249,7 +254,7 @@ class HeartbeatConnection:
         self._frames = FrameBoundary()
         early, self._after_request = self._after_request, b""
         self._out.append(
-            self._ws.send(
+            self._frame_layer().send(
                 ws.AcceptConnection(
                     subprotocol=subprotocol, extra_headers=_header_pairs(extra_headers)
                 )
@@ -273,10 +278,11 @@ class HeartbeatConnection:
         self._request = None
         pairs = _header_pairs(headers)
         pairs.append((b"content-length", b"%d" % len(body)))
+        handshake = self._frame_layer()
         self._out.append(
-            self._ws.send(ws.RejectConnection(status_code=status, headers=pairs, has_body=True))
+            handshake.send(ws.RejectConnection(status_code=status, headers=pairs, has_body=True))
         )
-        self._out.append(self._ws.send(ws.RejectData(data=body, body_finished=True)))
+        self._out.append(handshake.send(ws.RejectData(data=body, body_finished=True)))
         self._closed_by = "local"
         self._transport_closing = True
         return [CloseTransport()]
@@ -285,6 +291,13 @@ class HeartbeatConnection:
 
     def receive_data(self, data: bytes | None, now: float) -> list[ConnectionEvent]:
         """Feed bytes read from the transport (``None`` at end of file)."""
+        frames = self._frames
+        if frames is not None and data and frames.between_frames and self.heartbeat.is_open:
+            # The common read on an open server: nothing but a pong or ping or two.
+            # (The heartbeat checks ``now`` for each frame, before it changes anything.)
+            controls = control_frames(data, masked=True)
+            if controls is not None:
+                return self._control_read(controls, now)
         events: list[ConnectionEvent] = []
         hb = self.heartbeat
         if self._done:
@@ -300,23 +313,7 @@ class HeartbeatConnection:
             return self._eof(now, events)
         if hb.is_open:
             hb.bytes_received(now)
-            frames = self._frames
             if frames is not None:
-                if frames.between_frames:
-                    # The common read on a server: nothing but a pong or ping or two.
-                    controls = control_frames(data, masked=True)
-                    if controls is not None:
-                        pong = None
-                        for opcode, payload in controls:
-                            if opcode == OP_PONG:
-                                self._on_pong_frame(payload, now, events)
-                            else:
-                                pong = self._on_ping_frame(payload, now, events)
-                            if self._transport_closing:
-                                return events
-                        if pong is not None:
-                            self._out.append(server_frame(OP_PONG, pong))
-                        return events
                 frames.feed(data)
         elif self._request is not None:
             # Between the Request and accept(): wsproto would drop these bytes, so
@@ -326,7 +323,7 @@ class HeartbeatConnection:
         elif self._handshake is not None:
             self._handshake += data  # h11 bounds an incomplete request to 16 KiB
         try:
-            self._ws.receive_data(data)
+            self._frame_layer().receive_data(data)
             self._pump(now, events)
         except (WsRemoteProtocolError, WsLocalProtocolError, UnicodeError):
             # (wsproto's handshake raises UnicodeError on a non-ASCII Host header.)
@@ -386,7 +383,7 @@ class HeartbeatConnection:
             raise LocalProtocolError("connection_lost() called twice")
         self.heartbeat.handle(ConnectionClosed(now=now))
         self._done = True
-        self._user_pings.clear()
+        self._user_pings = None
         return [Closed(code=self.close_code, reason=self._close_reason, by=self._closed_by)]
 
     # ---------------------------------------------------------------- output
@@ -397,7 +394,7 @@ class HeartbeatConnection:
             raise TypeError(f"send() takes str or bytes, got {type(data).__name__}")
         self._require_open("send a message")
         payload = data if isinstance(data, str) else bytes(data)
-        self._out.append(self._ws.send(ws.Message(data=payload)))  # type: ignore[type-var]
+        self._out.append(self._frame_layer().send(ws.Message(data=payload)))  # type: ignore[type-var]
 
     def ping(self, now: float) -> bytes:
         """Send a ping of our own; a :class:`PingAnswered` event reports its RTT.
@@ -409,8 +406,10 @@ class HeartbeatConnection:
         self._check_now(now)
         self._user_seq += 1
         payload = self._config.payload_prefix + b"u%d" % self._user_seq
+        if self._user_pings is None:
+            self._user_pings = {}
         self._user_pings[payload] = (now, self.heartbeat.seq)
-        self._out.append(self._ws.send(ws.Ping(payload=payload)))
+        self._out.append(self._frame_layer().send(ws.Ping(payload=payload)))
         return payload
 
     def close(self, now: float, code: int = 1000, reason: str = "") -> list[ConnectionEvent]:
@@ -471,9 +470,35 @@ class HeartbeatConnection:
             self._transport_closing = True
             events.append(CloseTransport())
 
+    def _frame_layer(self) -> wsproto.WSConnection | WsFrames:
+        """wsproto: the handshake object, then its frame layer, made on an open server
+        at first use (a fresh one is exactly what accept() left: OPEN, nothing buffered;
+        until then every read was complete pings and pongs, taken by _control_read)."""
+        layer = self._ws
+        if layer is None:
+            layer = self._ws = WsFrames(ConnectionType.SERVER)
+        return layer
+
+    def _control_read(self, controls: list[tuple[int, bytes]], now: float) -> list[ConnectionEvent]:
+        """A read of nothing but complete pings and pongs, on an open server."""
+        events: list[ConnectionEvent] = []
+        pong = None
+        for opcode, payload in controls:
+            if opcode == OP_PONG:
+                self._on_pong_frame(payload, now, events)
+            else:
+                pong = self._on_ping_frame(payload, now, events)
+            if self._transport_closing:
+                return events
+        if pong is not None:
+            self._out.append(server_frame(OP_PONG, pong))
+        return events
+
     def _pump(self, now: float, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
         hb = self.heartbeat
         pong: bytes | None = None
+        if self._ws is None:
+            return events  # an open server whose frame layer was never needed
         for event in self._ws.events():
             if self._transport_closing:
                 # The connection was failed (protocol error, ping flood): whatever else
@@ -518,6 +543,8 @@ class HeartbeatConnection:
                     self._rejected(events)
             else:  # the last kind of event wsproto has
                 assert isinstance(event, ws.RejectData)
+                if self._reject_body is None:
+                    self._reject_body = []
                 self._reject_body.append(bytes(event.data))
                 if event.body_finished:
                     self._rejected(events)
@@ -528,13 +555,15 @@ class HeartbeatConnection:
     def _drop_handshake(self) -> None:
         handshake = self._ws
         assert isinstance(handshake, wsproto.WSConnection) and handshake.connection is not None
-        self._ws = handshake.connection
+        # A server's frame layer is made again at first use (see _frame_layer).
+        self._ws = handshake.connection if self.role is Role.CLIENT else None
 
     def _on_pong_frame(self, payload: bytes, now: float, events: list[ConnectionEvent]) -> None:
         # A peer may answer only the latest of several pings (RFC 6455 5.5.3), so a
         # pong answers its ping and every earlier one: ping() calls and heartbeats alike.
         hb = self.heartbeat
-        sent = self._user_pings.get(payload) if self._user_pings else None
+        user_pings = self._user_pings
+        sent = user_pings.get(payload) if user_pings else None
         if sent is not None:
             self._answer_pings(now, events, last=payload)
             if sent[1]:  # the heartbeat sent before this ping
@@ -576,6 +605,7 @@ class HeartbeatConnection:
         """Report :meth:`ping` calls answered, oldest first: up to and including the one
         with payload ``last``, or else those sent before heartbeat number ``heartbeat``."""
         pings = self._user_pings
+        assert pings is not None
         for payload, (sent, seq) in list(pings.items()):
             if last is None and seq >= heartbeat:
                 return
@@ -649,7 +679,7 @@ class HeartbeatConnection:
             Rejected(
                 status=self._reject_status,
                 headers=self._reject_headers,
-                body=b"".join(self._reject_body),
+                body=b"".join(self._reject_body or ()),
             )
         )
         self._transport_closing = True
@@ -664,7 +694,7 @@ class HeartbeatConnection:
         data: str | bytes = event.data if isinstance(event.data, str) else bytes(event.data)
         self._size += len(data)
         if self._max_size is not None and self._size > self._max_size:
-            self._parts.clear()
+            self._parts = None
             self._size = 0
             self._skip_message = not event.message_finished
             self._apply(
@@ -673,16 +703,19 @@ class HeartbeatConnection:
                 events,
             )
             return
+        parts = self._parts
         if not event.message_finished:
-            self._parts.append(data)
+            if parts is None:
+                parts = self._parts = []
+            parts.append(data)
             return
-        if self._parts:
-            self._parts.append(data)
+        if parts:
+            parts.append(data)
             if isinstance(data, str):
-                data = "".join(p for p in self._parts if isinstance(p, str))
+                data = "".join(p for p in parts if isinstance(p, str))
             else:
-                data = b"".join(p for p in self._parts if isinstance(p, bytes))
-            self._parts.clear()
+                data = b"".join(p for p in parts if isinstance(p, bytes))
+            self._parts = None
         self._size = 0
         if isinstance(data, str) and self._classify:
             kind = self._codec.classify(data)
@@ -699,7 +732,7 @@ class HeartbeatConnection:
     ) -> None:
         # wsproto reports a frame it cannot parse as a CloseConnection without
         # changing its state; a real close frame moves it out of OPEN.
-        error = self._ws.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
+        error = self._frame_layer().state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
         code, reason = int(event.code), event.reason or ""  # a plain int, not wsproto's enum
         if self._close_code is None:
             self._close_code, self._close_reason = code, reason
@@ -720,27 +753,29 @@ class HeartbeatConnection:
         # frame only while wsproto can send one (OPEN or REMOTE_CLOSING), so every send
         # below is legal. Pongs never come here: _pump coalesces them.
         out = self._out
-        conn = self._ws
         for action in actions:
             cls = type(action)
             if cls is SendPing:
                 payload: bytes = action.payload  # type: ignore[union-attr]
-                if self.role is Role.SERVER:  # unmasked: no need for wsproto's framing
+                if self._frames is not None:  # an open server: unmasked, no wsproto needed
                     out.append(server_frame(OP_PING, payload))
                 else:
-                    out.append(conn.send(ws.Ping(payload=payload)))
+                    out.append(self._frame_layer().send(ws.Ping(payload=payload)))
+            elif cls is RttSample:
+                events.append(action)  # type: ignore[arg-type]
             elif cls is SendAppPing:
-                out.append(conn.send(ws.Message(data=self._codec.ping_text)))
+                out.append(self._frame_layer().send(ws.Message(data=self._codec.ping_text)))
             elif cls is SendAppPong:
-                out.append(conn.send(ws.Message(data=self._codec.pong_text)))
+                out.append(self._frame_layer().send(ws.Message(data=self._codec.pong_text)))
             elif cls is SendClose:
                 assert isinstance(action, SendClose)
                 if self._close_code is None:
                     self._close_code, self._close_reason = action.code, action.reason
                     self._closed_by = "local"
                     events.append(Closing(code=action.code, reason=action.reason, by_peer=False))
-                out.append(conn.send(ws.CloseConnection(code=action.code, reason=action.reason)))
-            else:  # CloseTransport, Abort, RttSample, PeerDead: for the driver / application
+                close = ws.CloseConnection(code=action.code, reason=action.reason)
+                out.append(self._frame_layer().send(close))
+            else:  # CloseTransport, Abort, PeerDead: for the driver / application
                 if cls is CloseTransport or cls is Abort:
                     self._transport_closing = True
                 events.append(action)  # type: ignore[arg-type]

@@ -28,8 +28,14 @@ def control_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
     """``[(opcode, payload), ...]`` when ``data`` is exactly a run of complete ping/pong
     frames (FIN set, no reserved bits, masking as required, payload <= 125);
     ``None`` for anything else, which then takes the general path."""
+    end = len(data)
+    if masked and end >= 6:
+        first, length = data[0], data[1] - 0x80
+        if length == end - 6 and length <= 125 and first in (0x89, 0x8A):
+            # The common read: exactly one masked ping or pong (length >= 0: mask bit set).
+            return [(first & 0x0F, _unmask(data, 2, length))]
     frames: list[tuple[int, bytes]] = []
-    pos, end = 0, len(data)
+    pos = 0
     header = 6 if masked else 2
     while pos < end:
         if end - pos < header:
@@ -44,17 +50,21 @@ def control_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
         stop = start + length
         if stop > end:
             return None
-        if masked and length:
-            key = data[pos + 2 : start]
-            mask = (key * (length // 4 + 1))[:length]
-            payload = (
-                int.from_bytes(data[start:stop], "big") ^ int.from_bytes(mask, "big")
-            ).to_bytes(length, "big")
-        else:
-            payload = bytes(data[start:stop])
+        payload = _unmask(data, pos + 2, length) if masked else bytes(data[start:stop])
         frames.append((first & 0x0F, payload))
         pos = stop
     return frames
+
+
+def _unmask(data: bytes, key_at: int, length: int) -> bytes:
+    """The ``length`` payload bytes after the 4-byte masking key at ``key_at``, unmasked."""
+    start = key_at + 4
+    if length <= 4:  # the key needs no repeating (a heartbeat pong's payload is short)
+        key = data[key_at : key_at + length]
+    else:
+        key = (data[key_at:start] * (length // 4 + 1))[:length]
+    masked = int.from_bytes(data[start : start + length], "little")
+    return (masked ^ int.from_bytes(key, "little")).to_bytes(length, "little")
 
 
 class FrameBoundary:

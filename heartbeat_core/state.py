@@ -222,6 +222,7 @@ class HeartbeatState:
         "_phase",
         "_pong_only",
         "_pongs",
+        "_protocol",
         "_random",
         "_rtt_last",
         "_rtt_max",
@@ -246,6 +247,7 @@ class HeartbeatState:
         self._config = config
         self._random = random
         self._pong_only = config.liveness is Liveness.PONG_ONLY
+        self._protocol = config.style is HeartbeatStyle.PROTOCOL
         self._phase = HeartbeatPhase.NEW
         self._last_now = -math.inf
         self._last_alive = 0.0
@@ -378,6 +380,17 @@ class HeartbeatState:
 
     def pong_received(self, now: float, payload: bytes) -> tuple[Action, ...]:
         """``handle(PongReceived(now=now, payload=payload))``."""
+        seq = self._seq
+        if (
+            self._acked < seq
+            and now >= self._last_now
+            and self._phase in _OPEN_PHASES
+            and self._protocol
+            and payload == self._config.payload_prefix + b"%d" % seq
+        ):
+            # The common pong, recognised without parsing: the latest heartbeat's.
+            self._last_now = now
+            return self._acknowledge(seq, now)
         self._admit(now, "PongReceived", False)
         result = self._pong(now, payload)
         self._last_now = now
@@ -385,6 +398,14 @@ class HeartbeatState:
 
     def timer_fired(self, now: float) -> tuple[Action, ...]:
         """``handle(TimerFired(now=now))``."""
+        if self._phase is HeartbeatPhase.IDLE and now >= self._last_now:
+            # The common timer: a heartbeat due (or due within timer_slack). The
+            # deadline is the one the ``deadline`` property computes for IDLE.
+            cfg = self._config
+            base = self._last_ping_at if cfg.fixed_rate else self._last_alive
+            if base + cfg.interval + self._offset - now <= cfg.timer_slack:
+                self._last_now = now
+                return self._send_heartbeat(now)
         self._admit(now, "TimerFired", True)
         result = self._timer(now)
         self._last_now = now
@@ -461,7 +482,7 @@ class HeartbeatState:
             return _NO_ACTIONS
         if not self._pong_only:
             self._alive(now)
-        if self._config.style is not HeartbeatStyle.PROTOCOL:
+        if not self._protocol:
             return _NO_ACTIONS
         prefix = self._config.payload_prefix
         if not payload.startswith(prefix):
@@ -488,7 +509,8 @@ class HeartbeatState:
         self._acked = seq
         if seq != self._seq:
             return _NO_ACTIONS  # an earlier ping: acknowledged, but the latest still counts
-        self._alive(now)
+        self._last_alive = now  # a matching pong is a sign of life under either liveness
+        self._phase = HeartbeatPhase.IDLE
         self._pongs += 1
         rtt = now - self._last_ping_at
         self._sample(rtt)
@@ -496,12 +518,13 @@ class HeartbeatState:
 
     def _sample(self, rtt: float) -> None:
         self._rtt_last = rtt
-        if self._srtt is None or self._rttvar is None:
+        srtt, rttvar = self._srtt, self._rttvar
+        if srtt is None or rttvar is None:
             self._srtt, self._rttvar = rtt, rtt / 2
             self._rtt_min = self._rtt_max = rtt
             return
-        self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
-        self._srtt = 0.875 * self._srtt + 0.125 * rtt
+        self._rttvar = 0.75 * rttvar + 0.25 * abs(srtt - rtt)
+        self._srtt = 0.875 * srtt + 0.125 * rtt
         assert self._rtt_min is not None and self._rtt_max is not None
         self._rtt_min = min(self._rtt_min, rtt)
         self._rtt_max = max(self._rtt_max, rtt)
@@ -534,13 +557,15 @@ class HeartbeatState:
         return (Abort(),)
 
     def _send_heartbeat(self, now: float) -> tuple[Action, ...]:
-        self._seq += 1
+        seq = self._seq = self._seq + 1
         self._last_ping_at = now
         self._phase = HeartbeatPhase.AWAITING
-        self._draw_offset()
-        if self._config.style is HeartbeatStyle.APP:
-            return (SendAppPing(seq=self._seq),)
-        return (SendPing(payload=self.payload_for(self._seq), seq=self._seq),)
+        cfg = self._config
+        if cfg.jitter:
+            self._draw_offset()
+        if self._protocol:
+            return (SendPing(payload=cfg.payload_prefix + b"%d" % seq, seq=seq),)
+        return (SendAppPing(seq=seq),)
 
     def _draw_offset(self) -> None:
         jitter = self._config.jitter

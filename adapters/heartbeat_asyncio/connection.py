@@ -119,8 +119,8 @@ class _Timers:
         self.buffer = bytearray(READ_BUFFER_SIZE)
         self.view = memoryview(self.buffer)
 
-    def schedule(self, conn: Connection) -> None:
-        deadline = conn._next_deadline()
+    def schedule(self, conn: Connection, deadline: float | None) -> None:
+        """File ``conn`` for ``deadline`` (``None``: it needs no timer)."""
         if deadline is None:
             return
         key = int(deadline * _BUCKETS_PER_SECOND) + 1  # the bucket ends after the deadline
@@ -421,13 +421,15 @@ class Connection(asyncio.BufferedProtocol):
             apply_keepalive(transport.get_extra_info("socket"), self._keepalive)
         if self._handshake_deadline is not None:
             self._handshake_deadline += self._loop.time()
-            self._timers.schedule(self)
+            self._timers.schedule(self, self._handshake_deadline)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._timers.view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._feed(bytes(self._timers.view[:nbytes]))
+        if self._transport is not None:
+            data = bytes(self._timers.view[:nbytes])
+            self._process(self._core.receive_data(data, self._loop.time()))
 
     def eof_received(self) -> bool:
         self._feed(None)
@@ -485,8 +487,7 @@ class Connection(asyncio.BufferedProtocol):
     # --------------------------------------------------------------- internal
 
     def _now(self) -> float:
-        # The timer hands the core max(deadline, loop.time()): never go below it.
-        return max(self._loop.time(), self._core.heartbeat.last_now)
+        return self._loop.time()
 
     def _feed(self, data: bytes | None) -> None:
         if self._transport is None:
@@ -502,12 +503,9 @@ class Connection(asyncio.BufferedProtocol):
             self._handshake_deadline = None
             self._transport.abort()
             return
-        self._process(self._core.timer_fired(max(now, self._core.heartbeat.last_now)))
-
-    def _next_deadline(self) -> float | None:
-        if self._handshake_deadline is not None:
-            return self._handshake_deadline
-        return self._core.deadline
+        core = self._core
+        last = core.heartbeat.last_now  # (a callback may have used a later loop.time())
+        self._process(core.timer_fired(now if now >= last else last))
 
     def _flush(self) -> None:
         data = self._core.data_to_send()
@@ -519,16 +517,16 @@ class Connection(asyncio.BufferedProtocol):
         end: CloseTransport | Abort | None = None
         for event in events:
             cls = type(event)
-            if cls is Message:
+            if cls is RttSample:  # the common one: a heartbeat answered
+                assert isinstance(event, RttSample)
+                logger.debug("%s: heartbeat %d rtt=%.6f", self, event.seq, event.rtt)
+            elif cls is Message:
                 assert isinstance(event, Message)
                 if self._deliver(event.data):
                     events.extend(self._pause_reading())
             elif cls is CloseTransport or cls is Abort:
                 assert isinstance(event, (CloseTransport, Abort))
                 end = event if end is None or cls is Abort else end
-            elif cls is RttSample:
-                assert isinstance(event, RttSample)
-                logger.debug("%s: heartbeat %d rtt=%.6f", self, event.seq, event.rtt)
             elif cls is PingAnswered:
                 assert isinstance(event, PingAnswered)
                 waiter = self._pings.get(event.payload)
@@ -576,15 +574,21 @@ class Connection(asyncio.BufferedProtocol):
                 assert isinstance(event, HttpRequest)
                 self._handshake_deadline = None
                 events.extend(self._answer_http(event))
-            self._emit(event)
-        self._flush()
+            if self._on_event is not None:
+                self._emit(event)
+        core = self._core
+        data = core.data_to_send()
         transport = self._transport
-        if end is not None and transport is not None:
-            if type(end) is Abort:
-                transport.abort()
-            else:
-                transport.close()
-        self._timers.schedule(self)
+        if transport is not None:
+            if data:
+                transport.write(data)
+            if end is not None:
+                if type(end) is Abort:
+                    transport.abort()
+                else:
+                    transport.close()
+        deadline = self._handshake_deadline
+        self._timers.schedule(self, core.deadline if deadline is None else deadline)
 
     def _deliver(self, data: str | bytes) -> bool:
         """Queue a message; True when reading must pause (the queue is full)."""

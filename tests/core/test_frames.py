@@ -75,6 +75,29 @@ def test_control_frames_unmask_runs_of_pings_and_pongs_only() -> None:
     assert control_frames(server_frame(OP_PING, b"ab"), masked=False) == [(OP_PING, b"ab")]
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    opcode=st.sampled_from([OP_PING, OP_PONG]),
+    payload=st.binary(max_size=125),
+    key=st.binary(min_size=4, max_size=4),
+    extra=st.sampled_from([b"", b"\x8a\x80abcd"]),
+)
+def test_control_frames_unmask_any_key_and_length_like_wsproto(
+    opcode: int, payload: bytes, key: bytes, extra: bytes
+) -> None:
+    # The one-frame shortcut and the general walk must both agree with wsproto.
+    header = bytes((0x80 | opcode, 0x80 | len(payload))) + key
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    frame = header + masked
+    parsed = fp.FrameProtocol(client=False, extensions=[])
+    parsed.receive_bytes(frame + extra)
+    want = [(int(f.opcode), bytes(f.payload)) for f in parsed.received_frames()]
+    assert control_frames(frame + extra, masked=True) == want
+    if len(payload) >= 1:  # a length that promises one byte more than there is
+        short = bytes((0x80 | opcode, 0x80 | len(payload))) + key + masked[:-1]
+        assert control_frames(short, masked=True) is None
+
+
 def _open_server(config: HeartbeatConfig, first_frames: bytes = b"") -> HeartbeatConnection:
     client = HeartbeatConnection(Role.CLIENT, config)
     client.initiate("localhost", "/")

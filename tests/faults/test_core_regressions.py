@@ -73,7 +73,7 @@ def test_a_ping_flood_fails_the_connection_and_stops_parsing() -> None:
     conn.accept(now=0.0)
     conn.data_to_send()
     parsed = 0
-    events_of = conn._ws.events
+    events_of = conn._frame_layer().events
 
     def counting():  # type: ignore[no-untyped-def]
         nonlocal parsed
@@ -81,7 +81,7 @@ def test_a_ping_flood_fails_the_connection_and_stops_parsing() -> None:
             parsed += 1
             yield e
 
-    conn._ws.events = counting  # type: ignore[method-assign]
+    conn._frame_layer().events = counting  # type: ignore[method-assign]
     events = conn.receive_data(frame(PING, b"flood") * 20_000, 1.0)
     assert events == [Closing(code=1008, reason="too many pings", by_peer=False), CloseTransport()]
     assert parsed < 200, f"{parsed} frames parsed after deciding to fail the connection"
