@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from heartbeat_core import Backoff, BackoffPolicy, HeartbeatError
+from heartbeat_core import Backoff, BackoffPolicy, ConfigError, HeartbeatError
 from heartbeat_threading.client import connect
 from heartbeat_threading.connection import Connection
 
@@ -70,7 +70,8 @@ def connect_forever(
     """Yield a new :class:`Connection` after every (re)connect, forever.
 
     Failed attempts (``OSError``, ``ssl.SSLError``, :class:`HeartbeatError` such as
-    a non-101 answer) are retried with backoff; other exceptions propagate.
+    a non-101 answer) are retried with backoff; a :class:`ConfigError` (a bad URI or
+    argument: retrying cannot help) and other exceptions propagate.
     ``connect_kwargs`` go to :func:`connect`.
     """
     delays = Backoff(backoff, random=random.Random().random)
@@ -86,6 +87,8 @@ def connect_forever(
     while True:
         try:
             conn = connect(uri, **connect_kwargs)
+        except ConfigError:
+            raise
         except (OSError, ssl.SSLError, HeartbeatError) as exc:
             report(Disconnected(code=None, reason=str(exc), error=exc))
         else:

@@ -24,6 +24,7 @@ from heartbeat_core import (
     HEARTBEAT_TIMEOUT_REASON,
     BackoffPolicy,
     Closed,
+    ConfigError,
     HeartbeatConfig,
     HeartbeatPhase,
     PeerDead,
@@ -304,3 +305,12 @@ def test_connect_forever_reconnects_when_the_heartbeat_declares_the_server_dead(
     disconnected = states.first(Disconnected)
     assert disconnected is not None
     assert (disconnected[1].code, disconnected[1].reason) == (1011, HEARTBEAT_TIMEOUT_REASON)
+
+
+def test_connect_forever_raises_a_configuration_error_instead_of_retrying() -> None:
+    # Found in review: ConfigError is a HeartbeatError, so a bad URI was retried forever.
+    seen: list[object] = []
+    connections = connect_forever("http://127.0.0.1:1/", on_state=seen.append)
+    with pytest.raises(ConfigError, match="ws://"):
+        next(connections)
+    assert seen == []  # no Disconnected / Retrying: nothing was attempted
