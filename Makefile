@@ -49,7 +49,7 @@ fuzz: $(STAMP)
 bench-core: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 
-# Side-by-side server benchmarks (about 20 minutes; writes docs/benchmarks-results.md and
+# Side-by-side server benchmarks (about 30 minutes; writes docs/benchmarks-results.md and
 # benchmarks/results/full-*.json). bench-quick is a smoke run of the same (under 2 minutes).
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

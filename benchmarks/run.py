@@ -842,7 +842,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", default="1000,5000,10000", help="idle connection counts")
     parser.add_argument("--busy-n", default="1000,10000", help="busy connection counts")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--busy-repeats", type=int, default=2)
+    parser.add_argument("--busy-repeats", type=int, default=3)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.5)
     parser.add_argument("--interval", type=float, default=1.0)

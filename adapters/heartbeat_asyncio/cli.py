@@ -3,7 +3,7 @@
 ``heartbeat serve`` runs an echo server whose every connection is supervised
 by the core's heartbeat rules; ``heartbeat ping URL`` is ``ping(8)`` for
 WebSocket endpoints; ``heartbeat demo`` shows both, with a frozen client and a
-server restart, in about fifteen seconds on loopback.
+server restart, in about twelve seconds on loopback.
 
 Exit codes: 0 success; 1 the peer was declared dead or closed the connection
 first (``ping``), or a step of the demo failed; 2 usage or connection errors.

@@ -332,7 +332,7 @@ class _Demo:
 
     async def run(self) -> int:
         out = self.out
-        out.line(out.paint("heartbeat demo", "bold") + ": everything on 127.0.0.1, about 15 s")
+        out.line(out.paint("heartbeat demo", "bold") + ": everything on 127.0.0.1, about 12 s")
         try:
             summary = await self.script()
         except _DemoFailed as exc:
