@@ -115,30 +115,46 @@ def bench_timer_and_pong(batch: int, repeats: int) -> dict[str, tuple[float, lis
     clock = [0.0]
     timer_ns: list[float] = []
     pong_ns: list[float] = []
+    direct_timer_ns: list[float] = []
+    direct_pong_ns: list[float] = []
     for _ in range(repeats):
-        t = clock[0] + 1.0
-        seq = states[0].seq + 1
-        fire = TimerFired(now=t)
-        pong = PongReceived(now=t + 0.001, payload=b"%d" % seq)
-        clock[0] = t + 0.001
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = _clock()
-            for st in states:
-                st.handle(fire)
-            t1 = _clock()
-            for st in states:
-                st.handle(pong)
-            t2 = _clock()
-        finally:
-            gc.enable()
-        assert states[-1].stats.pongs_received == seq, "the pong did not match its ping"
-        timer_ns.append((t1 - t0) / batch)
-        pong_ns.append((t2 - t1) / batch)
+        # One round through handle() with event objects, one through the direct entry
+        # points that drivers use (timer_fired / pong_received: no event object).
+        for direct in (False, True):
+            t = clock[0] + 1.0
+            seq = states[0].seq + 1
+            fire = TimerFired(now=t)
+            payload = b"%d" % seq
+            pong = PongReceived(now=t + 0.001, payload=payload)
+            clock[0] = t + 0.001
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = _clock()
+                if direct:
+                    for st in states:
+                        st.timer_fired(t)
+                else:
+                    for st in states:
+                        st.handle(fire)
+                t1 = _clock()
+                if direct:
+                    for st in states:
+                        st.pong_received(t + 0.001, payload)
+                else:
+                    for st in states:
+                        st.handle(pong)
+                t2 = _clock()
+            finally:
+                gc.enable()
+            assert states[-1].stats.pongs_received == seq, "the pong did not match its ping"
+            (direct_timer_ns if direct else timer_ns).append((t1 - t0) / batch)
+            (direct_pong_ns if direct else pong_ns).append((t2 - t1) / batch)
     return {
         "timer_fired_to_ping": (statistics.median(timer_ns), timer_ns),
         "pong_received": (statistics.median(pong_ns), pong_ns),
+        "direct_timer_fired": (statistics.median(direct_timer_ns), direct_timer_ns),
+        "direct_pong_received": (statistics.median(direct_pong_ns), direct_pong_ns),
     }
 
 
@@ -265,6 +281,8 @@ def run(batch: int = 20000, repeats: int = 7) -> dict[str, Any]:
     tp = bench_timer_and_pong(batch, repeats)
     results["state.timer_fired_to_ping"] = tp["timer_fired_to_ping"]
     results["state.pong_received"] = tp["pong_received"]
+    results["state.direct_timer_fired"] = tp["direct_timer_fired"]
+    results["state.direct_pong_received"] = tp["direct_pong_received"]
     results["cycle.heartbeat_connection"] = bench_cycle_ours(batch, repeats)
     results["cycle.wsproto_only"] = bench_cycle_wsproto(batch, repeats)
     results["cycle.websockets_protocol"] = bench_cycle_websockets(batch, repeats)
@@ -298,6 +316,8 @@ _LABELS = {
     "state.bytes_received": "HeartbeatState.handle(BytesReceived)",
     "state.pong_received": "HeartbeatState.handle(PongReceived) (matching, RTT sample)",
     "state.timer_fired_to_ping": "HeartbeatState.handle(TimerFired) -> SendPing",
+    "state.direct_timer_fired": "HeartbeatState.timer_fired(now) -> SendPing (what drivers call)",
+    "state.direct_pong_received": "HeartbeatState.pong_received(now, payload) (what drivers call)",
     "cycle.heartbeat_connection": "cycle: HeartbeatConnection (timer -> ping, masked pong in)",
     "cycle.wsproto_only": "cycle: wsproto alone (send Ping, parse masked pong)",
     "cycle.websockets_protocol": "cycle: websockets ServerProtocol (send_ping, parse masked pong)",
