@@ -20,7 +20,13 @@ from heartbeat_core.codec import JSON_CODEC, AppCodec
 from heartbeat_core.errors import ConfigError, HandshakeError
 from heartbeat_core.tcp import TcpKeepalive
 from heartbeat_core.wsevents import Accepted, CloseTransport, ConnectionEvent, Rejected
-from heartbeat_threading.connection import Connection, EventCallback
+from heartbeat_threading.connection import (
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    Connection,
+    EventCallback,
+    _queue_bounds,
+)
 from heartbeat_threading.keepalive import apply_keepalive
 from heartbeat_threading.reactor import Reactor
 
@@ -60,15 +66,22 @@ def connect(
     open_timeout: float = 10.0,
     keepalive: TcpKeepalive | None = None,
     on_event: EventCallback | None = None,
-    max_queue: int = 32,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     write_limit: int = 64 * 1024,
 ) -> Connection:
     """Open a WebSocket connection to ``uri`` (use as ``with connect(uri) as conn:``).
+
+    Once ``max_queue`` messages (default 32), or more than ``max_queue_bytes``
+    (default 16 MiB), wait unread, the connection stops reading until the
+    application has taken half of both. Both must be positive ints, else
+    :class:`~heartbeat_core.errors.ConfigError` is raised before anything connects.
 
     Raises :class:`HandshakeError` (``status``) when the server does not answer 101,
     ``OSError`` subclasses (``TimeoutError`` after ``open_timeout``, refused, DNS),
     and ``ssl.SSLError`` when TLS fails.
     """
+    max_queue, max_queue_bytes = _queue_bounds(max_queue, max_queue_bytes)
     secure, host, port, host_header, target = parse_uri(uri)
     if ssl is not None and not secure:
         raise ConfigError(f"ssl= was given but {uri!r} is not a wss:// URI")
@@ -102,6 +115,7 @@ def connect(
         reactor,
         on_event=on_event,
         max_queue=max_queue,
+        max_queue_bytes=max_queue_bytes,
         write_limit=write_limit,
         opened=True,
         subprotocol=accepted.subprotocol,

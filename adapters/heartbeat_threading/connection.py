@@ -5,11 +5,16 @@ The reactor thread owns the socket and the core's :class:`HeartbeatConnection`
 methods (``send``, ``recv``, ``ping``, ``close``), which hand work to the reactor
 and wait on a condition. Heartbeats therefore run whether or not anyone reads.
 
-Buffers are bounded: at ``max_queue`` undelivered messages the reactor stops
-reading this socket until the application has taken half of them, and
-``send()`` blocks while more than ``write_limit`` bytes wait to be written.
-The core is told when reading stops and starts again (rule ``paused-reading``):
-while the peer's pongs cannot be read, nobody is declared dead for not answering.
+Buffers are bounded, as in ``heartbeat_asyncio``: once ``max_queue`` messages
+(32), or more than ``max_queue_bytes`` (16 MiB), wait undelivered, the reactor
+stops reading this socket until the application has taken half of both, and the
+peer is slowed down by TCP; ``send()`` blocks while more than ``write_limit``
+bytes wait to be written. The core is told when reading stops and starts again
+(rule ``paused-reading``): while the peer's pongs cannot be read, nobody is
+declared dead for not answering, and on resuming an outstanding heartbeat gets a
+fresh timeout. Unread input per connection is thus bounded by about
+``max_queue_bytes`` + one read + ``max_size``. (Sizes are ``len()`` of the
+messages: bytes for binary ones, characters for text.)
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from heartbeat_core import HeartbeatConnection, HeartbeatStats
-from heartbeat_core.errors import ConnectionClosedError
+from heartbeat_core.errors import ConfigError, ConnectionClosedError
 from heartbeat_core.state import validate_close
 from heartbeat_core.wsevents import (
     Abort,
@@ -41,7 +46,7 @@ from heartbeat_core.wsevents import (
 )
 from heartbeat_threading.reactor import Reactor
 
-__all__ = ["Connection", "EventCallback"]
+__all__ = ["DEFAULT_MAX_QUEUE", "DEFAULT_MAX_QUEUE_BYTES", "Connection", "EventCallback"]
 
 log = logging.getLogger("heartbeat_threading")
 
@@ -52,6 +57,31 @@ RequestHook = Callable[["Connection", ConnectionEvent, float], None]
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, InterruptedError)
 _MAX_READS = 16  # reads per readiness event, so one busy peer cannot starve the others
+
+#: Default bound on unread messages per connection.
+DEFAULT_MAX_QUEUE = 32
+#: Default bound on unread message bytes per connection.
+DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
+
+
+def _positive_int(name: str, value: object, what: str, default: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(
+        f"{name} must be a positive int (how many {what} a connection holds before "
+        f"it stops reading), got {value!r}: pass an int >= 1, e.g. the default {default}"
+    )
+
+
+def _queue_bounds(max_queue: object, max_queue_bytes: object) -> tuple[int, int]:
+    """Validate the receive-queue bounds of ``connect()`` and ``serve()``: both must
+    be positive ints (not bools), else :class:`ConfigError` names the argument."""
+    return (
+        _positive_int("max_queue", max_queue, "unread messages", DEFAULT_MAX_QUEUE),
+        _positive_int(
+            "max_queue_bytes", max_queue_bytes, "bytes of unread messages", DEFAULT_MAX_QUEUE_BYTES
+        ),
+    )
 
 
 class Connection:
@@ -64,7 +94,8 @@ class Connection:
         reactor: Reactor,
         *,
         on_event: EventCallback | None = None,
-        max_queue: int = 32,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         write_limit: int = 64 * 1024,
         opened: bool = False,
         subprotocol: str | None = None,
@@ -77,6 +108,7 @@ class Connection:
         self._reactor = reactor
         self._on_event = on_event
         self._max_queue = max(1, max_queue)
+        self._max_queue_bytes = max(1, max_queue_bytes)
         self._write_limit = max(1, write_limit)
         self._owns_reactor = owns_reactor
         try:
@@ -92,6 +124,7 @@ class Connection:
         # Shared with application threads (under _cond).
         self._cond = threading.Condition()
         self._messages: deque[str | bytes] = deque()
+        self._queued = 0  # total len() of the messages in _messages
         self._open = opened  # False once a close began (either side) or never opened
         self._pending = 0  # bytes handed to send() but not yet framed by the reactor
         self._send_waiters = 0
@@ -134,6 +167,12 @@ class Connection:
         """True until a close begins (from either side)."""
         return self._open
 
+    @property
+    def core(self) -> HeartbeatConnection:
+        """The sans-IO connection underneath, as in ``heartbeat_asyncio``. The I/O
+        thread drives it: read it only (e.g. ``core.phase``, ``core.reading_paused``)."""
+        return self._hc
+
     # ------------------------------------------------- application thread API
 
     def send(self, data: str | bytes) -> None:
@@ -170,7 +209,12 @@ class Connection:
                 raise TimeoutError(f"no message within {timeout} s")
             if self._messages:
                 data = self._messages.popleft()
-                if self._paused and len(self._messages) <= self._max_queue // 2:
+                self._queued -= len(data)
+                if (
+                    self._paused
+                    and len(self._messages) <= self._max_queue // 2
+                    and self._queued <= self._max_queue_bytes // 2
+                ):
                     self._reactor.call_soon(self._io_resume)
                 return data
         raise self._closed_error("receive")
@@ -348,12 +392,21 @@ class Connection:
             assert isinstance(event, Message)
             with self._cond:
                 self._messages.append(event.data)
+                self._queued += len(event.data)
                 self._cond.notify_all()
-                full = len(self._messages) >= self._max_queue and not self._paused
+                full = not self._paused and (
+                    len(self._messages) >= self._max_queue or self._queued > self._max_queue_bytes
+                )
                 if full:
                     self._paused = True
+                count, size = len(self._messages), self._queued
             if full:
-                log.debug("%s: %d messages unread: reading paused", self._label, self._max_queue)
+                log.debug(
+                    "%s: %d messages (%d bytes) wait unread: reading paused",
+                    self._label,
+                    count,
+                    size,
+                )
                 for paused in self._hc.pause_reading(now):
                     self._io_event(paused, now)
         elif kind is PingAnswered:

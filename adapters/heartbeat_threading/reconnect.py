@@ -72,7 +72,9 @@ def connect_forever(
     Failed attempts (``OSError``, ``ssl.SSLError``, :class:`HeartbeatError` such as
     a non-101 answer) are retried with backoff; a :class:`ConfigError` (a bad URI or
     argument: retrying cannot help) and other exceptions propagate.
-    ``connect_kwargs`` go to :func:`connect`.
+    ``connect_kwargs`` go to :func:`connect` on every attempt, e.g. ``max_queue`` and
+    ``max_queue_bytes``; a bad one raises its ``ConfigError`` from the first
+    ``next()``, before any connection is tried.
     """
     delays = Backoff(backoff, random=random.Random().random)
 

@@ -26,7 +26,13 @@ from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.state import validate_close
 from heartbeat_core.tcp import TcpKeepalive
 from heartbeat_core.wsevents import ConnectionEvent, HttpRequest, Request
-from heartbeat_threading.connection import Connection, EventCallback
+from heartbeat_threading.connection import (
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_QUEUE_BYTES,
+    Connection,
+    EventCallback,
+    _queue_bounds,
+)
 from heartbeat_threading.keepalive import apply_keepalive
 from heartbeat_threading.reactor import Reactor
 
@@ -57,6 +63,7 @@ class Server:
         on_event: EventCallback | None,
         http_handler: HttpHandler | None,
         max_queue: int,
+        max_queue_bytes: int,
         write_limit: int,
     ) -> None:
         self._handler = handler
@@ -70,6 +77,7 @@ class Server:
         self._on_event = on_event
         self._http_handler = http_handler
         self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
         self._write_limit = write_limit
         self._random = random.Random().random
         self.sockets = [sock]
@@ -192,6 +200,7 @@ class Server:
             self._reactor,
             on_event=self._on_event,
             max_queue=self._max_queue,
+            max_queue_bytes=self._max_queue_bytes,
             write_limit=self._write_limit,
             tls_handshake=self._ssl is not None,
             handshake_deadline=time.monotonic() + self._handshake_timeout,
@@ -299,7 +308,8 @@ def serve(
     keepalive: TcpKeepalive | None = None,
     on_event: EventCallback | None = None,
     http_handler: HttpHandler | None = None,
-    max_queue: int = 32,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     write_limit: int = 64 * 1024,
     backlog: int = 1024,
 ) -> Server:
@@ -309,7 +319,13 @@ def serve(
     until it is closed. ``on_event`` sees every core event of every connection (on
     the I/O thread: keep it quick). ``http_handler(target)`` answers plain HTTP GETs
     with ``(status, headers, body)``; without one (or when it returns None) they get
-    426 Upgrade Required."""
+    426 Upgrade Required.
+
+    ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
+    connection, the messages that wait unread: at either bound the connection stops
+    reading until the handler has taken half of both. Both must be positive ints,
+    else :class:`~heartbeat_core.errors.ConfigError` is raised before anything listens."""
+    max_queue, max_queue_bytes = _queue_bounds(max_queue, max_queue_bytes)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=backlog)
     try:
@@ -326,6 +342,7 @@ def serve(
             on_event=on_event,
             http_handler=http_handler,
             max_queue=max_queue,
+            max_queue_bytes=max_queue_bytes,
             write_limit=write_limit,
         )
     except BaseException:
