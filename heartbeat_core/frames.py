@@ -13,10 +13,24 @@ knows when wsproto holds no partial frame.
 
 from __future__ import annotations
 
-__all__ = ["OP_PING", "OP_PONG", "FrameBoundary", "control_frames", "server_frame"]
+__all__ = [
+    "OP_BINARY",
+    "OP_PING",
+    "OP_PONG",
+    "OP_TEXT",
+    "FrameBoundary",
+    "control_frames",
+    "server_frame",
+    "simple_frames",
+]
 
+OP_TEXT = 0x1
+OP_BINARY = 0x2
 OP_PING = 0x9
 OP_PONG = 0xA
+
+# First header bytes of the frames simple_frames() takes: FIN set, no reserved bits.
+_SIMPLE_HEADS = frozenset({0x80 | OP_TEXT, 0x80 | OP_BINARY, 0x80 | OP_PING, 0x80 | OP_PONG})
 
 
 def server_frame(opcode: int, payload: bytes) -> bytes:
@@ -51,6 +65,46 @@ def control_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
         if stop > end:
             return None
         payload = _unmask(data, pos + 2, length) if masked else bytes(data[start:stop])
+        frames.append((first & 0x0F, payload))
+        pos = stop
+    return frames
+
+
+def simple_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
+    """``[(opcode, payload), ...]`` when ``data`` is exactly a run of complete simple
+    frames: FIN set, no reserved bits, masking as required, each a ping or pong
+    (payload <= 125 bytes) or a whole text or binary message (payload < 64 KiB).
+    Text payloads are returned undecoded. ``None`` for anything else (a partial frame,
+    a fragment, a close frame, a longer payload), which then takes the general path."""
+    end = len(data)
+    if masked and end >= 6:
+        first, length = data[0], data[1] - 0x80
+        if length == end - 6 and length <= 125 and first in _SIMPLE_HEADS:
+            # The common read: exactly one short masked frame (length >= 0: mask bit set).
+            return [(first & 0x0F, _unmask(data, 2, length))]
+    frames: list[tuple[int, bytes]] = []
+    pos = 0
+    key_size = 4 if masked else 0
+    while pos < end:
+        if end - pos < 2:
+            return None
+        first, second = data[pos], data[pos + 1]
+        if first not in _SIMPLE_HEADS or (second >> 7) != masked:
+            return None
+        length = second & 0x7F
+        at = pos + 2
+        if length > 125:
+            if length == 127 or first & 0x08:  # a 64-bit length, or a long control frame
+                return None
+            length = int.from_bytes(data[at : at + 2], "big")
+            if length < 126 or at + 2 > end:  # (RFC 6455 5.2: the shortest length encoding)
+                return None
+            at += 2
+        start = at + key_size
+        stop = start + length
+        if stop > end:
+            return None
+        payload = _unmask(data, at, length) if masked else bytes(data[start:stop])
         frames.append((first & 0x0F, payload))
         pos = stop
     return frames

@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role, RttSample
-from heartbeat_core.frames import OP_PING, OP_PONG, FrameBoundary, control_frames, server_frame
+from heartbeat_core.frames import (
+    OP_BINARY,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameBoundary,
+    control_frames,
+    server_frame,
+    simple_frames,
+)
 
 CLIENT = fp.FrameProtocol(client=True, extensions=[])
 
@@ -96,6 +105,76 @@ def test_control_frames_unmask_any_key_and_length_like_wsproto(
     if len(payload) >= 1:  # a length that promises one byte more than there is
         short = bytes((0x80 | opcode, 0x80 | len(payload))) + key + masked[:-1]
         assert control_frames(short, masked=True) is None
+
+
+def _wire(kind: str, payload: bytes, key: bytes, fin: bool = True) -> bytes:
+    """One masked frame by hand (any opcode, any length encoding wsproto would use)."""
+    opcode = {"text": 0x1, "binary": 0x2, "ping": 0x9, "pong": 0xA, "close": 0x8, "cont": 0x0}
+    head = bytes(((0x80 if fin else 0) | opcode[kind],))
+    n = len(payload)
+    if n < 126:
+        head += bytes((0x80 | n,))
+    elif n < 1 << 16:
+        head += bytes((0x80 | 126,)) + n.to_bytes(2, "big")
+    else:
+        head += bytes((0x80 | 127,)) + n.to_bytes(8, "big")
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+simple_kinds = st.lists(
+    st.tuples(
+        st.sampled_from(["text", "binary", "ping", "pong", "close", "cont"]),
+        st.one_of(st.binary(max_size=130), st.binary(min_size=126, max_size=400)),
+        st.binary(min_size=4, max_size=4),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(kinds=simple_kinds)
+def test_simple_frames_take_whole_short_messages_and_controls_only(
+    kinds: list[tuple[str, bytes, bytes, bool]],
+) -> None:
+    frames, want, simple = [], [], True
+    for kind, raw, key, more in kinds:
+        control = kind in ("ping", "pong", "close")
+        # (Control frames longer than 125 bytes or fragmented are illegal: not generated.)
+        payload, fin = (raw[:125], True) if control else (raw, more)
+        frames.append(_wire(kind, payload, key, fin))
+        want.append(({"text": OP_TEXT, "binary": OP_BINARY}.get(kind, 0), payload))
+        if kind in ("ping", "pong"):
+            want[-1] = (OP_PING if kind == "ping" else OP_PONG, payload)
+        simple = simple and fin and kind not in ("close", "cont")
+    stream = b"".join(frames)
+    got = simple_frames(stream, masked=True)
+    assert got == (want if simple else None)
+    ends = {sum(len(f) for f in frames[: i + 1]) for i in range(len(frames))}
+    for cut in (1, len(stream) // 2, len(stream) - 1):
+        if 0 < cut < len(stream) and cut not in ends:
+            assert simple_frames(stream[:cut], masked=True) is None  # a partial frame
+
+
+def test_simple_frames_refuse_a_long_length_encoding_of_a_short_payload() -> None:
+    # RFC 6455 5.2: the minimal number of bytes must encode the length; wsproto fails it.
+    key = b"abcd"
+    honest = _wire("binary", b"x" * 200, key)
+    assert simple_frames(honest, masked=True) == [(OP_BINARY, b"x" * 200)]
+    padded = bytes((0x82, 0x80 | 126)) + (5).to_bytes(2, "big") + key + b"hello"
+    assert simple_frames(padded, masked=True) is None
+    assert simple_frames(bytes((0x82, 0x80 | 126, 0x01)), masked=True) is None  # cut length
+    # The 16-bit length's ends: 65535 bytes is taken, 65536 (a 64-bit length) is not.
+    assert simple_frames(_wire("binary", b"y" * 65535, key), masked=True) == [
+        (OP_BINARY, b"y" * 65535)
+    ]
+    assert simple_frames(_wire("binary", b"y" * 65536, key), masked=True) is None
+    long_ping = bytes((0x89, 0x80 | 126)) + (200).to_bytes(2, "big") + key + b"x" * 200
+    assert simple_frames(long_ping, masked=True) is None
+    unmasked = server_frame(OP_PING, b"ab") + bytes((0x81, 2)) + b"hi"
+    assert simple_frames(unmasked, masked=False) == [(OP_PING, b"ab"), (OP_TEXT, b"hi")]
+    assert simple_frames(unmasked, masked=True) is None
 
 
 def _open_server(config: HeartbeatConfig, first_frames: bytes = b"") -> HeartbeatConnection:
