@@ -45,6 +45,7 @@ from heartbeat_core.events import (
     ConnectionClosed,
     ConnectionOpened,
     PingReceived,
+    PongReceived,
     ReadingPaused,
     ReadingResumed,
 )
@@ -103,9 +104,11 @@ class HeartbeatConnection:
     never delivered as messages.
 
     Pongs that answer nothing (neither a heartbeat nor :meth:`ping`) are legal and
-    ignored, but they fall under the peer-ping flood rule too: one closer than
-    ``peer_ping_min_interval`` to the previous one is a strike, and past
-    ``peer_ping_max_strikes`` the connection fails with 1008 ("too many pongs").
+    ignored, but the state counts them under its flood rule (rule ``peer-ping``):
+    one closer than ``peer_ping_min_interval`` to the previous one is a strike,
+    and past ``peer_ping_max_strikes`` the connection fails with 1008 ("too many
+    pongs"), as it does for a ping flood. A pong answering a :meth:`ping` call
+    reaches the state marked ``solicited``, so it is never a strike.
     """
 
     def __init__(
@@ -147,8 +150,6 @@ class HeartbeatConnection:
         # payload -> (sent at, the heartbeat seq outstanding then)
         self._user_pings: dict[bytes, tuple[float, int]] | None = None
         self._user_seq = 0
-        self._stray_pong_at: float | None = None
-        self._stray_pong_strikes = 0
         self._request: ws.Request | None = None
         self._reject_status: int | None = None
         self._reject_headers: list[tuple[bytes, bytes]] = []
@@ -564,18 +565,26 @@ class HeartbeatConnection:
         hb = self.heartbeat
         user_pings = self._user_pings
         sent = user_pings.get(payload) if user_pings else None
-        if sent is not None:
+        if sent is None:
+            actions = hb.pong_received(now, payload)
+        else:
             self._answer_pings(now, events, last=payload)
             if sent[1]:  # the heartbeat sent before this ping
                 payload = hb.payload_for(sent[1])
-        actions = hb.pong_received(now, payload)
+            # Answers our ping(): never a stray pong, even if it acknowledges no heartbeat.
+            actions = hb.handle(PongReceived(now=now, payload=payload, solicited=True))
         if actions:
             first = actions[0]
-            if self._user_pings and type(first) is RttSample:
-                self._answer_pings(now, events, heartbeat=first.seq)
-            self._apply(actions, now, events)
-        elif sent is None and hb.is_open:
-            self._stray_pong(now, events)
+            if type(first) is RttSample:
+                if self._user_pings:
+                    self._answer_pings(now, events, heartbeat=first.seq)
+                self._apply(actions, now, events)
+            else:
+                # The only other answer is SendClose: stray pongs flood us (rule
+                # peer-ping). Fail the connection, as for a ping flood.
+                assert isinstance(first, SendClose)
+                self._apply(actions, now, events)
+                self._fail(now, events, first.code, first.reason)
 
     def _on_ping_frame(
         self, payload: bytes, now: float, events: list[ConnectionEvent]
@@ -613,22 +622,6 @@ class HeartbeatConnection:
             events.append(PingAnswered(payload=payload, rtt=now - sent))
             if payload == last:
                 return
-
-    def _stray_pong(self, now: float, events: list[ConnectionEvent]) -> None:
-        """A pong that answered nothing: the peer-ping flood rule, applied to pongs."""
-        cfg = self._config
-        last, self._stray_pong_at = self._stray_pong_at, now
-        if last is None or now - last >= cfg.peer_ping_min_interval:
-            self._stray_pong_strikes = 0
-            return
-        self._stray_pong_strikes += 1
-        if self._stray_pong_strikes > cfg.peer_ping_max_strikes:
-            self._apply(
-                self.heartbeat.handle(CloseRequested(now=now, code=1008, reason="too many pongs")),
-                now,
-                events,
-            )
-            self._fail(now, events, 1008, "too many pongs")
 
     def _bad_handshake(self, events: list[ConnectionEvent]) -> None:
         """The client's bytes are not a WebSocket upgrade: describe a plain HTTP

@@ -49,10 +49,17 @@ class PingReceived:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PongReceived:
-    """The peer sent a protocol pong frame."""
+    """The peer sent a protocol pong frame.
+
+    ``solicited`` marks a pong that answers a ping the driver sent itself, not
+    a heartbeat (e.g. :meth:`~heartbeat_core.HeartbeatConnection.ping`): it is
+    never a stray pong (rule ``peer-ping``). A pong that acknowledges a
+    heartbeat is recognised by its payload and needs no mark.
+    """
 
     now: float
     payload: bytes = b""
+    solicited: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,7 +33,10 @@ The rules, by name (each one is a property test in ``tests/core``):
 ``peer-ping``
     Peer pings are answered; pings closer together than
     ``peer_ping_min_interval`` are strikes; past ``peer_ping_max_strikes`` the
-    connection closes with 1008.
+    connection closes with 1008 ``too many pings``. Stray pongs (those that
+    acknowledge no outstanding heartbeat and are not marked ``solicited``) are
+    counted the same way, with strikes of their own: past the limit, 1008
+    ``too many pongs``.
 ``monotonic-time``
     An event whose ``now`` is earlier than the previous one, or any event
     after ``ConnectionClosed``, raises :class:`LocalProtocolError` and
@@ -102,6 +105,8 @@ __all__ = [
 HEARTBEAT_TIMEOUT_REASON = "heartbeat-timeout"
 #: The close reason sent when the peer pings too often.
 PING_FLOOD_REASON = "too many pings"
+#: The close reason sent when the peer sends too many pongs that answer nothing.
+PONG_FLOOD_REASON = "too many pongs"
 
 _NO_ACTIONS: tuple[Action, ...] = ()
 
@@ -159,9 +164,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t(_P.AWAITING, "ReadingResumed: a fresh timeout", _P.GRACE, "paused-reading"),
     _t(_P.AWAITING, "TimerFired (timeout): close 1011", _P.DRAINING, "dead-peer"),
     _t(_P.GRACE, "TimerFired (grace over): close 1011", _P.DRAINING, "dead-peer"),
-    _t(_P.IDLE, "CloseRequested / ping flood: close", _P.CLOSING, "close-handshake"),
-    _t(_P.AWAITING, "CloseRequested / ping flood: close", _P.CLOSING, "close-handshake"),
-    _t(_P.GRACE, "CloseRequested / ping flood: close", _P.CLOSING, "close-handshake"),
+    _t(_P.IDLE, "CloseRequested / ping or pong flood: close", _P.CLOSING, "close-handshake"),
+    _t(_P.AWAITING, "CloseRequested / ping or pong flood: close", _P.CLOSING, "close-handshake"),
+    _t(_P.GRACE, "CloseRequested / ping or pong flood: close", _P.CLOSING, "close-handshake"),
     _t(_P.IDLE, "CloseReceived: reply", _P.DRAINING, "close-handshake"),
     _t(_P.AWAITING, "CloseReceived: reply", _P.DRAINING, "close-handshake"),
     _t(_P.GRACE, "CloseReceived: reply", _P.DRAINING, "close-handshake"),
@@ -215,6 +220,7 @@ class HeartbeatState:
         "_last_now",
         "_last_peer_ping",
         "_last_ping_at",
+        "_last_stray_pong",
         "_misses",
         "_offset",
         "_paused",
@@ -230,6 +236,7 @@ class HeartbeatState:
         "_rttvar",
         "_seq",
         "_srtt",
+        "_stray_strikes",
         "_strikes",
     )
 
@@ -263,6 +270,8 @@ class HeartbeatState:
         self._peer_pings = 0
         self._strikes = 0
         self._last_peer_ping: float | None = None
+        self._stray_strikes = 0
+        self._last_stray_pong: float | None = None
         self._rtt_last: float | None = None
         self._rtt_min: float | None = None
         self._rtt_max: float | None = None
@@ -379,7 +388,10 @@ class HeartbeatState:
         self._last_now = now
 
     def pong_received(self, now: float, payload: bytes) -> tuple[Action, ...]:
-        """``handle(PongReceived(now=now, payload=payload))``."""
+        """``handle(PongReceived(now=now, payload=payload))``: an unsolicited pong.
+
+        A pong answering a ping of the driver's own goes through ``handle()``
+        with ``solicited=True`` instead (rule ``peer-ping``)."""
         seq = self._seq
         if (
             self._acked < seq
@@ -392,7 +404,7 @@ class HeartbeatState:
             self._last_now = now
             return self._acknowledge(seq, now)
         self._admit(now, "PongReceived", False)
-        result = self._pong(now, payload)
+        result = self._pong(now, payload, False)
         self._last_now = now
         return result
 
@@ -475,23 +487,39 @@ class HeartbeatState:
         return _NO_ACTIONS
 
     def _on_pong(self, event: PongReceived) -> tuple[Action, ...]:
-        return self._pong(event.now, event.payload)
+        return self._pong(event.now, event.payload, event.solicited)
 
-    def _pong(self, now: float, payload: bytes) -> tuple[Action, ...]:
+    def _pong(self, now: float, payload: bytes, solicited: bool) -> tuple[Action, ...]:
+        # The slow path: pong_received() has already taken the latest heartbeat's pong.
         if self._phase not in _OPEN_PHASES:
             return _NO_ACTIONS
         if not self._pong_only:
             self._alive(now)
-        if not self._protocol:
+        if self._protocol:
+            prefix = self._config.payload_prefix
+            if payload.startswith(prefix):
+                digits = payload[len(prefix) :]
+                # Exactly the digits we send: no sign, no spaces, no leading zero ("01" is not "1").
+                if digits.isdigit() and len(digits) < 20 and digits[0] != 0x30:
+                    seq = int(digits)
+                    if self._acked < seq <= self._seq:
+                        return self._acknowledge(seq, now)
+        if solicited:
             return _NO_ACTIONS
-        prefix = self._config.payload_prefix
-        if not payload.startswith(prefix):
-            return _NO_ACTIONS
-        digits = payload[len(prefix) :]
-        # Exactly the digits we send: no sign, no spaces, no leading zero ("01" is not "1").
-        if not (digits.isdigit() and len(digits) < 20 and digits[0] != 0x30):
-            return _NO_ACTIONS
-        return self._acknowledge(int(digits), now)
+        return self._count_stray_pong(now)
+
+    def _count_stray_pong(self, now: float) -> tuple[Action, ...]:
+        """peer-ping, for pongs that acknowledge nothing: legal (a unidirectional
+        heartbeat, RFC 6455 5.5.3) and ignored, unless they come too fast."""
+        cfg = self._config
+        last, self._last_stray_pong = self._last_stray_pong, now
+        if last is not None and now - last < cfg.peer_ping_min_interval:
+            self._stray_strikes += 1
+            if self._stray_strikes > cfg.peer_ping_max_strikes:
+                return self._start_close(now, 1008, PONG_FLOOD_REASON)
+        else:
+            self._stray_strikes = 0
+        return _NO_ACTIONS
 
     def _on_app_pong(self, event: AppPongReceived) -> tuple[Action, ...]:
         if self._phase not in _OPEN_PHASES:

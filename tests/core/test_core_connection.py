@@ -674,6 +674,36 @@ class TestAfterTheEnd:
         assert events[0] == Closing(code=1008, reason="too many pongs", by_peer=False)
         assert events[-1] == CloseTransport()
 
+    def test_a_client_fails_a_stray_pong_flood_too(self) -> None:
+        strict = HeartbeatConfig(peer_ping_max_strikes=1)
+        p = Pair(strict, strict)
+        p.handshake()
+        events = p.client.receive_data(frame(PONG, b"?", masked=False) * 3, 0.5)
+        reason = "too many pongs"
+        assert events == [Closing(code=1008, reason=reason, by_peer=False), CloseTransport()]
+        sent = frames_in(p.client.data_to_send())
+        assert sent == [(CLOSE, close_payload(1008, reason.encode()))]
+        assert p.client.connection_lost(0.6) == [Closed(code=1008, reason=reason, by="local")]
+
+    def test_pongs_to_our_pings_are_never_strikes(self) -> None:
+        # Each answers a ping() sent after heartbeat 1, which was answered already: the
+        # state learns nothing about heartbeats from them, yet they are not stray.
+        strict = HeartbeatConfig(interval=1, timeout=1, peer_ping_max_strikes=0)
+        p = Pair(strict, strict)
+        p.handshake()
+        p.now = 1.0
+        p.client.timer_fired(1.0)
+        p.pump()  # heartbeat 1 answered
+        payloads = [p.client.ping(1.0) for _ in range(5)]
+        answers = b"".join(frame(PONG, x, masked=False) for x in payloads)
+        events = p.client.receive_data(answers, 1.1)
+        assert [type(e) for e in events] == [PingAnswered] * 5
+        assert p.client.is_open
+        # Answers to heartbeat 1 again (replays) are stray pongs.
+        assert p.client.receive_data(frame(PONG, b"1", masked=False), 1.2) == []
+        events = p.client.receive_data(frame(PONG, b"1", masked=False), 1.2)
+        assert events[0] == Closing(code=1008, reason="too many pongs", by_peer=False)
+
     def test_pong_while_closing_is_ignored(self, pair: Pair) -> None:
         pair.server.close(0.0)
         assert pair.server.receive_data(frame(PONG, b"?") * 5, 0.0) == []

@@ -40,7 +40,7 @@ from heartbeat_core import (
     SendPong,
     TimerFired,
 )
-from heartbeat_core.state import PING_FLOOD_REASON, validate_close
+from heartbeat_core.state import PING_FLOOD_REASON, PONG_FLOOD_REASON, validate_close
 
 # interval 20 s, timeout 10 s, close_timeout 5 s: the defaults, spelled out.
 CFG = HeartbeatConfig(interval=20, timeout=10, close_timeout=5)
@@ -648,6 +648,138 @@ class TestPeerPing:
         hb = opened(HeartbeatConfig(liveness=Liveness.PONG_ONLY, interval=20))
         assert hb.handle(PingReceived(now=5.0, payload=b"p")) == (SendPong(payload=b"p"),)
         assert hb.deadline == 20.0
+
+
+def stray(hb: HeartbeatState, now: float, via: str = "handle") -> tuple[object, ...]:
+    """A pong that answers nothing, through ``handle()`` or the direct entry point."""
+    if via == "handle":
+        return hb.handle(PongReceived(now=now, payload=b"stray"))
+    return hb.pong_received(now, b"stray")
+
+
+class TestStrayPongs:
+    """Rule ``peer-ping``, for pongs that acknowledge no outstanding heartbeat and are
+    not marked ``solicited``: counted like peer pings, with strikes of their own."""
+
+    CFG = HeartbeatConfig(peer_ping_min_interval=0.05, peer_ping_max_strikes=2)
+    TOO_MANY = (SendClose(code=1008, reason=PONG_FLOOD_REASON),)
+
+    def test_the_close_reason(self) -> None:
+        assert PONG_FLOOD_REASON == "too many pongs"
+
+    @pytest.mark.parametrize("via", ["handle", "pong_received"])
+    def test_spaced_stray_pongs_never_strike(self, via: str) -> None:
+        # Exactly min_interval apart (binary-exact times): not a strike, even when
+        # no strike at all is allowed. A unidirectional heartbeat (RFC 6455 5.5.3).
+        hb = opened(HeartbeatConfig(peer_ping_min_interval=0.25, peer_ping_max_strikes=0))
+        for i in range(200):
+            assert stray(hb, 1.0 + i * 0.25, via) == ()
+        assert hb.phase is HeartbeatPhase.IDLE
+
+    @pytest.mark.parametrize("via", ["handle", "pong_received"])
+    def test_a_burst_closes_1008_exactly_once(self, via: str) -> None:
+        hb = opened(self.CFG)
+        assert stray(hb, 1.00, via) == ()  # the first one is free
+        assert stray(hb, 1.01, via) == ()  # strike 1
+        assert stray(hb, 1.02, via) == ()  # strike 2: the most allowed
+        assert hb.is_open
+        assert stray(hb, 1.03, via) == self.TOO_MANY  # strike 3: one too many
+        assert hb.phase is HeartbeatPhase.CLOSING
+        assert hb.deadline == pytest.approx(1.03 + self.CFG.close_timeout)
+        for i in range(10):
+            assert stray(hb, 1.04 + i * 0.001, via) == ()
+        assert hb.phase is HeartbeatPhase.CLOSING
+
+    def test_zero_strikes_allowed(self) -> None:
+        hb = opened(HeartbeatConfig(peer_ping_max_strikes=0))
+        assert stray(hb, 1.0) == ()
+        assert stray(hb, 1.0) == self.TOO_MANY
+
+    def test_a_zero_min_interval_never_strikes(self) -> None:
+        hb = opened(HeartbeatConfig(peer_ping_min_interval=0.0, peer_ping_max_strikes=0))
+        for _ in range(50):
+            assert stray(hb, 1.0) == ()
+        assert hb.is_open
+
+    @pytest.mark.parametrize("via", ["handle", "pong_received"])
+    def test_strikes_reset_after_a_spaced_pong(self, via: str) -> None:
+        hb = opened(self.CFG)
+        now = 1.0
+        for _ in range(20):
+            # Three close together (two strikes), then one min_interval after the last.
+            for dt in (0.0, 0.01, 0.02):
+                assert stray(hb, now + dt, via) == ()
+            now += 0.02 + 0.0625
+        assert hb.is_open
+        for dt in (0.0, 0.01, 0.02):
+            assert stray(hb, now + dt, via) == ()
+        assert stray(hb, now + 0.03, via) == self.TOO_MANY
+
+    def test_pongs_that_acknowledge_a_heartbeat_never_count(self) -> None:
+        hb = opened(HeartbeatConfig(interval=20, timeout=10, peer_ping_max_strikes=0))
+        ping_at(hb, 20.0)  # 1
+        hb.handle(BytesReceived(now=21.0))  # other traffic: 1 is left unanswered
+        ping_at(hb, 41.0)  # 2
+        assert stray(hb, 41.0) == ()  # the first stray pong
+        # The late answer to heartbeat 1 acknowledges it: no sample, and no strike.
+        assert hb.handle(PongReceived(now=41.0, payload=b"1")) == ()
+        assert hb.pong_received(41.0, b"2") == (RttSample(seq=2, rtt=0.0),)
+        ping_at(hb, 61.0)  # 3
+        assert hb.handle(PongReceived(now=61.0, payload=b"3")) == (RttSample(seq=3, rtt=0.0),)
+        assert hb.is_open
+        # ... but answering the same heartbeat twice is answering nothing.
+        assert stray(hb, 61.0) == ()
+        assert hb.pong_received(61.0, b"3") == self.TOO_MANY
+
+    def test_pongs_marked_solicited_never_count(self) -> None:
+        hb = opened(HeartbeatConfig(interval=20, peer_ping_max_strikes=0))
+        assert stray(hb, 1.0) == ()
+        for payload in (b"u1", b"", b"1", b"stray"):  # whatever they carry
+            assert hb.handle(PongReceived(now=1.0, payload=payload, solicited=True)) == ()
+        assert hb.is_open
+        # They leave the stray count alone: the next stray pong is still a strike.
+        assert stray(hb, 1.0) == self.TOO_MANY
+
+    def test_a_solicited_pong_still_acknowledges_its_heartbeat(self) -> None:
+        hb = opened(HeartbeatConfig(interval=20, peer_ping_max_strikes=0))
+        ping_at(hb, 20.0)
+        answer = PongReceived(now=20.5, payload=b"1", solicited=True)
+        assert hb.handle(answer) == (RttSample(seq=1, rtt=0.5),)
+
+    def test_app_style_protocol_pongs_answer_nothing(self) -> None:
+        hb = opened(HeartbeatConfig(style=HeartbeatStyle.APP, peer_ping_max_strikes=0))
+        hb.handle(TimerFired(now=20.0))  # an app heartbeat, number 1
+        assert hb.handle(PongReceived(now=20.1, payload=b"1", solicited=True)) == ()
+        assert hb.handle(PongReceived(now=20.1, payload=b"1")) == ()
+        assert hb.handle(PongReceived(now=20.1, payload=b"1")) == self.TOO_MANY
+
+    def test_pong_floods_and_ping_floods_count_apart(self) -> None:
+        hb = opened(self.CFG)
+        now = 1.0
+        for _ in range(3):  # each kind: the first, then two strikes
+            assert hb.handle(PingReceived(now=now, payload=b"p")) == (SendPong(payload=b"p"),)
+            assert stray(hb, now) == ()
+            now += 0.01
+        assert hb.is_open and hb.stats.peer_ping_strikes == 2
+        assert stray(hb, now) == self.TOO_MANY
+        assert hb.stats.peer_ping_strikes == 2  # pongs are not peer pings
+
+    def test_nothing_after_the_close(self) -> None:
+        hb = opened(HeartbeatConfig(interval=20, timeout=10, peer_ping_max_strikes=0))
+        ping_at(hb, 20.0)
+        assert stray(hb, 20.0) == ()
+        assert stray(hb, 20.0) == self.TOO_MANY
+        before = snapshot(hb)
+        assert stray(hb, 20.0) == ()
+        assert hb.pong_received(20.0, b"1") == ()  # not even the heartbeat's answer
+        assert hb.handle(PongReceived(now=20.0, payload=b"1")) == ()
+        assert snapshot(hb) == before
+        # The close goes on as any close does.
+        assert hb.handle(CloseReceived(now=20.1, code=1008)) == (CloseTransport(),)
+        assert stray(hb, 20.1) == ()
+        assert hb.handle(ConnectionClosed(now=20.2)) == ()
+        with pytest.raises(LocalProtocolError):
+            stray(hb, 20.3)
 
 
 class TestMonotonicTime:
