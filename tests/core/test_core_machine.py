@@ -115,6 +115,10 @@ class HeartbeatMachine(RuleBasedStateMachine):
         self.last_ping_at: float | None = None
         self.ping_time: dict[int, float] = {}
         self.acked_seqs: set[int] = set()
+        self.acked_high = 0  # the latest heartbeat acknowledged, with or without a sample
+        self.last_stray: float | None = None  # peer-ping, for pongs that answer nothing
+        self.stray_strikes = 0
+        self.pong_floods = 0
         self.payloads: set[bytes] = set()
         self.qualified_since_ping = False  # anything qualifying since the last ping
         self.last_alive = 0.0  # what the interval counts from
@@ -173,7 +177,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
             if isinstance(event, BytesReceived):
                 hb.bytes_received(event.now)
                 return ()
-            if isinstance(event, PongReceived):
+            if isinstance(event, PongReceived) and not event.solicited:
                 return hb.pong_received(event.now, event.payload)
             if isinstance(event, TimerFired):
                 return hb.timer_fired(event.now)
@@ -251,6 +255,36 @@ class HeartbeatMachine(RuleBasedStateMachine):
             if not cfg.fixed_rate:
                 self.last_alive = now
 
+        # peer-ping, for pongs: while open, a pong that acknowledges no outstanding
+        # heartbeat and is not marked solicited is stray; one closer than
+        # peer_ping_min_interval to the previous stray pong is a strike; one strike
+        # past peer_ping_max_strikes closes 1008 "too many pongs". Nothing else is.
+        pong_flood = False
+        if isinstance(event, PongReceived) and phase in _OPEN:
+            acknowledges = [
+                n
+                for n in range(self.acked_high + 1, hb.seq + 1)
+                if cfg.style is HeartbeatStyle.PROTOCOL and event.payload == hb.payload_for(n)
+            ]
+            if acknowledges:
+                self.acked_high = acknowledges[0]
+                if acknowledges[0] != hb.seq:  # an earlier heartbeat: no sample, no strike
+                    assert actions == (), actions
+            elif event.solicited:
+                assert actions == (), actions
+            else:
+                last, self.last_stray = self.last_stray, now
+                if last is not None and now - last < cfg.peer_ping_min_interval:
+                    self.stray_strikes += 1
+                else:
+                    self.stray_strikes = 0
+                pong_flood = self.stray_strikes > cfg.peer_ping_max_strikes
+                if pong_flood:
+                    assert actions == (SendClose(code=1008, reason="too many pongs"),), actions
+                    self.pong_floods += 1
+                else:
+                    assert actions == (), actions
+
         for action in actions:
             if isinstance(action, SendPing | SendAppPing):
                 # interval + one-outstanding: only from an IDLE timer at/after the deadline.
@@ -273,6 +307,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
             elif isinstance(action, RttSample):
                 assert action.seq == hb.seq and action.seq not in self.acked_seqs
                 self.acked_seqs.add(action.seq)
+                self.acked_high = action.seq
                 assert _close(action.rtt, now - self.ping_time[action.seq]) and action.rtt >= 0
                 if isinstance(event, PongReceived):
                     assert cfg.style is HeartbeatStyle.PROTOCOL
@@ -306,8 +341,13 @@ class HeartbeatMachine(RuleBasedStateMachine):
             elif isinstance(action, SendClose):
                 validate_close(action.code, action.reason)
                 if action.code == 1008:
-                    assert isinstance(event, PingReceived | AppPingReceived)
-                    assert strikes == cfg.peer_ping_max_strikes
+                    # Only from a flood: of peer pings, or of stray pongs.
+                    if isinstance(event, PongReceived):
+                        assert pong_flood and action.reason == "too many pongs"
+                    else:
+                        assert isinstance(event, PingReceived | AppPingReceived)
+                        assert strikes == cfg.peer_ping_max_strikes
+                        assert action.reason == "too many pings"
                     assert after is HeartbeatPhase.CLOSING
         self.emitted += kinds
 
@@ -407,17 +447,54 @@ class HeartbeatMachine(RuleBasedStateMachine):
     def ping_received(self, payload: bytes) -> None:
         self.feed(PingReceived(now=self.now, payload=payload))
 
-    @rule(kind=st.sampled_from(["match", "stale", "future", "zero", "garbage"]), junk=st.binary())
-    def pong_received(self, kind: str, junk: bytes) -> None:
+    @rule(
+        kind=st.sampled_from(["match", "stale", "oldest", "future", "zero", "garbage"]),
+        junk=st.binary(),
+        solicited=st.sampled_from([False, False, True]),
+    )
+    def pong_received(self, kind: str, junk: bytes, solicited: bool) -> None:
         seq = self.hb.seq
         payload = {
             "match": self.hb.payload_for(seq),
             "stale": self.hb.payload_for(max(seq - 1, 0)),
+            # The oldest heartbeat not acknowledged yet: an earlier one when the
+            # peer fell behind (still an acknowledgement, never a stray pong).
+            "oldest": self.hb.payload_for(self.acked_high + 1),
             "future": self.hb.payload_for(seq + 1),
             "zero": self.config.payload_prefix + b"0" + str(seq).encode(),
             "garbage": junk,
         }[kind]
-        self.feed(PongReceived(now=self.now, payload=payload))
+        self.feed(PongReceived(now=self.now, payload=payload, solicited=solicited))
+
+    @rule(dt=st.floats(0.0, 0.1))
+    def answered_late(self, dt: float) -> None:
+        """The peer's other traffic holds off the verdict, the next heartbeat goes out,
+        then the answer to the earlier one arrives: an acknowledgement, not a stray pong."""
+        hb = self.hb
+        if self.config.liveness is Liveness.PONG_ONLY:
+            return  # only a matching pong ends the wait: no heartbeat is left behind
+        if hb.phase is HeartbeatPhase.IDLE:
+            self.fire_on_time()  # the earlier heartbeat
+        if hb.phase is not HeartbeatPhase.AWAITING:
+            return
+        earlier = hb.payload_for(hb.seq)
+        self.feed(BytesReceived(now=self.now))
+        self.fire_on_time()  # the next heartbeat
+        self.now += dt
+        self.feed(PongReceived(now=self.now, payload=earlier))
+
+    @rule(
+        count=st.integers(1, 25),
+        gap=st.sampled_from([0.0, 0.01, 0.04, 0.06, 1.0]),
+        solicited=st.sampled_from([False, False, False, True]),
+    )
+    def stray_pongs(self, count: int, gap: float, solicited: bool) -> None:
+        """A burst of pongs that answer nothing: a flood when they come too fast."""
+        for i in range(count):
+            if self.hb.phase not in _OPEN:
+                break
+            self.now += gap if i else 0.0
+            self.feed(PongReceived(now=self.now, payload=b"stray", solicited=solicited))
 
     @rule()
     def app_ping(self) -> None:
@@ -451,6 +528,9 @@ class HeartbeatMachine(RuleBasedStateMachine):
     @rule()
     def timer_on_time(self) -> None:
         """The common case, weighted up: the timer goes off at the deadline."""
+        self.fire_on_time()
+
+    def fire_on_time(self) -> None:
         deadline = self.hb.deadline
         if deadline is not None:
             self.now = max(self.now, deadline)
@@ -523,6 +603,8 @@ class HeartbeatMachine(RuleBasedStateMachine):
             note_event(f"phase {phase.value}")
         for kind in set(self.emitted):
             note_event(f"emitted {kind.__name__}")
+        if self.pong_floods:
+            note_event("stray-pong flood closed 1008")
         # jitter: the same random source replays to the same actions; without jitter
         # the machine needs no random source at all.
         source = random.Random(self.seed).random if self.config.jitter else None
