@@ -49,7 +49,15 @@ from heartbeat_core.events import (
     ReadingPaused,
     ReadingResumed,
 )
-from heartbeat_core.frames import OP_PING, OP_PONG, FrameBoundary, control_frames, server_frame
+from heartbeat_core.frames import (
+    OP_BINARY,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameBoundary,
+    server_frame,
+    simple_frames,
+)
 from heartbeat_core.state import HeartbeatPhase, HeartbeatState, validate_close
 from heartbeat_core.stats import HeartbeatStats
 from heartbeat_core.wsevents import (
@@ -293,12 +301,21 @@ class HeartbeatConnection:
     def receive_data(self, data: bytes | None, now: float) -> list[ConnectionEvent]:
         """Feed bytes read from the transport (``None`` at end of file)."""
         frames = self._frames
-        if frames is not None and data and frames.between_frames and self.heartbeat.is_open:
-            # The common read on an open server: nothing but a pong or ping or two.
-            # (The heartbeat checks ``now`` for each frame, before it changes anything.)
-            controls = control_frames(data, masked=True)
-            if controls is not None:
-                return self._control_read(controls, now)
+        if (
+            frames is not None
+            and data
+            and frames.between_frames
+            and self.heartbeat.is_open
+            and not self._parts
+            and not self._skip_message
+        ):
+            # The common read on an open server: a pong, a ping, a short message or a
+            # few, complete, while wsproto holds no partial frame or message.
+            simple = simple_frames(data, masked=True)
+            if simple is not None:
+                done = self._simple_read(simple, now)
+                if done is not None:
+                    return done
         events: list[ConnectionEvent] = []
         hb = self.heartbeat
         if self._done:
@@ -480,15 +497,41 @@ class HeartbeatConnection:
             layer = self._ws = WsFrames(ConnectionType.SERVER)
         return layer
 
-    def _control_read(self, controls: list[tuple[int, bytes]], now: float) -> list[ConnectionEvent]:
-        """A read of nothing but complete pings and pongs, on an open server."""
+    def _simple_read(
+        self, frames: list[tuple[int, bytes]], now: float
+    ) -> list[ConnectionEvent] | None:
+        """A read of nothing but complete simple frames (see :func:`simple_frames`) on an
+        open server, handled as wsproto's events would be. ``None`` (nothing changed)
+        when wsproto must take the read: invalid UTF-8 (1007) or a message over
+        ``max_message_size`` (1009)."""
+        messages: list[str | bytes] = []
+        if frames[0][0] <= OP_BINARY or len(frames) > 1:
+            for opcode, payload in frames:
+                if opcode == OP_TEXT:
+                    try:
+                        messages.append(payload.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        return None
+                elif opcode == OP_BINARY:
+                    messages.append(payload)
+            limit = self._max_size
+            if limit is not None and any(len(m) > limit for m in messages):
+                return None
+        hb = self.heartbeat
         events: list[ConnectionEvent] = []
+        if messages:
+            hb.bytes_received(now)  # (pings and pongs count as signs of life themselves)
         pong = None
-        for opcode, payload in controls:
+        next_message = iter(messages).__next__
+        for opcode, payload in frames:
             if opcode == OP_PONG:
                 self._on_pong_frame(payload, now, events)
-            else:
+            elif opcode == OP_PING:
                 pong = self._on_ping_frame(payload, now, events)
+            else:
+                message = next_message()
+                if hb.is_open:  # (a peer's application-level ping flood may have closed it)
+                    self._on_message(message, now, events)
             if self._transport_closing:
                 return events
         if pong is not None:
@@ -710,6 +753,10 @@ class HeartbeatConnection:
                 data = b"".join(p for p in parts if isinstance(p, bytes))
             self._parts = None
         self._size = 0
+        self._on_message(data, now, events)
+
+    def _on_message(self, data: str | bytes, now: float, events: list[ConnectionEvent]) -> None:
+        """A whole message arrived while open: a heartbeat of the application's, or data."""
         if isinstance(data, str) and self._classify:
             kind = self._codec.classify(data)
             if kind is AppKind.PING:

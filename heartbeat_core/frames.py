@@ -18,8 +18,8 @@ __all__ = [
     "OP_PING",
     "OP_PONG",
     "OP_TEXT",
+    "MAX_SIMPLE_FRAMES",
     "FrameBoundary",
-    "control_frames",
     "server_frame",
     "simple_frames",
 ]
@@ -28,6 +28,10 @@ OP_TEXT = 0x1
 OP_BINARY = 0x2
 OP_PING = 0x9
 OP_PONG = 0xA
+
+#: The most frames simple_frames() takes from one read. More go to wsproto, which the
+#: connection stops as soon as it fails (a flood of tiny frames is not parsed to the end).
+MAX_SIMPLE_FRAMES = 64
 
 # First header bytes of the frames simple_frames() takes: FIN set, no reserved bits.
 _SIMPLE_HEADS = frozenset({0x80 | OP_TEXT, 0x80 | OP_BINARY, 0x80 | OP_PING, 0x80 | OP_PONG})
@@ -38,44 +42,13 @@ def server_frame(opcode: int, payload: bytes) -> bytes:
     return bytes((0x80 | opcode, len(payload))) + payload
 
 
-def control_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
-    """``[(opcode, payload), ...]`` when ``data`` is exactly a run of complete ping/pong
-    frames (FIN set, no reserved bits, masking as required, payload <= 125);
-    ``None`` for anything else, which then takes the general path."""
-    end = len(data)
-    if masked and end >= 6:
-        first, length = data[0], data[1] - 0x80
-        if length == end - 6 and length <= 125 and first in (0x89, 0x8A):
-            # The common read: exactly one masked ping or pong (length >= 0: mask bit set).
-            return [(first & 0x0F, _unmask(data, 2, length))]
-    frames: list[tuple[int, bytes]] = []
-    pos = 0
-    header = 6 if masked else 2
-    while pos < end:
-        if end - pos < header:
-            return None
-        first, second = data[pos], data[pos + 1]
-        if first not in (0x89, 0x8A):
-            return None
-        length = second & 0x7F
-        if (second >> 7) != masked or length > 125:
-            return None
-        start = pos + header
-        stop = start + length
-        if stop > end:
-            return None
-        payload = _unmask(data, pos + 2, length) if masked else bytes(data[start:stop])
-        frames.append((first & 0x0F, payload))
-        pos = stop
-    return frames
-
-
 def simple_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
     """``[(opcode, payload), ...]`` when ``data`` is exactly a run of complete simple
     frames: FIN set, no reserved bits, masking as required, each a ping or pong
     (payload <= 125 bytes) or a whole text or binary message (payload < 64 KiB).
     Text payloads are returned undecoded. ``None`` for anything else (a partial frame,
-    a fragment, a close frame, a longer payload), which then takes the general path."""
+    a fragment, a close frame, a longer payload, more than :data:`MAX_SIMPLE_FRAMES`
+    frames), which then takes the general path."""
     end = len(data)
     if masked and end >= 6:
         first, length = data[0], data[1] - 0x80
@@ -103,6 +76,8 @@ def simple_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
         start = at + key_size
         stop = start + length
         if stop > end:
+            return None
+        if len(frames) == MAX_SIMPLE_FRAMES:
             return None
         payload = _unmask(data, at, length) if masked else bytes(data[start:stop])
         frames.append((first & 0x0F, payload))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from heartbeat_core import HeartbeatConnection, Message, Request, Role
-from heartbeat_core.frames import FrameBoundary, control_frames
+from heartbeat_core.frames import FrameBoundary, simple_frames
 
 
 def frame(length: int, *, masked: bool) -> bytes:
@@ -48,9 +48,9 @@ def test_byte_by_byte() -> None:
 
 def test_a_truncated_control_frame_takes_the_general_path() -> None:
     ping = bytes([0x89, 0x80 | 4]) + b"\0\0\0\0" + b"ping"
-    assert control_frames(ping, True) == [(0x9, b"ping")]
-    assert control_frames(ping[:-1], True) is None
-    assert control_frames(ping + ping[:3], True) is None
+    assert simple_frames(ping, True) == [(0x9, b"ping")]
+    assert simple_frames(ping[:-1], True) is None
+    assert simple_frames(ping + ping[:3], True) is None
 
 
 def test_frames_sent_with_the_upgrade_request_are_delivered() -> None:

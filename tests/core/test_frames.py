@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role, RttSample
 from heartbeat_core.frames import (
+    MAX_SIMPLE_FRAMES,
     OP_BINARY,
     OP_PING,
     OP_PONG,
     OP_TEXT,
     FrameBoundary,
-    control_frames,
     server_frame,
     simple_frames,
 )
@@ -65,23 +65,25 @@ def test_boundary_tracker_knows_where_frames_end(
         assert tracker.between_frames == (point in ends)
 
 
-def test_control_frames_unmask_runs_of_pings_and_pongs_only() -> None:
+def test_simple_frames_unmask_runs_of_pings_pongs_and_whole_messages() -> None:
     run = _frames([("pong", b"17"), ("ping", b""), ("pong", b"x" * 125)])
-    assert control_frames(b"".join(run), masked=True) == [
+    assert simple_frames(b"".join(run), masked=True) == [
         (OP_PONG, b"17"),
         (OP_PING, b""),
         (OP_PONG, b"x" * 125),
     ]
     data = _frames([("pong", b"1"), ("data", b"hello")])
-    assert control_frames(b"".join(data), masked=True) is None  # a data frame: general path
-    assert control_frames(run[0][:-1], masked=True) is None  # incomplete
-    assert control_frames(run[0], masked=False) is None  # masking is wrong for this side
-    assert control_frames(b"\x8a", masked=True) is None
+    assert simple_frames(b"".join(data), masked=True) == [(OP_PONG, b"1"), (OP_BINARY, b"hello")]
+    close = bytes(CLIENT.close(1000, "bye"))
+    assert simple_frames(run[0] + close, masked=True) is None  # a close frame: general path
+    assert simple_frames(run[0][:-1], masked=True) is None  # incomplete
+    assert simple_frames(run[0], masked=False) is None  # masking is wrong for this side
+    assert simple_frames(b"\x8a", masked=True) is None
     unfinished = bytes([0x0A]) + run[0][1:]  # FIN clear: a fragmented control frame
-    assert control_frames(unfinished, masked=True) is None
+    assert simple_frames(unfinished, masked=True) is None
     reserved = bytes([0xCA]) + run[0][1:]  # RSV1 set
-    assert control_frames(reserved, masked=True) is None
-    assert control_frames(server_frame(OP_PING, b"ab"), masked=False) == [(OP_PING, b"ab")]
+    assert simple_frames(reserved, masked=True) is None
+    assert simple_frames(server_frame(OP_PING, b"ab"), masked=False) == [(OP_PING, b"ab")]
 
 
 @settings(max_examples=300, deadline=None)
@@ -91,7 +93,7 @@ def test_control_frames_unmask_runs_of_pings_and_pongs_only() -> None:
     key=st.binary(min_size=4, max_size=4),
     extra=st.sampled_from([b"", b"\x8a\x80abcd"]),
 )
-def test_control_frames_unmask_any_key_and_length_like_wsproto(
+def test_simple_frames_unmask_any_key_and_length_like_wsproto(
     opcode: int, payload: bytes, key: bytes, extra: bytes
 ) -> None:
     # The one-frame shortcut and the general walk must both agree with wsproto.
@@ -101,10 +103,10 @@ def test_control_frames_unmask_any_key_and_length_like_wsproto(
     parsed = fp.FrameProtocol(client=False, extensions=[])
     parsed.receive_bytes(frame + extra)
     want = [(int(f.opcode), bytes(f.payload)) for f in parsed.received_frames()]
-    assert control_frames(frame + extra, masked=True) == want
+    assert simple_frames(frame + extra, masked=True) == want
     if len(payload) >= 1:  # a length that promises one byte more than there is
         short = bytes((0x80 | opcode, 0x80 | len(payload))) + key + masked[:-1]
-        assert control_frames(short, masked=True) is None
+        assert simple_frames(short, masked=True) is None
 
 
 def _wire(kind: str, payload: bytes, key: bytes, fin: bool = True) -> bytes:
@@ -219,3 +221,38 @@ def test_frames_that_arrive_with_the_upgrade_request_are_tracked() -> None:
     assert ping[:1] == b"\x89"
     pong = bytes(CLIENT.pong(ping[2:]))
     assert [type(e) for e in server.receive_data(pong, 1.2)] == [RttSample]
+
+
+def test_messages_after_an_application_ping_flood_in_one_read_are_dropped() -> None:
+    # The flood rule closes (1008) in the middle of a read; the messages after it are
+    # not delivered, whether the read takes the fast path or wsproto's.
+    config = HeartbeatConfig(
+        interval=1.0, timeout=1.0, answer_app_pings=True, peer_ping_max_strikes=1
+    )
+    ping = bytes(CLIENT.send_data('{"type":"ping"}', True))
+    stream = ping * 3 + bytes(CLIENT.send_data("after", True))
+    whole = _open_server(config)
+    fast = whole.receive_data(stream, 0.5)
+    split = _open_server(config)
+    slow = [e for i in range(len(stream)) for e in split.receive_data(stream[i : i + 1], 0.5)]
+    assert fast == slow
+    assert [type(e).__name__ for e in fast] == ["Closing"]
+    assert whole.data_to_send() == split.data_to_send()
+
+
+def test_simple_frames_take_at_most_a_bounded_run() -> None:
+    pong = _wire("pong", b"1", b"abcd")
+    assert simple_frames(pong * MAX_SIMPLE_FRAMES, masked=True) == [(OP_PONG, b"1")] * 64
+    assert simple_frames(pong * (MAX_SIMPLE_FRAMES + 1), masked=True) is None
+
+
+def test_a_flood_longer_than_the_fast_path_takes_is_failed_by_the_general_path() -> None:
+    from heartbeat_core import CloseTransport, Closing
+
+    config = HeartbeatConfig(interval=1.0, timeout=1.0, peer_ping_max_strikes=100)
+    server = _open_server(config)
+    ping = _wire("ping", b"p", b"abcd")
+    events = server.receive_data(ping * (MAX_SIMPLE_FRAMES * 4), 0.5)
+    assert events == [Closing(code=1008, reason="too many pings", by_peer=False), CloseTransport()]
+    out = server.data_to_send()
+    assert out[:1] == b"\x88" and b"\x8a" not in out  # one close frame, no pong
