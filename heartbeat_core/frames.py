@@ -1,10 +1,11 @@
 """Just enough of RFC 6455 framing for the heartbeat's hot path.
 
 A server spends most of its heartbeat time parsing one tiny masked pong per
-connection per interval and building one ping. wsproto does both correctly
-but generally; here they are done directly for the one common shape: a read
-that holds nothing but complete, well-formed ping/pong frames, arriving while
-wsproto sits between frames. Anything else goes to wsproto untouched.
+connection per interval and building one ping, and a busy one parsing short
+messages. wsproto does all of it correctly but generally; here it is done
+directly for the common shape: a read that holds nothing but complete,
+well-formed pings, pongs and whole short messages, arriving while wsproto sits
+between frames and messages. Anything else goes to wsproto untouched.
 
 :class:`FrameBoundary` follows frame boundaries in the bytes handed to
 wsproto (headers only; payloads are skipped by length), so the connection
