@@ -196,6 +196,12 @@ class HeartbeatConnection:
         return self.heartbeat.deadline
 
     @property
+    def wake_at(self) -> float | None:
+        """:attr:`deadline`, or earlier while a heartbeat is outstanding: a time to file
+        the timer at that a pong never moves earlier (see ``HeartbeatState.wake_at``)."""
+        return self.heartbeat.wake_at
+
+    @property
     def stats(self) -> HeartbeatStats:
         return self.heartbeat.stats
 
@@ -504,6 +510,10 @@ class HeartbeatConnection:
         open server, handled as wsproto's events would be. ``None`` (nothing changed)
         when wsproto must take the read: invalid UTF-8 (1007) or a message over
         ``max_message_size`` (1009)."""
+        if len(frames) == 1 and frames[0][0] == OP_PONG:  # the common read: one pong
+            events: list[ConnectionEvent] = []
+            self._on_pong_frame(frames[0][1], now, events)
+            return events
         messages: list[str | bytes] = []
         if frames[0][0] <= OP_BINARY or len(frames) > 1:
             for opcode, payload in frames:
@@ -518,7 +528,7 @@ class HeartbeatConnection:
             if limit is not None and any(len(m) > limit for m in messages):
                 return None
         hb = self.heartbeat
-        events: list[ConnectionEvent] = []
+        events = []
         if messages:
             hb.bytes_received(now)  # (pings and pongs count as signs of life themselves)
         pong = None

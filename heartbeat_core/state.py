@@ -335,6 +335,26 @@ class HeartbeatState:
         return None
 
     @property
+    def wake_at(self) -> float | None:
+        """When to deliver ``TimerFired``: :attr:`deadline`, or earlier while a
+        heartbeat is outstanding. A sign of life never brings the next deadline
+        before this time (it is ``interval`` after the sign at the earliest), so a
+        driver that files connections in a timer wheel by this time need not move a
+        filing when a pong arrives; waking early is harmless (rule ``early-timer``).
+        ``None``: no timer needed."""
+        deadline = self.deadline
+        phase = self._phase
+        if deadline is not None and (
+            phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE
+        ):
+            last = self._last_now
+            base = self._last_ping_at if self._config.fixed_rate else last
+            soonest = base + self._config.interval + self._offset
+            if last < soonest < deadline:  # (not yet passed: waking then does nothing)
+                return soonest
+        return deadline
+
+    @property
     def stats(self) -> HeartbeatStats:
         """A snapshot of this connection's figures."""
         return HeartbeatStats(

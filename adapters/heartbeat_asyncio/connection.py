@@ -92,7 +92,9 @@ class _Timers:
     bucket; a later deadline leaves the filing, which fires early (the core
     ignores that) and files the connection anew. A bucket emptied by such moves
     never wakes the loop. The loop's ``TimerHandle`` is replaced only when the
-    earliest bucket moves earlier.
+    earliest bucket moves earlier. Open connections are filed at the core's
+    ``wake_at``, which a pong never moves earlier: a heartbeat round trip files
+    the connection once.
     """
 
     __slots__ = (
@@ -588,7 +590,7 @@ class Connection(asyncio.BufferedProtocol):
                 else:
                     transport.close()
         deadline = self._handshake_deadline
-        self._timers.schedule(self, core.deadline if deadline is None else deadline)
+        self._timers.schedule(self, core.wake_at if deadline is None else deadline)
 
     def _deliver(self, data: str | bytes) -> bool:
         """Queue a message; True when reading must pause (the queue is full)."""

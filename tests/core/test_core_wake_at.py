@@ -1,0 +1,127 @@
+"""``HeartbeatState.wake_at``: the time a driver files its timer at (rule ``early-timer``).
+
+Three properties, over random configurations and event sequences on a synthetic clock:
+it is never after the deadline; a timer delivered at it either acts or moves it strictly
+later (a driver never spins); and a sign of life that leaves the connection open never
+moves it earlier, unless to a time already due (a driver does not refile when a pong
+arrives).
+"""
+
+from __future__ import annotations
+
+import random
+
+from core_helpers import Pair
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heartbeat_core import (
+    ConnectionOpened,
+    HeartbeatConfig,
+    HeartbeatPhase,
+    HeartbeatState,
+    Liveness,
+    ReadingPaused,
+    ReadingResumed,
+    RttSample,
+    SendPing,
+)
+
+configs = st.builds(
+    HeartbeatConfig,
+    interval=st.sampled_from([0.5, 1.0, 20.0]),
+    timeout=st.sampled_from([0.3, 1.0, 5.0, 10.0]),
+    fixed_rate=st.booleans(),
+    liveness=st.sampled_from(list(Liveness)),
+    jitter=st.sampled_from([0.0, 0.2]),
+    stall_grace=st.sampled_from([0.0, 0.1]),
+)
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["timer", "late-timer", "bytes", "pong", "pause", "resume"]),
+        st.floats(min_value=0.0, max_value=1.0),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(config=configs, plan=steps, seed=st.integers(0, 2**16))
+def test_wake_at_is_early_enough_and_always_moves_on(
+    config: HeartbeatConfig, plan: list[tuple[str, float]], seed: int
+) -> None:
+    hb = HeartbeatState(config, random=random.Random(seed).random)
+    hb.handle(ConnectionOpened(now=0.0))
+    now, acked = 0.0, 0
+    for kind, fraction in plan:
+        wake, deadline = hb.wake_at, hb.deadline
+        assert (wake is None) == (deadline is None)
+        if wake is None or deadline is None:
+            if kind == "resume":
+                hb.handle(ReadingResumed(now=now))
+            continue
+        assert wake <= deadline
+        if kind in ("timer", "late-timer"):
+            now = max(now, wake) + (fraction if kind == "late-timer" else 0.0)
+            phase = hb.phase
+            actions = hb.timer_fired(now)
+            if any(type(a) is SendPing for a in actions):
+                assert phase is HeartbeatPhase.IDLE
+            after = hb.wake_at
+            # No action means the machine only waits: the next wake-up is later. (With
+            # no stall grace at all, the grace ends at once and the next timer acts.)
+            if not actions and after is not None and after <= now:
+                assert hb.phase is HeartbeatPhase.GRACE and config.stall_grace == 0
+                assert hb.timer_fired(now), "a zero grace must end in a verdict"
+        elif kind in ("bytes", "pong") and hb.is_open:
+            now = max(now, now + fraction * (wake - now))  # a sign of life before the wake
+            if kind == "bytes":
+                hb.bytes_received(now)
+            elif hb.seq > acked:  # only a pong that answers: stray ones may close
+                actions = hb.pong_received(now, hb.payload_for(hb.seq))
+                assert any(type(a) is RttSample for a in actions)
+                acked = hb.seq
+            after = hb.wake_at
+            # (Earlier only when already due: a fixed-rate heartbeat overdue after a stall.)
+            assert after is None or after >= wake or after <= now, (kind, wake, after)
+        elif kind == "pause" and hb.is_open:
+            hb.handle(ReadingPaused(now=now))
+        elif kind == "resume":
+            hb.handle(ReadingResumed(now=now))
+        if not hb.is_open:
+            break  # closing: wake_at is the close deadline (covered by the close tests)
+
+
+def test_wake_at_is_the_next_interval_while_a_heartbeat_is_outstanding() -> None:
+    hb = HeartbeatState(HeartbeatConfig(interval=1.0, timeout=5.0))
+    hb.handle(ConnectionOpened(now=0.0))
+    assert hb.wake_at == hb.deadline == 1.0
+    hb.timer_fired(1.0)
+    assert hb.deadline == 6.0 and hb.wake_at == 2.0  # a pong can bring it to 2.0 at the soonest
+    assert hb.timer_fired(2.0) == ()  # woken early: nothing to do, the next wake-up is later
+    assert hb.wake_at == 3.0
+    hb.pong_received(2.5, b"1")
+    assert hb.wake_at == hb.deadline == 3.5  # never earlier than the filing at 3.0
+    fixed = HeartbeatState(HeartbeatConfig(interval=1.0, timeout=5.0, fixed_rate=True))
+    fixed.handle(ConnectionOpened(now=0.0))
+    fixed.timer_fired(1.0)
+    assert fixed.wake_at == 2.0 and fixed.deadline == 6.0
+    short = HeartbeatState(HeartbeatConfig(interval=20.0, timeout=10.0))
+    short.handle(ConnectionOpened(now=0.0))
+    short.timer_fired(20.0)
+    assert short.wake_at == short.deadline == 30.0  # the timeout comes first
+
+
+def test_the_connection_offers_the_same_wake_time() -> None:
+    pair = Pair(
+        HeartbeatConfig(interval=1.0, timeout=5.0), HeartbeatConfig(interval=1.0, timeout=5.0)
+    )
+    pair.handshake()
+    server = pair.server
+    assert server.wake_at == server.deadline == 1.0
+    server.timer_fired(1.0)
+    assert (server.wake_at, server.deadline) == (2.0, 6.0)
+    pair.now = 1.001
+    pair.to_client()
+    pair.to_server()  # the client's pong
+    assert server.wake_at == server.deadline == 2.001
