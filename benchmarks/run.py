@@ -15,11 +15,14 @@ Every measurement starts one server (``servers.py``) and one load client
   few milliseconds until every connection is released.
 * **core**: the sans-IO micro-benchmark (``bench_core.py``).
 
-Repeats are interleaved across servers (and the server order rotates each
-repeat). Results: a JSON file in ``benchmarks/results/`` and, for the full run,
-the Markdown page ``docs/benchmarks-results.md``.
+Repeats are interleaved across servers, in a different (seeded) order each
+repeat, so that no server always runs right after the same one; before each
+measurement the previous one's sockets must be gone (``settle``), so that the
+kernel's clean-up is not charged to the next server. Results: a JSON file in
+``benchmarks/results/`` and, for the full run, the Markdown page
+``docs/benchmarks-results.md``.
 
-    python benchmarks/run.py            # the full run (about 20 minutes)
+    python benchmarks/run.py            # the full run (about 30 minutes)
     python benchmarks/run.py --quick    # a smoke run (under 2 minutes)
 """
 
@@ -30,6 +33,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import select
 import signal
 import statistics
@@ -89,6 +93,27 @@ def proc_threads(pid: int) -> int:
 
 def proc_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def tcp_sockets() -> int:
+    """TCP sockets the kernel holds (in use + orphaned), from ``/proc/net/sockstat``."""
+    with open("/proc/net/sockstat") as fh:
+        for line in fh:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                stat = dict(zip(fields[1::2], fields[2::2], strict=False))
+                return int(stat.get("inuse", 0)) + int(stat.get("orphan", 0))
+    return 0
+
+
+def settle(baseline: int, max_wait: float = 15.0) -> float:
+    """Wait until the kernel has released the previous measurement's sockets (at most
+    ``max_wait`` seconds, then one more second of quiet); return the seconds waited."""
+    t0 = time.monotonic()
+    while tcp_sockets() > baseline + 64 and time.monotonic() - t0 < max_wait:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    return time.monotonic() - t0
 
 
 # ------------------------------------------------------------------- processes
@@ -421,6 +446,8 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
         "results": results,
     }
 
+    baseline = tcp_sockets()
+
     def record(r: dict[str, Any]) -> None:
         results.append(r)
         _log(f"{r['scenario']:6} {r['server']:15} n={r['n']:<6} {_brief(r)}")
@@ -428,6 +455,7 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
         _write(report, json_path, md_path)
 
     def load(kind: str, n: int, busy: bool) -> None:
+        waited = settle(baseline)
         try:
             r = measure_load(
                 kind,
@@ -445,13 +473,16 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
                 "n": n,
                 "error": f"{type(exc).__name__}: {exc}"[:400],
             }
+        r["settled_secs"] = round(waited, 2)
         record(r)
 
     def plan(ns: list[int], repeats: int) -> list[tuple[int, int, str]]:
         steps = []
         for rep in range(repeats):
             for n in sorted(ns, reverse=True):  # the largest N first: it matters most
-                order = servers[rep % len(servers) :] + servers[: rep % len(servers)]
+                # A seeded shuffle: each server follows different ones across repeats.
+                order = list(servers)
+                random.Random(1000 * rep + n).shuffle(order)
                 for kind in order:
                     if kind.startswith("ours-threading") and n > args.threading_max_n:
                         continue
@@ -467,6 +498,7 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
             n = args.detect_n
             if kind.startswith("ours-threading"):
                 n = min(n, args.threading_max_n)
+            settle(baseline)
             try:
                 r = measure_detection(
                     kind,
@@ -660,7 +692,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
         f"Idle/busy: interval {s['interval']:g} s, timeout {s['timeout']:g} s, warm-up "
         f"{s['warmup']:g} s, window {s['window']:g} s, {s['repeats']} repeat(s) interleaved "
-        f"across servers (busy: {s['busy_repeats']}); every figure is the median over repeats. "
+        f"across servers (busy: {s['busy_repeats']}) in a shuffled order, each once the "
+        "previous measurement's sockets were released; every figure is the median over repeats. "
         "CPU = utime+stime of the server process over the window; per round trip = CPU / pongs "
         "the load client sent; RSS per connection = (RSS at the end - RSS before connecting) / N. "
         "Ratios compare medians from this same run.",

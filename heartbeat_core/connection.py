@@ -310,10 +310,11 @@ class HeartbeatConnection:
         if (
             frames is not None
             and data
-            and frames.between_frames
             and self.heartbeat.is_open
-            and not self._parts
-            and not self._skip_message
+            and (
+                self._ws is None  # (wsproto never saw a byte: nothing of it is pending)
+                or (frames.between_frames and not self._parts and not self._skip_message)
+            )
         ):
             # The common read on an open server: a pong, a ping, a short message or a
             # few, complete, while wsproto holds no partial frame or message.
@@ -370,8 +371,10 @@ class HeartbeatConnection:
 
     def timer_fired(self, now: float) -> list[ConnectionEvent]:
         """The timer armed at :attr:`deadline` went off (early calls change nothing)."""
+        actions = self.heartbeat.timer_fired(now)
         events: list[ConnectionEvent] = []
-        self._apply(self.heartbeat.timer_fired(now), now, events)
+        if actions:
+            self._apply(actions, now, events)
         return events
 
     def pause_reading(self, now: float) -> list[ConnectionEvent]:
@@ -631,7 +634,8 @@ class HeartbeatConnection:
             if type(first) is RttSample:
                 if self._user_pings:
                     self._answer_pings(now, events, heartbeat=first.seq)
-                self._apply(actions, now, events)
+                assert len(actions) == 1  # a pong's answer: the sample, nothing to send
+                events.append(first)
             else:
                 # The only other answer is SendClose: stray pongs flood us (rule
                 # peer-ping). Fail the connection, as for a ping flood.

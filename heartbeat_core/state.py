@@ -342,8 +342,12 @@ class HeartbeatState:
         driver that files connections in a timer wheel by this time need not move a
         filing when a pong arrives; waking early is harmless (rule ``early-timer``).
         ``None``: no timer needed."""
-        deadline = self.deadline
         phase = self._phase
+        if phase is HeartbeatPhase.IDLE:  # the common case, as in ``deadline``
+            cfg = self._config
+            base = self._last_ping_at if cfg.fixed_rate else self._last_alive
+            return base + cfg.interval + self._offset
+        deadline = self.deadline
         if deadline is not None and (
             phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE
         ):

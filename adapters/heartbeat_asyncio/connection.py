@@ -590,7 +590,7 @@ class Connection(asyncio.BufferedProtocol):
                 else:
                     transport.close()
         deadline = self._handshake_deadline
-        self._timers.schedule(self, core.wake_at if deadline is None else deadline)
+        self._timers.schedule(self, core.heartbeat.wake_at if deadline is None else deadline)
 
     def _deliver(self, data: str | bytes) -> bool:
         """Queue a message; True when reading must pause (the queue is full)."""
