@@ -222,9 +222,14 @@ def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
     quiet = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)
     dead: list[ConnectionEvent] = []
 
+    def message(i: int) -> str:
+        # 10 kB each: one 256 KiB read holds at most 26 of them, so the queue stays under
+        # max_queue + one read's worth (tiny messages would all fit in a single read).
+        return f"message {i}".ljust(10_000, ".")
+
     async def flood(conn: Connection) -> None:
         for i in range(200):
-            await conn.send(f"message {i}")
+            await conn.send(message(i))
         await conn.wait_closed()
 
     def on_event(conn: Connection, event: ConnectionEvent) -> None:
@@ -238,7 +243,7 @@ def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
             connect(f"ws://{HOST}:{server.port}/", config=config, on_event=on_event) as conn,
         ):
             await wait_until(lambda: conn.core.reading_paused)
-            assert conn._queue is not None and len(conn._queue) <= 32 + 32  # bounded
+            assert conn._queue is not None and len(conn._queue) <= 32 + 26  # bounded
             sent = conn.stats.pings_sent
             loop = asyncio.get_running_loop()
             end = loop.time() + 1.0  # 3 x (interval + timeout) without reading
@@ -247,7 +252,7 @@ def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
                 await asyncio.sleep(0.01)
             assert conn.stats.pings_sent <= sent + 1  # one outstanding heartbeat at most
             got = [await asyncio.wait_for(conn.recv(), 5.0) for _ in range(200)]
-            assert got == [f"message {i}" for i in range(200)]
+            assert got == [message(i) for i in range(200)]
             assert not conn.core.reading_paused
             answered = conn.stats.pongs_received
             await wait_until(lambda: conn.stats.pongs_received >= answered + 3)
