@@ -119,10 +119,22 @@ def settle(baseline: int, max_wait: float = 15.0) -> float:
 # ------------------------------------------------------------------- processes
 
 
+#: CPUs for (servers, load clients): the server under test and the load client run on
+#: separate CPUs, the same for every server, so that neither competes with the other for
+#: a core (measured: a shared core made a server's system time per round trip vary by up
+#: to 2x between repeats). ``None``: no pinning (``--no-pin``, or a single CPU).
+PINNING: tuple[set[int], set[int]] | None = None
+
+
 class Child:
     """A child process spoken to in lines over stdin/stdout, with bounded waits."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        cpus: set[int] | None = None,
+    ) -> None:
         self.proc = subprocess.Popen(
             list(args),
             stdin=subprocess.PIPE,
@@ -132,6 +144,10 @@ class Child:
             env=env,
         )
         self.pid = self.proc.pid
+        if cpus is not None:
+            # Right after the spawn, before the interpreter has started: threads it makes
+            # later inherit the pinning.
+            os.sched_setaffinity(self.pid, cpus)
         self._buf = b""
 
     def readline(self, timeout: float) -> str:
@@ -196,6 +212,7 @@ def start_server(kind: str, interval: float, timeout: float) -> tuple[Child, int
             str(timeout),
         ],
         env=env,
+        cpus=PINNING[0] if PINNING else None,
     )
     try:
         line = server.readline(30.0)
@@ -213,7 +230,7 @@ def start_client(port: int, n: int, busy: bool) -> tuple[Child, str]:
     args += ["--n", str(n), "--connect-timeout", str(20.0 + n / 200)]
     if busy:
         args.append("--busy")
-    client = Child(args)
+    client = Child(args, cpus=PINNING[1] if PINNING else None)
     try:
         line = client.readline(30.0 + n / 200)
     except (TimeoutError, EOFError):
@@ -443,6 +460,11 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
         "versions": _versions(),
         "git": _git(),
         "settings": {k: v for k, v in vars(args).items() if k not in ("json", "md", "no_core")},
+        "pinning": (
+            {"server_cpus": sorted(PINNING[0]), "client_cpus": sorted(PINNING[1])}
+            if PINNING
+            else None
+        ),
         "results": results,
     }
 
@@ -696,7 +718,13 @@ def to_markdown(report: dict[str, Any]) -> str:
         "previous measurement's sockets were released; every figure is the median over repeats. "
         "CPU = utime+stime of the server process over the window; per round trip = CPU / pongs "
         "the load client sent; RSS per connection = (RSS at the end - RSS before connecting) / N. "
-        "Ratios compare medians from this same run.",
+        "Ratios compare medians from this same run."
+        + (
+            f" The server runs on CPU {report['pinning']['server_cpus']} and the load client on "
+            f"CPU {report['pinning']['client_cpus']} (the same for every server)."
+            if report.get("pinning")
+            else ""
+        ),
         "",
     ]
     summary = report["summary"]
@@ -888,6 +916,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--core-repeats", type=int, default=7)
     parser.add_argument("--no-core", action="store_true")
     parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not put the server and the load client on separate CPUs",
+    )
+    parser.add_argument(
         "--profile-n", type=int, default=-1, help="py-spy our server at this N (0: skip)"
     )
     parser.add_argument("--profile-secs", type=float, default=8.0)
@@ -918,6 +951,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile_n < 0:
         args.profile_n = 0 if args.quick else max(_ints(args.n) or [0])
     raise_nofile_limit()
+    global PINNING
+    cpus = sorted(os.sched_getaffinity(0))
+    if not args.no_pin and len(cpus) >= 2:
+        PINNING = ({cpus[0]}, {cpus[1]})
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     json_path = args.json or os.path.join(
         HERE, "results", f"{'quick' if args.quick else 'full'}-{stamp}.json"
