@@ -26,12 +26,41 @@ from dataclasses import dataclass
 from heartbeat_core.errors import ConfigError, ConfigWarning
 
 __all__ = [
+    "DEFAULT_MAX_QUEUE",
+    "DEFAULT_MAX_QUEUE_BYTES",
     "BackoffPolicy",
     "HeartbeatConfig",
     "HeartbeatStyle",
     "Liveness",
     "PROXY_IDLE_LIMITS",
+    "check_queue_bounds",
 ]
+
+#: Drivers' default bound on unread messages per connection (then reading pauses).
+DEFAULT_MAX_QUEUE = 32
+#: Drivers' default bound on unread message bytes per connection.
+DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
+
+
+def _positive_int(name: str, value: object, what: str, default: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ConfigError(
+        f"{name} must be a positive int (how many {what} a connection holds before "
+        f"it stops reading), got {value!r}: pass an int >= 1, e.g. the default {default}"
+    )
+
+
+def check_queue_bounds(max_queue: object, max_queue_bytes: object) -> tuple[int, int]:
+    """Validate a driver's receive-queue bounds: both must be positive ints (not bools),
+    else :class:`ConfigError` names the argument."""
+    return (
+        _positive_int("max_queue", max_queue, "unread messages", DEFAULT_MAX_QUEUE),
+        _positive_int(
+            "max_queue_bytes", max_queue_bytes, "bytes of unread messages", DEFAULT_MAX_QUEUE_BYTES
+        ),
+    )
+
 
 #: Idle limits of common proxies, in seconds (checked by ``findings()``).
 PROXY_IDLE_LIMITS: tuple[tuple[str, float], ...] = (

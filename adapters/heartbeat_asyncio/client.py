@@ -10,12 +10,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from heartbeat_asyncio.connection import (
-    DEFAULT_MAX_QUEUE,
-    DEFAULT_MAX_QUEUE_BYTES,
     Connection,
     EventCallback,
 )
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
+from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, check_queue_bounds
 from heartbeat_core.errors import ConfigError
 from heartbeat_core.tcp import TcpKeepalive
 
@@ -36,25 +35,6 @@ def _parse(uri: str) -> tuple[bool, str, int, str, str]:
     if port != default:
         header = f"{header}:{port}"
     return secure, host, port, target, header
-
-
-def _positive_int(name: str, value: object, what: str, default: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ConfigError(
-        f"{name} must be a positive int (how many {what} a connection holds before "
-        f"it stops reading), got {value!r}: pass an int >= 1, e.g. the default {default}"
-    )
-
-
-def _queue_bounds(max_queue: object, max_queue_bytes: object) -> tuple[int, int]:
-    """Validate the receive-queue bounds of :func:`connect` and ``serve``."""
-    return (
-        _positive_int("max_queue", max_queue, "unread messages", DEFAULT_MAX_QUEUE),
-        _positive_int(
-            "max_queue_bytes", max_queue_bytes, "bytes of unread messages", DEFAULT_MAX_QUEUE_BYTES
-        ),
-    )
 
 
 async def _open(
@@ -178,7 +158,7 @@ def connect(
     refused or the name does not resolve, ``ssl.SSLError`` for TLS failures,
     ``TimeoutError`` when the handshake takes longer than ``open_timeout``.
     """
-    max_queue, max_queue_bytes = _queue_bounds(max_queue, max_queue_bytes)
+    max_queue, max_queue_bytes = check_queue_bounds(max_queue, max_queue_bytes)
     return _Connect(
         uri,
         {

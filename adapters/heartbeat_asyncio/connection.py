@@ -40,6 +40,7 @@ from heartbeat_core import (
     HeartbeatStats,
     Role,
 )
+from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
 from heartbeat_core.state import HeartbeatPhase
 from heartbeat_core.tcp import TcpKeepalive
@@ -69,10 +70,6 @@ HttpHandler = Callable[[str], "tuple[int, list[tuple[str, str]], bytes] | None"]
 
 #: Size of the read buffer shared by all connections of one event loop.
 READ_BUFFER_SIZE = 256 * 1024
-#: Default bound on unread messages per connection (see the module docstring).
-DEFAULT_MAX_QUEUE = 32
-#: Default bound on unread message bytes per connection.
-DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
 
 
 #: Timer resolution: deadlines are filed in buckets this many per second.

@@ -9,16 +9,14 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-from heartbeat_asyncio.client import _queue_bounds
 from heartbeat_asyncio.connection import (
-    DEFAULT_MAX_QUEUE,
-    DEFAULT_MAX_QUEUE_BYTES,
     Connection,
     EventCallback,
     HttpHandler,
     SelectSubprotocol,
 )
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
+from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, check_queue_bounds
 from heartbeat_core.errors import ConfigError, ConnectionClosedError
 from heartbeat_core.state import HeartbeatPhase
 from heartbeat_core.tcp import TcpKeepalive
@@ -196,7 +194,7 @@ async def serve(
     """
     if not (isinstance(handshake_timeout, (int, float)) and handshake_timeout > 0):
         raise ConfigError(f"handshake_timeout must be > 0 seconds, got {handshake_timeout!r}")
-    max_queue, max_queue_bytes = _queue_bounds(max_queue, max_queue_bytes)
+    max_queue, max_queue_bytes = check_queue_bounds(max_queue, max_queue_bytes)
     loop = asyncio.get_running_loop()
     server = Server(handler)
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role
 from heartbeat_core.codec import JSON_CODEC, AppCodec
+from heartbeat_core.config import check_queue_bounds
 from heartbeat_core.errors import ConfigError, HandshakeError
 from heartbeat_core.tcp import TcpKeepalive
 from heartbeat_core.wsevents import Accepted, CloseTransport, ConnectionEvent, Rejected
@@ -25,7 +26,6 @@ from heartbeat_threading.connection import (
     DEFAULT_MAX_QUEUE_BYTES,
     Connection,
     EventCallback,
-    _queue_bounds,
 )
 from heartbeat_threading.keepalive import apply_keepalive
 from heartbeat_threading.reactor import Reactor
@@ -81,7 +81,7 @@ def connect(
     ``OSError`` subclasses (``TimeoutError`` after ``open_timeout``, refused, DNS),
     and ``ssl.SSLError`` when TLS fails.
     """
-    max_queue, max_queue_bytes = _queue_bounds(max_queue, max_queue_bytes)
+    max_queue, max_queue_bytes = check_queue_bounds(max_queue, max_queue_bytes)
     secure, host, port, host_header, target = parse_uri(uri)
     if ssl is not None and not secure:
         raise ConfigError(f"ssl= was given but {uri!r} is not a wss:// URI")

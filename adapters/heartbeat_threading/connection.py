@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from heartbeat_core import HeartbeatConnection, HeartbeatStats
-from heartbeat_core.errors import ConfigError, ConnectionClosedError
+from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
+from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.state import validate_close
 from heartbeat_core.wsevents import (
     Abort,
@@ -57,31 +58,6 @@ RequestHook = Callable[["Connection", ConnectionEvent, float], None]
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError, InterruptedError)
 _MAX_READS = 16  # reads per readiness event, so one busy peer cannot starve the others
-
-#: Default bound on unread messages per connection.
-DEFAULT_MAX_QUEUE = 32
-#: Default bound on unread message bytes per connection.
-DEFAULT_MAX_QUEUE_BYTES = 16 * 1024 * 1024
-
-
-def _positive_int(name: str, value: object, what: str, default: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ConfigError(
-        f"{name} must be a positive int (how many {what} a connection holds before "
-        f"it stops reading), got {value!r}: pass an int >= 1, e.g. the default {default}"
-    )
-
-
-def _queue_bounds(max_queue: object, max_queue_bytes: object) -> tuple[int, int]:
-    """Validate the receive-queue bounds of ``connect()`` and ``serve()``: both must
-    be positive ints (not bools), else :class:`ConfigError` names the argument."""
-    return (
-        _positive_int("max_queue", max_queue, "unread messages", DEFAULT_MAX_QUEUE),
-        _positive_int(
-            "max_queue_bytes", max_queue_bytes, "bytes of unread messages", DEFAULT_MAX_QUEUE_BYTES
-        ),
-    )
 
 
 class Connection:

@@ -22,6 +22,7 @@ from types import TracebackType
 
 from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role
 from heartbeat_core.codec import JSON_CODEC, AppCodec
+from heartbeat_core.config import check_queue_bounds
 from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.state import validate_close
 from heartbeat_core.tcp import TcpKeepalive
@@ -31,7 +32,6 @@ from heartbeat_threading.connection import (
     DEFAULT_MAX_QUEUE_BYTES,
     Connection,
     EventCallback,
-    _queue_bounds,
 )
 from heartbeat_threading.keepalive import apply_keepalive
 from heartbeat_threading.reactor import Reactor
@@ -325,7 +325,7 @@ def serve(
     connection, the messages that wait unread: at either bound the connection stops
     reading until the handler has taken half of both. Both must be positive ints,
     else :class:`~heartbeat_core.errors.ConfigError` is raised before anything listens."""
-    max_queue, max_queue_bytes = _queue_bounds(max_queue, max_queue_bytes)
+    max_queue, max_queue_bytes = check_queue_bounds(max_queue, max_queue_bytes)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=backlog)
     try:
