@@ -23,8 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import servers  # noqa: E402
+from procs import Child, proc_rss  # noqa: E402
 from profile_server import categorize  # noqa: E402
-from run import Child, proc_rss  # noqa: E402
 
 __all__ = ["main"]
 

@@ -24,7 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from run import mark, proc_cpu, start_client, start_server  # noqa: E402
+from procs import mark, proc_cpu, start_client, start_server  # noqa: E402
 from servers import KINDS  # noqa: E402
 
 __all__ = ["categorize", "main", "profile"]

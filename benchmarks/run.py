@@ -34,13 +34,11 @@ import json
 import os
 import platform
 import random
-import select
 import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -49,13 +47,25 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import bench_core  # noqa: E402
+import procs  # noqa: E402
 from loadclient import raise_nofile_limit  # noqa: E402
+from procs import (  # noqa: E402
+    Child,
+    connected_fields,
+    mark,
+    proc_fds,
+    proc_rss,
+    proc_threads,
+    proc_times,
+    settle,
+    start_client,
+    start_server,
+    tcp_sockets,
+)
 from servers import KINDS  # noqa: E402
 
 __all__ = ["main"]
 
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 _LABEL = {
     "floor": "floor (plain asyncio, one timer)",
     "websockets": "websockets (ping_interval=1)",
@@ -63,196 +73,6 @@ _LABEL = {
     "ours-asyncio": "heartbeat_asyncio (ours)",
     "ours-threading": "heartbeat_threading (ours)",
 }
-
-
-# ----------------------------------------------------------------- /proc reads
-
-
-def proc_cpu(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    return sum(proc_times(pid))
-
-
-def proc_times(pid: int) -> tuple[float, float]:
-    """(utime, stime) of a process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        fields = fh.read().rsplit(b")", 1)[1].split()
-    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
-
-
-def proc_rss(pid: int) -> int:
-    """Resident set size of a process, in bytes."""
-    with open(f"/proc/{pid}/statm", "rb") as fh:
-        return int(fh.read().split()[1]) * _PAGE
-
-
-def proc_threads(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        return int(fh.read().rsplit(b")", 1)[1].split()[17])
-
-
-def proc_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def tcp_sockets() -> int:
-    """TCP sockets the kernel holds (in use + orphaned), from ``/proc/net/sockstat``."""
-    with open("/proc/net/sockstat") as fh:
-        for line in fh:
-            if line.startswith("TCP:"):
-                fields = line.split()
-                stat = dict(zip(fields[1::2], fields[2::2], strict=False))
-                return int(stat.get("inuse", 0)) + int(stat.get("orphan", 0))
-    return 0
-
-
-def settle(baseline: int, max_wait: float = 15.0) -> float:
-    """Wait until the kernel has released the previous measurement's sockets (at most
-    ``max_wait`` seconds, then one more second of quiet); return the seconds waited."""
-    t0 = time.monotonic()
-    while tcp_sockets() > baseline + 64 and time.monotonic() - t0 < max_wait:
-        time.sleep(0.1)
-    time.sleep(1.0)
-    return time.monotonic() - t0
-
-
-# ------------------------------------------------------------------- processes
-
-
-#: CPUs for (servers, load clients) with ``--pin``: the server under test and the load
-#: client on separate CPUs, the same for every server. Off by default: on this project's
-#: 2-CPU machines pinning made every server slower and the floor server fell behind its
-#: schedule (cross-CPU wake-ups for every ping and pong), so the scheduler decides.
-PINNING: tuple[set[int], set[int]] | None = None
-
-
-class Child:
-    """A child process spoken to in lines over stdin/stdout, with bounded waits."""
-
-    def __init__(
-        self,
-        args: Sequence[str],
-        env: dict[str, str] | None = None,
-        cpus: set[int] | None = None,
-    ) -> None:
-        self.proc = subprocess.Popen(
-            list(args),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-            env=env,
-        )
-        self.pid = self.proc.pid
-        if cpus is not None:
-            # Right after the spawn, before the interpreter has started: threads it makes
-            # later inherit the pinning.
-            os.sched_setaffinity(self.pid, cpus)
-        self._buf = b""
-
-    def readline(self, timeout: float) -> str:
-        """The next stdout line; raises TimeoutError after ``timeout`` s, EOFError at exit."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no answer from pid {self.pid} within {timeout:g} s")
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    raise EOFError(f"pid {self.pid} exited: {self.stderr_tail()}")
-                self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.decode()
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def stderr_tail(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None:
-            return ""
-        return self.proc.stderr.read().decode(errors="replace")[-800:]
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait(timeout=30)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-
-
-def start_server(kind: str, interval: float, timeout: float) -> tuple[Child, int]:
-    """Start a server process. ``KIND@DIR`` runs KIND with the packages of another
-    checkout in DIR (its root and ``adapters/`` first on ``PYTHONPATH``), to measure a
-    change side by side with the original."""
-    kind, _, tree = kind.partition("@")
-    env = None
-    if tree:
-        env = dict(os.environ)
-        paths = [tree, os.path.join(tree, "adapters"), env.get("PYTHONPATH", "")]
-        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    server = Child(
-        [
-            sys.executable,
-            os.path.join(HERE, "servers.py"),
-            "--kind",
-            kind,
-            "--interval",
-            str(interval),
-            "--timeout",
-            str(timeout),
-        ],
-        env=env,
-        cpus=PINNING[0] if PINNING else None,
-    )
-    try:
-        line = server.readline(30.0)
-    except (TimeoutError, EOFError):
-        server.kill()
-        raise
-    if not line.startswith("READY "):
-        server.kill()
-        raise RuntimeError(f"{kind} server said {line!r} instead of READY")
-    return server, int(line.split()[1])
-
-
-def start_client(port: int, n: int, busy: bool) -> tuple[Child, str]:
-    args = [sys.executable, os.path.join(HERE, "loadclient.py"), "--port", str(port)]
-    args += ["--n", str(n), "--connect-timeout", str(20.0 + n / 200)]
-    if busy:
-        args.append("--busy")
-    client = Child(args, cpus=PINNING[1] if PINNING else None)
-    try:
-        line = client.readline(30.0 + n / 200)
-    except (TimeoutError, EOFError):
-        client.kill()
-        raise
-    if not line.startswith("CONNECTED"):
-        client.kill()
-        raise RuntimeError(f"load client said {line!r}")
-    return client, line
-
-
-def mark(client: Child) -> dict[str, float]:
-    client.send("MARK")
-    line = client.readline(10.0)
-    if not line.startswith("MARK "):
-        raise RuntimeError(f"load client said {line!r} instead of MARK")
-    result: dict[str, float] = json.loads(line[5:])
-    return result
-
-
-def _connected_fields(line: str) -> dict[str, str]:
-    return dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
 
 
 # ------------------------------------------------------------------- scenarios
@@ -268,7 +88,7 @@ def measure_load(
         time.sleep(0.2)
         rss0 = proc_rss(server.pid)
         client, line = start_client(port, n, busy)
-        connected = _connected_fields(line)
+        connected = connected_fields(line)
         time.sleep(warmup)
         m0 = mark(client)
         user0, sys0 = proc_times(server.pid)
@@ -461,8 +281,8 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
         "git": _git(),
         "settings": {k: v for k, v in vars(args).items() if k not in ("json", "md", "no_core")},
         "pinning": (
-            {"server_cpus": sorted(PINNING[0]), "client_cpus": sorted(PINNING[1])}
-            if PINNING
+            {"server_cpus": sorted(procs.PINNING[0]), "client_cpus": sorted(procs.PINNING[1])}
+            if procs.PINNING
             else None
         ),
         "results": results,
@@ -951,10 +771,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile_n < 0:
         args.profile_n = 0 if args.quick else max(_ints(args.n) or [0])
     raise_nofile_limit()
-    global PINNING
     cpus = sorted(os.sched_getaffinity(0))
     if args.pin and len(cpus) >= 2:
-        PINNING = ({cpus[0]}, {cpus[1]})
+        procs.PINNING = ({cpus[0]}, {cpus[1]})
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     json_path = args.json or os.path.join(
         HERE, "results", f"{'quick' if args.quick else 'full'}-{stamp}.json"
