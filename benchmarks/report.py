@@ -1,0 +1,246 @@
+"""Benchmark results: medians, ratios and targets, the result files, the log lines.
+
+``summarize`` takes the medians per (scenario, server, N) over the repeats,
+with ratios to websockets and to the floor server from the same run, and
+checks the targets; ``write_results`` writes the JSON file (and the Markdown
+page, ``results_page.py``); ``log`` and ``brief`` are the timestamped progress
+lines the runner prints; ``machine_info``, ``versions`` and ``git_state``
+describe what was measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from loadclient import raise_nofile_limit
+from results_page import cell, to_markdown
+
+__all__ = [
+    "brief",
+    "git_state",
+    "log",
+    "machine_info",
+    "summarize",
+    "versions",
+    "write_results",
+]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ------------------------------------------------------------- what was measured
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for dist in ("heartbeat-core", "wsproto", "websockets", "aiohttp"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and the files of the measured packages changed since (the
+    editable install runs the working tree)."""
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return out.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "heartbeat_core", "adapters")
+    return {"head": git("rev-parse", "--short", "HEAD"), "uncommitted": dirty.splitlines()}
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "nofile_limit": raise_nofile_limit(),
+    }
+
+
+# ---------------------------------------------------- log lines and result files
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S ") + msg, flush=True)
+
+
+def brief(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"ERROR {r['error']}"
+    if r["scenario"] == "detect":
+        if "median" not in r:
+            return "nothing released"
+        return (
+            f"released {r['released']}/{r['open_at_freeze']} min {r['min']:.2f} "
+            f"median {r['median']:.2f} p99 {r['p99']:.2f} max {r['max']:.2f} s"
+        )
+    per = r["cpu_us_per_round_trip"]
+    return (
+        f"opened {r['opened']} cpu {r['cpu_percent']:.0f}% "
+        f"{cell(per)} us/rt pings/s {r['pings_per_sec']:.0f} "
+        f"rss {r['rss_kb_per_connection']:.1f} KB/conn closed {r['closed_by_server']:.0f}"
+    )
+
+
+def write_results(report: dict[str, Any], json_path: str, md_path: str | None) -> str:
+    """Write the JSON (and Markdown) files for the results so far; return the Markdown."""
+    report["summary"] = summarize(report["results"])
+    tmp = json_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, json_path)
+    markdown = to_markdown(report)
+    if md_path:
+        with open(md_path, "w", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    return markdown
+
+
+# --------------------------------------------------------------------- summary
+
+
+def _med(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians per (scenario, server, n), with ratios to websockets in the same run."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in results:
+        if r["scenario"] in ("idle", "busy"):
+            groups.setdefault((r["scenario"], r["server"], r["n"]), []).append(r)
+    rows: list[dict[str, Any]] = []
+    for (scenario, server, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2])):
+        ok = [r for r in rs if "error" not in r]
+        row: dict[str, Any] = {
+            "scenario": scenario,
+            "server": server,
+            "n": n,
+            "repeats": len(ok),
+            "errors": [r["error"] for r in rs if "error" in r],
+        }
+        for key in (
+            "cpu_us_per_round_trip",
+            "user_us_per_round_trip",
+            "sys_us_per_round_trip",
+            "cpu_percent",
+            "pings_per_sec",
+            "rss_kb_per_connection",
+            "cpu_us_per_message",
+            "texts_per_sec",
+            "closed_by_server",
+            "opened",
+            "client_cpu_percent",
+        ):
+            row[key] = _med([r.get(key) for r in ok])
+        row["cpu_us_per_rt_range"] = [
+            min(
+                (r["cpu_us_per_round_trip"] for r in ok if r["cpu_us_per_round_trip"]), default=None
+            ),
+            max(
+                (r["cpu_us_per_round_trip"] for r in ok if r["cpu_us_per_round_trip"]), default=None
+            ),
+        ]
+        rows.append(row)
+    index = {(r["scenario"], r["server"], r["n"]): r for r in rows}
+    for row in rows:
+        for ref in ("websockets", "floor"):
+            other = index.get((row["scenario"], ref, row["n"]))
+            mine = row["cpu_us_per_round_trip"]
+            if row["scenario"] == "busy":
+                mine = row["cpu_percent"]
+                theirs = other["cpu_percent"] if other else None
+            else:
+                theirs = other["cpu_us_per_round_trip"] if other else None
+            row[f"cpu_ratio_to_{ref}"] = (mine / theirs) if mine and theirs else None
+    detect = [r for r in results if r["scenario"] == "detect"]
+    return {"load": rows, "detect": detect, "targets": _targets(rows, detect)}
+
+
+def _targets(rows: list[dict[str, Any]], detect: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, checked against our asyncio server's medians."""
+    out: list[dict[str, Any]] = []
+    idle = {(r["server"], r["n"]): r for r in rows if r["scenario"] == "idle"}
+    busy = {(r["server"], r["n"]): r for r in rows if r["scenario"] == "busy"}
+    ns = sorted({n for _, n in idle})
+    if ns:
+        n = ns[-1]
+        ours = idle.get(("ours-asyncio", n))
+        if ours and ours["cpu_us_per_round_trip"]:
+            for ref, limit in (("websockets", 0.35), ("floor", 1.5)):
+                ratio = ours.get(f"cpu_ratio_to_{ref}")
+                out.append(
+                    {
+                        "target": f"CPU per round trip at N={n} <= {limit} x {ref}",
+                        "measured": None if ratio is None else f"{ratio:.2f} x",
+                        "met": None if ratio is None else ratio <= limit,
+                    }
+                )
+        for server in ("ours-asyncio", "websockets", "aiohttp", "floor"):
+            r = idle.get((server, n))
+            if r and r["pings_per_sec"] is not None:
+                share = r["pings_per_sec"] / n
+                out.append(
+                    {
+                        "target": f"{server}: pinged on schedule at N={n} (>= 99 % of N/interval)",
+                        "measured": f"{100 * share:.1f} %",
+                        "met": share >= 0.99,
+                    }
+                )
+        if ours and ours["rss_kb_per_connection"] is not None:
+            out.append(
+                {
+                    "target": f"RSS per idle connection at N={n} <= 8 KB",
+                    "measured": f"{ours['rss_kb_per_connection']:.1f} KB",
+                    "met": ours["rss_kb_per_connection"] <= 8,
+                }
+            )
+    for (server, n), r in sorted(busy.items()):
+        if server.startswith("ours") and r["pings_per_sec"] is not None:
+            out.append(
+                {
+                    "target": f"{server}: zero heartbeat pings on busy connections (N={n})",
+                    "measured": f"{r['pings_per_sec']:.1f} pings/s",
+                    "met": r["pings_per_sec"] == 0,
+                }
+            )
+    for d in detect:
+        if d["server"].startswith("ours") and "max" in d:
+            met = d["max"] <= d["target_secs"] and d["released"] == d["open_at_freeze"]
+            out.append(
+                {
+                    "target": f"{d['server']}: every frozen connection released within "
+                    f"{d['target_secs']:.2f} s (N={d['n']})",
+                    "measured": f"max {d['max']:.2f} s, {d['released']}/{d['open_at_freeze']}",
+                    "met": met,
+                }
+            )
+    return out
