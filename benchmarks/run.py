@@ -22,6 +22,10 @@ kernel's clean-up is not charged to the next server. Results: a JSON file in
 ``benchmarks/results/`` and, for the full run, the Markdown page
 ``docs/benchmarks-results.md``.
 
+This module is the command line and the sequence of measurements; the
+processes are started and read by ``procs.py``, the results summarized and
+written by ``report.py`` (the Markdown page: ``results_page.py``).
+
     python benchmarks/run.py            # the full run (about 30 minutes)
     python benchmarks/run.py --quick    # a smoke run (under 2 minutes)
 """
@@ -57,6 +61,7 @@ from procs import (  # noqa: E402
     start_server,
     tcp_sockets,
 )
+from profile_server import profile  # noqa: E402
 from report import brief, git_state, log, machine_info, versions, write_results  # noqa: E402
 from servers import KINDS  # noqa: E402
 
@@ -265,8 +270,6 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
                 }
             record(r)
     if args.profile_n > 0:
-        from profile_server import profile
-
         log(f"py-spy profile of ours-asyncio at N={args.profile_n}")
         try:
             report["profile"] = profile(
