@@ -2,25 +2,28 @@
 
 Bytes in (with ``now``), bytes out, events out. A driver does four things:
 
-1. ``events = conn.receive_data(data, now)`` for every read (``None`` at EOF);
+1. ``conn.connection_made(now)`` when the transport connects (the opening
+   handshake is then bounded by ``open_timeout``), and
+   ``events = conn.receive_data(data, now)`` for every read (``None`` at EOF);
 2. writes ``conn.data_to_send()`` after every call;
-3. arms one timer at ``conn.deadline`` and calls ``conn.timer_fired(now)``;
+3. arms one timer at ``conn.wake_at`` and calls ``conn.timer_fired(now)``;
 4. carries out ``CloseTransport`` / ``Abort`` events and hands the rest to
    the application; calls ``conn.connection_lost(now)`` when the socket is gone.
+
+The opening handshake lives in :mod:`heartbeat_core.handshake`; once open, frames
+go through wsproto's frame layer, or, for the common reads of a server (complete
+pings, pongs and short messages), through :func:`~heartbeat_core.frames.simple_frames`.
+Both paths end in the same frame handler, :meth:`HeartbeatConnection._on_frames`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
-from http import HTTPStatus
+from collections.abc import Callable, Iterable, Iterator
 
-import wsproto
 import wsproto.events as ws
 from wsproto.connection import Connection as WsFrames
 from wsproto.connection import ConnectionState, ConnectionType
-from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
-from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
 from heartbeat_core.actions import (
     Abort,
@@ -31,7 +34,6 @@ from heartbeat_core.actions import (
     SendAppPong,
     SendClose,
     SendPing,
-    SendPong,
 )
 from heartbeat_core.codec import JSON_CODEC, AppCodec, AppKind
 from heartbeat_core.config import HeartbeatConfig, HeartbeatStyle
@@ -39,11 +41,11 @@ from heartbeat_core.errors import ConfigError, ConnectionClosedError, LocalProto
 from heartbeat_core.events import (
     AppPingReceived,
     AppPongReceived,
-    BytesReceived,
     CloseReceived,
     CloseRequested,
     ConnectionClosed,
     ConnectionOpened,
+    HandshakeStarted,
     PingReceived,
     PongReceived,
     ReadingPaused,
@@ -58,23 +60,29 @@ from heartbeat_core.frames import (
     server_frame,
     simple_frames,
 )
+from heartbeat_core.handshake import (
+    HANDSHAKE_ERRORS,
+    BadRequest,
+    ClientHandshake,
+    HeaderPairs,
+    ServerHandshake,
+    header_pairs,
+    http_response,
+)
 from heartbeat_core.state import HeartbeatPhase, HeartbeatState, validate_close
 from heartbeat_core.stats import HeartbeatStats
 from heartbeat_core.wsevents import (
-    Accepted,
     Closed,
     Closing,
     ConnectionEvent,
-    HttpRequest,
     Message,
     PingAnswered,
     Rejected,
-    Request,
 )
 
 __all__ = ["HeartbeatConnection", "Role"]
 
-_Headers = Iterable[tuple[bytes | str, bytes | str]]
+_Frame = tuple[int, "bytes | str"]
 
 
 class Role(enum.Enum):
@@ -82,31 +90,13 @@ class Role(enum.Enum):
     SERVER = "server"
 
 
-def _phrase(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b"Unknown"
-
-
-def _header_pairs(headers: _Headers) -> list[tuple[bytes, bytes]]:
-    pairs = []
-    for name, value in headers:
-        pairs.append(
-            (
-                name.encode("ascii") if isinstance(name, str) else name,
-                value.encode("latin-1") if isinstance(value, str) else value,
-            )
-        )
-    return pairs
-
-
 class HeartbeatConnection:
     """One WebSocket connection with heartbeats, as a sans-IO object.
 
     ``max_message_size`` bounds an incoming message (bytes for binary,
     characters for text); a larger one closes the connection with 1009.
-    ``random`` is the random source for jitter (see :class:`HeartbeatState`).
+    ``random`` is the random source for jitter and ``open_timeout`` the bound on
+    the opening handshake (see :class:`HeartbeatState`).
     Application-level heartbeat messages (``codec``) are recognised when the
     style is ``APP`` or ``config.answer_app_pings`` is true; they are consumed,
     never delivered as messages.
@@ -117,6 +107,8 @@ class HeartbeatConnection:
     and past ``peer_ping_max_strikes`` the connection fails with 1008 ("too many
     pongs"), as it does for a ping flood. A pong answering a :meth:`ping` call
     reaches the state marked ``solicited``, so it is never a strike.
+
+    Every method that raises :class:`LocalProtocolError` changes nothing.
     """
 
     def __init__(
@@ -127,6 +119,7 @@ class HeartbeatConnection:
         codec: AppCodec = JSON_CODEC,
         max_message_size: int | None = 1 << 20,
         random: Callable[[], float] | None = None,
+        open_timeout: float = 10.0,
     ) -> None:
         if not isinstance(role, Role):
             raise ConfigError(f"role must be Role.CLIENT or Role.SERVER, got {role!r}")
@@ -138,18 +131,22 @@ class HeartbeatConnection:
             raise ConfigError(
                 f"max_message_size must be a positive int or None, got {max_message_size!r}"
             )
+        if not isinstance(codec, AppCodec):
+            raise ConfigError(f"codec must be an AppCodec, got {codec!r}")
         self.role = role
-        self.heartbeat = HeartbeatState(config, random=random)
+        self.heartbeat = HeartbeatState(config, random=random, open_timeout=open_timeout)
         self._config = self.heartbeat.config
         self._codec = codec
         self._classify = self._config.style is HeartbeatStyle.APP or self._config.answer_app_pings
         self._max_size = max_message_size
-        # The handshake object until the connection opens, then only its frame layer
-        # (the HTTP state is dropped: about 2.8 KB per connection). An open server
-        # makes its frame layer at first use (None until then, see _frame_layer).
-        self._ws: wsproto.WSConnection | WsFrames | None = wsproto.WSConnection(
-            ConnectionType.CLIENT if role is Role.CLIENT else ConnectionType.SERVER
+        self._handshake: ServerHandshake | ClientHandshake | None = (
+            ServerHandshake() if role is Role.SERVER else ClientHandshake()
         )
+        # wsproto's frame layer once open. An open server makes it at first use (None
+        # until then, see _frame_layer): most reads never need it.
+        self._ws: WsFrames | None = None
+        # Server side, once open: where wsproto's frame parser stands (see frames.py).
+        self._frames: FrameBoundary | None = None
         self._out: list[bytes] = []
         # Made when first needed: most connections never use them.
         self._parts: list[str | bytes] | None = None
@@ -158,24 +155,20 @@ class HeartbeatConnection:
         # payload -> (sent at, the heartbeat seq outstanding then)
         self._user_pings: dict[bytes, tuple[float, int]] | None = None
         self._user_seq = 0
-        self._request: ws.Request | None = None
-        self._reject_status: int | None = None
-        self._reject_headers: list[tuple[bytes, bytes]] = []
-        self._reject_body: list[bytes] | None = None
         self._close_code: int | None = None
         self._close_reason = ""
         self._closed_by = "remote"
         self._transport_closing = False
         self._done = False
-        # Server side: the request bytes, kept until the handshake ends, to describe a
-        # plain HTTP request (not an upgrade) to the application.
-        self._handshake: bytearray | None = bytearray() if role is Role.SERVER else None
-        self._http_pending = False
-        # Server side, once open: where wsproto's frame parser stands (see frames.py).
-        self._frames: FrameBoundary | None = None
-        self._after_request = b""
+        #: The fast path for simple reads (a test turns it off to compare both paths).
+        self._fast_path = True
 
     # ------------------------------------------------------------------ views
+
+    @property
+    def config(self) -> HeartbeatConfig:
+        """The heartbeat configuration."""
+        return self._config
 
     @property
     def phase(self) -> HeartbeatPhase:
@@ -219,15 +212,26 @@ class HeartbeatConnection:
         """``"local"`` when we started the close, ``"remote"`` otherwise."""
         return self._closed_by
 
+    @property
+    def reading_paused(self) -> bool:
+        """True between :meth:`pause_reading` and :meth:`resume_reading`."""
+        return self.heartbeat.reading_paused
+
     def data_to_send(self) -> bytes:
         """The bytes to write to the transport now (empty when there are none)."""
-        if not self._out:
+        out = self._out
+        if not out:
             return b""
-        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-        self._out.clear()
+        data = b"".join(out) if len(out) > 1 else out[0]
+        out.clear()
         return data
 
     # ------------------------------------------------------------- handshake
+
+    def connection_made(self, now: float) -> None:
+        """The transport connected: the opening handshake must complete within
+        ``open_timeout`` (else :attr:`deadline` brings an ``Abort``)."""
+        self.heartbeat.handle(HandshakeStarted(now=now))
 
     def initiate(
         self,
@@ -235,82 +239,102 @@ class HeartbeatConnection:
         target: str = "/",
         *,
         subprotocols: Iterable[str] = (),
-        extra_headers: _Headers = (),
+        extra_headers: HeaderPairs = (),
     ) -> None:
         """Client side: queue the upgrade request."""
-        if self.role is not Role.CLIENT:
-            raise LocalProtocolError("initiate() is for clients; servers wait for a Request")
-        if self._frame_layer().state is not ConnectionState.CONNECTING or self._out:
+        hs = self._handshake
+        if not isinstance(hs, ClientHandshake):
+            if self.role is Role.SERVER:
+                raise LocalProtocolError("initiate() is for clients; servers wait for a Request")
+            raise LocalProtocolError("initiate() after the handshake ended")
+        if hs.started:
             raise LocalProtocolError("initiate() was already called")
-        self._out.append(
-            self._frame_layer().send(
-                ws.Request(
-                    host=host,
-                    target=target,
-                    subprotocols=list(subprotocols),
-                    extra_headers=_header_pairs(extra_headers),
-                )
-            )
-        )
+        self._out.append(hs.initiate(host, target, subprotocols, extra_headers))
 
     def accept(
-        self, *, now: float, subprotocol: str | None = None, extra_headers: _Headers = ()
+        self, *, now: float, subprotocol: str | None = None, extra_headers: HeaderPairs = ()
     ) -> list[ConnectionEvent]:
-        """Server side: accept the pending :class:`Request`; heartbeats start at ``now``."""
-        if self._request is None:
-            raise LocalProtocolError("accept() needs a pending Request from receive_data()")
-        if subprotocol is not None and subprotocol not in self._request.subprotocols:
+        """Server side: accept the pending :class:`Request`; heartbeats start at ``now``.
+        Returns :class:`Accepted`, then the events of any bytes that followed the request."""
+        hs = self._pending_upgrade("accept")
+        assert hs.request is not None
+        if subprotocol is not None and subprotocol not in hs.request.subprotocols:
             raise LocalProtocolError(
                 f"subprotocol {subprotocol!r} was not offered by the client "
-                f"(offered: {self._request.subprotocols!r})"
+                f"(offered: {hs.request.subprotocols!r})"
             )
-        self.heartbeat.handle(ConnectionOpened(now=now))
-        self._request = None
+        pairs = header_pairs(extra_headers)
+        self.heartbeat.handle(ConnectionOpened(now=now))  # (raises before any change)
+        data, accepted, early = hs.accept(subprotocol, pairs)
+        self._handshake = None
         self._frames = FrameBoundary()
-        early, self._after_request = self._after_request, b""
-        self._out.append(
-            self._frame_layer().send(
-                ws.AcceptConnection(
-                    subprotocol=subprotocol, extra_headers=_header_pairs(extra_headers)
-                )
-            )
-        )
-        self._drop_handshake()
+        self._out.append(data)
+        events: list[ConnectionEvent] = [accepted]
         if early:
             # wsproto's server drops bytes that came in the same read as the request
             # (a client should not send them, but nothing received is lost here).
-            return self.receive_data(early, now)
-        return self._pump(now, [])
+            events += self.receive_data(early, now)
+        return events
 
     def reject(
-        self, status: int = 403, body: bytes = b"", *, headers: _Headers = ()
+        self, status: int = 403, body: bytes = b"", *, now: float, headers: HeaderPairs = ()
     ) -> list[ConnectionEvent]:
-        """Server side: refuse the pending :class:`Request` with an HTTP response."""
-        if self._request is None:
-            raise LocalProtocolError("reject() needs a pending Request from receive_data()")
+        """Server side: refuse the pending :class:`Request` with an HTTP response; the
+        transport then closes, bounded by ``close_timeout`` (rule ``fail``)."""
+        hs = self._pending_upgrade("reject")
         if not 400 <= status <= 599:
             raise LocalProtocolError(f"reject() needs a 4xx or 5xx status, got {status}")
-        self._request = None
-        pairs = _header_pairs(headers)
-        pairs.append((b"content-length", b"%d" % len(body)))
-        handshake = self._frame_layer()
-        self._out.append(
-            handshake.send(ws.RejectConnection(status_code=status, headers=pairs, has_body=True))
-        )
-        self._out.append(handshake.send(ws.RejectData(data=body, body_finished=True)))
-        self._closed_by = "local"
-        self._transport_closing = True
-        return [CloseTransport()]
+        pairs = header_pairs(headers)
+        self._check_now(now)
+        self._out.append(hs.reject(status, body, pairs))
+        return self._release(now)
+
+    def respond(
+        self, status: int, body: bytes = b"", *, now: float, headers: HeaderPairs = ()
+    ) -> list[ConnectionEvent]:
+        """Server side: answer the pending :class:`HttpRequest` (without the body when it
+        is a HEAD request); the transport then closes, bounded by ``close_timeout``."""
+        hs = self._handshake
+        if not isinstance(hs, ServerHandshake) or hs.http_request is None:
+            raise LocalProtocolError("respond() needs a pending HttpRequest from receive_data()")
+        if not 200 <= status <= 599:
+            raise LocalProtocolError(f"respond() needs a status in 200-599, got {status}")
+        pairs = header_pairs(headers)
+        self._check_now(now)
+        self._out.append(hs.respond(status, body, pairs))
+        return self._release(now)
+
+    def _pending_upgrade(self, what: str) -> ServerHandshake:
+        hs = self._handshake
+        if not isinstance(hs, ServerHandshake) or hs.request is None:
+            raise LocalProtocolError(f"{what}() needs a pending Request from receive_data()")
+        return hs
 
     # ----------------------------------------------------------------- input
 
     def receive_data(self, data: bytes | None, now: float) -> list[ConnectionEvent]:
         """Feed bytes read from the transport (``None`` at end of file)."""
+        if self._done:
+            raise LocalProtocolError("receive_data() after connection_lost(): the connection ended")
+        self._check_now(now)
+        hb = self.heartbeat
+        if self._transport_closing:
+            # The transport is being released: nothing read from now on is needed; it
+            # is dropped unparsed.
+            hb.bytes_received(now)  # records now (a no-op while draining)
+            return []
+        if data is None:
+            return self._eof(now)
+        hs = self._handshake
+        if hs is not None:
+            if isinstance(hs, ServerHandshake):
+                return self._request_data(hs, data, now)
+            return self._response_data(hs, data, now)
         frames = self._frames
         if (
             frames is not None
-            and data
-            and self.heartbeat.is_open
+            and self._fast_path
+            and hb.is_open
             and (
                 self._ws is None  # (wsproto never saw a byte: nothing of it is pending)
                 or (frames.between_frames and not self._parts and not self._skip_message)
@@ -320,57 +344,24 @@ class HeartbeatConnection:
             # few, complete, while wsproto holds no partial frame or message.
             simple = simple_frames(data, masked=True)
             if simple is not None:
-                done = self._simple_read(simple, now)
-                if done is not None:
-                    return done
-        events: list[ConnectionEvent] = []
-        hb = self.heartbeat
-        if self._done:
-            raise LocalProtocolError("receive_data() after connection_lost(): the connection ended")
-        self._check_now(now)
-        if self._transport_closing or self._http_pending:
-            # The transport is being released (or an HTTP response is on its way):
-            # nothing read from now on is needed; it is dropped unparsed.
-            if hb.phase is not HeartbeatPhase.NEW:
-                hb.handle(BytesReceived(now=now))  # records now; a no-op when closing
-            return events
-        if data is None:
-            return self._eof(now, events)
-        if hb.is_open:
-            hb.bytes_received(now)
-            if frames is not None:
-                frames.feed(data)
-        elif self._request is not None:
-            # Between the Request and accept(): wsproto would drop these bytes, so
-            # they wait, with any that came in the request's own read, for accept().
-            self._after_request += data
-            return events
-        elif self._handshake is not None:
-            self._handshake += data  # h11 bounds an incomplete request to 16 KiB
-        try:
-            self._frame_layer().receive_data(data)
-            self._pump(now, events)
-        except (WsRemoteProtocolError, WsLocalProtocolError, UnicodeError):
-            # (wsproto's handshake raises UnicodeError on a non-ASCII Host header.)
-            if self.role is Role.SERVER and hb.phase is HeartbeatPhase.NEW:
-                self._bad_handshake(events)
-            else:  # a client never answers a bad response with HTTP: it just hangs up
-                self._fail(now, events, 1002, "protocol error")
+                decoded = self._decode(simple)
+                if decoded is not None:
+                    if decoded is not simple:  # (not a lone ping or pong: they count themselves)
+                        hb.bytes_received(now)  # as the general path does, below
+                    events: list[ConnectionEvent] = []
+                    self._on_frames(decoded, now, events)
+                    return events
+        hb.bytes_received(now)
+        if frames is not None:
+            frames.feed(data)
+        layer = self._frame_layer()
+        layer.receive_data(data)
+        events = []
+        self._on_frames(self._parsed(layer, now, events), now, events)
         return events
 
-    def respond(
-        self, status: int, body: bytes = b"", *, headers: _Headers = ()
-    ) -> list[ConnectionEvent]:
-        """Server side: answer the pending :class:`HttpRequest`; the transport then closes."""
-        if not self._http_pending:
-            raise LocalProtocolError("respond() needs a pending HttpRequest from receive_data()")
-        if not 200 <= status <= 599:
-            raise LocalProtocolError(f"respond() needs a status in 200-599, got {status}")
-        self._http_pending = False
-        return self._http_response(status, body, _header_pairs(headers))
-
     def timer_fired(self, now: float) -> list[ConnectionEvent]:
-        """The timer armed at :attr:`deadline` went off (early calls change nothing)."""
+        """The timer armed at :attr:`wake_at` went off (early calls change nothing)."""
         actions = self.heartbeat.timer_fired(now)
         events: list[ConnectionEvent] = []
         if actions:
@@ -383,7 +374,7 @@ class HeartbeatConnection:
         Until :meth:`resume_reading`, no dead-peer verdict is given: the peer's
         answer may be waiting unread (rule ``paused-reading``). Heartbeats still
         go out when due. Pausing twice is harmless. Returns the events to carry
-        out (none today; re-arm the timer at :attr:`deadline`). Raises
+        out (none today; re-arm the timer at :attr:`wake_at`). Raises
         :class:`LocalProtocolError` before the connection opened or after
         :meth:`connection_lost`.
         """
@@ -394,15 +385,10 @@ class HeartbeatConnection:
     def resume_reading(self, now: float) -> list[ConnectionEvent]:
         """The driver reads the transport again: an outstanding heartbeat gets a
         fresh timeout from ``now``. Harmless when not paused; raises like
-        :meth:`pause_reading`. Re-arm the timer at :attr:`deadline` afterwards."""
+        :meth:`pause_reading`. Re-arm the timer at :attr:`wake_at` afterwards."""
         events: list[ConnectionEvent] = []
         self._apply(self.heartbeat.handle(ReadingResumed(now=now)), now, events)
         return events
-
-    @property
-    def reading_paused(self) -> bool:
-        """True between :meth:`pause_reading` and :meth:`resume_reading`."""
-        return self.heartbeat.reading_paused
 
     def connection_lost(self, now: float) -> list[ConnectionEvent]:
         """The transport is gone. Returns the final :class:`Closed` event."""
@@ -436,24 +422,30 @@ class HeartbeatConnection:
         if self._user_pings is None:
             self._user_pings = {}
         self._user_pings[payload] = (now, self.heartbeat.seq)
-        self._out.append(self._frame_layer().send(ws.Ping(payload=payload)))
+        self._send_control(OP_PING, payload)
         return payload
 
     def close(self, now: float, code: int = 1000, reason: str = "") -> list[ConnectionEvent]:
-        """Start the closing handshake (bounded by ``close_timeout``). Harmless when closing."""
+        """Start the closing handshake (bounded by ``close_timeout``). Harmless when
+        closing. Before the connection opened there is nothing to hand-shake: the
+        transport is released (as :meth:`fail` does)."""
         validate_close(code, reason)
         events: list[ConnectionEvent] = []
         if self.heartbeat.phase is HeartbeatPhase.NEW:
-            self._check_now(now)
-            # Not open yet: nothing to hand-shake; just release the transport.
-            if not self._transport_closing:
-                self._closed_by = "local"
-                self._transport_closing = True
-                events.append(CloseTransport())
-            return events
+            return self._release(now)
         self._apply(
             self.heartbeat.handle(CloseRequested(now=now, code=code, reason=reason)), now, events
         )
+        return events
+
+    def fail(self, now: float, code: int = 1011, reason: str = "") -> list[ConnectionEvent]:
+        """Fail the connection (the core's rule ``fail``): a close frame with ``code``
+        and ``reason`` if it is open, then release the transport without waiting for
+        the peer's close frame, bounded by ``close_timeout``. Harmless when releasing."""
+        events: list[ConnectionEvent] = []
+        if self._done:
+            raise LocalProtocolError("fail() after connection_lost(): the connection ended")
+        self._apply(self.heartbeat.fail(now, code, reason), now, events)
         return events
 
     # -------------------------------------------------------------- internal
@@ -474,146 +466,137 @@ class HeartbeatConnection:
                 f"now={self.heartbeat.last_now!r}; pass a monotonic clock"
             )
 
-    def _eof(self, now: float, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
-        # (Reached only while the transport is not being closed yet.)
+    def _release(self, now: float) -> list[ConnectionEvent]:
+        """Before the connection opened: release the transport (rule ``fail``)."""
+        events: list[ConnectionEvent] = []
+        self._closed_by = "local"
+        self._apply(self.heartbeat.fail(now), now, events)
+        return events
+
+    def _request_data(self, hs: ServerHandshake, data: bytes, now: float) -> list[ConnectionEvent]:
+        try:
+            request = hs.receive_data(data)
+        except BadRequest:
+            self._out.append(http_response(400, b"Bad WebSocket upgrade request\n", []))
+            return self._release(now)
+        return [] if request is None else [request]
+
+    def _response_data(self, hs: ClientHandshake, data: bytes, now: float) -> list[ConnectionEvent]:
+        try:
+            answer = hs.receive_data(data)
+        except HANDSHAKE_ERRORS:
+            return self._release(now)  # a client never answers a bad response: it hangs up
+        if answer is None:
+            return []
+        if isinstance(answer, Rejected):
+            self._closed_by = "remote"
+            events: list[ConnectionEvent] = [answer]
+            self._apply(self.heartbeat.fail(now), now, events)
+            return events
+        self.heartbeat.handle(ConnectionOpened(now=now))
+        self._handshake = None
+        layer = self._ws = hs.frames  # holding any frames that came with the 101
+        assert layer is not None
+        events = [answer]
+        self._on_frames(self._parsed(layer, now, events), now, events)
+        return events
+
+    def _eof(self, now: float) -> list[ConnectionEvent]:
+        if self.heartbeat.phase is HeartbeatPhase.CLOSING:
+            self._transport_closing = True  # (the close deadline stays as it is)
+            return [CloseTransport()]
         if self.heartbeat.is_open:
             # The peer hung up without a close frame: stop heartbeats (no ping, no
             # dead-peer verdict on a stream that has ended) and bound the release by
             # close_timeout. The close frame the core asks for cannot be sent: dropped.
             self.heartbeat.handle(CloseReceived(now=now, code=1006, error=True))
-        self._transport_closing = True
-        events.append(CloseTransport())
+            self._transport_closing = True
+            return [CloseTransport()]
+        events: list[ConnectionEvent] = []  # the peer hung up during the opening handshake
+        self._apply(self.heartbeat.fail(now), now, events)
         return events
 
-    def _fail(self, now: float, events: list[ConnectionEvent], code: int, reason: str) -> None:
-        if self.heartbeat.is_open or self.heartbeat.phase is HeartbeatPhase.CLOSING:
-            self._apply(
-                self.heartbeat.handle(CloseReceived(now=now, code=code, reason=reason, error=True)),
-                now,
-                events,
-            )
-        else:  # still in the opening handshake (input stops at CloseTransport)
-            self._closed_by = "local"
-            self._transport_closing = True
-            events.append(CloseTransport())
-
-    def _frame_layer(self) -> wsproto.WSConnection | WsFrames:
-        """wsproto: the handshake object, then its frame layer, made on an open server
-        at first use (a fresh one is exactly what accept() left: OPEN, nothing buffered;
-        until then every read was complete pings and pongs, taken by _control_read)."""
+    def _frame_layer(self) -> WsFrames:
+        """wsproto's frame layer, made on an open server at first use (a fresh one is
+        exactly what accept() left: OPEN, nothing buffered; until then every read was
+        complete simple frames, taken by the fast path)."""
         layer = self._ws
         if layer is None:
             layer = self._ws = WsFrames(ConnectionType.SERVER)
         return layer
 
-    def _simple_read(
-        self, frames: list[tuple[int, bytes]], now: float
-    ) -> list[ConnectionEvent] | None:
-        """A read of nothing but complete simple frames (see :func:`simple_frames`) on an
-        open server, handled as wsproto's events would be. ``None`` (nothing changed)
-        when wsproto must take the read: invalid UTF-8 (1007) or a message over
-        ``max_message_size`` (1009)."""
-        if len(frames) == 1 and frames[0][0] == OP_PONG:  # the common read: one pong
-            events: list[ConnectionEvent] = []
-            self._on_pong_frame(frames[0][1], now, events)
-            return events
-        messages: list[str | bytes] = []
-        if frames[0][0] <= OP_BINARY or len(frames) > 1:
-            for opcode, payload in frames:
-                if opcode == OP_TEXT:
-                    try:
-                        messages.append(payload.decode("utf-8"))
-                    except UnicodeDecodeError:
-                        return None
-                elif opcode == OP_BINARY:
-                    messages.append(payload)
-            limit = self._max_size
-            if limit is not None and any(len(m) > limit for m in messages):
-                return None
-        hb = self.heartbeat
-        events = []
-        if messages:
-            hb.bytes_received(now)  # (pings and pongs count as signs of life themselves)
-        pong = None
-        next_message = iter(messages).__next__
-        for opcode, payload in frames:
-            if opcode == OP_PONG:
-                self._on_pong_frame(payload, now, events)
-            elif opcode == OP_PING:
-                pong = self._on_ping_frame(payload, now, events)
-            else:
-                message = next_message()
-                if hb.is_open:  # (a peer's application-level ping flood may have closed it)
-                    self._on_message(message, now, events)
-            if self._transport_closing:
-                return events
-        if pong is not None:
-            self._out.append(server_frame(OP_PONG, pong))
-        return events
+    def _send_control(self, opcode: int, payload: bytes) -> None:
+        if self._frames is not None:  # an open server: unmasked, no wsproto needed
+            self._out.append(server_frame(opcode, payload))
+        elif opcode == OP_PING:
+            self._out.append(self._frame_layer().send(ws.Ping(payload=payload)))
+        else:
+            self._out.append(self._frame_layer().send(ws.Pong(payload=payload)))
 
-    def _pump(self, now: float, events: list[ConnectionEvent]) -> list[ConnectionEvent]:
+    def _decode(self, frames: list[tuple[int, bytes]]) -> list[_Frame] | None:
+        """The fast path's frames with text decoded, or ``None`` (nothing changed) when
+        wsproto must take the read: invalid UTF-8 (1007) or a message over
+        ``max_message_size`` (1009)."""
+        if len(frames) == 1 and frames[0][0] >= OP_PING:  # the common read: one pong
+            return frames  # type: ignore[return-value]
+        decoded: list[_Frame] = []
+        limit = self._max_size
+        for opcode, payload in frames:
+            if opcode == OP_TEXT:
+                try:
+                    text = payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+                if limit is not None and len(text) > limit:
+                    return None
+                decoded.append((OP_TEXT, text))
+            else:
+                if opcode == OP_BINARY and limit is not None and len(payload) > limit:
+                    return None
+                decoded.append((opcode, payload))
+        return decoded
+
+    def _parsed(
+        self, layer: WsFrames, now: float, events: list[ConnectionEvent]
+    ) -> Iterator[_Frame]:
+        """wsproto's events as frames for :meth:`_on_frames`: pings, pongs and whole
+        messages; close frames and parse errors are handled here, in order."""
+        for event in layer.events():
+            if self._transport_closing:
+                return
+            cls = type(event)
+            if cls is ws.Pong:
+                yield OP_PONG, bytes(event.payload)  # type: ignore[attr-defined]
+            elif cls is ws.Ping:
+                yield OP_PING, bytes(event.payload)  # type: ignore[attr-defined]
+            elif cls is ws.CloseConnection:
+                self._on_close(event, layer, now, events)  # type: ignore[arg-type]
+            else:
+                message = self._assemble(event, now, events)  # type: ignore[arg-type]
+                if message is not None:
+                    yield (OP_TEXT if isinstance(message, str) else OP_BINARY), message
+
+    def _on_frames(
+        self, frames: Iterable[_Frame], now: float, events: list[ConnectionEvent]
+    ) -> None:
+        """The one frame handler, for both paths: pongs, pings (a burst is answered
+        once, with the latest payload: RFC 6455 5.5.3) and whole messages. Once the
+        connection fails (a flood), nothing more is parsed."""
         hb = self.heartbeat
         pong: bytes | None = None
-        if self._ws is None:
-            return events  # an open server whose frame layer was never needed
-        for event in self._ws.events():
-            if self._transport_closing:
-                # The connection was failed (protocol error, ping flood): whatever else
-                # the peer sent is never parsed. A flood of tiny frames in one read
-                # would otherwise hold the driver's thread for as long as it takes.
-                break
-            if isinstance(event, ws.Pong):
-                self._on_pong_frame(bytes(event.payload), now, events)
-            elif isinstance(event, ws.Ping):
-                answer = self._on_ping_frame(bytes(event.payload), now, events)
+        for opcode, payload in frames:
+            if opcode == OP_PONG:
+                self._on_pong_frame(payload, now, events)  # type: ignore[arg-type]
+            elif opcode == OP_PING:
+                answer = self._on_ping_frame(payload, now, events)  # type: ignore[arg-type]
                 if answer is not None:
-                    pong = answer  # coalesce a burst: answer the latest (RFC 6455 5.5.3)
-            elif isinstance(event, (ws.TextMessage, ws.BytesMessage)):
-                self._on_data(event, now, events)
-            elif isinstance(event, ws.CloseConnection):
-                self._on_close(event, now, events)
-            elif isinstance(event, ws.Request):
-                # Bytes after the request's blank line reach wsproto's frame parser
-                # as its first input once we accept.
-                head = self._handshake or b""
-                self._after_request = bytes(head.partition(b"\r\n\r\n")[2])
-                self._handshake = None
-                self._request = event
-                events.append(
-                    Request(
-                        host=event.host,
-                        target=event.target,
-                        subprotocols=list(event.subprotocols),
-                        extra_headers=list(event.extra_headers),
-                    )
-                )
-            elif isinstance(event, ws.AcceptConnection):
-                self._drop_handshake()
-                hb.handle(ConnectionOpened(now=now))
-                events.append(
-                    Accepted(subprotocol=event.subprotocol, extra_headers=list(event.extra_headers))
-                )
-            elif isinstance(event, ws.RejectConnection):
-                self._reject_status = event.status_code
-                self._reject_headers = list(event.headers)
-                if not event.has_body:
-                    self._rejected(events)
-            else:  # the last kind of event wsproto has
-                assert isinstance(event, ws.RejectData)
-                if self._reject_body is None:
-                    self._reject_body = []
-                self._reject_body.append(bytes(event.data))
-                if event.body_finished:
-                    self._rejected(events)
-        if pong is not None and self._ws.state is ConnectionState.OPEN:
-            self._out.append(self._ws.send(ws.Pong(payload=pong)))
-        return events
-
-    def _drop_handshake(self) -> None:
-        handshake = self._ws
-        assert isinstance(handshake, wsproto.WSConnection) and handshake.connection is not None
-        # A server's frame layer is made again at first use (see _frame_layer).
-        self._ws = handshake.connection if self.role is Role.CLIENT else None
+                    pong = answer
+            else:  # (only while open: a failure ends the loop, wsproto's path skips)
+                self._on_message(payload, now, events)
+            if self._transport_closing:
+                return
+        if pong is not None and hb.is_open:
+            self._send_control(OP_PONG, pong)
 
     def _on_pong_frame(self, payload: bytes, now: float, events: list[ConnectionEvent]) -> None:
         # A peer may answer only the latest of several pings (RFC 6455 5.5.3), so a
@@ -624,41 +607,29 @@ class HeartbeatConnection:
         if sent is None:
             actions = hb.pong_received(now, payload)
         else:
-            self._answer_pings(now, events, last=payload)
-            if sent[1]:  # the heartbeat sent before this ping
-                payload = hb.payload_for(sent[1])
             # Answers our ping(): never a stray pong, even if it acknowledges no heartbeat.
-            actions = hb.handle(PongReceived(now=now, payload=payload, solicited=True))
+            # The state first: if it raises, nothing has changed.
+            heartbeat = hb.payload_for(sent[1]) if sent[1] else payload
+            actions = hb.handle(PongReceived(now=now, payload=heartbeat, solicited=True))
+            self._answer_pings(now, events, last=payload)
         if actions:
             first = actions[0]
             if type(first) is RttSample:
                 if self._user_pings:
                     self._answer_pings(now, events, heartbeat=first.seq)
-                assert len(actions) == 1  # a pong's answer: the sample, nothing to send
                 events.append(first)
-            else:
-                # The only other answer is SendClose: stray pongs flood us (rule
-                # peer-ping). Fail the connection, as for a ping flood.
-                assert isinstance(first, SendClose)
+            else:  # stray pongs flood us (rule peer-ping): the state fails the connection
                 self._apply(actions, now, events)
-                self._fail(now, events, first.code, first.reason)
 
     def _on_ping_frame(
         self, payload: bytes, now: float, events: list[ConnectionEvent]
     ) -> bytes | None:
         """Returns the pong payload to send, or ``None``."""
-        pong = None
-        for action in self.heartbeat.handle(PingReceived(now=now, payload=payload)):
-            if type(action) is SendPong:
-                pong = action.payload
-            else:
-                # The only other answer is SendClose: the peer floods us (rule
-                # peer-ping). Fail the connection (RFC 6455 7.1.7) rather than
-                # wait for its close frame.
-                assert isinstance(action, SendClose)
-                self._apply((action,), now, events)
-                self._fail(now, events, action.code, action.reason)
-        return pong
+        actions = self.heartbeat.handle(PingReceived(now=now, payload=payload))
+        if actions and type(actions[0]) is not SendClose:
+            return payload  # SendPong: answered by _on_frames, once per burst
+        self._apply(actions, now, events)  # the peer floods us (rule peer-ping): failed
+        return None
 
     def _answer_pings(
         self,
@@ -680,67 +651,13 @@ class HeartbeatConnection:
             if payload == last:
                 return
 
-    def _bad_handshake(self, events: list[ConnectionEvent]) -> None:
-        """The client's bytes are not a WebSocket upgrade: describe a plain HTTP
-        request to the application, or answer 400 and close."""
-        buf, self._handshake = bytes(self._handshake or b""), None
-        head, sep, _ = buf.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
-        headers = []
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if colon:
-                headers.append((name.strip().lower(), value.strip()))
-        upgrade = any(name == b"upgrade" for name, _ in headers)
-        if (
-            sep
-            and len(parts) == 3
-            and parts[0] in (b"GET", b"HEAD")
-            and parts[2].startswith(b"HTTP/1.")
-            and not upgrade
-        ):
-            self._http_pending = True
-            events.append(
-                HttpRequest(
-                    method=parts[0].decode("ascii"),
-                    target=parts[1].decode("ascii", "replace"),
-                    headers=headers,
-                )
-            )
-            return
-        events.extend(self._http_response(400, b"Bad WebSocket upgrade request\n", []))
-
-    def _http_response(
-        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> list[ConnectionEvent]:
-        self._handshake = None
-        lines = [b"HTTP/1.1 %d %s" % (status, _phrase(status))]
-        lines += [b"%s: %s" % pair for pair in headers]
-        lines += [b"content-length: %d" % len(body), b"connection: close", b"", b""]
-        self._out.append(b"\r\n".join(lines) + body)
-        self._closed_by = "local"
-        self._transport_closing = True
-        return [CloseTransport()]
-
-    def _rejected(self, events: list[ConnectionEvent]) -> None:
-        assert self._reject_status is not None
-        events.append(
-            Rejected(
-                status=self._reject_status,
-                headers=self._reject_headers,
-                body=b"".join(self._reject_body or ()),
-            )
-        )
-        self._transport_closing = True
-        events.append(CloseTransport())
-
-    def _on_data(
+    def _assemble(
         self, event: ws.TextMessage | ws.BytesMessage, now: float, events: list[ConnectionEvent]
-    ) -> None:
+    ) -> str | bytes | None:
+        """A whole message from wsproto's pieces, or ``None`` while incomplete."""
         if self._skip_message or not self.heartbeat.is_open:
             self._skip_message = not event.message_finished
-            return
+            return None
         data: str | bytes = event.data if isinstance(event.data, str) else bytes(event.data)
         self._size += len(data)
         if self._max_size is not None and self._size > self._max_size:
@@ -752,13 +669,13 @@ class HeartbeatConnection:
                 now,
                 events,
             )
-            return
+            return None
         parts = self._parts
         if not event.message_finished:
             if parts is None:
                 parts = self._parts = []
             parts.append(data)
-            return
+            return None
         if parts:
             parts.append(data)
             if isinstance(data, str):
@@ -767,7 +684,7 @@ class HeartbeatConnection:
                 data = b"".join(p for p in parts if isinstance(p, bytes))
             self._parts = None
         self._size = 0
-        self._on_message(data, now, events)
+        return data
 
     def _on_message(self, data: str | bytes, now: float, events: list[ConnectionEvent]) -> None:
         """A whole message arrived while open: a heartbeat of the application's, or data."""
@@ -782,22 +699,21 @@ class HeartbeatConnection:
         events.append(Message(data=data))
 
     def _on_close(
-        self, event: ws.CloseConnection, now: float, events: list[ConnectionEvent]
+        self, event: ws.CloseConnection, layer: WsFrames, now: float, events: list[ConnectionEvent]
     ) -> None:
-        # wsproto reports a frame it cannot parse as a CloseConnection without
-        # changing its state; a real close frame moves it out of OPEN.
-        error = self._frame_layer().state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
         code, reason = int(event.code), event.reason or ""  # a plain int, not wsproto's enum
+        if layer.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
+            # wsproto reports a frame it cannot parse as a CloseConnection without
+            # changing its state: a protocol error, and we fail the connection.
+            reason = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+            self._apply(self.heartbeat.fail(now, code, reason), now, events)
+            return
         if self._close_code is None:
             self._close_code, self._close_reason = code, reason
-            self._closed_by = "local" if error else "remote"
-            events.append(Closing(code=code, reason=reason, by_peer=not error))
-        # (Frames only arrive while open or closing: never before the handshake or after
-        # connection_lost(), and input stops at CloseTransport.)
+            self._closed_by = "remote"
+            events.append(Closing(code=code, reason=reason, by_peer=True))
         self._apply(
-            self.heartbeat.handle(CloseReceived(now=now, code=code, reason=reason, error=error)),
-            now,
-            events,
+            self.heartbeat.handle(CloseReceived(now=now, code=code, reason=reason)), now, events
         )
 
     def _apply(
@@ -805,16 +721,12 @@ class HeartbeatConnection:
     ) -> list[ConnectionEvent]:
         # The heartbeat is open exactly while wsproto is OPEN, and it asks for a close
         # frame only while wsproto can send one (OPEN or REMOTE_CLOSING), so every send
-        # below is legal. Pongs never come here: _pump coalesces them.
+        # below is legal. Pongs never come here: _on_frames coalesces them.
         out = self._out
         for action in actions:
             cls = type(action)
             if cls is SendPing:
-                payload: bytes = action.payload  # type: ignore[union-attr]
-                if self._frames is not None:  # an open server: unmasked, no wsproto needed
-                    out.append(server_frame(OP_PING, payload))
-                else:
-                    out.append(self._frame_layer().send(ws.Ping(payload=payload)))
+                self._send_control(OP_PING, action.payload)  # type: ignore[union-attr]
             elif cls is RttSample:
                 events.append(action)  # type: ignore[arg-type]
             elif cls is SendAppPing:
@@ -832,5 +744,7 @@ class HeartbeatConnection:
             else:  # CloseTransport, Abort, PeerDead: for the driver / application
                 if cls is CloseTransport or cls is Abort:
                     self._transport_closing = True
+                    if cls is Abort and self._handshake is not None:
+                        self._closed_by = "local"  # the opening handshake timed out
                 events.append(action)  # type: ignore[arg-type]
         return events

@@ -15,6 +15,8 @@ __all__ = [
     "CloseReceived",
     "CloseRequested",
     "ConnectionClosed",
+    "FailRequested",
+    "HandshakeStarted",
     "ConnectionOpened",
     "Event",
     "PingReceived",
@@ -23,6 +25,15 @@ __all__ = [
     "ReadingResumed",
     "TimerFired",
 ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeStarted:
+    """The transport connected and the opening handshake began: it must complete
+    (``ConnectionOpened``) within the state's ``open_timeout``, else the transport
+    is aborted (rule ``open-timeout``). Optional: without it, no handshake deadline."""
+
+    now: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +123,19 @@ class CloseRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FailRequested:
+    """Fail the connection (rule ``fail``): send a close frame with ``code`` and
+    ``reason`` if the connection is open, then release the transport without waiting
+    for the peer's close frame, bounded by ``close_timeout``. Used for protocol
+    errors, floods and refused or answered handshakes (the close frame is then
+    omitted: there is no WebSocket yet)."""
+
+    now: float
+    code: int = 1002
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CloseReceived:
     """The peer sent a close frame (or a protocol error made the parser give up:
     then ``code`` is that error's, e.g. 1002, and ``error`` is true)."""
@@ -130,7 +154,8 @@ class ConnectionClosed:
 
 
 Event = (
-    ConnectionOpened
+    HandshakeStarted
+    | ConnectionOpened
     | BytesReceived
     | PingReceived
     | PongReceived
@@ -140,6 +165,7 @@ Event = (
     | ReadingPaused
     | ReadingResumed
     | CloseRequested
+    | FailRequested
     | CloseReceived
     | ConnectionClosed
 )

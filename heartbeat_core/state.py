@@ -36,7 +36,7 @@ The rules, by name (each one is a property test in ``tests/core``):
     connection closes with 1008 ``too many pings``. Stray pongs (those that
     acknowledge no outstanding heartbeat and are not marked ``solicited``) are
     counted the same way, with strikes of their own: past the limit, 1008
-    ``too many pongs``.
+    ``too many pongs``. A flood fails the connection (rule ``fail``).
 ``monotonic-time``
     An event whose ``now`` is earlier than the previous one, or any event
     after ``ConnectionClosed``, raises :class:`LocalProtocolError` and
@@ -51,6 +51,14 @@ The rules, by name (each one is a property test in ``tests/core``):
 ``close-handshake``
     Other closes send a close frame and wait for the peer's, bounded by
     ``close_timeout``.
+``fail``
+    Failing the connection (a protocol error, a ping or pong flood, a refused
+    or answered handshake) sends a close frame when the connection is open,
+    then releases the transport at once, without waiting for the peer's close
+    frame; releasing is bounded by ``close_timeout`` (then abort).
+``open-timeout``
+    After ``HandshakeStarted``, the opening handshake must complete within
+    ``open_timeout``; else the transport is aborted.
 """
 
 from __future__ import annotations
@@ -84,12 +92,15 @@ from heartbeat_core.events import (
     ConnectionClosed,
     ConnectionOpened,
     Event,
+    FailRequested,
+    HandshakeStarted,
     PingReceived,
     PongReceived,
     ReadingPaused,
     ReadingResumed,
     TimerFired,
 )
+from heartbeat_core.randomness import default_random
 from heartbeat_core.stats import HeartbeatStats
 
 __all__ = [
@@ -114,7 +125,8 @@ _NO_ACTIONS: tuple[Action, ...] = ()
 class HeartbeatPhase(enum.Enum):
     """Where a connection's heartbeat stands."""
 
-    #: Created; waiting for ``ConnectionOpened``.
+    #: Created; waiting for ``ConnectionOpened`` (bounded by ``open_timeout`` once
+    #: ``HandshakeStarted`` arrived).
     NEW = "new"
     #: Open, no heartbeat outstanding; the next one is due at the deadline.
     IDLE = "idle"
@@ -157,6 +169,8 @@ _P = HeartbeatPhase
 #: Every phase change the machine can make (the docs draw their diagram from this).
 TRANSITIONS: tuple[Transition, ...] = (
     _t(_P.NEW, "ConnectionOpened", _P.IDLE, "interval"),
+    _t(_P.NEW, "TimerFired (open_timeout): abort", _P.DRAINING, "open-timeout"),
+    _t(_P.NEW, "FailRequested (refused, answered, bad request)", _P.DRAINING, "fail"),
     _t(_P.IDLE, "TimerFired (heartbeat due)", _P.AWAITING, "interval"),
     _t(_P.AWAITING, "inbound bytes / matching pong", _P.IDLE, "one-outstanding"),
     _t(_P.AWAITING, "TimerFired late (we stalled)", _P.GRACE, "late-timer"),
@@ -164,9 +178,13 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t(_P.AWAITING, "ReadingResumed: a fresh timeout", _P.GRACE, "paused-reading"),
     _t(_P.AWAITING, "TimerFired (timeout): close 1011", _P.DRAINING, "dead-peer"),
     _t(_P.GRACE, "TimerFired (grace over): close 1011", _P.DRAINING, "dead-peer"),
-    _t(_P.IDLE, "CloseRequested / ping or pong flood: close", _P.CLOSING, "close-handshake"),
-    _t(_P.AWAITING, "CloseRequested / ping or pong flood: close", _P.CLOSING, "close-handshake"),
-    _t(_P.GRACE, "CloseRequested / ping or pong flood: close", _P.CLOSING, "close-handshake"),
+    _t(_P.IDLE, "CloseRequested: close", _P.CLOSING, "close-handshake"),
+    _t(_P.AWAITING, "CloseRequested: close", _P.CLOSING, "close-handshake"),
+    _t(_P.GRACE, "CloseRequested: close", _P.CLOSING, "close-handshake"),
+    _t(_P.IDLE, "FailRequested / ping or pong flood: close, release", _P.DRAINING, "fail"),
+    _t(_P.AWAITING, "FailRequested / ping or pong flood: close, release", _P.DRAINING, "fail"),
+    _t(_P.GRACE, "FailRequested / ping or pong flood: close, release", _P.DRAINING, "fail"),
+    _t(_P.CLOSING, "FailRequested: release", _P.DRAINING, "fail"),
     _t(_P.IDLE, "CloseReceived: reply", _P.DRAINING, "close-handshake"),
     _t(_P.AWAITING, "CloseReceived: reply", _P.DRAINING, "close-handshake"),
     _t(_P.GRACE, "CloseReceived: reply", _P.DRAINING, "close-handshake"),
@@ -200,6 +218,26 @@ def validate_close(code: int, reason: str) -> None:
         )
 
 
+class _Strikes:
+    """Rule ``peer-ping``'s counter: an event closer than the minimum interval to the
+    previous one of its kind is a strike; a slower one clears the strikes."""
+
+    __slots__ = ("count", "last")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: float | None = None
+
+    def add(self, now: float, min_interval: float) -> int:
+        """Count an event at ``now``; return the strikes it leaves."""
+        last, self.last = self.last, now
+        if last is not None and now - last < min_interval:
+            self.count += 1
+        else:
+            self.count = 0
+        return self.count
+
+
 class HeartbeatState:
     """One connection's heartbeat, as a pure state machine.
 
@@ -208,7 +246,10 @@ class HeartbeatState:
     goes off. It never reads a clock, sleeps or does I/O.
 
     ``random`` is a callable returning floats in [0, 1) (e.g. a seeded
-    ``random.Random().random``); it is needed only when ``config.jitter > 0``.
+    ``random.Random(seed).random``), used only when ``config.jitter > 0``;
+    without one, each state draws from a source of its own
+    (:func:`~heartbeat_core.randomness.default_random`). ``open_timeout`` bounds
+    the opening handshake from ``HandshakeStarted`` (rule ``open-timeout``).
     """
 
     __slots__ = (
@@ -218,15 +259,16 @@ class HeartbeatState:
         "_grace_until",
         "_last_alive",
         "_last_now",
-        "_last_peer_ping",
         "_last_ping_at",
-        "_last_stray_pong",
         "_misses",
         "_offset",
+        "_open_timeout",
         "_paused",
         "_peer_pings",
         "_phase",
+        "_ping_strikes",
         "_pong_only",
+        "_pong_strikes",
         "_pongs",
         "_protocol",
         "_random",
@@ -236,23 +278,36 @@ class HeartbeatState:
         "_rttvar",
         "_seq",
         "_srtt",
-        "_stray_strikes",
-        "_strikes",
     )
 
     def __init__(
-        self, config: HeartbeatConfig | None = None, *, random: Callable[[], float] | None = None
+        self,
+        config: HeartbeatConfig | None = None,
+        *,
+        random: Callable[[], float] | None = None,
+        open_timeout: float = 10.0,
     ) -> None:
         config = HeartbeatConfig() if config is None else config
         if not isinstance(config, HeartbeatConfig):
             raise ConfigError(f"config must be a HeartbeatConfig, got {config!r}")
-        if config.jitter > 0 and random is None:
+        if random is not None and not callable(random):
             raise ConfigError(
-                "jitter > 0 needs a random source: pass random=random.Random().random "
-                "(seed it for reproducible runs)"
+                f"random must be a callable returning floats in [0, 1), got {random!r}"
             )
+        if not (
+            isinstance(open_timeout, (int, float))
+            and not isinstance(open_timeout, bool)
+            and math.isfinite(open_timeout)
+            and open_timeout > 0
+        ):
+            raise ConfigError(
+                f"open_timeout must be a finite number of seconds > 0, got {open_timeout!r}"
+            )
+        if config.jitter > 0 and random is None:
+            random = default_random()
         self._config = config
         self._random = random
+        self._open_timeout = float(open_timeout)
         self._pong_only = config.liveness is Liveness.PONG_ONLY
         self._protocol = config.style is HeartbeatStyle.PROTOCOL
         self._phase = HeartbeatPhase.NEW
@@ -262,16 +317,17 @@ class HeartbeatState:
         self._offset = 0.0
         self._grace_until = 0.0
         self._paused = False
+        # NEW: the open deadline once the handshake started; CLOSING/DRAINING: the
+        # bound on closing.
         self._close_deadline: float | None = None
         self._seq = 0
         self._acked = 0
         self._pongs = 0
         self._misses = 0
         self._peer_pings = 0
-        self._strikes = 0
-        self._last_peer_ping: float | None = None
-        self._stray_strikes = 0
-        self._last_stray_pong: float | None = None
+        # Made at the first peer ping / stray pong: most connections never see one.
+        self._ping_strikes: _Strikes | None = None
+        self._pong_strikes: _Strikes | None = None
         self._rtt_last: float | None = None
         self._rtt_min: float | None = None
         self._rtt_max: float | None = None
@@ -288,8 +344,6 @@ class HeartbeatState:
     def phase(self) -> HeartbeatPhase:
         """The current phase (see :class:`HeartbeatPhase`)."""
         return self._phase
-
-    state = phase
 
     @property
     def is_open(self) -> bool:
@@ -319,20 +373,25 @@ class HeartbeatState:
             return min(cfg.timeout, max(cfg.min_timeout, self._srtt + 4 * self._rttvar))
         return cfg.timeout
 
+    def _due(self) -> float:
+        """When the next heartbeat is due (rule ``interval``): the IDLE deadline."""
+        cfg = self._config
+        base = self._last_ping_at if cfg.fixed_rate else self._last_alive
+        return base + cfg.interval + self._offset
+
     @property
     def deadline(self) -> float | None:
         """When the driver must next deliver ``TimerFired``; ``None`` for no timer."""
         phase = self._phase
         if phase is HeartbeatPhase.IDLE:
-            base = self._last_ping_at if self._config.fixed_rate else self._last_alive
-            return base + self._config.interval + self._offset
+            return self._due()
         if phase is HeartbeatPhase.AWAITING:
             return None if self._paused else self._last_ping_at + self.effective_timeout
         if phase is HeartbeatPhase.GRACE:
             return None if self._paused else self._grace_until
-        if phase is HeartbeatPhase.CLOSING or phase is HeartbeatPhase.DRAINING:
-            return self._close_deadline
-        return None
+        if phase is HeartbeatPhase.CLOSED:
+            return None
+        return self._close_deadline  # NEW (open-timeout), CLOSING, DRAINING
 
     @property
     def wake_at(self) -> float | None:
@@ -343,17 +402,17 @@ class HeartbeatState:
         filing when a pong arrives; waking early is harmless (rule ``early-timer``).
         ``None``: no timer needed."""
         phase = self._phase
-        if phase is HeartbeatPhase.IDLE:  # the common case, as in ``deadline``
-            cfg = self._config
-            base = self._last_ping_at if cfg.fixed_rate else self._last_alive
-            return base + cfg.interval + self._offset
+        if phase is HeartbeatPhase.IDLE:  # the common case
+            return self._due()
         deadline = self.deadline
         if deadline is not None and (
             phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE
         ):
+            # The soonest a sign of life now could make the next heartbeat due.
             last = self._last_now
-            base = self._last_ping_at if self._config.fixed_rate else last
-            soonest = base + self._config.interval + self._offset
+            cfg = self._config
+            base = self._last_ping_at if cfg.fixed_rate else last
+            soonest = base + cfg.interval + self._offset
             if last < soonest < deadline:  # (not yet passed: waking then does nothing)
                 return soonest
         return deadline
@@ -366,7 +425,7 @@ class HeartbeatState:
             pongs_received=self._pongs,
             misses=self._misses,
             peer_pings=self._peer_pings,
-            peer_ping_strikes=self._strikes,
+            peer_ping_strikes=0 if self._ping_strikes is None else self._ping_strikes.count,
             last_rtt=self._rtt_last,
             min_rtt=self._rtt_min,
             max_rtt=self._rtt_max,
@@ -385,8 +444,9 @@ class HeartbeatState:
 
         Raises :class:`LocalProtocolError` (and changes nothing) when ``now``
         runs backwards, when an event follows ``ConnectionClosed``, or when an
-        event does not fit the phase (anything but ``ConnectionOpened``,
-        ``TimerFired`` or ``ConnectionClosed`` before the connection opened).
+        event does not fit the phase (before the connection opened, only
+        ``HandshakeStarted``, ``ConnectionOpened``, ``TimerFired``,
+        ``FailRequested`` and ``ConnectionClosed``).
         """
         handler = _DISPATCH.get(type(event))
         if handler is None:
@@ -397,8 +457,8 @@ class HeartbeatState:
         self._last_now = now
         return result
 
-    # The three hot events have direct entry points: same rules, same errors,
-    # no event object to build. A driver calls them for every read and timer.
+    # The hot events have direct entry points: same rules, same errors, no event
+    # object to build. A driver calls them for every read and timer.
 
     def bytes_received(self, now: float) -> None:
         """``handle(BytesReceived(now=now))``, which never returns actions."""
@@ -422,7 +482,7 @@ class HeartbeatState:
             and now >= self._last_now
             and self._phase in _OPEN_PHASES
             and self._protocol
-            and payload == self._config.payload_prefix + b"%d" % seq
+            and payload == self.payload_for(seq)
         ):
             # The common pong, recognised without parsing: the latest heartbeat's.
             self._last_now = now
@@ -434,18 +494,22 @@ class HeartbeatState:
 
     def timer_fired(self, now: float) -> tuple[Action, ...]:
         """``handle(TimerFired(now=now))``."""
-        if self._phase is HeartbeatPhase.IDLE and now >= self._last_now:
-            # The common timer: a heartbeat due (or due within timer_slack). The
-            # deadline is the one the ``deadline`` property computes for IDLE.
-            cfg = self._config
-            base = self._last_ping_at if cfg.fixed_rate else self._last_alive
-            if base + cfg.interval + self._offset - now <= cfg.timer_slack:
-                self._last_now = now
-                return self._send_heartbeat(now)
+        if (
+            self._phase is HeartbeatPhase.IDLE
+            and now >= self._last_now
+            and self._due() - now <= self._config.timer_slack
+        ):
+            # The common timer: a heartbeat due (or due within timer_slack).
+            self._last_now = now
+            return self._send_heartbeat(now)
         self._admit(now, "TimerFired", True)
         result = self._timer(now)
         self._last_now = now
         return result
+
+    def fail(self, now: float, code: int = 1002, reason: str = "") -> tuple[Action, ...]:
+        """``handle(FailRequested(now=now, code=code, reason=reason))`` (rule ``fail``)."""
+        return self.handle(FailRequested(now=now, code=code, reason=reason))
 
     def _admit(self, now: float, name: str, when_new: bool) -> None:
         if not now >= self._last_now:
@@ -461,11 +525,22 @@ class HeartbeatState:
 
     # Each handler may raise only before it changes anything.
 
+    def _on_handshake_started(self, event: HandshakeStarted) -> tuple[Action, ...]:
+        if self._phase is not HeartbeatPhase.NEW:
+            raise LocalProtocolError("HandshakeStarted after the connection opened or failed")
+        if self._close_deadline is None:  # (twice: the first start counts)
+            self._close_deadline = event.now + self._open_timeout
+        return _NO_ACTIONS
+
     def _on_opened(self, event: ConnectionOpened) -> tuple[Action, ...]:
         if self._phase is not HeartbeatPhase.NEW:
-            raise LocalProtocolError("ConnectionOpened twice: the connection is already open")
+            raise LocalProtocolError(
+                f"ConnectionOpened in phase {self._phase.value}: the connection is already "
+                "open or has failed"
+            )
         now = event.now
         self._phase = HeartbeatPhase.IDLE
+        self._close_deadline = None
         self._last_alive = now
         self._last_ping_at = now
         self._draw_offset()
@@ -501,13 +576,11 @@ class HeartbeatState:
         if not self._pong_only:
             self._alive(now)
         self._peer_pings += 1
-        last, self._last_peer_ping = self._last_peer_ping, now
-        if last is not None and now - last < cfg.peer_ping_min_interval:
-            self._strikes += 1
-            if self._strikes > cfg.peer_ping_max_strikes:
-                return self._start_close(now, 1008, PING_FLOOD_REASON)
-        else:
-            self._strikes = 0
+        strikes = self._ping_strikes
+        if strikes is None:
+            strikes = self._ping_strikes = _Strikes()
+        if strikes.add(now, cfg.peer_ping_min_interval) > cfg.peer_ping_max_strikes:
+            return self._fail(now, 1008, PING_FLOOD_REASON)
         return _NO_ACTIONS
 
     def _on_pong(self, event: PongReceived) -> tuple[Action, ...]:
@@ -530,19 +603,14 @@ class HeartbeatState:
                         return self._acknowledge(seq, now)
         if solicited:
             return _NO_ACTIONS
-        return self._count_stray_pong(now)
-
-    def _count_stray_pong(self, now: float) -> tuple[Action, ...]:
-        """peer-ping, for pongs that acknowledge nothing: legal (a unidirectional
-        heartbeat, RFC 6455 5.5.3) and ignored, unless they come too fast."""
+        # A pong that acknowledges nothing: legal (a unidirectional heartbeat, RFC 6455
+        # 5.5.3) and ignored, unless such pongs come too fast (rule peer-ping).
         cfg = self._config
-        last, self._last_stray_pong = self._last_stray_pong, now
-        if last is not None and now - last < cfg.peer_ping_min_interval:
-            self._stray_strikes += 1
-            if self._stray_strikes > cfg.peer_ping_max_strikes:
-                return self._start_close(now, 1008, PONG_FLOOD_REASON)
-        else:
-            self._stray_strikes = 0
+        strikes = self._pong_strikes
+        if strikes is None:
+            strikes = self._pong_strikes = _Strikes()
+        if strikes.add(now, cfg.peer_ping_min_interval) > cfg.peer_ping_max_strikes:
+            return self._fail(now, 1008, PONG_FLOOD_REASON)
         return _NO_ACTIONS
 
     def _on_app_pong(self, event: AppPongReceived) -> tuple[Action, ...]:
@@ -603,7 +671,7 @@ class HeartbeatState:
                 self._grace_until = now + self._config.stall_grace
                 return _NO_ACTIONS
             return self._declare_dead(now)
-        # CLOSING or DRAINING: the close took too long.
+        # NEW (open-timeout), CLOSING or DRAINING (close_timeout): too long; drop it.
         self._phase = HeartbeatPhase.DRAINING
         self._close_deadline = None
         return (Abort(),)
@@ -612,11 +680,10 @@ class HeartbeatState:
         seq = self._seq = self._seq + 1
         self._last_ping_at = now
         self._phase = HeartbeatPhase.AWAITING
-        cfg = self._config
-        if cfg.jitter:
+        if self._config.jitter:
             self._draw_offset()
         if self._protocol:
-            return (SendPing(payload=cfg.payload_prefix + b"%d" % seq, seq=seq),)
+            return (SendPing(payload=self.payload_for(seq), seq=seq),)
         return (SendAppPing(seq=seq),)
 
     def _draw_offset(self) -> None:
@@ -626,18 +693,26 @@ class HeartbeatState:
 
     def _declare_dead(self, now: float) -> tuple[Action, ...]:
         self._misses += 1
-        self._phase = HeartbeatPhase.DRAINING
-        self._close_deadline = now + self._config.close_timeout
+        waited = now - self._last_ping_at
         return (
-            PeerDead(seq=self._seq, waited=now - self._last_ping_at),
-            SendClose(code=1011, reason=HEARTBEAT_TIMEOUT_REASON),
-            CloseTransport(),
+            PeerDead(seq=self._seq, waited=waited),
+            *self._fail(now, 1011, HEARTBEAT_TIMEOUT_REASON),
         )
 
-    def _start_close(self, now: float, code: int, reason: str) -> tuple[Action, ...]:
-        self._phase = HeartbeatPhase.CLOSING
+    def _fail(self, now: float, code: int, reason: str) -> tuple[Action, ...]:
+        """Rule ``fail``: a close frame if open, then release the transport at once."""
+        phase = self._phase
+        if phase is HeartbeatPhase.DRAINING:
+            return _NO_ACTIONS  # already releasing
+        self._phase = HeartbeatPhase.DRAINING
         self._close_deadline = now + self._config.close_timeout
-        return (SendClose(code=code, reason=reason),)
+        if phase in _OPEN_PHASES:
+            return (SendClose(code=code, reason=reason), CloseTransport())
+        return (CloseTransport(),)  # NEW: no WebSocket yet; CLOSING: our close frame is out
+
+    def _on_fail(self, event: FailRequested) -> tuple[Action, ...]:
+        validate_close(event.code, event.reason)
+        return self._fail(event.now, event.code, event.reason)
 
     def _on_reading_paused(self, event: ReadingPaused) -> tuple[Action, ...]:
         # paused-reading: the deadline property suspends an outstanding heartbeat's
@@ -660,7 +735,9 @@ class HeartbeatState:
         validate_close(event.code, event.reason)
         if self._phase not in _OPEN_PHASES:
             return _NO_ACTIONS  # already closing: closing twice is harmless
-        return self._start_close(event.now, event.code, event.reason)
+        self._phase = HeartbeatPhase.CLOSING
+        self._close_deadline = event.now + self._config.close_timeout
+        return (SendClose(code=event.code, reason=event.reason),)
 
     def _on_close_received(self, event: CloseReceived) -> tuple[Action, ...]:
         phase = self._phase
@@ -689,6 +766,7 @@ class HeartbeatState:
 
 _Handler = Callable[[HeartbeatState, Any], tuple[Action, ...]]
 _DISPATCH: dict[type, _Handler] = {
+    HandshakeStarted: HeartbeatState._on_handshake_started,
     ConnectionOpened: HeartbeatState._on_opened,
     BytesReceived: HeartbeatState._on_bytes,
     PingReceived: HeartbeatState._on_ping,
@@ -699,9 +777,16 @@ _DISPATCH: dict[type, _Handler] = {
     ReadingPaused: HeartbeatState._on_reading_paused,
     ReadingResumed: HeartbeatState._on_reading_resumed,
     CloseRequested: HeartbeatState._on_close_requested,
+    FailRequested: HeartbeatState._on_fail,
     CloseReceived: HeartbeatState._on_close_received,
     ConnectionClosed: HeartbeatState._on_closed,
 }
 _ALLOWED_WHEN_NEW = frozenset(
-    {HeartbeatState._on_opened, HeartbeatState._on_timer, HeartbeatState._on_closed}
+    {
+        HeartbeatState._on_handshake_started,
+        HeartbeatState._on_opened,
+        HeartbeatState._on_timer,
+        HeartbeatState._on_fail,
+        HeartbeatState._on_closed,
+    }
 )

@@ -103,8 +103,9 @@ class TestHandshake:
     def test_open_both_ends(self) -> None:
         p = Pair(FAST, FAST, now=10.0)
         client_events, server_events = p.handshake()
-        (request,) = server_events
+        request, accepted = server_events
         assert isinstance(request, Request)
+        assert accepted == Accepted(subprotocol=None, extra_headers=[])
         assert (request.host, request.target, request.subprotocols) == ("example.test", "/chat", [])
         assert client_events == [Accepted(subprotocol=None, extra_headers=[])]
         assert p.client.phase is p.server.phase is HeartbeatPhase.IDLE
@@ -119,7 +120,9 @@ class TestHandshake:
         with pytest.raises(LocalProtocolError, match="not offered"):
             p.server.accept(now=0.0, subprotocol="c")
         assert p.server.phase is HeartbeatPhase.NEW  # the failed call changed nothing
-        assert p.server.accept(now=0.0, subprotocol="b", extra_headers=[(b"x-s", b"1")]) == []
+        assert p.server.accept(now=0.0, subprotocol="b", extra_headers=[(b"x-s", b"1")]) == [
+            Accepted(subprotocol="b", extra_headers=[(b"x-s", b"1")])
+        ]
         (accepted,) = p.to_client()
         assert isinstance(accepted, Accepted) and accepted.subprotocol == "b"
         assert (b"x-s", b"1") in accepted.extra_headers
@@ -135,9 +138,9 @@ class TestHandshake:
         with pytest.raises(LocalProtocolError, match="pending Request"):
             server.accept(now=0.0)
         with pytest.raises(LocalProtocolError, match="pending Request"):
-            server.reject()
+            server.reject(now=0.0)
         with pytest.raises(LocalProtocolError, match="pending HttpRequest"):
-            server.respond(200)
+            server.respond(200, now=0.0)
         with pytest.raises(ConnectionClosedError, match="new"):
             client.send("early")
 
@@ -147,8 +150,10 @@ class TestHandshake:
         p.client.initiate("h")
         p.to_server()
         with pytest.raises(LocalProtocolError, match="4xx or 5xx"):
-            p.server.reject(200)
-        assert p.server.reject(403, body, headers=[("x-why", "because")]) == [CloseTransport()]
+            p.server.reject(200, now=0.0)
+        assert p.server.reject(403, body, now=0.0, headers=[("x-why", "because")]) == [
+            CloseTransport()
+        ]
         rejected, close = p.to_client()
         assert isinstance(rejected, Rejected) and close == CloseTransport()
         assert rejected.status == 403 and rejected.body == body
@@ -188,8 +193,8 @@ class TestHandshake:
         )
         assert server.receive_data(b"more junk", 0.1) == []
         with pytest.raises(LocalProtocolError, match="200-599"):
-            server.respond(100)
-        assert server.respond(200, b"ok\n", headers=[("content-type", "text/plain")]) == [
+            server.respond(100, now=0.0)
+        assert server.respond(200, b"ok\n", now=0.0, headers=[("content-type", "text/plain")]) == [
             CloseTransport()
         ]
         data = server.data_to_send()
@@ -199,7 +204,7 @@ class TestHandshake:
     def test_unknown_status_phrase(self) -> None:
         server = HeartbeatConnection(Role.SERVER)
         server.receive_data(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", 0.0)
-        server.respond(599)
+        server.respond(599, now=0.0)
         assert server.data_to_send().startswith(b"HTTP/1.1 599 Unknown\r\n")
 
     @pytest.mark.parametrize(
@@ -626,7 +631,8 @@ class TestAfterTheEnd:
         p.server.accept(now=0.0)
         assert p.client.close(0.0) == [CloseTransport()]
         assert p.to_client() == []  # the 101 that crossed our close is not acted on
-        assert p.client.phase is HeartbeatPhase.NEW and p.client.deadline is None
+        # Released, bounded by close_timeout (rule fail): never open.
+        assert p.client.phase is HeartbeatPhase.DRAINING and p.client.deadline == 2.0
 
     def test_receive_after_connection_lost(self, pair: Pair) -> None:
         pair.client.connection_lost(1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from heartbeat_core import HeartbeatConnection, Message, Request, Role
+from heartbeat_core import Accepted, HeartbeatConnection, Message, Request, Role
 from heartbeat_core.frames import FrameBoundary, simple_frames
 
 
@@ -60,7 +60,10 @@ def test_frames_sent_with_the_upgrade_request_are_delivered() -> None:
     early = bytes([0x81, 0x80 | 5]) + b"\0\0\0\0" + b"early"
     (request,) = server.receive_data(client.data_to_send() + early, 0.0)
     assert isinstance(request, Request)
-    assert server.accept(now=0.0) == [Message(data="early")]
+    assert server.accept(now=0.0) == [
+        Accepted(subprotocol=None, extra_headers=[]),
+        Message(data="early"),
+    ]
 
 
 @pytest.mark.parametrize("split", [3, 6, 11])
@@ -73,7 +76,8 @@ def test_frames_that_arrive_before_accept_are_kept(split: int) -> None:
     server.receive_data(client.data_to_send(), 0.0)
     text = bytes([0x81, 0x80 | 5]) + b"\0\0\0\0" + b"hello"
     assert server.receive_data(text[:split], 0.1) == []
-    events = server.accept(now=0.2)
+    accepted, *events = server.accept(now=0.2)
+    assert accepted == Accepted(subprotocol=None, extra_headers=[])
     if split == len(text):
         assert events == [Message(data="hello")]
     assert events + server.receive_data(text[split:], 0.3) == [Message(data="hello")]

@@ -280,7 +280,10 @@ class HeartbeatMachine(RuleBasedStateMachine):
                     self.stray_strikes = 0
                 pong_flood = self.stray_strikes > cfg.peer_ping_max_strikes
                 if pong_flood:
-                    assert actions == (SendClose(code=1008, reason="too many pongs"),), actions
+                    assert actions == (
+                        SendClose(code=1008, reason="too many pongs"),
+                        CloseTransport(),
+                    ), actions
                     self.pong_floods += 1
                 else:
                     assert actions == (), actions
@@ -348,7 +351,9 @@ class HeartbeatMachine(RuleBasedStateMachine):
                         assert isinstance(event, PingReceived | AppPingReceived)
                         assert strikes == cfg.peer_ping_max_strikes
                         assert action.reason == "too many pings"
-                    assert after is HeartbeatPhase.CLOSING
+                    # A flood fails the connection (rule fail): released at once.
+                    assert after is HeartbeatPhase.DRAINING
+                    assert actions[-1] == CloseTransport()
         self.emitted += kinds
 
         # peer-ping: while open, every peer ping is answered, unless it is one too many.

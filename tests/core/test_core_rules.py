@@ -318,9 +318,19 @@ class TestRtt:
 
 
 class TestJitter:
-    def test_jitter_needs_a_random_source(self) -> None:
-        with pytest.raises(ConfigError, match="random source"):
-            HeartbeatState(HeartbeatConfig(jitter=0.1))
+    def test_jitter_works_without_a_random_source(self) -> None:
+        # Regression (d061d09): jitter > 0 without random= raised ConfigError, so no
+        # driver could use it. Each state now draws from a default source of its own.
+        draws = set()
+        for _ in range(5):
+            hb = opened(HeartbeatConfig(interval=20, jitter=0.1))
+            assert 18.0 <= (hb.deadline or 0) <= 22.0
+            draws.add(hb.deadline)
+        assert len(draws) > 1  # not one shared sequence: connections spread out
+
+    def test_the_random_source_must_be_callable(self) -> None:
+        with pytest.raises(ConfigError, match="random must be a callable"):
+            HeartbeatState(HeartbeatConfig(jitter=0.1), random=0.5)  # type: ignore[arg-type]
 
     @pytest.mark.parametrize(("draw", "deadline"), [(0.0, 18.0), (0.5, 20.0), (0.75, 21.0)])
     def test_each_wait_is_spread_by_the_draw(self, draw: float, deadline: float) -> None:
@@ -611,12 +621,14 @@ class TestPeerPing:
         assert hb.handle(PingReceived(now=1.01, payload=b"b")) == (SendPong(payload=b"b"),)
         assert hb.handle(AppPingReceived(now=1.02)) == (SendAppPong(),)
         assert hb.stats.peer_ping_strikes == 2
+        # The flood fails the connection (rule fail): close frame, then release.
         assert hb.handle(PingReceived(now=1.03, payload=b"c")) == (
             SendClose(code=1008, reason=PING_FLOOD_REASON),
+            CloseTransport(),
         )
-        assert hb.phase is HeartbeatPhase.CLOSING
+        assert hb.phase is HeartbeatPhase.DRAINING
         assert hb.deadline == pytest.approx(6.03)
-        # Closing: no more answers.
+        # Failed: no more answers.
         assert hb.handle(PingReceived(now=1.04, payload=b"d")) == ()
         assert hb.handle(AppPingReceived(now=1.05)) == ()
 
@@ -626,6 +638,7 @@ class TestPeerPing:
             assert hb.handle(AppPingReceived(now=1.0 + i * 0.01)) == (SendAppPong(),)
         assert hb.handle(AppPingReceived(now=1.03)) == (
             SendClose(code=1008, reason=PING_FLOOD_REASON),
+            CloseTransport(),
         )
 
     def test_a_spaced_ping_forgives_the_strikes(self) -> None:
@@ -642,7 +655,10 @@ class TestPeerPing:
     def test_zero_strikes_allowed(self) -> None:
         hb = opened(HeartbeatConfig(peer_ping_max_strikes=0))
         hb.handle(PingReceived(now=1.0))
-        assert hb.handle(PingReceived(now=1.0)) == (SendClose(code=1008, reason="too many pings"),)
+        assert hb.handle(PingReceived(now=1.0)) == (
+            SendClose(code=1008, reason="too many pings"),
+            CloseTransport(),
+        )
 
     def test_pong_only_peer_pings_are_not_life(self) -> None:
         hb = opened(HeartbeatConfig(liveness=Liveness.PONG_ONLY, interval=20))
@@ -662,7 +678,7 @@ class TestStrayPongs:
     not marked ``solicited``: counted like peer pings, with strikes of their own."""
 
     CFG = HeartbeatConfig(peer_ping_min_interval=0.05, peer_ping_max_strikes=2)
-    TOO_MANY = (SendClose(code=1008, reason=PONG_FLOOD_REASON),)
+    TOO_MANY = (SendClose(code=1008, reason=PONG_FLOOD_REASON), CloseTransport())
 
     def test_the_close_reason(self) -> None:
         assert PONG_FLOOD_REASON == "too many pongs"
@@ -684,11 +700,11 @@ class TestStrayPongs:
         assert stray(hb, 1.02, via) == ()  # strike 2: the most allowed
         assert hb.is_open
         assert stray(hb, 1.03, via) == self.TOO_MANY  # strike 3: one too many
-        assert hb.phase is HeartbeatPhase.CLOSING
+        assert hb.phase is HeartbeatPhase.DRAINING  # failed (rule fail)
         assert hb.deadline == pytest.approx(1.03 + self.CFG.close_timeout)
         for i in range(10):
             assert stray(hb, 1.04 + i * 0.001, via) == ()
-        assert hb.phase is HeartbeatPhase.CLOSING
+        assert hb.phase is HeartbeatPhase.DRAINING
 
     def test_zero_strikes_allowed(self) -> None:
         hb = opened(HeartbeatConfig(peer_ping_max_strikes=0))
@@ -774,8 +790,8 @@ class TestStrayPongs:
         assert hb.pong_received(20.0, b"1") == ()  # not even the heartbeat's answer
         assert hb.handle(PongReceived(now=20.0, payload=b"1")) == ()
         assert snapshot(hb) == before
-        # The close goes on as any close does.
-        assert hb.handle(CloseReceived(now=20.1, code=1008)) == (CloseTransport(),)
+        # The connection was failed: the peer's close frame changes nothing.
+        assert hb.handle(CloseReceived(now=20.1, code=1008)) == ()
         assert stray(hb, 20.1) == ()
         assert hb.handle(ConnectionClosed(now=20.2)) == ()
         with pytest.raises(LocalProtocolError):
@@ -838,7 +854,7 @@ class TestMonotonicTime:
     def test_opening_twice_raises(self) -> None:
         hb = opened(CFG)
         before = snapshot(hb)
-        with pytest.raises(LocalProtocolError, match="twice"):
+        with pytest.raises(LocalProtocolError, match="already open"):
             hb.handle(ConnectionOpened(now=1.0))
         assert snapshot(hb) == before
 
@@ -1046,7 +1062,7 @@ class TestConstruction:
     def test_defaults(self) -> None:
         hb = HeartbeatState()
         assert hb.config == HeartbeatConfig()
-        assert hb.state is HeartbeatPhase.NEW
+        assert hb.phase is HeartbeatPhase.NEW and hb.deadline is None
         assert hb.seq == 0
 
     def test_config_must_be_a_config(self) -> None:

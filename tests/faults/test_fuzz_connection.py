@@ -310,11 +310,11 @@ class Driver:
         for e in events:
             if type(e) is Request:
                 evs = (
-                    self.conn.reject(403, b"no") if self.reject else self.conn.accept(now=self.now)
+                    self.conn.reject(403, b"no", now=self.now) if self.reject else self.conn.accept(now=self.now)
                 )
                 self.after(evs, 0, reading=False)
             elif type(e) is HttpRequest:
-                self.after(self.conn.respond(200, b"ok"), 0, reading=False)
+                self.after(self.conn.respond(200, b"ok", now=self.now), 0, reading=False)
 
     def _parse_out(self, out: bytes) -> int:
         if not out:
