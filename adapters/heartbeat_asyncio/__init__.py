@@ -9,8 +9,7 @@ reason) at info, heartbeat details at debug.
 from __future__ import annotations
 
 from heartbeat_asyncio.client import connect
-from heartbeat_asyncio.connection import Connection, EventCallback, HttpHandler, SelectSubprotocol
-from heartbeat_asyncio.keepalive import apply_keepalive
+from heartbeat_asyncio.connection import Connection, EventCallback
 from heartbeat_asyncio.reconnect import (
     Connected,
     Disconnected,
@@ -18,8 +17,8 @@ from heartbeat_asyncio.reconnect import (
     Retrying,
     connect_forever,
 )
-from heartbeat_asyncio.server import Handler, Server, serve
-from heartbeat_core.tcp import TcpKeepalive
+from heartbeat_asyncio.server import Handler, HttpHandler, SelectSubprotocol, Server, serve
+from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 
 __all__ = [
     "Connected",

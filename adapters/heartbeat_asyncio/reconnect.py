@@ -6,12 +6,12 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from heartbeat_asyncio.client import connect
 from heartbeat_asyncio.connection import Connection
 from heartbeat_core import Backoff, BackoffPolicy
+from heartbeat_core.backoff import Connected, Disconnected, ReconnectEvent, Retrying
 from heartbeat_core.errors import ConfigError, HeartbeatError
 
 __all__ = ["Connected", "Disconnected", "ReconnectEvent", "Retrying", "connect_forever"]
@@ -19,33 +19,6 @@ __all__ = ["Connected", "Disconnected", "ReconnectEvent", "Retrying", "connect_f
 logger = logging.getLogger("heartbeat_asyncio")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Connected:
-    """A connection to ``uri`` opened."""
-
-    uri: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Disconnected:
-    """A connection ended (``code``/``reason`` from its close) or an attempt failed
-    (``code`` is ``None`` and ``error`` says why)."""
-
-    code: int | None
-    reason: str
-    error: BaseException | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Retrying:
-    """The next attempt starts in ``delay`` seconds; ``attempt`` counts failures since the
-    last stable connection."""
-
-    delay: float
-    attempt: int
-
-
-ReconnectEvent = Connected | Disconnected | Retrying
 
 
 async def connect_forever(

@@ -9,19 +9,16 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-from heartbeat_asyncio.connection import (
-    Connection,
-    EventCallback,
-    HttpHandler,
-    SelectSubprotocol,
-)
+from heartbeat_asyncio.connection import Connection, EventCallback
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
-from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, check_queue_bounds
-from heartbeat_core.errors import ConfigError, ConnectionClosedError
+from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
+from heartbeat_core.errors import ConnectionClosedError
+from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
+from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase
 from heartbeat_core.tcp import TcpKeepalive
 
-__all__ = ["Handler", "Server", "serve"]
+__all__ = ["Handler", "HttpHandler", "SelectSubprotocol", "Server", "serve"]
 
 logger = logging.getLogger("heartbeat_asyncio")
 
@@ -61,6 +58,11 @@ class Server:
     def connections(self) -> frozenset[Connection]:
         """The open connections (handshake done, not yet closed)."""
         return frozenset(self._open)
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called (new upgrades are refused with 503)."""
+        return self._closing is not None
 
     # ---------------------------------------------------------------- control
 
@@ -128,10 +130,6 @@ class Server:
 
     # --------------------------------------------------------------- internal
 
-    def _track(self, conn: Connection) -> None:
-        self._all.add(conn)
-        conn._on_gone = self._forget
-
     def _forget(self, conn: Connection) -> None:
         self._all.discard(conn)
         self._open.discard(conn)
@@ -162,11 +160,11 @@ async def serve(
     config: HeartbeatConfig | None = None,
     codec: AppCodec = JSON_CODEC,
     ssl: ssl_module.SSLContext | None = None,
-    max_size: int | None = 1 << 20,
+    max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     select_subprotocol: SelectSubprotocol | None = None,
-    handshake_timeout: float = 10.0,
+    handshake_timeout: float = DEFAULT_OPEN_TIMEOUT,
     keepalive: TcpKeepalive | None = None,
     on_event: EventCallback | None = None,
     http_handler: HttpHandler | None = None,
@@ -176,10 +174,11 @@ async def serve(
     When the handler returns, its connection is closed with 1000 (1011 if it
     raised). Heartbeats follow ``config``; ``on_event`` sees every event the core
     emits for every connection. ``select_subprotocol`` picks one of the
-    subprotocols a client offers (``None``: none). ``handshake_timeout`` drops
-    clients that do not finish the opening handshake in time. ``http_handler``
-    answers plain HTTP GETs (``target -> (status, headers, body)``; ``None`` or
-    no handler: 426 Upgrade Required).
+    subprotocols a client offers (``None``: none; if it raises or picks one that
+    was not offered, the client gets a 500). ``handshake_timeout`` bounds the
+    opening handshake: a client that does not finish it in time is dropped.
+    ``http_handler`` answers plain HTTP GET and HEAD requests (``target ->
+    (status, headers, body)``; ``None`` or no handler: 426 Upgrade Required).
 
     ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
     connection, the messages that arrived but the handler has not yet taken with
@@ -188,33 +187,30 @@ async def serve(
     down) until the handler has taken half of them. Meanwhile heartbeats still go
     out but nobody is declared dead (the core's ``paused-reading`` rule).
 
-    Raises :class:`~heartbeat_core.errors.ConfigError`, before listening, when
-    ``max_queue`` or ``max_queue_bytes`` is not a positive int or
-    ``handshake_timeout`` is not a positive number.
+    Every option is validated before anything listens: a bad one raises
+    :class:`~heartbeat_core.errors.ConfigError` here.
     """
-    if not (isinstance(handshake_timeout, (int, float)) and handshake_timeout > 0):
-        raise ConfigError(f"handshake_timeout must be > 0 seconds, got {handshake_timeout!r}")
-    max_queue, max_queue_bytes = check_queue_bounds(max_queue, max_queue_bytes)
+    options = ConnectionOptions(
+        config=config,
+        codec=codec,
+        max_size=max_size,
+        max_queue=max_queue,
+        max_queue_bytes=max_queue_bytes,
+        open_timeout=handshake_timeout,
+        keepalive=keepalive,
+    )
+    policy = ServerPolicy(
+        select_subprotocol=select_subprotocol, http_handler=http_handler, logger=logger
+    )
+    options.new_core(Role.SERVER)  # the core's own checks, before listening
     loop = asyncio.get_running_loop()
     server = Server(handler)
 
     def factory() -> Connection:
         conn = Connection(
-            Role.SERVER,
-            config=config,
-            codec=codec,
-            max_size=max_size,
-            max_queue=max_queue,
-            max_queue_bytes=max_queue_bytes,
-            on_event=on_event,
-            loop=loop,
+            Role.SERVER, options, on_event=on_event, policy=policy, server=server, loop=loop
         )
-        conn._select = select_subprotocol
-        conn._on_open = server._start
-        conn._http_handler = http_handler
-        conn._handshake_deadline = float(handshake_timeout)  # made absolute on connect
-        server._track(conn)
-        conn._keepalive = keepalive
+        server._all.add(conn)
         return conn
 
     server._server = await loop.create_server(
@@ -222,7 +218,7 @@ async def serve(
         host,
         port,
         ssl=ssl,
-        ssl_handshake_timeout=float(handshake_timeout) if ssl is not None else None,
+        ssl_handshake_timeout=options.open_timeout if ssl is not None else None,
     )
     server._port = int(server._server.sockets[0].getsockname()[1])
     logger.info("server listening on %s:%d", host, server.port)

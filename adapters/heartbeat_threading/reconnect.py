@@ -19,10 +19,10 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Any
 
 from heartbeat_core import Backoff, BackoffPolicy, ConfigError, HeartbeatError
+from heartbeat_core.backoff import Connected, Disconnected, ReconnectEvent, Retrying
 from heartbeat_threading.client import connect
 from heartbeat_threading.connection import Connection
 
@@ -31,33 +31,6 @@ __all__ = ["Connected", "Disconnected", "ReconnectEvent", "Retrying", "connect_f
 log = logging.getLogger("heartbeat_threading")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Connected:
-    """A connection to ``uri`` opened."""
-
-    uri: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Disconnected:
-    """A connection ended (``code``/``reason`` of its close) or an attempt failed
-    (``error``; ``code`` is then None)."""
-
-    code: int | None
-    reason: str
-    error: BaseException | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Retrying:
-    """The next attempt (number ``attempt`` since the last stable connection) starts
-    in ``delay`` seconds."""
-
-    delay: float
-    attempt: int
-
-
-ReconnectEvent = Connected | Disconnected | Retrying
 
 
 def connect_forever(

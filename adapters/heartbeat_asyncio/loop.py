@@ -1,0 +1,86 @@
+"""What the connections of one event loop share: one read buffer and one timer.
+
+Every connection of a loop reads into the same preallocated buffer
+(:class:`asyncio.BufferedProtocol`: no 256 KiB allocation per read) and files its
+next wake-up in one :class:`~heartbeat_core.timers.TimerWheel`, served by a single
+``loop.call_at`` handle. The wheel decides which connections are due and when the
+loop must wake next; this module only carries that out. Nothing is stored on the
+loop object, and nothing here depends on the loop's class: any asyncio-compatible
+loop (uvloop included) works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Protocol
+
+from heartbeat_core.timers import TimerWheel
+
+__all__ = ["READ_BUFFER_SIZE", "LoopShare", "TimerClient", "share_for"]
+
+logger = logging.getLogger("heartbeat_asyncio")
+
+#: Size of the read buffer shared by all connections of one event loop.
+READ_BUFFER_SIZE = 256 * 1024
+
+
+class TimerClient(Protocol):
+    """What the shared timer calls when a connection's filing is due."""
+
+    def _timer_due(self) -> None: ...
+
+
+class LoopShare:
+    """One loop's read buffer and timer, shared by its connections (see :func:`share_for`)."""
+
+    __slots__ = ("__weakref__", "_firing", "_handle", "_loop", "buffer", "view", "wheel")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.wheel: TimerWheel[TimerClient] = TimerWheel()
+        self._handle: asyncio.TimerHandle | None = None
+        self._firing = False
+        self.buffer = bytearray(READ_BUFFER_SIZE)
+        self.view = memoryview(self.buffer)
+
+    def file(self, conn: TimerClient, when: float | None) -> None:
+        """File ``conn`` to be woken at ``when`` (``None``: no timer needed)."""
+        if self.wheel.file(conn, when) and not self._firing:
+            self._arm()
+
+    def unfile(self, conn: TimerClient) -> None:
+        self.wheel.unfile(conn)
+
+    def _arm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        wake = self.wheel.next_wake
+        self._handle = None if wake is None else self._loop.call_at(wake, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._firing = True
+        try:
+            for conn in self.wheel.pop_due(self._loop.time()):
+                try:
+                    conn._timer_due()  # (each reads the clock itself: RTTs start there)
+                except Exception:
+                    logger.exception("timer handling failed for %r", conn)
+        finally:
+            self._firing = False
+            self._arm()
+
+
+# Keyed by id(loop): a share holds its loop, so the id cannot be reused while the share
+# lives, and it lives exactly as long as a connection of that loop holds it.
+_shares: weakref.WeakValueDictionary[int, LoopShare] = weakref.WeakValueDictionary()
+
+
+def share_for(loop: asyncio.AbstractEventLoop) -> LoopShare:
+    """The share of ``loop``, made at its first connection."""
+    share = _shares.get(id(loop))
+    if share is None or share._loop is not loop:
+        share = _shares[id(loop)] = LoopShare(loop)
+    return share

@@ -1,0 +1,111 @@
+"""What a server answers, decided once for every driver.
+
+:class:`ServerPolicy` turns a :class:`~heartbeat_core.wsevents.Request` into an
+accept or a refusal and a :class:`~heartbeat_core.wsevents.HttpRequest` into an
+HTTP answer, by calling the application's hooks: ``select_subprotocol`` and
+``http_handler``. A hook that raises, or answers something unusable, gets the
+client a 500 and the server a log line; no hook means no subprotocol, and a 426
+for plain HTTP. A server that is shutting down answers 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from heartbeat_core.connection import HeartbeatConnection
+from heartbeat_core.errors import ConfigError
+from heartbeat_core.wsevents import ConnectionEvent, HttpRequest, Request
+
+__all__ = ["HttpAnswer", "HttpHandler", "SelectSubprotocol", "ServerPolicy", "UPGRADE_REQUIRED"]
+
+#: ``select_subprotocol(offered) -> chosen or None``.
+SelectSubprotocol = Callable[[Sequence[str]], "str | None"]
+#: ``(status, headers, body)``.
+HttpAnswer = tuple[int, Sequence[tuple[str, str]], bytes]
+#: ``http_handler(target) -> (status, headers, body) or None`` (``None``: 426).
+HttpHandler = Callable[[str], "HttpAnswer | None"]
+
+#: The answer to plain HTTP when no handler answers it.
+UPGRADE_REQUIRED: HttpAnswer = (
+    426,
+    [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+    b"Upgrade Required: this is a WebSocket endpoint.\n",
+)
+_SERVER_ERROR: HttpAnswer = (500, [], b"Internal Server Error\n")
+
+
+def _callable_or_none(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise ConfigError(f"{name} must be a callable or None, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerPolicy:
+    """A server's answers to the opening handshake. Validated at construction."""
+
+    select_subprotocol: SelectSubprotocol | None = None
+    http_handler: HttpHandler | None = None
+    #: Where failures of the hooks are logged (the driver's logger).
+    logger: logging.Logger = field(default=logging.getLogger("heartbeat_core"))
+
+    def __post_init__(self) -> None:
+        _callable_or_none("select_subprotocol", self.select_subprotocol)
+        _callable_or_none("http_handler", self.http_handler)
+
+    def answer(
+        self,
+        core: HeartbeatConnection,
+        request: Request | HttpRequest,
+        now: float,
+        *,
+        refusing: bool = False,
+    ) -> list[ConnectionEvent]:
+        """Answer ``request`` on ``core``; return the events the answer caused (an
+        ``Accepted``, or a ``CloseTransport`` after a refusal or an HTTP answer).
+        ``refusing``: the server is shutting down (503)."""
+        if isinstance(request, HttpRequest):
+            status, headers, body = self._http(request)
+            return core.respond(status, body, now=now, headers=headers)
+        if refusing:
+            return core.reject(503, b"Server shutting down\n", now=now)
+        subprotocol = None
+        if self.select_subprotocol is not None and request.subprotocols:
+            try:
+                subprotocol = self.select_subprotocol(request.subprotocols)
+            except Exception:
+                self.logger.exception("select_subprotocol failed on %r", request.subprotocols)
+                return core.reject(500, _SERVER_ERROR[2], now=now)
+            if subprotocol is not None and subprotocol not in request.subprotocols:
+                self.logger.error(
+                    "select_subprotocol returned %r, which the client did not offer (%r): "
+                    "return one of the offered subprotocols or None",
+                    subprotocol,
+                    request.subprotocols,
+                )
+                return core.reject(500, _SERVER_ERROR[2], now=now)
+        return core.accept(now=now, subprotocol=subprotocol)
+
+    def _http(self, request: HttpRequest) -> HttpAnswer:
+        if self.http_handler is None:
+            return UPGRADE_REQUIRED
+        try:
+            answer = self.http_handler(request.target)
+            if answer is None:
+                return UPGRADE_REQUIRED
+            status, headers, body = answer
+            if not (isinstance(status, int) and 200 <= status <= 599):
+                raise TypeError(f"status must be an int in 200-599, got {status!r}")
+            if not isinstance(body, bytes):
+                raise TypeError(f"body must be bytes, got {type(body).__name__}")
+            return status, list(headers), body
+        except Exception:
+            self.logger.exception("http_handler failed on %s", _without_query(request.target))
+            return _SERVER_ERROR
+
+
+def _without_query(target: str) -> str:
+    """A request target fit for a log line: query strings may hold secrets."""
+    path, sep, _ = target.partition("?")
+    return path + ("?..." if sep else "")
