@@ -3,6 +3,13 @@
 Every clock function (and ``random``) is patched to raise, then a whole life runs
 through ``HeartbeatState`` and through a client/server ``HeartbeatConnection``
 pair: handshake, messages, heartbeats, pongs, a dead peer, a close.
+
+No core module imports a clock, thread, event loop, selector, ``socket`` or
+``random``, with one exception (``ALLOWED_IMPORTS``):
+
+* ``random`` in ``heartbeat_core.randomness``, the one module that makes a
+  random source (:func:`~heartbeat_core.randomness.default_random`), for
+  drivers to pass in.
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ from heartbeat_core import (
 )
 
 FORBIDDEN_MODULES = {"socket", "threading", "asyncio", "time", "random", "select", "selectors"}
+#: The only imports of forbidden modules: (core module, module imported, enclosing
+#: function's qualified name, or None at module level).
+ALLOWED_IMPORTS = {
+    ("heartbeat_core.randomness", "random", None),
+}
 CLOCKS = [
     "time",
     "monotonic",
@@ -139,23 +151,60 @@ def _core_modules() -> list[str]:
     ] + ["heartbeat_core"]
 
 
+def _imports(tree: ast.AST) -> set[tuple[str, str | None]]:
+    """``(top-level module, enclosing scope)`` of every absolute import in ``tree``; the
+    scope is the qualified name of the enclosing function or class, None at module level."""
+    found: set[tuple[str, str | None]] = set()
+
+    def visit(node: ast.AST, scope: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                visit(child, child.name if scope is None else f"{scope}.{child.name}")
+                continue
+            if isinstance(child, ast.Import):
+                found.update((alias.name.split(".")[0], scope) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                found.add((child.module.split(".")[0], scope))
+            visit(child, scope)
+
+    visit(tree, None)
+    return found
+
+
 @pytest.mark.parametrize("module", _core_modules())
 def test_no_io_or_clock_imports(module: str) -> None:
     mod = importlib.import_module(module)
     path = Path(mod.__file__ or "")
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            imported.add(node.module.split(".")[0])
-    assert not imported & FORBIDDEN_MODULES, (module, imported & FORBIDDEN_MODULES)
+    for name, scope in _imports(tree):
+        if name in FORBIDDEN_MODULES:
+            assert (module, name, scope) in ALLOWED_IMPORTS, (module, name, scope)
     # Nothing reachable as a module attribute either (e.g. ``import time as _t``).
     for value in vars(mod).values():
-        name = getattr(value, "__name__", None)
-        if type(value) is type(sys):
-            assert name not in FORBIDDEN_MODULES, (module, name)
+        attribute = getattr(value, "__name__", None)
+        if type(value) is type(sys) and attribute in FORBIDDEN_MODULES:
+            assert (module, attribute, None) in ALLOWED_IMPORTS, (module, attribute)
+
+
+@pytest.mark.parametrize(("module", "name", "scope"), sorted(ALLOWED_IMPORTS, key=str))
+def test_each_allowed_import_is_where_it_is_allowed(
+    module: str, name: str, scope: str | None
+) -> None:
+    """The exceptions are exact: each import exists, in that scope and no other."""
+    path = Path(importlib.import_module(module).__file__ or "")
+    scopes = {s for n, s in _imports(ast.parse(path.read_text(encoding="utf-8"))) if n == name}
+    assert scopes == {scope}
+
+
+def test_imports_are_found_in_every_scope() -> None:
+    tree = ast.parse(
+        "import a.b\n"
+        "from c import d\n"
+        "from . import e\n"
+        "def f():\n    import g\n    if x:\n        from h.i import j\n"
+        "class K:\n    def m(self):\n        import n\n"
+    )
+    assert _imports(tree) == {("a", None), ("c", None), ("g", "f"), ("h", "f"), ("n", "K.m")}
 
 
 def test_tcp_names_socket_options_as_strings() -> None:
