@@ -2,7 +2,8 @@
 
 Every clock function (and ``random``) is patched to raise, then a whole life runs
 through ``HeartbeatState`` and through a client/server ``HeartbeatConnection``
-pair: handshake, messages, heartbeats, pongs, a dead peer, a close.
+pair: handshake, messages, heartbeats, pongs, a dead peer, a close; and the
+drivers' helpers (receive queue, timer wheel, URI parser) run too.
 
 No core module imports a clock, thread, event loop, selector, ``socket`` or
 ``random``, with exactly two exceptions (``ALLOWED_IMPORTS``):
@@ -31,6 +32,7 @@ from core_helpers import Pair, opened
 import heartbeat_core
 from heartbeat_core import (
     Abort,
+    Backoff,
     BytesReceived,
     Closed,
     CloseReceived,
@@ -41,9 +43,13 @@ from heartbeat_core import (
     Message,
     PeerDead,
     PongReceived,
+    ReceiveQueue,
     RttSample,
     SendPing,
     TimerFired,
+    TimerWheel,
+    default_random,
+    parse_uri,
 )
 
 FORBIDDEN_MODULES = {"socket", "threading", "asyncio", "time", "random", "select", "selectors"}
@@ -217,3 +223,18 @@ def test_tcp_names_socket_options_as_strings() -> None:
     source = Path(tcp.__file__).read_text(encoding="utf-8")
     assert '"TCP_KEEPIDLE"' in source
     assert "socket" not in vars(tcp)  # imported inside apply_keepalive only
+
+
+@pytest.mark.usefixtures("no_clock")
+def test_driver_helpers_without_a_clock() -> None:
+    queue = ReceiveQueue(max_queue=2)
+    queue.push("a")
+    assert queue.push(b"b")
+    assert queue.pop() == ("a", True)
+    wheel: TimerWheel[str] = TimerWheel()
+    assert wheel.file("conn", 1.0)
+    assert wheel.timeout(0.5) == pytest.approx(0.501)
+    assert wheel.pop_due(2.0) == ["conn"]
+    assert parse_uri("wss://[::1]:8443/chat").host_header == "[::1]:8443"
+    delays = Backoff(random=default_random(3))  # the driver's seeded source, not the module's
+    assert 0 <= delays.next_delay(0.0) < 0.5
