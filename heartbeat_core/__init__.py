@@ -19,7 +19,7 @@ from heartbeat_core.actions import (
     SendPing,
     SendPong,
 )
-from heartbeat_core.backoff import Backoff
+from heartbeat_core.backoff import Backoff, Connected, Disconnected, ReconnectEvent, Retrying
 from heartbeat_core.codec import JSON_CODEC, AppCodec, AppKind
 from heartbeat_core.config import (
     PROXY_IDLE_LIMITS,
@@ -52,6 +52,8 @@ from heartbeat_core.events import (
     ReadingResumed,
     TimerFired,
 )
+from heartbeat_core.queue import ReceiveQueue
+from heartbeat_core.randomness import default_random
 from heartbeat_core.state import (
     HEARTBEAT_TIMEOUT_REASON,
     TRANSITIONS,
@@ -60,7 +62,9 @@ from heartbeat_core.state import (
     Transition,
 )
 from heartbeat_core.stats import HeartbeatStats
-from heartbeat_core.tcp import TcpKeepalive
+from heartbeat_core.tcp import SupportsSetsockopt, TcpKeepalive, apply_keepalive
+from heartbeat_core.timers import TimerWheel
+from heartbeat_core.uri import WebSocketURI, parse_uri
 from heartbeat_core.wsevents import (
     Accepted,
     Closed,
@@ -97,10 +101,12 @@ __all__ = [
     "Closing",
     "ConfigError",
     "ConfigWarning",
+    "Connected",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionEvent",
     "ConnectionOpened",
+    "Disconnected",
     "Event",
     "HandshakeError",
     "HeartbeatConfig",
@@ -120,8 +126,11 @@ __all__ = [
     "PongReceived",
     "ReadingPaused",
     "ReadingResumed",
+    "ReceiveQueue",
+    "ReconnectEvent",
     "Rejected",
     "Request",
+    "Retrying",
     "Role",
     "RttSample",
     "SendAppPing",
@@ -129,8 +138,14 @@ __all__ = [
     "SendClose",
     "SendPing",
     "SendPong",
+    "SupportsSetsockopt",
     "TcpKeepalive",
     "TimerFired",
+    "TimerWheel",
     "Transition",
+    "WebSocketURI",
+    "apply_keepalive",
+    "default_random",
+    "parse_uri",
     "__version__",
 ]

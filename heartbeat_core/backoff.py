@@ -1,14 +1,51 @@
-"""Reconnect backoff, sans-IO: exponential, capped, full jitter, reset after a stable connection."""
+"""Reconnect backoff, sans-IO: exponential, capped, full jitter, reset after a stable connection.
+
+Also what a reconnecting client tells its application (``on_state``): one of
+:class:`Connected`, :class:`Disconnected` and :class:`Retrying`, the
+:data:`ReconnectEvent` union, shared by every driver.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from heartbeat_core.config import BackoffPolicy
 from heartbeat_core.errors import ConfigError, LocalProtocolError
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "Connected", "Disconnected", "ReconnectEvent", "Retrying"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connected:
+    """A connection to ``uri`` opened."""
+
+    uri: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disconnected:
+    """A connection ended (``code`` and ``reason`` of its close) or an attempt failed
+    (``code`` is None and ``error`` says why)."""
+
+    code: int | None
+    reason: str
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retrying:
+    """The next attempt starts in ``delay`` seconds; ``attempt`` counts failures since
+    the last stable connection (:attr:`Backoff.attempt`)."""
+
+    delay: float
+    attempt: int
+
+
+#: What a reconnecting client reports, in order: ``Connected``, then ``Disconnected``
+#: when it ends (or ``Disconnected`` alone for a failed attempt), then ``Retrying``.
+ReconnectEvent = Connected | Disconnected | Retrying
 
 
 class Backoff:

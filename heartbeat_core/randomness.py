@@ -1,12 +1,31 @@
-"""Placeholder until the randomness module lands (see branch wt-corenew)."""
+"""The default random source, for jitter: the only core module that imports ``random``.
+
+The core never draws random numbers on its own: whatever needs them (jittered
+heartbeat intervals, :class:`~heartbeat_core.Backoff` with full jitter) takes a
+``random`` callable returning floats in [0, 1). :func:`default_random` makes
+one, so a driver need not import ``random`` itself, and a test can seed it.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
 
+from heartbeat_core.errors import ConfigError
+
 __all__ = ["default_random"]
 
 
 def default_random(seed: int | float | str | bytes | None = None) -> Callable[[], float]:
+    """A new, independent source of floats in [0, 1): ``random.Random(seed).random``.
+
+    The same ``seed`` gives the same sequence; None seeds from the operating
+    system. Not for secrets. Raises :class:`~heartbeat_core.errors.ConfigError`
+    when ``seed`` is not an int, float, str, bytes or None.
+    """
+    if seed is not None and not isinstance(seed, (int, float, str, bytes)):
+        raise ConfigError(
+            f"seed must be an int, float, str, bytes or None, got {type(seed).__name__} "
+            f"{seed!r}: pass e.g. seed=1 for a reproducible sequence"
+        )
     return random.Random(seed).random

@@ -1,18 +1,32 @@
 """TCP keepalive settings: a belt-and-braces option below the WebSocket heartbeat.
 
-Pure data: :meth:`TcpKeepalive.socket_options` names the options to set; a
-driver resolves the names on its platform's ``socket`` module, skips those the
-platform lacks, and calls ``setsockopt``.
+:class:`TcpKeepalive` is pure data: :meth:`TcpKeepalive.socket_options` names
+the options to set. :func:`apply_keepalive` sets them on a socket the driver
+owns: it resolves the names on the platform's ``socket`` module (the one place
+the core touches ``socket``, for its constants; it does no I/O), skips those
+the platform lacks, and calls ``setsockopt``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 from heartbeat_core.errors import ConfigError
 
-__all__ = ["TcpKeepalive"]
+__all__ = ["SupportsSetsockopt", "TcpKeepalive", "apply_keepalive"]
+
+logger = logging.getLogger("heartbeat_core")
+
+
+class SupportsSetsockopt(Protocol):
+    """What :func:`apply_keepalive` needs: a ``socket.socket``, or asyncio's
+    ``TransportSocket`` (``transport.get_extra_info("socket")``)."""
+
+    def setsockopt(self, level: int, option: int, value: int, /) -> None:
+        """Set a socket option (as ``socket.socket.setsockopt``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,3 +69,28 @@ class TcpKeepalive:
                 ("IPPROTO_TCP", "TCP_USER_TIMEOUT", max(1, round(self.user_timeout * 1000)))
             )
         return options
+
+
+def apply_keepalive(sock: SupportsSetsockopt, keepalive: TcpKeepalive) -> list[str]:
+    """Set ``keepalive``'s options on ``sock``; return the names of those set.
+
+    Options this platform's ``socket`` module lacks (e.g. ``TCP_USER_TIMEOUT``
+    outside Linux) are skipped and logged at debug level on the
+    ``heartbeat_core`` logger. Raises what ``sock.setsockopt``
+    raises (``OSError``, e.g. on a closed socket); options set before the
+    failure stay set.
+    """
+    import socket
+
+    applied: list[str] = []
+    for level_name, option_name, value in keepalive.socket_options():
+        level = getattr(socket, level_name, None)
+        option = getattr(socket, option_name, None)
+        if level is None or option is None:
+            logger.debug(
+                "TCP keepalive: %s is not available on this platform; skipped", option_name
+            )
+            continue
+        sock.setsockopt(level, option, value)
+        applied.append(option_name)
+    return applied

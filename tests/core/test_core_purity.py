@@ -2,7 +2,18 @@
 
 Every clock function (and ``random``) is patched to raise, then a whole life runs
 through ``HeartbeatState`` and through a client/server ``HeartbeatConnection``
-pair: handshake, messages, heartbeats, pongs, a dead peer, a close.
+pair: handshake, messages, heartbeats, pongs, a dead peer, a close; and the
+drivers' helpers (receive queue, timer wheel, URI parser) run too.
+
+No core module imports a clock, thread, event loop, selector, ``socket`` or
+``random``, with exactly two exceptions (``ALLOWED_IMPORTS``):
+
+* ``random`` in ``heartbeat_core.randomness``, the one module that makes a
+  random source (:func:`~heartbeat_core.randomness.default_random`), for
+  drivers to pass in;
+* ``socket`` inside ``heartbeat_core.tcp.apply_keepalive`` only, for the names
+  of its option constants (it calls ``setsockopt`` on the driver's socket and
+  does no I/O); not at module level, so importing the core never imports it.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from core_helpers import Pair, opened
 import heartbeat_core
 from heartbeat_core import (
     Abort,
+    Backoff,
     BytesReceived,
     Closed,
     CloseReceived,
@@ -31,12 +43,22 @@ from heartbeat_core import (
     Message,
     PeerDead,
     PongReceived,
+    ReceiveQueue,
     RttSample,
     SendPing,
     TimerFired,
+    TimerWheel,
+    default_random,
+    parse_uri,
 )
 
 FORBIDDEN_MODULES = {"socket", "threading", "asyncio", "time", "random", "select", "selectors"}
+#: The only imports of forbidden modules: (core module, module imported, enclosing
+#: function's qualified name, or None at module level).
+ALLOWED_IMPORTS = {
+    ("heartbeat_core.randomness", "random", None),
+    ("heartbeat_core.tcp", "socket", "apply_keepalive"),
+}
 CLOCKS = [
     "time",
     "monotonic",
@@ -139,26 +161,80 @@ def _core_modules() -> list[str]:
     ] + ["heartbeat_core"]
 
 
+def _imports(tree: ast.AST) -> set[tuple[str, str | None]]:
+    """``(top-level module, enclosing scope)`` of every absolute import in ``tree``; the
+    scope is the qualified name of the enclosing function or class, None at module level."""
+    found: set[tuple[str, str | None]] = set()
+
+    def visit(node: ast.AST, scope: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                visit(child, child.name if scope is None else f"{scope}.{child.name}")
+                continue
+            if isinstance(child, ast.Import):
+                found.update((alias.name.split(".")[0], scope) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                found.add((child.module.split(".")[0], scope))
+            visit(child, scope)
+
+    visit(tree, None)
+    return found
+
+
 @pytest.mark.parametrize("module", _core_modules())
 def test_no_io_or_clock_imports(module: str) -> None:
     mod = importlib.import_module(module)
     path = Path(mod.__file__ or "")
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            imported.add(node.module.split(".")[0])
-    assert not imported & FORBIDDEN_MODULES, (module, imported & FORBIDDEN_MODULES)
+    for name, scope in _imports(tree):
+        if name in FORBIDDEN_MODULES:
+            assert (module, name, scope) in ALLOWED_IMPORTS, (module, name, scope)
     # Nothing reachable as a module attribute either (e.g. ``import time as _t``).
     for value in vars(mod).values():
-        name = getattr(value, "__name__", None)
-        if type(value) is type(sys):
-            assert name not in FORBIDDEN_MODULES, (module, name)
+        attribute = getattr(value, "__name__", None)
+        if type(value) is type(sys) and attribute in FORBIDDEN_MODULES:
+            assert (module, attribute, None) in ALLOWED_IMPORTS, (module, attribute)
+
+
+@pytest.mark.parametrize(("module", "name", "scope"), sorted(ALLOWED_IMPORTS, key=str))
+def test_each_allowed_import_is_where_it_is_allowed(
+    module: str, name: str, scope: str | None
+) -> None:
+    """The exceptions are exact: each import exists, in that scope and no other."""
+    path = Path(importlib.import_module(module).__file__ or "")
+    scopes = {s for n, s in _imports(ast.parse(path.read_text(encoding="utf-8"))) if n == name}
+    assert scopes == {scope}
+
+
+def test_imports_are_found_in_every_scope() -> None:
+    tree = ast.parse(
+        "import a.b\n"
+        "from c import d\n"
+        "from . import e\n"
+        "def f():\n    import g\n    if x:\n        from h.i import j\n"
+        "class K:\n    def m(self):\n        import n\n"
+    )
+    assert _imports(tree) == {("a", None), ("c", None), ("g", "f"), ("h", "f"), ("n", "K.m")}
 
 
 def test_tcp_names_socket_options_as_strings() -> None:
-    source = Path(heartbeat_core.__file__).with_name("tcp.py").read_text(encoding="utf-8")
-    assert "import socket" not in source
+    import heartbeat_core.tcp as tcp
+
+    source = Path(tcp.__file__).read_text(encoding="utf-8")
     assert '"TCP_KEEPIDLE"' in source
+    assert "socket" not in vars(tcp)  # imported inside apply_keepalive only
+
+
+@pytest.mark.usefixtures("no_clock")
+def test_driver_helpers_without_a_clock() -> None:
+    queue = ReceiveQueue(max_queue=2)
+    queue.push("a")
+    assert queue.push(b"b")
+    assert queue.pop() == ("a", True)
+    wheel: TimerWheel[str] = TimerWheel()
+    assert wheel.file("conn", 1.0)
+    assert wheel.timeout(0.5) == pytest.approx(0.501)
+    assert wheel.pop_due(2.0) == ["conn"]
+    assert parse_uri("wss://[::1]:8443/chat").host_header == "[::1]:8443"
+    delays = Backoff(random=default_random(3))  # the driver's seeded source, not the module's
+    assert 0 <= delays.next_delay(0.0) < 0.5
