@@ -62,7 +62,9 @@ class ConnectionOptions:
             or not isinstance(timeout, (int, float))
             or not (math.isfinite(timeout) and timeout > 0)
         ):
-            raise ConfigError(f"open_timeout must be a finite number of seconds > 0, got {timeout!r}")
+            raise ConfigError(
+                f"open_timeout must be a finite number of seconds > 0, got {timeout!r}"
+            )
         if self.keepalive is not None and not isinstance(self.keepalive, TcpKeepalive):
             raise ConfigError(f"keepalive must be a TcpKeepalive or None, got {self.keepalive!r}")
         ReceiveQueue(self.max_queue, self.max_queue_bytes)  # validates both bounds

@@ -121,6 +121,17 @@ PONG_FLOOD_REASON = "too many pongs"
 
 _NO_ACTIONS: tuple[Action, ...] = ()
 
+# One default random source for every state that was given none (made at first use:
+# a Mersenne Twister's state is about 2.5 KB, too much to keep per connection).
+_default_source: Callable[[], float] | None = None
+
+
+def _shared_source() -> Callable[[], float]:
+    global _default_source
+    if _default_source is None:
+        _default_source = default_random()
+    return _default_source
+
 
 class HeartbeatPhase(enum.Enum):
     """Where a connection's heartbeat stands."""
@@ -247,9 +258,10 @@ class HeartbeatState:
 
     ``random`` is a callable returning floats in [0, 1) (e.g. a seeded
     ``random.Random(seed).random``), used only when ``config.jitter > 0``;
-    without one, each state draws from a source of its own
-    (:func:`~heartbeat_core.randomness.default_random`). ``open_timeout`` bounds
-    the opening handshake from ``HandshakeStarted`` (rule ``open-timeout``).
+    without one, states draw from a default source
+    (:func:`~heartbeat_core.randomness.default_random`, one for all such states).
+    ``open_timeout`` bounds the opening handshake from ``HandshakeStarted``
+    (rule ``open-timeout``).
     """
 
     __slots__ = (
@@ -304,7 +316,7 @@ class HeartbeatState:
                 f"open_timeout must be a finite number of seconds > 0, got {open_timeout!r}"
             )
         if config.jitter > 0 and random is None:
-            random = default_random()
+            random = _shared_source()
         self._config = config
         self._random = random
         self._open_timeout = float(open_timeout)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Hashable
 from typing import Protocol
 
 from heartbeat_core.timers import TimerWheel
@@ -26,7 +27,7 @@ logger = logging.getLogger("heartbeat_asyncio")
 READ_BUFFER_SIZE = 256 * 1024
 
 
-class TimerClient(Protocol):
+class TimerClient(Hashable, Protocol):
     """What the shared timer calls when a connection's filing is due."""
 
     def _timer_due(self) -> None: ...
