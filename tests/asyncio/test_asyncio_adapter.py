@@ -243,7 +243,7 @@ def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
             connect(f"ws://{HOST}:{server.port}/", config=config, on_event=on_event) as conn,
         ):
             await wait_until(lambda: conn.core.reading_paused)
-            assert conn._queue is not None and len(conn._queue) <= 32 + 26  # bounded
+            assert len(conn.queue) <= 32 + 26  # bounded
             sent = conn.stats.pings_sent
             loop = asyncio.get_running_loop()
             end = loop.time() + 1.0  # 3 x (interval + timeout) without reading
@@ -287,7 +287,7 @@ def test_unread_queue_is_bounded_by_pausing_not_closing() -> None:
             (server_conn,) = box
             assert server_conn.core.reading_paused
             # One read (256 KiB) and one assembled message past the bound at most.
-            assert server_conn._queued <= (16 << 20) + (1 << 20) + (256 << 10)
+            assert server_conn.queue.size <= (16 << 20) + (1 << 20) + (256 << 10)
             assert conn.is_open and server_conn.is_open
             # Our close frame waits behind megabytes the server does not read: the
             # close is bounded by close_timeout (then aborted).
@@ -477,7 +477,7 @@ def test_open_and_close_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> 
 
 
 def test_one_shared_timer_is_not_rearmed_per_inbound_message() -> None:
-    from heartbeat_asyncio.connection import _timers_for
+    from heartbeat_asyncio.loop import share_for
 
     config = HeartbeatConfig(interval=5.0, timeout=5.0)
 
@@ -506,9 +506,8 @@ def test_one_shared_timer_is_not_rearmed_per_inbound_message() -> None:
                 loop.call_at = real_call_at  # type: ignore[method-assign]
             # 1,000 inbound messages (500 each way) and not one new loop timer.
             assert calls == 0
-            filings = _timers_for(loop).entries()
-            # One filing per connection (moves unfile the old one), no pile-up.
-            assert len(filings) == len({id(c) for _, c in filings}) <= 4
+            # One filing per connection (the wheel moves a filing, never adds one).
+            assert len(share_for(loop).wheel) <= 4
 
     run(main())
 

@@ -186,7 +186,7 @@ def running_server(
 
 @contextlib.contextmanager
 def _asyncio_server(config: HeartbeatConfig, handler: Any, **kwargs: Any) -> Iterator[ServerHandle]:
-    from heartbeat_asyncio import connection as aconn
+    from heartbeat_asyncio import loop as aloop
     from heartbeat_asyncio import serve
 
     loop = asyncio.new_event_loop()
@@ -201,11 +201,11 @@ def _asyncio_server(config: HeartbeatConfig, handler: Any, **kwargs: Any) -> Ite
         handle.port = server.port
 
         async def _counts() -> dict[str, int]:
-            filings = aconn._timers_for(loop).entries()
+            wheel = aloop.share_for(loop).wheel
             return {
                 "tasks": len(asyncio.all_tasks()) - 1,
-                "timer_entries": len(filings),
-                "live_timer_entries": sum(1 for key, c in filings if c._armed == key),
+                "timer_entries": len(wheel),
+                "live_timer_entries": len(wheel),  # (the wheel files each connection once)
                 "loop_handles": len(loop._scheduled),  # type: ignore[attr-defined]
                 "connections": len(server._all),
             }
