@@ -310,7 +310,9 @@ class Driver:
         for e in events:
             if type(e) is Request:
                 evs = (
-                    self.conn.reject(403, b"no", now=self.now) if self.reject else self.conn.accept(now=self.now)
+                    self.conn.reject(403, b"no", now=self.now)
+                    if self.reject
+                    else self.conn.accept(now=self.now)
                 )
                 self.after(evs, 0, reading=False)
             elif type(e) is HttpRequest:
