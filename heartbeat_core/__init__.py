@@ -29,6 +29,7 @@ from heartbeat_core.config import (
     Liveness,
 )
 from heartbeat_core.connection import HeartbeatConnection, Role
+from heartbeat_core.driver import DriverBase, EventCallback
 from heartbeat_core.errors import (
     ConfigError,
     ConfigWarning,
@@ -46,12 +47,16 @@ from heartbeat_core.events import (
     ConnectionClosed,
     ConnectionOpened,
     Event,
+    FailRequested,
+    HandshakeStarted,
     PingReceived,
     PongReceived,
     ReadingPaused,
     ReadingResumed,
     TimerFired,
 )
+from heartbeat_core.options import ConnectionOptions
+from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
 from heartbeat_core.queue import ReceiveQueue
 from heartbeat_core.randomness import default_random
 from heartbeat_core.state import (
@@ -106,9 +111,14 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionEvent",
     "ConnectionOpened",
+    "ConnectionOptions",
     "Disconnected",
+    "DriverBase",
     "Event",
+    "EventCallback",
+    "FailRequested",
     "HandshakeError",
+    "HandshakeStarted",
     "HeartbeatConfig",
     "HeartbeatConnection",
     "HeartbeatError",
@@ -116,6 +126,7 @@ __all__ = [
     "HeartbeatState",
     "HeartbeatStats",
     "HeartbeatStyle",
+    "HttpHandler",
     "HttpRequest",
     "Liveness",
     "LocalProtocolError",
@@ -133,11 +144,13 @@ __all__ = [
     "Retrying",
     "Role",
     "RttSample",
+    "SelectSubprotocol",
     "SendAppPing",
     "SendAppPong",
     "SendClose",
     "SendPing",
     "SendPong",
+    "ServerPolicy",
     "SupportsSetsockopt",
     "TcpKeepalive",
     "TimerFired",

@@ -71,7 +71,6 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         *,
         on_event: EventCallback | None = None,
         policy: ServerPolicy | None = None,
-        server: Server | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         options = ConnectionOptions() if options is None else options
@@ -85,7 +84,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         self._options = options
         self._loop = asyncio.get_running_loop() if loop is None else loop
         self._share: LoopShare = share_for(self._loop)
-        self._server = server
+        self._server: Server | None = None  # set by the server that accepted it
         self._transport: asyncio.Transport | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None

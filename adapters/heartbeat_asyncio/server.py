@@ -207,9 +207,8 @@ async def serve(
     server = Server(handler)
 
     def factory() -> Connection:
-        conn = Connection(
-            Role.SERVER, options, on_event=on_event, policy=policy, server=server, loop=loop
-        )
+        conn = Connection(Role.SERVER, options, on_event=on_event, policy=policy, loop=loop)
+        conn._server = server
         server._all.add(conn)
         return conn
 

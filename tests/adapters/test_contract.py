@@ -1,0 +1,242 @@
+"""The contract both drivers keep: one test per shared behaviour, run against each.
+
+Each behaviour here used to differ between heartbeat_asyncio and
+heartbeat_threading, or did not work in one of them (commit d061d09): HEAD
+answers, a raising ``select_subprotocol``, bad URIs, the order of ``on_event``,
+``Closed`` for sockets that never opened, jitter, the opening-handshake deadline,
+backpressure, the bound on closing after an HTTP answer, and configuration
+checked before anything listens. asyncio runs on the standard loop and on uvloop
+(whose transports are not subclasses of asyncio's).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from heartbeat_core import (
+    Accepted,
+    Closed,
+    CloseTransport,
+    Closing,
+    ConfigError,
+    HandshakeError,
+    HeartbeatConfig,
+    Request,
+    RttSample,
+)
+from tests.adapters.drivers import DRIVERS, Driver, make_driver
+
+QUIET = HeartbeatConfig(interval=30, timeout=10, close_timeout=0.5)
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    with make_driver(request.param) as made:
+        yield made
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met within the bound")
+        time.sleep(0.01)
+
+
+def exchange(port: int, request: bytes, *, read: bool = True) -> bytes:
+    """Send raw bytes to the server; everything it answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while read:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_head_answers_carry_no_body(driver: Driver) -> None:
+    server = driver.serve(config=QUIET, http_handler=lambda target: (200, [], b"hello-body"))
+    try:
+        head = exchange(server.port, b"HEAD /health HTTP/1.1\r\nHost: h\r\n\r\n")
+        get = exchange(server.port, b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
+    finally:
+        server.close()
+    assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 10\r\n" in head
+    assert head.endswith(b"\r\n\r\n")  # no body
+    assert get.endswith(b"\r\n\r\nhello-body")
+
+
+def test_plain_http_without_a_handler_gets_426(driver: Driver) -> None:
+    server = driver.serve(config=QUIET)
+    try:
+        answer = exchange(server.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    finally:
+        server.close()
+    assert answer.startswith(b"HTTP/1.1 426 ")
+    assert b"Upgrade: websocket" in answer and b"Sec-WebSocket-Version: 13" in answer
+
+
+def test_a_raising_subprotocol_selection_answers_500(driver: Driver) -> None:
+    def select(offered: Any) -> str:
+        raise RuntimeError("boom")
+
+    server = driver.serve(config=QUIET, select_subprotocol=select)
+    try:
+        with pytest.raises(HandshakeError) as caught:
+            driver.connect(server.uri, config=QUIET, subprotocols=["chat"])
+        assert caught.value.status == 500
+        # Without an offer there is nothing to select: the upgrade goes through.
+        client = driver.connect(server.uri, config=QUIET)
+        client.send("ok")
+        assert client.recv() == "ok"
+        client.close()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["ws://127.0.0.1:99999/", "http://127.0.0.1/", "ws:///path", "ws://h:port/", "ws://h/#frag"],
+)
+def test_every_bad_uri_is_a_config_error(driver: Driver, uri: str) -> None:
+    with pytest.raises(ConfigError):
+        driver.connect(uri, config=QUIET)
+
+
+def test_on_event_sees_each_event_once_handled_in_order(driver: Driver) -> None:
+    server = driver.serve(config=QUIET)
+    try:
+        client = driver.connect(server.uri, config=QUIET)
+        client.send("hi")
+        assert client.recv() == "hi"
+        client.close(1000, "bye")
+        wait_for(lambda: "Closed" in server.events.names())
+    finally:
+        server.close()
+    (conn,) = {c for c, _, _ in server.events.calls}
+    names = server.events.names(conn)
+    assert names[:2] == ["Request", "Accepted"]  # the answer follows the request
+    assert names[-3:] == ["Closing", "CloseTransport", "Closed"]
+    for _, event, code_then in server.events.calls:
+        if isinstance(event, (Closing, CloseTransport, Closed)):
+            assert code_then == 1000  # already carried out when on_event saw it
+        if isinstance(event, (Request, Accepted)):
+            assert code_then is None
+
+
+def test_closed_is_reported_for_sockets_that_never_opened(driver: Driver) -> None:
+    server = driver.serve(config=QUIET)
+    try:
+        exchange(server.port, b"NONSENSE\r\n\r\n")
+        wait_for(lambda: "Closed" in server.events.names())
+    finally:
+        server.close()
+    assert server.events.names() == ["CloseTransport", "Closed"]
+    (_, closed, _) = server.events.calls[-1]
+    assert isinstance(closed, Closed) and closed.code == 1006
+
+
+def test_jitter_works(driver: Driver) -> None:
+    # d061d09: asyncio's serve() dropped every connection, connect() raised.
+    config = HeartbeatConfig(interval=0.2, timeout=1.0, jitter=0.25)
+    server = driver.serve(config=config)
+    try:
+        client = driver.connect(server.uri, config=config)
+        wait_for(lambda: client.conn.stats.pongs_received >= 2)
+        client.send("still here")
+        assert client.recv() == "still here"
+        client.close()
+        wait_for(lambda: any(isinstance(e, RttSample) for _, e, _ in server.events.calls))
+    finally:
+        server.close()
+
+
+def test_a_silent_client_is_dropped_at_the_handshake_timeout(driver: Driver) -> None:
+    server = driver.serve(config=QUIET, handshake_timeout=0.3)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(UPGRADE)  # never the blank line that ends the request
+            started = time.monotonic()
+            assert sock.recv(100) == b""  # dropped
+            waited = time.monotonic() - started
+        wait_for(lambda: "Closed" in server.events.names())
+    finally:
+        server.close()
+    assert 0.25 <= waited < 3.0
+    assert server.events.names() == ["Abort", "Closed"]
+
+
+def test_closing_after_an_http_answer_is_bounded(driver: Driver) -> None:
+    # A peer that asks for a large answer and never reads it cannot hold the socket:
+    # the release is bounded by close_timeout (d061d09: unbounded in both drivers).
+    big = b"x" * (64 << 20)
+    server = driver.serve(config=QUIET, http_handler=lambda target: (200, [], big))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+            started = time.monotonic()
+            wait_for(lambda: "Closed" in server.events.names(), timeout=5.0)
+            waited = time.monotonic() - started
+    finally:
+        server.close()
+    assert waited < 3.0
+    assert server.events.names() == ["HttpRequest", "CloseTransport", "Abort", "Closed"]
+
+
+def test_backpressure_pauses_reading_and_resumes(driver: Driver) -> None:
+    # The client does not read: once max_queue messages wait, it stops reading its
+    # socket (and tells the core, which declares nobody dead meanwhile); taking them
+    # resumes reading. The server echoes what the client sends.
+    server = driver.serve(config=QUIET)
+    try:
+        client = driver.connect(server.uri, config=QUIET, max_queue=4)
+        paused = lambda: driver.call(lambda: client.conn.core.reading_paused)  # noqa: E731
+        for i in range(40):
+            client.send(f"{i:04d}" * 1000)
+        wait_for(paused)
+        assert driver.call(lambda: client.conn.queue.paused)
+        for i in range(40):
+            assert client.recv() == f"{i:04d}" * 1000
+        assert not paused()
+        client.close()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_queue": 0},
+        {"max_queue_bytes": -1},
+        {"max_size": 0},
+        {"handshake_timeout": 0},
+        {"config": {"interval": 1}},
+        {"select_subprotocol": "chat"},
+        {"http_handler": 42},
+    ],
+)
+def test_a_bad_option_is_raised_by_serve_before_anything_listens(
+    driver: Driver, options: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigError):
+        driver.serve(**options)
+
+
+def test_a_bad_option_is_raised_by_connect_before_connecting(driver: Driver) -> None:
+    # A port nobody listens on: an attempt would be refused, not a ConfigError.
+    with pytest.raises(ConfigError, match="max_queue"):
+        driver.connect("ws://127.0.0.1:9/", max_queue=0)
+    with pytest.raises(ConfigError, match="open_timeout"):
+        driver.connect("ws://127.0.0.1:9/", open_timeout=-1)
