@@ -1,0 +1,75 @@
+"""The loop share: one read buffer and one timer per loop, nothing stored on the loop.
+
+Regressions of d061d09: the timer wheel set an attribute on the loop object (and
+kept a second registry for loops without ``__dict__``), and it read the clock
+once per batch of due connections, so a heartbeat sent late in a big batch was
+stamped with an early time and its RTT overstated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+from heartbeat_asyncio.loop import LoopShare, share_for
+
+
+class FakeLoop:
+    """Just enough of a loop: a clock that moves 10 ms per reading, and call_at."""
+
+    __slots__ = ("calls", "now")  # no __dict__: nothing can be stored on it
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.calls: list[tuple[float, Any]] = []
+
+    def time(self) -> float:
+        self.now += 0.01
+        return self.now
+
+    def call_at(self, when: float, callback: Any) -> Any:
+        self.calls.append((when, callback))
+        return self  # (a handle: only cancel() is ever called on it)
+
+    def cancel(self) -> None:
+        pass
+
+
+class Due:
+    def __init__(self, loop: FakeLoop, seen: list[float]) -> None:
+        self._loop, self._seen = loop, seen
+
+    def _timer_due(self) -> None:
+        self._seen.append(self._loop.time())  # what the connection stamps its ping with
+
+
+def test_each_due_connection_reads_the_clock_when_it_is_handled() -> None:
+    loop = FakeLoop()
+    share = LoopShare(loop)  # type: ignore[arg-type]
+    seen: list[float] = []
+    conns = [Due(loop, seen) for _ in range(5)]
+    for conn in conns:
+        share.file(conn, 100.0)
+    ((when, fire),) = loop.calls[-1:]
+    assert when == share.wheel.next_wake
+    fire()
+    assert len(seen) == 5
+    assert seen == sorted(set(seen))  # five different times: each read its own
+
+
+def test_a_share_belongs_to_its_loop_and_is_not_stored_on_it() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        share = share_for(loop)
+        assert share_for(loop) is share
+        assert not any(isinstance(v, LoopShare) for v in vars(loop).values())
+        other = asyncio.new_event_loop()
+        try:
+            assert share_for(other) is not share
+        finally:
+            other.close()
+    finally:
+        loop.close()
+    del share
+    gc.collect()
