@@ -34,16 +34,7 @@ class ReceiveQueue:
     Not thread-safe: a driver that shares it between threads holds its own lock.
     """
 
-    __slots__ = (
-        "_max_bytes",
-        "_max_queue",
-        "_messages",
-        "_never_pause",
-        "_paused",
-        "_resume_bytes",
-        "_resume_len",
-        "_size",
-    )
+    __slots__ = ("_max_bytes", "_max_queue", "_messages", "_never_pause", "_paused", "_size")
 
     def __init__(
         self, max_queue: int = DEFAULT_MAX_QUEUE, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
@@ -51,9 +42,9 @@ class ReceiveQueue:
         """Raises :class:`~heartbeat_core.errors.ConfigError` unless both bounds are
         positive ints (see :func:`~heartbeat_core.config.check_queue_bounds`)."""
         self._max_queue, self._max_bytes = check_queue_bounds(max_queue, max_queue_bytes)
-        self._resume_len = self._max_queue // 2
-        self._resume_bytes = self._max_bytes // 2
-        self._messages: deque[str | bytes] = deque()
+        # Made at the first message: most connections of a heartbeat server never get
+        # one, and an empty deque costs more than half a kilobyte.
+        self._messages: deque[str | bytes] | None = None
         self._size = 0
         self._paused = False
         self._never_pause = False
@@ -70,11 +61,11 @@ class ReceiveQueue:
 
     def __len__(self) -> int:
         """How many messages wait unread."""
-        return len(self._messages)
+        return 0 if self._messages is None else len(self._messages)
 
     def __bool__(self) -> bool:
         """Some message waits unread."""
-        return bool(self._messages)
+        return bool(self._messages)  # (None: never one)
 
     def push(self, message: str | bytes) -> bool:
         """Append a message read from the peer.
@@ -86,6 +77,8 @@ class ReceiveQueue:
         """
         size = len(message)
         messages = self._messages
+        if messages is None:
+            messages = self._messages = deque()
         messages.append(message)
         self._size += size
         if self._paused or self._never_pause:
@@ -111,7 +104,11 @@ class ReceiveQueue:
             )
         message = messages.popleft()
         self._size -= len(message)
-        if self._paused and len(messages) <= self._resume_len and self._size <= self._resume_bytes:
+        if (
+            self._paused
+            and len(messages) <= self._max_queue // 2
+            and self._size <= self._max_bytes // 2
+        ):
             self._paused = False
             return message, True
         return message, False
