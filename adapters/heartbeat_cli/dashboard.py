@@ -34,7 +34,6 @@ import collections
 import contextlib
 import itertools
 import json
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -42,8 +41,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from heartbeat_asyncio.connection import Connection
-from heartbeat_asyncio.server import Handler
+from heartbeat_asyncio import Connection, Handler
+
 from heartbeat_core import JSON_CODEC, AppKind, HeartbeatStats, HeartbeatStyle
 from heartbeat_core.errors import ConfigError, ConnectionClosedError
 from heartbeat_core.state import HeartbeatPhase
@@ -56,8 +55,6 @@ __all__ = [
     "Dashboard",
     "classic_script",
 ]
-
-logger = logging.getLogger("heartbeat_asyncio.dashboard")
 
 #: The dashboard's own WebSocket (its live feed).
 FEED_PATH = "/_dashboard"
@@ -112,7 +109,7 @@ def classic_script(module_source: str, global_name: str = "HeartbeatClient") -> 
 
 
 def _read_static(name: str) -> bytes:
-    return (resources.files("heartbeat_asyncio") / "static" / name).read_bytes()
+    return (resources.files("heartbeat_cli") / "static" / name).read_bytes()
 
 
 def _peer(address: tuple[str, int] | None) -> str:
@@ -232,7 +229,7 @@ class Dashboard:
     def _register(self, conn: Connection) -> _Row:
         row = self._rows.get(conn)
         if row is None:
-            config = conn.core.heartbeat.config
+            config = conn.core.config
             style = "frames" if config.style is HeartbeatStyle.PROTOCOL else "app"
             path = _path(conn.path)
             row = _Row(
@@ -328,7 +325,7 @@ class Dashboard:
         """
         row = self._register(conn)
         row.dashboard = True
-        config = conn.core.heartbeat.config
+        config = conn.core.config
         reader = asyncio.ensure_future(self._read(conn))
         try:
             await conn.send(
