@@ -31,7 +31,6 @@ from heartbeat_asyncio import (
     serve,
 )
 
-import heartbeat_core
 from heartbeat_cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -94,17 +93,8 @@ class _DemoClient:
 
 
 def _child_env() -> dict[str, str]:
-    """The environment for a child ``python -m heartbeat_cli``: our import paths first."""
-    import heartbeat_cli
-
-    paths = [
-        os.path.dirname(os.path.dirname(os.path.abspath(heartbeat_cli.__file__))),
-        os.path.dirname(os.path.dirname(os.path.abspath(heartbeat_core.__file__))),
-    ]
+    """The environment for the child ``heartbeat ping``: ours, without colour."""
     env = dict(os.environ)
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["NO_COLOR"] = "1"
     return env
 
