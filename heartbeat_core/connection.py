@@ -199,6 +199,11 @@ class HeartbeatConnection:
         return self.heartbeat.stats
 
     @property
+    def config(self) -> HeartbeatConfig:
+        """The configuration this connection's heartbeats run by (read-only)."""
+        return self._config
+
+    @property
     def close_code(self) -> int:
         """The close code sent or received first; 1006 when none was exchanged."""
         return 1006 if self._close_code is None else self._close_code

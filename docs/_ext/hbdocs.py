@@ -580,7 +580,7 @@ def config_table(cls: type, title: str) -> str:
 
 def cli_help() -> str:
     """``heartbeat --help`` and each subcommand's help, as RST sections."""
-    from heartbeat_asyncio.cli import build_parser
+    from heartbeat_cli.app import build_parser
 
     old = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "90"

@@ -1,5 +1,5 @@
 """The dashboard and the JavaScript client in a real browser (Debian's headless Chromium,
-driven by playwright-core), against ``python -m heartbeat_asyncio serve`` in a subprocess.
+driven by playwright-core), against ``python -m heartbeat_cli serve`` in a subprocess.
 
 One scenario, step by step, every wait bounded:
 

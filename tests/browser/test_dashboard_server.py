@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from cli.helpers import SLACK, Command, start_server
 from heartbeat_asyncio import Connection, connect, serve
-from heartbeat_asyncio.dashboard import (
+from heartbeat_cli.dashboard import (
     CLASSIC_CLIENT_PATH,
     CLIENT_PATH,
     FEED_PATH,

@@ -24,7 +24,7 @@ SLACK = 15.0
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for ``python -m heartbeat_asyncio``: this checkout first on the path."""
+    """The environment for ``python -m heartbeat_cli``: this checkout first on the path."""
     env = dict(os.environ)
     paths = [str(ROOT), str(ROOT / "adapters")]
     if env.get("PYTHONPATH"):
@@ -44,13 +44,13 @@ def free_port() -> int:
 
 
 class Command:
-    """``python -m heartbeat_asyncio ARGS...``; stdout lines and stderr collected by threads."""
+    """``python -m heartbeat_cli ARGS...``; stdout lines and stderr collected by threads."""
 
     def __init__(self, *args: str) -> None:
         self.args = args
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "heartbeat_asyncio", *args],
+            [sys.executable, "-m", "heartbeat_cli", *args],
             cwd=ROOT,
             env=child_env(),
             stdin=subprocess.DEVNULL,

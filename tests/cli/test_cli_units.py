@@ -9,7 +9,9 @@ import socket
 import ssl
 
 import pytest
-from heartbeat_asyncio.cli import PingStats, _Out, _use_color, build_parser, main, parse_size
+from heartbeat_cli.app import build_parser, main, parse_size
+from heartbeat_cli.output import Output, describe_connect_error, use_color
+from heartbeat_cli.ping import PingStats
 
 from heartbeat_core.errors import HandshakeError
 
@@ -125,15 +127,13 @@ def test_bad_url_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_connect_errors_are_described() -> None:
-    from heartbeat_asyncio.cli_common import _describe_connect_error as describe
-
-    assert "HTTP status 404" in describe(HandshakeError("x", status=404))
-    assert "refused" in describe(ConnectionRefusedError(111, "Connection refused"))
-    assert "resolve" in describe(socket.gaierror(-2, "Name or service not known"))
-    assert describe(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")).startswith(
-        "TLS failure"
-    )
-    assert "timed out" in describe(TimeoutError("slow"))
+    assert "HTTP status 404" in describe_connect_error(HandshakeError("x", status=404))
+    assert "refused" in describe_connect_error(ConnectionRefusedError(111, "Connection refused"))
+    assert "resolve" in describe_connect_error(socket.gaierror(-2, "Name or service not known"))
+    assert describe_connect_error(
+        ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    ).startswith("TLS failure")
+    assert "timed out" in describe_connect_error(TimeoutError("slow"))
 
 
 class _Tty(io.StringIO):
@@ -146,26 +146,26 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm-256color")
-    assert _use_color(_Tty())
-    assert not _use_color(io.StringIO())
+    assert use_color(_Tty())
+    assert not use_color(io.StringIO())
     monkeypatch.setenv("NO_COLOR", "1")
-    assert not _use_color(_Tty())
+    assert not use_color(_Tty())
     monkeypatch.setenv("NO_COLOR", "")  # an empty NO_COLOR does not count (no-color.org)
-    assert _use_color(_Tty())
+    assert use_color(_Tty())
     monkeypatch.setenv("TERM", "dumb")
-    assert not _use_color(_Tty())
+    assert not use_color(_Tty())
 
 
 def test_output_paints_only_with_colour_and_survives_a_closed_pipe() -> None:
-    plain = _Out(io.StringIO())
+    plain = Output(io.StringIO())
     assert plain.paint("x", "red") == "x"
-    coloured = _Out(io.StringIO(), color=True)
+    coloured = Output(io.StringIO(), color=True)
     assert coloured.paint("x", "red", "bold") == "\x1b[31;1mx\x1b[0m"
 
     class Broken(io.StringIO):
         def write(self, text: str) -> int:
             raise BrokenPipeError
 
-    out = _Out(Broken())
+    out = Output(Broken())
     out.line("a")  # no exception: the reader went away
     out.json(event="x")

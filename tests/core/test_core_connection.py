@@ -98,6 +98,11 @@ class TestConstruction:
         assert (conn.close_code, conn.close_reason, conn.closed_by) == (1006, "", "remote")
         assert conn.data_to_send() == b""
 
+    def test_config_is_the_heartbeat_config(self) -> None:
+        conn = HeartbeatConnection(Role.SERVER, FAST)
+        assert conn.config is conn.heartbeat.config
+        assert conn.config.interval == FAST.interval
+
 
 class TestHandshake:
     def test_open_both_ends(self) -> None:

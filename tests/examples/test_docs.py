@@ -85,7 +85,7 @@ def _console_commands() -> list[tuple[Path, list[str]]]:
 def test_console_commands_are_real() -> None:
     """Every ``heartbeat`` command line parses with the real parser; every example file a
     command runs exists."""
-    from heartbeat_asyncio.cli import build_parser
+    from heartbeat_cli.app import build_parser
 
     commands = _console_commands()
     assert any(argv[0] == "heartbeat" for _, argv in commands)

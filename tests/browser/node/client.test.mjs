@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const source = path.join(here, '../../../adapters/heartbeat_asyncio/static/heartbeat-client.js');
+const source = path.join(here, '../../../adapters/heartbeat_cli/static/heartbeat-client.js');
 const { HeartbeatClient, Backoff, classifyHeartbeat } = await import(source);
 
 class FakeClock {

@@ -7,7 +7,7 @@ import path from 'node:path';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { HeartbeatClient } = await import(
-  path.join(here, '../../../adapters/heartbeat_asyncio/static/heartbeat-client.js')
+  path.join(here, '../../../adapters/heartbeat_cli/static/heartbeat-client.js')
 );
 
 function replay({ options, steps }) {

@@ -1,4 +1,4 @@
-"""The ``heartbeat`` command: ``serve``, ``ping`` and ``demo``.
+"""The ``heartbeat`` command: ``serve``, ``ping`` and ``demo`` (argument parsing, entry point).
 
 ``heartbeat serve`` runs an echo server whose every connection is supervised
 by the core's heartbeat rules; ``heartbeat ping URL`` is ``ping(8)`` for
@@ -7,6 +7,10 @@ server restart, in about twelve seconds on loopback.
 
 Exit codes: 0 success; 1 the peer was declared dead or closed the connection
 first (``ping``), or a step of the demo failed; 2 usage or connection errors.
+
+Each subcommand lives in its own module (:mod:`heartbeat_cli.serve`,
+:mod:`heartbeat_cli.ping`, :mod:`heartbeat_cli.demo`) and writes through
+:mod:`heartbeat_cli.output`; this module parses the arguments and runs one of them.
 """
 
 from __future__ import annotations
@@ -20,30 +24,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import heartbeat_core
-from heartbeat_asyncio.cli_common import (
-    _PROG,
-    EXIT_ERROR,
-    EXIT_FAILED,
-    EXIT_OK,
-    _Out,
-    _use_color,
-)
-from heartbeat_asyncio.cli_demo import _demo_main
-from heartbeat_asyncio.cli_ping import PingStats, _ping_main
-from heartbeat_asyncio.cli_serve import _serve_main
+from heartbeat_cli.demo import run_demo
+from heartbeat_cli.output import EXIT_OK, PROG, Output, use_color
+from heartbeat_cli.ping import run_ping
+from heartbeat_cli.serve import run_serve
 from heartbeat_core import HeartbeatConfig
 
-__all__ = [
-    "EXIT_ERROR",
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "PingStats",
-    "build_parser",
-    "main",
-    "parse_size",
-]
-
-logger = logging.getLogger("heartbeat_asyncio.cli")
+__all__ = ["build_parser", "main", "parse_size"]
 
 
 # --------------------------------------------------------------------------- arguments
@@ -166,7 +153,7 @@ or interrupted); 1 the peer was declared dead or closed the connection first;
 def build_parser() -> argparse.ArgumentParser:
     """The ``heartbeat`` argument parser (usage errors exit with status 2)."""
     parser = argparse.ArgumentParser(
-        prog=_PROG,
+        prog=PROG,
         description="Keep WebSocket connections honest: find dead peers, keep idle "
         "connections alive, measure round-trip time.",
         epilog=_MAIN_EPILOG,
@@ -298,12 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    out = _Out(sys.stdout, color=_use_color(sys.stdout))
-    # One module per command; what they share is in cli_common.
-    commands: dict[str, Callable[[argparse.Namespace, _Out], Coroutine[Any, Any, int]]] = {
-        "serve": _serve_main,
-        "ping": _ping_main,
-        "demo": _demo_main,
+    out = Output(sys.stdout, color=use_color(sys.stdout))
+    # One module per command; what they print goes through heartbeat_cli.output.
+    commands: dict[str, Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]] = {
+        "serve": run_serve,
+        "ping": run_ping,
+        "demo": run_demo,
     }
     try:
         return asyncio.run(commands[args.command](args, out))

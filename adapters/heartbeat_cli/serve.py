@@ -1,6 +1,7 @@
 """``heartbeat serve``: an echo server whose every connection the core supervises.
 
-Reached through :func:`heartbeat_asyncio.cli.main`; nothing here is public.
+:func:`run_serve` is the command (reached through :func:`heartbeat_cli.main`);
+:func:`echo` is its handler, which the demo's server runs too.
 """
 
 from __future__ import annotations
@@ -9,17 +10,17 @@ import argparse
 import asyncio
 
 from heartbeat_asyncio import Connection, serve
-from heartbeat_asyncio.cli_common import (
+
+from heartbeat_cli.dashboard import Dashboard
+from heartbeat_cli.output import (
     EXIT_OK,
-    _clock,
-    _echo,
-    _error,
-    _install_stop,
-    _ms,
-    _Out,
-    _peer,
+    Output,
+    error,
+    format_peer,
+    milliseconds,
+    wall_clock,
 )
-from heartbeat_asyncio.dashboard import Dashboard
+from heartbeat_cli.runtime import install_stop
 from heartbeat_core import (
     Closed,
     ConnectionEvent,
@@ -30,8 +31,18 @@ from heartbeat_core import (
     Request,
     RttSample,
 )
+from heartbeat_core.errors import ConnectionClosedError
 
-__all__: list[str] = []
+__all__ = ["echo", "run_serve"]
+
+
+async def echo(conn: Connection) -> None:
+    """Echo every message back until the connection closes."""
+    try:
+        async for message in conn:
+            await conn.send(message)
+    except ConnectionClosedError:
+        pass
 
 
 def _serve_config(
@@ -49,23 +60,24 @@ def _serve_config(
 # --------------------------------------------------------------------------- serve
 
 
-async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
+async def run_serve(args: argparse.Namespace, out: Output) -> int:
+    """``heartbeat serve``: listen until SIGINT or SIGTERM, then close every connection."""
     json_mode = args.log_format == "json"
     try:
         config = _serve_config(args.mode, args.interval, args.timeout, args.close_timeout)
     except HeartbeatError as exc:
-        return _error(str(exc))
+        return error(str(exc))
 
     def log(event: str, text: str, **fields: object) -> None:
         if json_mode:
             out.json(event=event, **fields)
         else:
-            out.line(f"{_clock()}  {text}")
+            out.line(f"{wall_clock()}  {text}")
 
     opened: set[Connection] = set()
 
     def on_event(conn: Connection, event: ConnectionEvent) -> None:
-        peer = _peer(conn.remote_address)
+        peer = format_peer(conn.remote_address)
         if isinstance(event, Request):
             # The upgrade is accepted as this event is reported: the connection is open.
             opened.add(conn)
@@ -76,7 +88,7 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
                 f"rtt     {peer}  seq={event.seq} rtt={event.rtt * 1000:.3f} ms",
                 peer=peer,
                 seq=event.seq,
-                rtt_ms=_ms(event.rtt),
+                rtt_ms=milliseconds(event.rtt),
             )
         elif isinstance(event, PeerDead):
             log(
@@ -85,7 +97,7 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
                 f"{event.waited * 1000:.0f} ms",
                 peer=peer,
                 seq=event.seq,
-                waited_ms=_ms(event.waited),
+                waited_ms=milliseconds(event.waited),
             )
         elif isinstance(event, Closed) and conn in opened:
             # (Sockets that never completed an upgrade -- junk, plain HTTP -- are not logged.)
@@ -103,7 +115,7 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     got: list[str] = []
-    _install_stop(loop, stop, got)
+    install_stop(loop, stop, got)
     dashboard = None if args.no_dashboard else Dashboard()
 
     def on_any_event(conn: Connection, event: ConnectionEvent) -> None:
@@ -113,7 +125,7 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
 
     try:
         server = await serve(
-            _echo if dashboard is None else dashboard.handler(_echo),
+            echo if dashboard is None else dashboard.handler(echo),
             args.host,
             args.port,
             config=config,
@@ -123,10 +135,10 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
         )
     except OSError as exc:
         what = exc.strerror or str(exc)
-        return _error(f"cannot listen on {args.host}:{args.port}: {what}")
+        return error(f"cannot listen on {args.host}:{args.port}: {what}")
     log(
         "listening",
-        f"listening on {_peer((args.host, server.port))} (mode {args.mode}, interval "
+        f"listening on {format_peer((args.host, server.port))} (mode {args.mode}, interval "
         f"{args.interval:g} s, timeout {args.timeout:g} s); Ctrl-C to stop",
         host=args.host,
         port=server.port,
@@ -135,7 +147,7 @@ async def _serve_main(args: argparse.Namespace, out: _Out) -> int:
         timeout=args.timeout,
     )
     if dashboard is not None:
-        url = f"http://{_peer((args.host, server.port))}/"
+        url = f"http://{format_peer((args.host, server.port))}/"
         log("dashboard", f"dashboard on {url} (--no-dashboard turns it off)", url=url)
     for finding in config.findings():
         log("warning", f"warning {finding}", message=finding)

@@ -1,11 +1,8 @@
-"""What the ``heartbeat`` command's subcommands share.
+"""What the ``heartbeat`` command prints, and how.
 
-Exit codes, line-by-line output (colour only on a terminal), stop on SIGINT or
-SIGTERM, waiting for the first of several things, wording for a connection that
-could not be opened, and the echo handler. The commands themselves live in
-:mod:`heartbeat_asyncio.cli_serve`, :mod:`heartbeat_asyncio.cli_ping` and
-:mod:`heartbeat_asyncio.cli_demo`; :mod:`heartbeat_asyncio.cli` parses the
-arguments and runs one of them.
+Exit codes, line-by-line output (colour only on a terminal), one-line errors on
+stderr, the formatting of peers, times and milliseconds, and the wording for a
+connection that could not be opened. Every subcommand writes through these.
 """
 
 from __future__ import annotations
@@ -14,18 +11,27 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import ssl
 import sys
 import time
-from collections.abc import Awaitable
-from typing import Any, ClassVar, TextIO
+from typing import ClassVar, TextIO
 
-from heartbeat_asyncio import Connection
-from heartbeat_core.errors import ConnectionClosedError, HandshakeError
+from heartbeat_core.errors import HandshakeError
 
-__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "PROG",
+    "Output",
+    "describe_connect_error",
+    "error",
+    "format_peer",
+    "milliseconds",
+    "use_color",
+    "wall_clock",
+]
 
 #: Everything went as asked.
 EXIT_OK = 0
@@ -34,13 +40,11 @@ EXIT_FAILED = 1
 #: Usage or connection error (a short message on stderr).
 EXIT_ERROR = 2
 
-_PROG = "heartbeat"
+#: The command's name, in its usage lines and error messages.
+PROG = "heartbeat"
 
 
-# --------------------------------------------------------------------------- output
-
-
-class _Out:
+class Output:
     """Line-oriented output, flushed line by line (even into a pipe)."""
 
     _STYLES: ClassVar[dict[str, str]] = {
@@ -60,6 +64,7 @@ class _Out:
         self._broken = False
 
     def line(self, text: str = "") -> None:
+        """Write ``text`` and a newline; after a broken pipe, nothing."""
         if self._broken:
             return
         try:
@@ -70,16 +75,18 @@ class _Out:
             self._broken = True
 
     def json(self, **fields: object) -> None:
+        """Write ``fields`` as one compact JSON object on a line."""
         self.line(json.dumps(fields, separators=(",", ":"), ensure_ascii=False))
 
     def paint(self, text: str, *styles: str) -> str:
+        """``text`` in ``styles`` (``"bold"``, ``"red"``, ...) when colour is on."""
         if not self._color or not styles:
             return text
         codes = ";".join(self._STYLES[s] for s in styles)
         return f"\x1b[{codes}m{text}\x1b[0m"
 
 
-def _use_color(stream: TextIO) -> bool:
+def use_color(stream: TextIO) -> bool:
     """Colour only on a terminal, never with ``NO_COLOR`` set or ``TERM=dumb``."""
     if os.environ.get("NO_COLOR", "") != "" or os.environ.get("TERM") == "dumb":
         return False
@@ -87,62 +94,34 @@ def _use_color(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def _error(message: str) -> int:
+def error(message: str) -> int:
     """One line on stderr; returns :data:`EXIT_ERROR`."""
     with contextlib.suppress(OSError):
-        sys.stderr.write(f"{_PROG}: {message}\n")
+        sys.stderr.write(f"{PROG}: {message}\n")
         sys.stderr.flush()
     return EXIT_ERROR
 
 
-def _ms(seconds: float) -> float:
+def milliseconds(seconds: float) -> float:
+    """``seconds`` in milliseconds, rounded to the microsecond."""
     return round(seconds * 1000.0, 3)
 
 
-def _peer(address: object) -> str:
+def format_peer(address: object) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) from a socket address; ``unknown`` otherwise."""
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return "unknown"
 
 
-def _clock() -> str:
+def wall_clock() -> str:
+    """The local time of day, to the millisecond (``HH:MM:SS.mmm``)."""
     now = time.time()
     return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
 
 
-# --------------------------------------------------------------------------- shared helpers
-
-
-def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, got: list[str]) -> None:
-    """SIGINT and SIGTERM set ``stop`` (the signal's name goes to ``got``)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-
-        def handler(sig: signal.Signals = sig) -> None:
-            got.append(sig.name)
-            stop.set()
-
-        try:
-            loop.add_signal_handler(sig, handler)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on POSIX
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(handler))
-
-
-async def _first(*awaitables: Awaitable[Any]) -> None:
-    """Wait until the first of ``awaitables`` completes; cancel the rest."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            if not task.done():
-                task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-
-def _describe_connect_error(exc: BaseException) -> str:
+def describe_connect_error(exc: BaseException) -> str:
     """A short, specific description of why a connection could not be opened."""
     if isinstance(exc, HandshakeError):
         if exc.status is not None:
@@ -164,12 +143,3 @@ def _describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     return str(exc) or type(exc).__name__
-
-
-async def _echo(conn: Connection) -> None:
-    """Echo every message back until the connection closes."""
-    try:
-        async for message in conn:
-            await conn.send(message)
-    except ConnectionClosedError:
-        pass

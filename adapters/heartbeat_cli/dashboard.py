@@ -1,4 +1,4 @@
-"""The live dashboard: a read-only picture of a server's connections, in the browser.
+"""The dashboard: a read-only picture of a server's connections, in the browser.
 
 Wire a :class:`Dashboard` into :func:`heartbeat_asyncio.serve` with three hooks::
 
@@ -22,32 +22,30 @@ message payloads. Nothing sent to the feed changes anything. It is served
 wherever the server listens (loopback by default); ``heartbeat serve
 --no-dashboard`` leaves it out.
 
-The cost while nobody watches is one dictionary entry per connection and one
-tuple per RTT sample (in a bounded deque); a snapshot is built per viewer every
+What it knows is kept by a :class:`~heartbeat_cli.registry.ConnectionRegistry`
+(:attr:`Dashboard.registry`), which uses no asyncio; this module serves it. The
+cost while nobody watches is the registry's (one dictionary entry per connection,
+one tuple per RTT sample); a snapshot is built per viewer every
 ``update_interval`` seconds and lists at most ``max_rows`` connections.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import itertools
 import json
-import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from heartbeat_asyncio.connection import Connection
-from heartbeat_asyncio.server import Handler
-from heartbeat_core import JSON_CODEC, AppKind, HeartbeatStats, HeartbeatStyle
+from heartbeat_asyncio import Connection, Handler
+
+from heartbeat_cli.registry import FEED_PATH, ConnectionRegistry, Watched
+from heartbeat_core import JSON_CODEC, AppKind
 from heartbeat_core.errors import ConfigError, ConnectionClosedError
-from heartbeat_core.state import HeartbeatPhase
-from heartbeat_core.wsevents import Closed, ConnectionEvent, PeerDead, Request, RttSample
+from heartbeat_core.wsevents import ConnectionEvent
 
 __all__ = [
     "CLASSIC_CLIENT_PATH",
@@ -57,10 +55,6 @@ __all__ = [
     "classic_script",
 ]
 
-logger = logging.getLogger("heartbeat_asyncio.dashboard")
-
-#: The dashboard's own WebSocket (its live feed).
-FEED_PATH = "/_dashboard"
 #: The JavaScript client as an ES module.
 CLIENT_PATH = "/heartbeat-client.js"
 #: The same client as a classic script (defines ``window.HeartbeatClient``).
@@ -112,53 +106,23 @@ def classic_script(module_source: str, global_name: str = "HeartbeatClient") -> 
 
 
 def _read_static(name: str) -> bytes:
-    return (resources.files("heartbeat_asyncio") / "static" / name).read_bytes()
-
-
-def _peer(address: tuple[str, int] | None) -> str:
-    if address is None:
-        return "unknown"
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000.0, 3)
+    return (resources.files("heartbeat_cli") / "static" / name).read_bytes()
 
 
 def _path(target: str) -> str:
     return target.split("?", 1)[0]
 
 
-@dataclass(slots=True)
-class _Row:
-    """One connection the dashboard knows about."""
-
-    id: int
-    conn: Connection | None  # None once closed
-    peer: str
-    path: str
-    dashboard: bool
-    style: str
-    opened: float
-    closed: float | None = None
-    final_stats: HeartbeatStats | None = None
-    final_phase: str = "closed"
-    code: int | None = None
-    reason: str = ""
-    by: str | None = None
-    dead: bool = False
-
-
 class Dashboard:
-    """The connection registry behind the dashboard page, and its feed.
+    """The dashboard page, its files and its feed, over a
+    :class:`~heartbeat_cli.registry.ConnectionRegistry`.
 
-    ``clock`` is a monotonic clock in seconds (the dashboard only shows ages
-    and relative times). ``update_interval``: seconds between two snapshots
-    sent to a viewer. ``history``: seconds of RTT samples the chart shows.
-    ``max_rows``: the most connections a snapshot lists (the newest).
-    ``keep_closed``: how many closed connections stay listed, each for at most
-    ``closed_ttl`` seconds.
+    ``update_interval``: seconds between two snapshots sent to a viewer. The other
+    arguments make the registry (:attr:`registry`): ``clock`` is a monotonic clock in
+    seconds (the dashboard only shows ages and relative times), ``history`` the
+    seconds of RTT samples the chart shows, ``max_rows`` the most connections a
+    snapshot lists (the newest); ``keep_closed`` closed connections stay listed, each
+    for at most ``closed_ttl`` seconds.
     """
 
     def __init__(
@@ -172,139 +136,31 @@ class Dashboard:
         closed_ttl: float = 120.0,
         max_samples: int = 20_000,
     ) -> None:
-        for name, value in (
-            ("update_interval", update_interval),
-            ("history", history),
-            ("closed_ttl", closed_ttl),
-        ):
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
-        for name, count in (
-            ("max_rows", max_rows),
-            ("keep_closed", keep_closed),
-            ("max_samples", max_samples),
-        ):
-            if isinstance(count, bool) or not (isinstance(count, int) and count >= 1):
-                raise ConfigError(f"{name} must be an int >= 1, got {count!r}")
-        self._clock = clock
+        if not (isinstance(update_interval, (int, float)) and update_interval > 0):
+            raise ConfigError(
+                f"update_interval must be a number of seconds > 0, got {update_interval!r}"
+            )
         self.update_interval = float(update_interval)
-        self.history = float(history)
-        self.max_rows = max_rows
-        self.closed_ttl = float(closed_ttl)
-        self._ids = itertools.count(1)
-        self._rows: dict[Connection, _Row] = {}
-        self._closed: collections.deque[_Row] = collections.deque(maxlen=keep_closed)
-        # (sample number, time, connection id, rtt ms)
-        self._samples: collections.deque[tuple[int, float, int, float]] = collections.deque(
-            maxlen=max_samples
+        #: What the page shows: the connections, their RTTs and how they ended.
+        self.registry = ConnectionRegistry(
+            clock=clock,
+            history=history,
+            max_rows=max_rows,
+            keep_closed=keep_closed,
+            closed_ttl=closed_ttl,
+            max_samples=max_samples,
         )
-        self._sample_no = 0
         self._files: dict[str, bytes] = {}
 
     # ------------------------------------------------------------ registry
 
-    def on_event(self, conn: Connection, event: ConnectionEvent) -> None:
+    def on_event(self, conn: Watched, event: ConnectionEvent) -> None:
         """The ``serve(on_event=...)`` hook: follows every connection's life."""
-        cls = type(event)
-        if cls is RttSample:
-            row = self._rows.get(conn)
-            if row is not None:
-                assert isinstance(event, RttSample)
-                self._sample_no += 1
-                self._samples.append((self._sample_no, self._clock(), row.id, event.rtt * 1000.0))
-        elif cls is Request:
-            self._register(conn)
-        elif cls is PeerDead:
-            row = self._rows.get(conn)
-            if row is not None:
-                row.dead = True
-        elif cls is Closed:
-            row = self._rows.pop(conn, None)
-            if row is not None:
-                assert isinstance(event, Closed)
-                row.final_stats = conn.stats
-                row.final_phase = "closed"
-                row.closed = self._clock()
-                row.code, row.reason, row.by = event.code, event.reason, event.by
-                row.conn = None
-                self._closed.append(row)
-
-    def _register(self, conn: Connection) -> _Row:
-        row = self._rows.get(conn)
-        if row is None:
-            config = conn.core.heartbeat.config
-            style = "frames" if config.style is HeartbeatStyle.PROTOCOL else "app"
-            path = _path(conn.path)
-            row = _Row(
-                id=next(self._ids),
-                conn=conn,
-                peer=_peer(conn.remote_address),
-                path=path,
-                dashboard=path == FEED_PATH,
-                style=style,
-                opened=self._clock(),
-            )
-            self._rows[conn] = row
-        return row
-
-    def _row_json(self, row: _Row, now: float) -> dict[str, Any]:
-        conn = row.conn
-        if conn is not None:
-            stats = conn.stats
-            phase = conn.core.phase.value
-            age = now - row.opened
-        else:
-            assert row.final_stats is not None and row.closed is not None
-            stats = row.final_stats
-            phase = row.final_phase
-            age = row.closed - row.opened
-        return {
-            "id": row.id,
-            "peer": row.peer,
-            "path": row.path,
-            "kind": "dashboard" if row.dashboard else "client",
-            "style": row.style,
-            "state": phase,
-            "dead": row.dead,
-            "last_rtt_ms": _ms(stats.last_rtt),
-            "srtt_ms": _ms(stats.srtt),
-            "pings": stats.pings_sent,
-            "pongs": stats.pongs_received,
-            "peer_pings": stats.peer_pings,
-            "age_s": round(age, 3),
-            "closed_ago_s": None if row.closed is None else round(now - row.closed, 3),
-            "code": row.code,
-            "reason": row.reason,
-            "by": row.by,
-        }
+        self.registry.on_event(conn, event)
 
     def snapshot(self, since: int = 0) -> dict[str, Any]:
-        """What a viewer sees now: the newest connections, and RTT samples after number
-        ``since`` (at most the last ``history`` seconds; ``next`` is the number to pass next)."""
-        now = self._clock()
-        while self._closed and now - (self._closed[0].closed or now) > self.closed_ttl:
-            self._closed.popleft()
-        open_rows = list(self._rows.values())
-        shown = open_rows[-self.max_rows :]
-        room = self.max_rows - len(shown)
-        closed_rows = list(self._closed)[-room:] if room > 0 else []
-        horizon = now - self.history
-        samples = [
-            [round(t - now, 3), conn_id, round(rtt, 3)]
-            for number, t, conn_id, rtt in self._samples
-            if number > since and t >= horizon
-        ][-2000:]
-        phases = collections.Counter(
-            row.conn.core.phase for row in open_rows if row.conn is not None
-        )
-        return {
-            "type": "snapshot",
-            "open": len(open_rows),
-            "awaiting": phases[HeartbeatPhase.AWAITING] + phases[HeartbeatPhase.GRACE],
-            "rows": [self._row_json(row, now) for row in shown + closed_rows],
-            "samples": samples,
-            "next": self._sample_no,
-        }
+        """What a viewer sees now (see :meth:`.ConnectionRegistry.snapshot`)."""
+        return self.registry.snapshot(since)
 
     # ------------------------------------------------------------ the feed
 
@@ -326,18 +182,17 @@ class Dashboard:
         with ``{"type":"pong"}`` (even when the server's core does not answer
         application pings); anything else is ignored.
         """
-        row = self._register(conn)
-        row.dashboard = True
-        config = conn.core.heartbeat.config
+        own_id = self.registry.register(conn, conn.path, dashboard=True)
+        config = conn.core.config
         reader = asyncio.ensure_future(self._read(conn))
         try:
             await conn.send(
                 json.dumps(
                     {
                         "type": "hello",
-                        "self": row.id,
+                        "self": own_id,
                         "update_interval": self.update_interval,
-                        "history": self.history,
+                        "history": self.registry.history,
                         "server": {
                             "style": config.style.value,
                             "interval": config.interval,
@@ -350,7 +205,7 @@ class Dashboard:
             )
             since = 0
             while not reader.done():
-                snap = self.snapshot(since)
+                snap = self.registry.snapshot(since)
                 since = snap["next"]
                 await conn.send(json.dumps(snap, separators=(",", ":")))
                 await asyncio.wait({reader}, timeout=self.update_interval)

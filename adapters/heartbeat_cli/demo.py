@@ -3,7 +3,8 @@
 A server and three clients in both heartbeat styles (one of them a separate
 ``heartbeat ping`` process), that process frozen with SIGSTOP until the server
 declares it dead, then a server restart the clients recover from with
-exponential backoff. Reached through :func:`heartbeat_asyncio.cli.main`.
+exponential backoff. :func:`run_demo` is the command, reached through
+:func:`heartbeat_cli.main`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-import heartbeat_core
 from heartbeat_asyncio import (
     Connected,
     Connection,
@@ -30,18 +30,18 @@ from heartbeat_asyncio import (
     connect_forever,
     serve,
 )
-from heartbeat_asyncio.cli_common import (
+
+from heartbeat_cli.output import (
     EXIT_FAILED,
     EXIT_OK,
-    _describe_connect_error,
-    _echo,
-    _error,
-    _first,
-    _install_stop,
-    _Out,
-    _peer,
+    Output,
+    describe_connect_error,
+    error,
+    format_peer,
 )
-from heartbeat_asyncio.cli_ping import PingStats
+from heartbeat_cli.ping import PingStats
+from heartbeat_cli.runtime import first_completed, install_stop
+from heartbeat_cli.serve import echo
 from heartbeat_core import (
     BackoffPolicy,
     Closed,
@@ -52,7 +52,7 @@ from heartbeat_core import (
     RttSample,
 )
 
-__all__: list[str] = []
+__all__ = ["run_demo"]
 
 
 # --------------------------------------------------------------------------- demo
@@ -93,17 +93,8 @@ class _DemoClient:
 
 
 def _child_env() -> dict[str, str]:
-    """The environment for a child ``python -m heartbeat_asyncio``: our import paths first."""
-    import heartbeat_asyncio
-
-    paths = [
-        os.path.dirname(os.path.dirname(os.path.abspath(heartbeat_asyncio.__file__))),
-        os.path.dirname(os.path.dirname(os.path.abspath(heartbeat_core.__file__))),
-    ]
+    """The environment for the child ``heartbeat ping``: ours, without colour."""
     env = dict(os.environ)
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["NO_COLOR"] = "1"
     return env
 
@@ -111,7 +102,7 @@ def _child_env() -> dict[str, str]:
 class _Demo:
     """The scripted tour behind ``heartbeat demo``."""
 
-    def __init__(self, out: _Out) -> None:
+    def __init__(self, out: Output) -> None:
         self.out = out
         self.loop = asyncio.get_running_loop()
         self.t0 = self.loop.time()
@@ -155,7 +146,7 @@ class _Demo:
     # ------------------------------------------------------------- server side
 
     def on_server_event(self, conn: Connection, event: ConnectionEvent) -> None:
-        name = self.names.get(conn, _peer(conn.remote_address))
+        name = self.names.get(conn, format_peer(conn.remote_address))
         if isinstance(event, RttSample):
             self.server_rtts += 1
         elif isinstance(event, PeerDead):
@@ -176,13 +167,13 @@ class _Demo:
             self.say("server", f"{name}: closed, code {event.code}{reason}, socket released")
 
     async def handler(self, conn: Connection) -> None:
-        name = conn.path.strip("/") or _peer(conn.remote_address)
+        name = conn.path.strip("/") or format_peer(conn.remote_address)
         self.names[conn] = name
         if name == "carol" and self.carol_conn is None:
             self.carol_conn = conn
             self.carol_open.set()
-        self.say("server", f"accepted {name} ({_peer(conn.remote_address)})")
-        await _echo(conn)
+        self.say("server", f"accepted {name} ({format_peer(conn.remote_address)})")
+        await echo(conn)
 
     async def listen(self, port: int) -> None:
         deadline = self.loop.time() + 5.0
@@ -234,7 +225,7 @@ class _Demo:
             if client.down_since is None:
                 client.down_since = now
             if event.error is not None:
-                why = _describe_connect_error(event.error)
+                why = describe_connect_error(event.error)
             else:
                 why = f"closed with {event.code}" + (f" {event.reason!r}" if event.reason else "")
             self.say(client.name, f"disconnected: {why}")
@@ -282,7 +273,7 @@ class _Demo:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "heartbeat_asyncio",
+            "heartbeat_cli",
             "ping",
             uri,
             "--json",
@@ -447,16 +438,17 @@ class _Demo:
                 await asyncio.wait_for(self.proc.wait(), 5.0)
 
 
-async def _demo_main(args: argparse.Namespace, out: _Out) -> int:
+async def run_demo(args: argparse.Namespace, out: Output) -> int:
+    """``heartbeat demo``: the tour, or as much of it as runs before SIGINT or SIGTERM."""
     del args
     if not hasattr(signal, "SIGSTOP"):
-        return _error("the demo freezes a client process with SIGSTOP, which needs a POSIX system")
+        return error("the demo freezes a client process with SIGSTOP, which needs a POSIX system")
     demo = _Demo(out)
     stop = asyncio.Event()
     got: list[str] = []
-    _install_stop(asyncio.get_running_loop(), stop, got)
+    install_stop(asyncio.get_running_loop(), stop, got)
     task = asyncio.ensure_future(demo.run())
-    await _first(asyncio.shield(task), stop.wait())
+    await first_completed(asyncio.shield(task), stop.wait())
     if task.done():
         return task.result()
     task.cancel()  # run() tears everything down (the frozen child included) on the way out

@@ -1,7 +1,7 @@
 """``heartbeat ping URL``: ``ping(8)`` for WebSocket endpoints.
 
 :class:`PingStats` holds the round-trip statistics (the demo's summary uses it
-too). The command is reached through :func:`heartbeat_asyncio.cli.main`.
+too); :func:`run_ping` is the command, reached through :func:`heartbeat_cli.main`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from heartbeat_asyncio import Connection, connect
-from heartbeat_asyncio.cli_common import (
+
+from heartbeat_cli.output import (
     EXIT_FAILED,
     EXIT_OK,
-    _describe_connect_error,
-    _error,
-    _first,
-    _install_stop,
-    _ms,
-    _Out,
+    Output,
+    describe_connect_error,
+    error,
+    milliseconds,
 )
+from heartbeat_cli.runtime import first_completed, install_stop
 from heartbeat_core import (
     Closed,
     Closing,
@@ -38,7 +38,7 @@ from heartbeat_core import (
 )
 from heartbeat_core.errors import ConnectionClosedError
 
-__all__ = ["PingStats"]
+__all__ = ["PingStats", "run_ping"]
 
 
 # --------------------------------------------------------------------------- statistics
@@ -98,7 +98,7 @@ class PingStats:
 
     def as_json(self) -> dict[str, object]:
         def ms(value: float | None) -> float | None:
-            return None if value is None else _ms(value)
+            return None if value is None else milliseconds(value)
 
         return {
             "event": "summary",
@@ -160,10 +160,12 @@ class _PingState:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
+async def run_ping(args: argparse.Namespace, out: Output) -> int:
+    """``heartbeat ping URL``: heartbeats until ``--count`` answers, SIGINT/SIGTERM, a dead
+    peer or a close; then the summary."""
     problem = _check_url(args.url)
     if problem is not None:
-        return _error(problem)
+        return error(problem)
     json_mode: bool = args.json
     try:
         config = HeartbeatConfig(
@@ -176,7 +178,7 @@ async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
             answer_app_pings=True,
         )
     except HeartbeatError as exc:
-        return _error(str(exc))
+        return error(str(exc))
 
     st = _PingState()
     target = args.url
@@ -187,7 +189,7 @@ async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
         if isinstance(event, RttSample):
             st.stats.add(event.rtt)
             if json_mode:
-                out.json(event="pong", seq=event.seq, rtt_ms=_ms(event.rtt))
+                out.json(event="pong", seq=event.seq, rtt_ms=milliseconds(event.rtt))
             else:
                 out.line(f"pong from {target}: seq={event.seq} rtt={event.rtt * 1000:.3f} ms")
             if args.count is not None and st.stats.received >= args.count:
@@ -196,7 +198,7 @@ async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
             st.dead = event
             st.stats.lost += 1
             if json_mode:
-                out.json(event="dead", seq=event.seq, waited_ms=_ms(event.waited))
+                out.json(event="dead", seq=event.seq, waited_ms=milliseconds(event.waited))
             else:
                 out.line(
                     f"no answer to heartbeat seq={event.seq} after "
@@ -212,10 +214,10 @@ async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     got: list[str] = []
-    _install_stop(loop, stop, got)
+    install_stop(loop, stop, got)
     started = time.monotonic()
     connecting = asyncio.ensure_future(connect(args.url, config=config, on_event=on_event))
-    await _first(asyncio.shield(connecting), stop.wait())
+    await first_completed(asyncio.shield(connecting), stop.wait())
     if not connecting.done():
         connecting.cancel()
         with contextlib.suppress(BaseException):
@@ -226,7 +228,7 @@ async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
     try:
         conn = connecting.result()
     except (OSError, HeartbeatError, ValueError, asyncio.TimeoutError) as exc:
-        return _error(f"cannot connect to {target}: {_describe_connect_error(exc)}")
+        return error(f"cannot connect to {target}: {describe_connect_error(exc)}")
 
     if not json_mode:
         style = "protocol ping frames" if args.mode == "protocol" else '{"type":"ping"} messages'
@@ -240,7 +242,7 @@ async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
         st.ended.set()
 
     drainer = asyncio.ensure_future(drain())
-    await _first(st.done.wait(), stop.wait(), st.ended.wait())
+    await first_completed(st.done.wait(), stop.wait(), st.ended.wait())
     bound = config.close_timeout + 1.0
     if st.dead is None and st.closed is None and not st.ended.is_set():
         with contextlib.suppress(ConnectionClosedError, asyncio.TimeoutError, OSError):
@@ -276,7 +278,7 @@ async def _ping_main(args: argparse.Namespace, out: _Out) -> int:
 
 
 def _ping_summary(
-    st: _PingState, *, out: _Out, json_mode: bool, target: str, started: float, status: int
+    st: _PingState, *, out: Output, json_mode: bool, target: str, started: float, status: int
 ) -> int:
     if json_mode:
         out.json(**st.stats.as_json())
