@@ -166,11 +166,6 @@ class HeartbeatConnection:
     # ------------------------------------------------------------------ views
 
     @property
-    def config(self) -> HeartbeatConfig:
-        """The heartbeat configuration."""
-        return self._config
-
-    @property
     def phase(self) -> HeartbeatPhase:
         """The heartbeat phase (see :class:`HeartbeatPhase`)."""
         return self.heartbeat.phase

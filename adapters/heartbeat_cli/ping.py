@@ -12,7 +12,6 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from heartbeat_asyncio import Connection, connect
 
@@ -28,6 +27,7 @@ from heartbeat_cli.runtime import first_completed, install_stop
 from heartbeat_core import (
     Closed,
     Closing,
+    ConfigError,
     ConnectionEvent,
     HeartbeatConfig,
     HeartbeatError,
@@ -37,6 +37,7 @@ from heartbeat_core import (
     RttSample,
 )
 from heartbeat_core.errors import ConnectionClosedError
+from heartbeat_core.uri import parse_uri
 
 __all__ = ["PingStats", "run_ping"]
 
@@ -135,15 +136,9 @@ class PingStats:
 def _check_url(url: str) -> str | None:
     """``None`` when ``url`` is a usable ws:// or wss:// URL, else what is wrong."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"bad URL {url!r}: {exc}"
-    del port
-    if parts.scheme not in ("ws", "wss"):
-        return f"bad URL {url!r}: the scheme must be ws:// or wss://"
-    if not parts.hostname:
-        return f"bad URL {url!r}: no host name (use ws://host[:port]/path)"
+        parse_uri(url)
+    except ConfigError as exc:
+        return f"bad URL: {exc}"
     return None
 
 

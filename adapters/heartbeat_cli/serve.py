@@ -22,13 +22,13 @@ from heartbeat_cli.output import (
 )
 from heartbeat_cli.runtime import install_stop
 from heartbeat_core import (
+    Accepted,
     Closed,
     ConnectionEvent,
     HeartbeatConfig,
     HeartbeatError,
     HeartbeatStyle,
     PeerDead,
-    Request,
     RttSample,
 )
 from heartbeat_core.errors import ConnectionClosedError
@@ -78,10 +78,9 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
 
     def on_event(conn: Connection, event: ConnectionEvent) -> None:
         peer = format_peer(conn.remote_address)
-        if isinstance(event, Request):
-            # The upgrade is accepted as this event is reported: the connection is open.
+        if isinstance(event, Accepted):
             opened.add(conn)
-            log("open", f"open    {peer}  {event.target}", peer=peer, path=event.target)
+            log("open", f"open    {peer}  {conn.path}", peer=peer, path=conn.path)
         elif isinstance(event, RttSample):
             log(
                 "rtt",
