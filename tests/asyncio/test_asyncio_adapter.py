@@ -10,7 +10,6 @@ import time
 
 import heartbeat_asyncio
 import pytest
-from aio_support import HOST, raw_client, read_head, run
 from heartbeat_asyncio import Connection, connect, serve
 
 from heartbeat_core import (
@@ -23,6 +22,8 @@ from heartbeat_core import (
     TcpKeepalive,
 )
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
+
+from .helpers import HOST, raw_client, read_head, run
 
 FAST = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=1.0)
 STYLES = [HeartbeatStyle.PROTOCOL, HeartbeatStyle.APP]

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aio_support import HOST, run
 from heartbeat_asyncio import Connection, connect, connect_forever, serve
 
 from heartbeat_core import BackoffPolicy, ConnectionEvent, HeartbeatConfig, Message
 from heartbeat_core.errors import ConfigError
+
+from .helpers import HOST, run
 
 # Slow heartbeats: these tests are about the receive queue, not liveness.
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)

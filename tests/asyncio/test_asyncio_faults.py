@@ -12,15 +12,6 @@ import time
 from typing import Any
 
 import pytest
-from aio_support import (
-    HOST,
-    ThreadPeer,
-    frame_header,
-    frozen_server,
-    raw_client,
-    read_frame,
-    run,
-)
 from heartbeat_asyncio import (
     Connected,
     Connection,
@@ -33,6 +24,16 @@ from heartbeat_asyncio import (
 )
 
 from heartbeat_core import BackoffPolicy, ConnectionEvent, HeartbeatConfig, PeerDead, RttSample
+
+from .helpers import (
+    HOST,
+    ThreadPeer,
+    frame_header,
+    frozen_server,
+    raw_client,
+    read_frame,
+    run,
+)
 
 FIGURES: dict[str, float] = {}
 

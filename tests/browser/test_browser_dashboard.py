@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cli.helpers import SLACK, Command, start_server
+
+from tests.cli.harness import SLACK, Command, start_server
 
 from .harness import Browser, SilentServer, handshake
 

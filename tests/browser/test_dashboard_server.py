@@ -13,7 +13,6 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
-from cli.helpers import SLACK, Command, start_server
 from heartbeat_asyncio import Connection, connect, serve
 from heartbeat_asyncio.dashboard import (
     CLASSIC_CLIENT_PATH,
@@ -25,6 +24,7 @@ from heartbeat_asyncio.dashboard import (
 
 from heartbeat_core import HeartbeatConfig, HeartbeatStyle
 from heartbeat_core.errors import ConfigError
+from tests.cli.harness import SLACK, Command, start_server
 
 from .harness import handshake
 

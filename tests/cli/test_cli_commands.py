@@ -19,7 +19,7 @@ from heartbeat_asyncio import connect
 from heartbeat_core import HeartbeatConfig
 from heartbeat_core.errors import ConnectionClosedError
 
-from .helpers import SLACK, Command, RawServer, free_port, start_server
+from .harness import SLACK, Command, RawServer, free_port, start_server
 
 
 @pytest.fixture

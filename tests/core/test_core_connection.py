@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from core_helpers import Pair
 
 from heartbeat_core import (
     HEARTBEAT_TIMEOUT_REASON,
@@ -30,6 +29,8 @@ from heartbeat_core import (
     Role,
     RttSample,
 )
+
+from .helpers import Pair
 
 FAST = HeartbeatConfig(interval=1, timeout=1, close_timeout=2)
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from core_helpers import Pair, opened
 
 import heartbeat_core
 from heartbeat_core import (
@@ -35,6 +34,8 @@ from heartbeat_core import (
     SendPing,
     TimerFired,
 )
+
+from .helpers import Pair, opened
 
 FORBIDDEN_MODULES = {"socket", "threading", "asyncio", "time", "random", "select", "selectors"}
 CLOCKS = [

@@ -7,12 +7,13 @@ import re
 import time
 
 import pytest
-from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, FrozenServer
-from embed_helpers import assert_dead_peer_closed as assert_dead
 from heartbeat_asyncio import Connected, Disconnected, ReconnectEvent, Retrying
 
 from examples import tutorial_client, tutorial_reconnect, tutorial_server
 from heartbeat_core import BackoffPolicy, HeartbeatConfig
+
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, FrozenServer
+from .helpers import assert_dead_peer_closed as assert_dead
 
 CONFIG = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE_TIMEOUT)
 BACKOFF = BackoffPolicy(initial=0.05, maximum=0.2)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 import trustme
 from heartbeat_threading import Connection, Server, connect, serve
-from thr_support import SLACK, RawServer, raw_client, read_frame, wait_until
 
 from heartbeat_core import (
     Closed,
@@ -23,6 +22,8 @@ from heartbeat_core import (
     TcpKeepalive,
 )
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
+
+from .helpers import SLACK, RawServer, raw_client, read_frame, wait_until
 
 FAST = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=1.0)
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)

@@ -18,7 +18,6 @@ from heartbeat_threading import (
     connect_forever,
     serve,
 )
-from thr_support import SLACK, RawServer, client_frame, raw_client, read_frame, wait_until
 
 from heartbeat_core import (
     HEARTBEAT_TIMEOUT_REASON,
@@ -30,6 +29,8 @@ from heartbeat_core import (
     PeerDead,
 )
 from heartbeat_core.errors import ConnectionClosedError
+
+from .helpers import SLACK, RawServer, client_frame, raw_client, read_frame, wait_until
 
 INTERVAL, TIMEOUT = 0.1, 0.2
 DETECT = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=1.0)

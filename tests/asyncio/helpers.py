@@ -1,8 +1,4 @@
-"""Helpers for the asyncio adapter tests: bounded runs, raw-socket peers, a peer in a thread.
-
-(No ``__init__.py`` in this directory on purpose: a package named ``asyncio``
-would shadow the standard library.)
-"""
+"""Helpers for the asyncio adapter tests: bounded runs, raw-socket peers, a peer in a thread."""
 
 from __future__ import annotations
 
