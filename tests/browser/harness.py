@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -268,11 +267,3 @@ class SilentServer:
         for sock in self._held:
             sock.close()
         self._listener.close()
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} within {timeout:g} s")
-        time.sleep(0.02)

@@ -25,6 +25,7 @@ from heartbeat_asyncio.dashboard import (
 from heartbeat_core import HeartbeatConfig, HeartbeatStyle
 from heartbeat_core.errors import ConfigError
 from tests.cli.harness import SLACK, Command, start_server
+from tests.support.waiting import async_wait_until
 
 from .harness import handshake
 
@@ -39,14 +40,6 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
 async def echo(conn: Connection) -> None:
     async for message in conn:
         await conn.send(message)
-
-
-async def until(predicate: Any, timeout: float = SLACK) -> None:
-    """Poll ``predicate`` every 10 ms (snapshots are pulled, not pushed), bounded."""
-    end = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < end, f"not true within {timeout} s"
-        await asyncio.sleep(0.01)
 
 
 def rows(dashboard: Dashboard) -> list[dict[str, Any]]:
@@ -120,7 +113,9 @@ def test_registry_follows_connections_without_payloads_or_query_strings() -> Non
             await conn.send("a private message")
             assert await conn.recv() == "a private message"
             # The server pings the idle client every 50 ms: RTT samples arrive.
-            await until(lambda: rows(dashboard) and rows(dashboard)[0]["last_rtt_ms"])
+            await async_wait_until(
+                lambda: rows(dashboard) and rows(dashboard)[0]["last_rtt_ms"], SLACK
+            )
             snap = dashboard.snapshot()
             (row,) = snap["rows"]
             assert snap["open"] == 1
@@ -135,7 +130,7 @@ def test_registry_follows_connections_without_payloads_or_query_strings() -> Non
             # Samples are sent once: a snapshot asks for those after the last one seen.
             assert dashboard.snapshot(since=snap["next"])["samples"] == []
             await conn.close()
-            await until(lambda: rows(dashboard)[0]["state"] == "closed")
+            await async_wait_until(lambda: rows(dashboard)[0]["state"] == "closed", SLACK)
             (closed,) = rows(dashboard)
             assert closed["code"] == 1000 and closed["by"] == "remote" and not closed["dead"]
             assert dashboard.snapshot()["open"] == 0
@@ -158,8 +153,8 @@ def test_a_frozen_client_is_shown_dead_with_1011() -> None:
             loop = asyncio.get_running_loop()
             sock = await loop.run_in_executor(None, handshake, server.port, "/frozen")
             try:
-                await until(lambda: any(r["dead"] for r in rows(dashboard)))
-                await until(lambda: rows(dashboard)[0]["state"] == "closed")
+                await async_wait_until(lambda: any(r["dead"] for r in rows(dashboard)), SLACK)
+                await async_wait_until(lambda: rows(dashboard)[0]["state"] == "closed", SLACK)
                 (row,) = rows(dashboard)
                 assert row["peer"] == f"127.0.0.1:{sock.getsockname()[1]}"
                 assert (row["code"], row["reason"], row["by"]) == (
@@ -206,7 +201,7 @@ def test_feed_streams_snapshots_and_answers_app_pings() -> None:
                 seen.append(await asyncio.wait_for(feed.recv(), SLACK))
             assert all(json.loads(m)["type"] in ("snapshot", "pong") for m in seen)
             await feed.close()
-            await until(lambda: rows(dashboard)[0]["state"] == "closed")
+            await async_wait_until(lambda: rows(dashboard)[0]["state"] == "closed", SLACK)
 
     run(main())
 
@@ -221,11 +216,11 @@ def test_snapshot_bounds_rows_and_forgets_old_closed_ones() -> None:
         ) as server:
             uri = f"ws://127.0.0.1:{server.port}/"
             conns = [await connect(uri + str(i)) for i in range(3)]
-            await until(lambda: dashboard.snapshot()["open"] == 3)
+            await async_wait_until(lambda: dashboard.snapshot()["open"] == 3, SLACK)
             assert [r["path"] for r in rows(dashboard)] == ["/1", "/2"]  # the newest
             for conn in conns:
                 await conn.close()
-            await until(lambda: dashboard.snapshot()["open"] == 0)
+            await async_wait_until(lambda: dashboard.snapshot()["open"] == 0, SLACK)
             assert [r["state"] for r in rows(dashboard)] == ["closed", "closed"]
             now[0] += 31.0
             assert rows(dashboard) == []
@@ -275,7 +270,7 @@ def test_styles_are_reported_per_connection() -> None:
             dashboard.handler(echo), config=config, on_event=dashboard.on_event
         ) as server:
             conn = await connect(f"ws://127.0.0.1:{server.port}/")
-            await until(lambda: bool(rows(dashboard)))
+            await async_wait_until(lambda: bool(rows(dashboard)), SLACK)
             assert rows(dashboard)[0]["style"] == "app"
             await conn.close()
 

@@ -33,6 +33,7 @@ from heartbeat_core import (
     Liveness,
     PeerDead,
 )
+from tests.support.waiting import wait_until
 
 from .harness import (
     NODE_DIR,
@@ -42,7 +43,6 @@ from .harness import (
     Recorder,
     assert_plausible_rtts,
     rtt_summary,
-    wait_until,
 )
 
 pytestmark = pytest.mark.interop

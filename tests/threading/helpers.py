@@ -9,9 +9,6 @@ import os
 import socket
 import struct
 import threading
-import time
-from collections.abc import Callable
-from typing import Any
 
 __all__ = [
     "SLACK",
@@ -19,24 +16,11 @@ __all__ = [
     "client_frame",
     "raw_client",
     "read_frame",
-    "wait_until",
 ]
 
 #: Generous slack for timing bounds: other people's tests share these 2 cores.
 SLACK = 1.0
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Poll ``predicate`` until it is truthy (bounded); return its value or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.005)
 
 
 def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:

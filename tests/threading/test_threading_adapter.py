@@ -22,8 +22,9 @@ from heartbeat_core import (
     TcpKeepalive,
 )
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
+from tests.support.waiting import wait_until
 
-from .helpers import SLACK, RawServer, raw_client, read_frame, wait_until
+from .helpers import SLACK, RawServer, raw_client, read_frame
 
 FAST = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=1.0)
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)

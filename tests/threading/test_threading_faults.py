@@ -29,8 +29,9 @@ from heartbeat_core import (
     PeerDead,
 )
 from heartbeat_core.errors import ConnectionClosedError
+from tests.support.waiting import wait_until
 
-from .helpers import SLACK, RawServer, client_frame, raw_client, read_frame, wait_until
+from .helpers import SLACK, RawServer, client_frame, raw_client, read_frame
 
 INTERVAL, TIMEOUT = 0.1, 0.2
 DETECT = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=1.0)

@@ -1,0 +1,6 @@
+"""Helpers shared by several test folders.
+
+* ``tests.support.waiting``: ``wait_until`` and ``async_wait_until`` (bounded polling, an
+  ``AssertionError`` on timeout), and ``poll`` for the waits whose timeout is the
+  expected outcome.
+"""
