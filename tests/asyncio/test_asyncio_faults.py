@@ -24,11 +24,11 @@ from heartbeat_asyncio import (
 )
 
 from heartbeat_core import BackoffPolicy, ConnectionEvent, HeartbeatConfig, PeerDead, RttSample
+from tests.support.frames import ZERO_MASK, frame_header
 
 from .helpers import (
     HOST,
     ThreadPeer,
-    frame_header,
     frozen_server,
     raw_client,
     read_frame,
@@ -206,7 +206,7 @@ def test_a_slow_20_mb_message_does_not_get_its_sender_declared_dead() -> None:
             on_event=lambda c, e: events.append(e),
         ) as server:
             reader, writer = await raw_client(server.port)
-            writer.write(frame_header(0x2, size, masked=True))
+            writer.write(frame_header(0x2, size, mask=ZERO_MASK))
             started = time.monotonic()
             payload = b"\xab" * chunk
             sent = 0

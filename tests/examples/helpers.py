@@ -12,10 +12,10 @@ import base64
 import hashlib
 import os
 import socket
-import struct
 import threading
 import time
-from dataclasses import dataclass
+
+from tests.support.frames import Frame, parse_frames
 
 # Short timings for tests: a heartbeat every 0.1 s, a dead peer found 0.25 s later.
 INTERVAL = 0.1
@@ -23,22 +23,6 @@ TIMEOUT = 0.25
 CLOSE_TIMEOUT = 0.5
 # Generous bounds for waits, so a loaded machine cannot make the tests flaky.
 WAIT = 10.0
-
-
-@dataclass(frozen=True)
-class Frame:
-    opcode: int
-    payload: bytes
-
-    @property
-    def close_code(self) -> int | None:
-        if self.opcode != 0x8 or len(self.payload) < 2:
-            return None
-        return int(struct.unpack("!H", self.payload[:2])[0])
-
-    @property
-    def close_reason(self) -> str:
-        return self.payload[2:].decode("utf-8", "replace")
 
 
 class FrozenPeer:
@@ -91,27 +75,6 @@ class FrozenPeer:
         self.sock.close()
 
 
-def parse_frames(data: bytes) -> list[Frame]:
-    """Unmasked frames as a server sends them (a partial tail is ignored)."""
-    frames = []
-    i = 0
-    while i + 2 <= len(data):
-        opcode = data[i] & 0x0F
-        length = data[i + 1] & 0x7F
-        i += 2
-        if length == 126:
-            length = struct.unpack("!H", data[i : i + 2])[0]
-            i += 2
-        elif length == 127:
-            length = struct.unpack("!Q", data[i : i + 8])[0]
-            i += 8
-        if i + length > len(data):
-            break
-        frames.append(Frame(opcode, data[i : i + length]))
-        i += length
-    return frames
-
-
 def free_socket(port: int = 0) -> socket.socket:
     """A listening-ready TCP socket bound to loopback ``port`` (0: a free one)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -128,7 +91,7 @@ def assert_dead_peer_closed(peer: FrozenPeer, *, dropped: bool = True) -> list[F
     closes = [f for f in frames if f.opcode == 0x8]
     assert closes, f"no close frame in {opcodes}"
     assert closes[0].close_code == 1011, closes[0]
-    assert closes[0].close_reason == "heartbeat-timeout", closes[0]
+    assert closes[0].close_reason == b"heartbeat-timeout", closes[0]
     assert eof or not dropped, "the server kept the dead peer's socket open"
     return frames
 

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from heartbeat_core import Closed, HeartbeatConfig, PeerDead
+from tests.support.frames import CLOSE, PING, PONG, Frame, FrameReader, frame, upgrade_request
 from tests.support.waiting import wait_until
-
-from .wsframes import CLOSE, PING, PONG, Frame, FrameReader, frame, upgrade_request
 
 ADAPTERS = ("asyncio", "threading")
 

@@ -23,6 +23,17 @@ from typing import Any
 import pytest
 
 from heartbeat_core import HeartbeatConfig, HeartbeatStyle, Liveness
+from tests.support.frames import (
+    BINARY,
+    CLOSE,
+    CONT,
+    PING,
+    PONG,
+    TEXT,
+    Frame,
+    frame,
+    upgrade_request,
+)
 from tests.support.waiting import poll, wait_until
 
 from .harness import (
@@ -35,7 +46,6 @@ from .harness import (
     rss_kib,
     running_server,
 )
-from .wsframes import BINARY, CLOSE, CONT, PING, PONG, TEXT, Frame, frame, upgrade_request
 
 SLACK = 2.0  # generous: other test suites share these two cores
 

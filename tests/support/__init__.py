@@ -3,4 +3,6 @@
 * ``tests.support.waiting``: ``wait_until`` and ``async_wait_until`` (bounded polling, an
   ``AssertionError`` on timeout), and ``poll`` for the waits whose timeout is the
   expected outcome.
+* ``tests.support.frames``: hand-made WebSocket bytes (frames, close payloads, upgrade
+  requests and responses) and an independent frame parser.
 """

@@ -7,13 +7,13 @@ import base64
 import hashlib
 import os
 import socket
-import struct
 import threading
+
+from tests.support.frames import take_frame
 
 __all__ = [
     "SLACK",
     "RawServer",
-    "client_frame",
     "raw_client",
     "read_frame",
 ]
@@ -48,43 +48,14 @@ def raw_client(port: int, path: str = "/") -> tuple[socket.socket, bytes]:
     return sock, rest
 
 
-def client_frame(opcode: int, payload: bytes = b"", *, length: int | None = None) -> bytes:
-    """A masked client frame (zero mask key, so the payload goes out as is). ``length``
-    overrides the payload length for frames whose payload is sent separately."""
-    n = len(payload) if length is None else length
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 1 << 16:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    return head + b"\0\0\0\0" + payload
-
-
 def read_frame(sock: socket.socket, buf: bytearray) -> tuple[int, bytes]:
-    """Read one unmasked server frame: ``(opcode, payload)``. ``buf`` keeps leftovers."""
-
-    def need(n: int) -> None:
-        while len(buf) < n:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("EOF while reading a frame")
-            buf.extend(chunk)
-
-    need(2)
-    opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
-    start = 2
-    if n == 126:
-        need(4)
-        n, start = struct.unpack("!H", buf[2:4])[0], 4
-    elif n == 127:
-        need(10)
-        n, start = struct.unpack("!Q", buf[2:10])[0], 10
-    need(start + n)
-    payload = bytes(buf[start : start + n])
-    del buf[: start + n]
-    return opcode, payload
+    """Read one frame from ``sock``: ``(opcode, payload)``. ``buf`` keeps leftovers."""
+    while (f := take_frame(buf)) is None:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("EOF while reading a frame")
+        buf.extend(chunk)
+    return f.opcode, f.payload
 
 
 class RawServer:

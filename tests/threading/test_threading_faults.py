@@ -29,9 +29,10 @@ from heartbeat_core import (
     PeerDead,
 )
 from heartbeat_core.errors import ConnectionClosedError
+from tests.support.frames import ZERO_MASK, close_frame, frame
 from tests.support.waiting import wait_until
 
-from .helpers import SLACK, RawServer, client_frame, raw_client, read_frame
+from .helpers import SLACK, RawServer, raw_client, read_frame
 
 INTERVAL, TIMEOUT = 0.1, 0.2
 DETECT = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=1.0)
@@ -198,7 +199,7 @@ def test_slow_20mb_message_is_not_mistaken_for_a_dead_peer() -> None:
     with serve(measure, config=config, max_size=32 * 1024 * 1024, on_event=events) as server:
         sock, rest = raw_client(server.port)
         try:
-            sock.sendall(client_frame(0x2, length=size))
+            sock.sendall(frame(0x2, length=size, mask=ZERO_MASK))
             payload = bytes(range(256)) * (piece // 256)
             started = time.monotonic()
             budget = 2.5  # spread the message over 5 x interval
@@ -220,7 +221,7 @@ def test_slow_20mb_message_is_not_mistaken_for_a_dead_peer() -> None:
             assert events.first(PeerDead) is None
             (server_conn,) = server.connections
             assert server_conn.stats.misses == 0
-            sock.sendall(client_frame(0x8, (1000).to_bytes(2, "big")))
+            sock.sendall(close_frame(1000))
             opcode, data = read_frame(sock, buf)
             while opcode == 0x9:
                 opcode, data = read_frame(sock, buf)
