@@ -1,4 +1,8 @@
-"""Helpers for the asyncio adapter tests: bounded runs, raw-socket peers, a peer in a thread."""
+"""Helpers for the asyncio adapter tests: bounded runs, raw-socket peers, a peer in a thread.
+
+The raw peers here are asyncio streams (the test keeps their writer in its own loop); the
+blocking-socket ones shared by every folder are in ``tests.support.peers``.
+"""
 
 from __future__ import annotations
 

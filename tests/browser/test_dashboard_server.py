@@ -25,9 +25,8 @@ from heartbeat_asyncio.dashboard import (
 from heartbeat_core import HeartbeatConfig, HeartbeatStyle
 from heartbeat_core.errors import ConfigError
 from tests.cli.harness import SLACK, Command, start_server
+from tests.support.peers import open_websocket
 from tests.support.waiting import async_wait_until
-
-from .harness import handshake
 
 T = TypeVar("T")
 FAST = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=0.2)
@@ -151,7 +150,7 @@ def test_a_frozen_client_is_shown_dead_with_1011() -> None:
             dashboard.handler(echo), config=FAST, on_event=dashboard.on_event
         ) as server:
             loop = asyncio.get_running_loop()
-            sock = await loop.run_in_executor(None, handshake, server.port, "/frozen")
+            sock = await loop.run_in_executor(None, open_websocket, server.port, "/frozen")
             try:
                 await async_wait_until(lambda: any(r["dead"] for r in rows(dashboard)), SLACK)
                 await async_wait_until(lambda: rows(dashboard)[0]["state"] == "closed", SLACK)
@@ -251,7 +250,7 @@ def test_heartbeat_serve_has_the_dashboard_unless_told_not_to() -> None:
         for target in ("/", "/heartbeat-client.js", "/dashboard.js"):
             assert get(plain_port, target).startswith(b"HTTP/1.1 426"), target
         # Without the dashboard, /_dashboard is an ordinary (echoed) path.
-        sock = handshake(plain_port, FEED_PATH)
+        sock = open_websocket(plain_port, FEED_PATH)
         sock.close()
         for proc in servers:
             proc.signal(signal.SIGTERM)

@@ -22,8 +22,9 @@ from heartbeat_core import (
     PeerDead,
     RttSample,
 )
+from tests.support.peers import FrozenPeer
 
-from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, free_socket
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, free_socket
 from .helpers import assert_dead_peer_closed as assert_dead
 
 pytestmark = pytest.mark.interop

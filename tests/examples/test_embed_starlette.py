@@ -14,8 +14,9 @@ from websockets.asyncio.client import connect
 
 from examples import starlette_asgi
 from heartbeat_core import JSON_CODEC, Action, AppKind, HeartbeatConfig, PeerDead, RttSample
+from tests.support.peers import FrozenPeer
 
-from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, free_socket
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, free_socket
 from .helpers import assert_dead_peer_closed as assert_dead
 
 pytestmark = pytest.mark.interop

@@ -15,8 +15,9 @@ from websockets.sync.client import connect
 
 from examples import trio_wsproto
 from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
+from tests.support.peers import FrozenPeer
 
-from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT
 from .helpers import assert_dead_peer_closed as assert_dead
 
 pytestmark = pytest.mark.interop

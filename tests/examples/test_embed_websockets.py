@@ -13,8 +13,9 @@ from websockets.asyncio.server import serve as ws_serve
 
 from examples import websockets_sansio
 from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
+from tests.support.peers import FrozenPeer, FrozenServer
 
-from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, FrozenServer
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT
 from .helpers import assert_dead_peer_closed as assert_dead
 
 pytestmark = pytest.mark.interop

@@ -5,4 +5,7 @@
   expected outcome.
 * ``tests.support.frames``: hand-made WebSocket bytes (frames, close payloads, upgrade
   requests and responses) and an independent frame parser.
+* ``tests.support.peers``: raw-socket peers: a client socket right after the upgrade
+  (``open_websocket``), a frozen client (``FrozenPeer``) and a frozen server
+  (``FrozenServer``).
 """

@@ -30,9 +30,10 @@ from heartbeat_core import (
 )
 from heartbeat_core.errors import ConnectionClosedError
 from tests.support.frames import ZERO_MASK, close_frame, frame
+from tests.support.peers import FrozenServer, open_websocket
 from tests.support.waiting import wait_until
 
-from .helpers import SLACK, RawServer, raw_client, read_frame
+from .helpers import SLACK, read_frame
 
 INTERVAL, TIMEOUT = 0.1, 0.2
 DETECT = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=1.0)
@@ -67,7 +68,7 @@ class Recorder:
 def test_server_frees_a_half_open_peer() -> None:
     events = Recorder()
     with serve(echo, config=DETECT, on_event=events) as server:
-        sock, _ = raw_client(server.port)  # handshakes, then never reads or answers
+        sock = open_websocket(server.port)  # handshakes, then never reads or answers
         try:
             opened = time.monotonic()
             closed_at, closed = wait_until(lambda: events.first(Closed), timeout=5)
@@ -86,7 +87,7 @@ def test_server_frees_a_half_open_peer() -> None:
 
 
 def test_client_detects_a_frozen_server() -> None:
-    raw = RawServer()  # answers the upgrade, then freezes
+    raw = FrozenServer()  # answers the upgrade, then freezes
     try:
         opened = time.monotonic()
         conn = connect(f"ws://127.0.0.1:{raw.port}/", config=DETECT, open_timeout=SLACK)
@@ -197,7 +198,7 @@ def test_slow_20mb_message_is_not_mistaken_for_a_dead_peer() -> None:
 
     events = Recorder()
     with serve(measure, config=config, max_size=32 * 1024 * 1024, on_event=events) as server:
-        sock, rest = raw_client(server.port)
+        sock = open_websocket(server.port)
         try:
             sock.sendall(frame(0x2, length=size, mask=ZERO_MASK))
             payload = bytes(range(256)) * (piece // 256)
@@ -209,7 +210,7 @@ def test_slow_20mb_message_is_not_mistaken_for_a_dead_peer() -> None:
                 if ahead > 0:
                     time.sleep(ahead)  # pacing the sender, not waiting for a result
             took = time.monotonic() - started
-            buf = bytearray(rest)
+            buf = bytearray()
             while True:
                 opcode, data = read_frame(sock, buf)
                 if opcode == 0x1:
@@ -284,7 +285,7 @@ def test_connect_forever_comes_back_after_a_server_restart() -> None:
 
 
 def test_connect_forever_reconnects_when_the_heartbeat_declares_the_server_dead() -> None:
-    raw = RawServer()  # frozen after the upgrade
+    raw = FrozenServer()  # frozen after the upgrade
     states = Recorder()
     policy = BackoffPolicy(initial=0.05, maximum=0.1, full_jitter=False)
     uri = f"ws://127.0.0.1:{raw.port}/"
