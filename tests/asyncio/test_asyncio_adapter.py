@@ -10,7 +10,6 @@ import time
 
 import heartbeat_asyncio
 import pytest
-from aio_support import HOST, raw_client, read_head, run
 from heartbeat_asyncio import Connection, connect, serve
 
 from heartbeat_core import (
@@ -23,6 +22,9 @@ from heartbeat_core import (
     TcpKeepalive,
 )
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
+from tests.support.waiting import async_wait_until
+
+from .helpers import HOST, raw_client, read_head, run
 
 FAST = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=1.0)
 STYLES = [HeartbeatStyle.PROTOCOL, HeartbeatStyle.APP]
@@ -31,15 +33,6 @@ STYLES = [HeartbeatStyle.PROTOCOL, HeartbeatStyle.APP]
 async def echo(conn: Connection) -> None:
     async for message in conn:
         await conn.send(message)
-
-
-async def wait_until(predicate: object, timeout: float = 5.0) -> None:
-    """Poll a cheap condition until true (bounded): used where no event exists to await."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def test_exports() -> None:
@@ -62,8 +55,10 @@ def test_echo_and_heartbeats_both_styles(style: HeartbeatStyle) -> None:
                 await conn.send(b"\x00\x01")
                 assert await conn.recv() == b"\x00\x01"
                 # Both sides heartbeat each other; nothing else is delivered as a message.
-                await wait_until(lambda: conn.stats.pongs_received >= 3)
-                await wait_until(lambda: sum(isinstance(e, RttSample) for e in server_events) >= 3)
+                await async_wait_until(lambda: conn.stats.pongs_received >= 3)
+                await async_wait_until(
+                    lambda: sum(isinstance(e, RttSample) for e in server_events) >= 3
+                )
                 assert conn.latency is not None and 0 < conn.latency < 0.5
                 (server_conn,) = server.connections
                 assert server_conn.stats.pongs_received >= 3
@@ -87,7 +82,7 @@ def test_ping_returns_rtt_and_stats() -> None:
         ):
             rtts = [await conn.ping() for _ in range(5)]
             assert all(0 < rtt < 1.0 for rtt in rtts)
-            await wait_until(lambda: conn.latency is not None)
+            await async_wait_until(lambda: conn.latency is not None)
             stats = conn.stats
             assert stats.pings_sent >= 1
             assert stats.min_rtt is not None and stats.max_rtt is not None
@@ -150,7 +145,7 @@ def test_graceful_shutdown_sends_1001_to_every_client() -> None:
     async def main() -> None:
         server = await serve(idle)
         clients = [await connect(f"ws://{HOST}:{server.port}/") for _ in range(3)]
-        await wait_until(lambda: len(server.connections) == 3)
+        await async_wait_until(lambda: len(server.connections) == 3)
         started = time.monotonic()
         await server.close(timeout=3.0)
         took = time.monotonic() - started
@@ -174,7 +169,7 @@ def test_shutdown_aborts_clients_that_do_not_answer_the_close() -> None:
         config = HeartbeatConfig(interval=30, timeout=10, close_timeout=30)
         server = await serve(idle, config=config)
         _reader, writer = await raw_client(server.port)  # never answers the close frame
-        await wait_until(lambda: len(server.connections) == 1)
+        await async_wait_until(lambda: len(server.connections) == 1)
         started = time.monotonic()
         await server.close(timeout=0.3)
         took = time.monotonic() - started
@@ -242,7 +237,7 @@ def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
             await serve(flood, config=quiet) as server,
             connect(f"ws://{HOST}:{server.port}/", config=config, on_event=on_event) as conn,
         ):
-            await wait_until(lambda: conn.core.reading_paused)
+            await async_wait_until(lambda: conn.core.reading_paused)
             assert len(conn.queue) <= 32 + 26  # bounded
             sent = conn.stats.pings_sent
             loop = asyncio.get_running_loop()
@@ -255,7 +250,7 @@ def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
             assert got == [message(i) for i in range(200)]
             assert not conn.core.reading_paused
             answered = conn.stats.pongs_received
-            await wait_until(lambda: conn.stats.pongs_received >= answered + 3)
+            await async_wait_until(lambda: conn.stats.pongs_received >= answered + 3)
             assert conn.is_open and conn.stats.misses == 0 and not dead
 
     run(main())
@@ -311,7 +306,7 @@ def test_closing_while_paused_reads_the_peers_close_frame() -> None:
     async def main() -> None:
         async with await serve(burst, config=config) as server:
             conn = await connect(f"ws://{HOST}:{server.port}/", config=config)
-            await wait_until(lambda: conn.core.reading_paused)
+            await async_wait_until(lambda: conn.core.reading_paused)
             loop = asyncio.get_running_loop()
             started = loop.time()
             await asyncio.wait_for(conn.close(), 5.0)
@@ -368,7 +363,7 @@ def test_tls_with_a_self_signed_certificate() -> None:
                 await conn.send("secret")
                 assert await conn.recv() == "secret"
                 assert 0 < await conn.ping() < 1.0
-                await wait_until(lambda: conn.stats.pongs_received >= 2)
+                await async_wait_until(lambda: conn.stats.pongs_received >= 2)
             assert conn.close_code == 1000
             with pytest.raises(ssl.SSLError):
                 await connect(uri, ssl=ssl.create_default_context(), open_timeout=5.0)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aio_support import HOST, run
 from heartbeat_asyncio import Connection, connect, connect_forever, serve
 
 from heartbeat_core import BackoffPolicy, ConnectionEvent, HeartbeatConfig, Message
 from heartbeat_core.errors import ConfigError
+from tests.support.waiting import async_wait_until
+
+from .helpers import HOST, run
 
 # Slow heartbeats: these tests are about the receive queue, not liveness.
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)
@@ -31,15 +32,6 @@ MESSAGES: list[str | bytes] = [
 #: Each bound makes a connection pause well before ten messages are queued.
 SMALL_BOUNDS: list[dict[str, Any]] = [{"max_queue": 2}, {"max_queue_bytes": 64}]
 BAD_VALUES: list[Any] = [0, -1, 1.5, True, False, "2", None]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a cheap condition until true (bounded): no event reports a paused read."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 class Counter:
@@ -95,7 +87,7 @@ def test_serve_bound_pauses_reading_then_delivers_everything_in_order(
         ):
             server_conn = await asyncio.wait_for(opened.get(), 5.0)
             await asyncio.wait_for(send_all(client), 5.0)
-            await wait_until(lambda: server_conn.core.reading_paused)
+            await async_wait_until(lambda: server_conn.core.reading_paused)
             assert server_conn.is_open and client.is_open
             go.set()
             assert await asyncio.wait_for(received, 10.0) == MESSAGES
@@ -154,7 +146,7 @@ def test_connect_bound_pauses_reading_then_delivers_everything_in_order(
             await serve(flood, config=QUIET) as server,
             connect(f"ws://{HOST}:{server.port}/", config=QUIET, **bounds) as client,
         ):
-            await wait_until(lambda: client.core.reading_paused)
+            await async_wait_until(lambda: client.core.reading_paused)
             assert client.is_open
             assert await recv_all(client) == MESSAGES
             assert not client.core.reading_paused
@@ -199,7 +191,7 @@ def test_connect_forever_passes_the_bounds_on_and_closes_under_aclosing() -> Non
                 connect_forever(uri, config=QUIET, max_queue=2)
             ) as conns:
                 conn = await asyncio.wait_for(anext(conns), 5.0)
-                await wait_until(lambda: conn.core.reading_paused)
+                await async_wait_until(lambda: conn.core.reading_paused)
                 assert await recv_all(conn) == MESSAGES
             # aclosing ran the generator's finally: the connection closed with 1000.
             await asyncio.wait_for(conn.wait_closed(), 5.0)
@@ -266,7 +258,7 @@ def test_the_smallest_bounds_are_accepted() -> None:
                 f"ws://{HOST}:{server.port}/", config=QUIET, max_queue=1, max_queue_bytes=1
             ) as client,
         ):
-            await wait_until(lambda: client.core.reading_paused)
+            await async_wait_until(lambda: client.core.reading_paused)
             assert await recv_all(client) == MESSAGES
 
     run(main())

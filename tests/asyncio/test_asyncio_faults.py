@@ -12,15 +12,6 @@ import time
 from typing import Any
 
 import pytest
-from aio_support import (
-    HOST,
-    ThreadPeer,
-    frame_header,
-    frozen_server,
-    raw_client,
-    read_frame,
-    run,
-)
 from heartbeat_asyncio import (
     Connected,
     Connection,
@@ -33,6 +24,16 @@ from heartbeat_asyncio import (
 )
 
 from heartbeat_core import BackoffPolicy, ConnectionEvent, HeartbeatConfig, PeerDead, RttSample
+from tests.support.frames import ZERO_MASK, frame_header
+
+from .helpers import (
+    HOST,
+    ThreadPeer,
+    frozen_server,
+    raw_client,
+    read_frame,
+    run,
+)
 
 FIGURES: dict[str, float] = {}
 
@@ -205,7 +206,7 @@ def test_a_slow_20_mb_message_does_not_get_its_sender_declared_dead() -> None:
             on_event=lambda c, e: events.append(e),
         ) as server:
             reader, writer = await raw_client(server.port)
-            writer.write(frame_header(0x2, size, masked=True))
+            writer.write(frame_header(0x2, size, mask=ZERO_MASK))
             started = time.monotonic()
             payload = b"\xab" * chunk
             sent = 0

@@ -1,19 +1,14 @@
-"""Helpers for the browser tests: Chromium and playwright-core installed on demand, a
-line-RPC driver for the browser, and raw-socket peers that go silent after the handshake."""
+"""Harness of the browser tests: Chromium and playwright-core installed on demand, and a
+line-RPC driver for the browser (the raw-socket peers are in ``tests.support.peers``)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import queue
-import selectors
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +18,6 @@ ROOT = HERE.parents[1]
 CHROMIUM = Path(os.environ.get("HEARTBEAT_CHROMIUM", "/usr/bin/chromium"))
 #: Bound on the one-time installs (apt-get update, apt-get install, npm ci), each.
 INSTALL_TIMEOUT = 300.0
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def _run(command: list[str], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -186,93 +180,3 @@ class Browser:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5.0)
-
-
-def handshake(port: int, path: str = "/") -> socket.socket:
-    """A raw client that completes the opening handshake, then does only what it is told."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10.0)
-    key = base64.b64encode(os.urandom(16))
-    sock.sendall(
-        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)  # byte by byte: nothing after the head is read
-        if not chunk:
-            raise AssertionError(f"the server closed during the handshake: {head!r}")
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
-
-
-class SilentServer:
-    """Accepts WebSocket handshakes, then never reads or writes again (a frozen server)."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.setblocking(False)
-        self.port = int(self._listener.getsockname()[1])
-        self.accepted = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self._listener, selectors.EVENT_READ)
-        pending: dict[socket.socket, bytes] = {}
-        while not self._stop.is_set():
-            for key, _ in selector.select(timeout=0.05):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                if sock is self._listener:
-                    conn, _ = self._listener.accept()
-                    pending[conn] = b""
-                    selector.register(conn, selectors.EVENT_READ)
-                    continue
-                data = sock.recv(4096)
-                head = pending.get(sock, b"") + data
-                if not data or b"\r\n\r\n" in head:
-                    selector.unregister(sock)
-                    pending.pop(sock, None)
-                    if data:
-                        self._answer(sock, head)
-                    else:
-                        sock.close()
-                else:
-                    pending[sock] = head
-        selector.close()
-
-    def _answer(self, sock: socket.socket, head: bytes) -> None:
-        key = b""
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"sec-websocket-key":
-                key = value.strip()
-        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-        sock.sendall(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-        )
-        self.accepted += 1
-        self._held.append(sock)  # kept open, never read: the server is "frozen"
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-        for sock in self._held:
-            sock.close()
-        self._listener.close()
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} within {timeout:g} s")
-        time.sleep(0.02)

@@ -25,9 +25,11 @@ import time
 from pathlib import Path
 
 import pytest
-from cli.helpers import SLACK, Command, start_server
 
-from .harness import Browser, SilentServer, handshake
+from tests.cli.harness import SLACK, Command, start_server
+from tests.support.peers import FrozenServer, open_websocket
+
+from .harness import Browser
 
 INTERVAL = 0.3  # the server pings a connection idle this long...
 TIMEOUT = 3.0  # ...and declares it dead when the ping is unanswered this long
@@ -71,7 +73,7 @@ def test_dashboard_and_js_client_in_chromium(
     figures: dict[str, object] = {"chromium": browser.version}
     started = time.monotonic()
     server, port = start_server(*SERVER_ARGS)
-    silent = SilentServer()
+    silent = FrozenServer()
     frozen = None
     servers = [server]
     try:
@@ -145,7 +147,7 @@ def test_dashboard_and_js_client_in_chromium(
         assert silent.accepted >= 2
 
         # 4. A frozen client: the server declares it dead; the dashboard shows it closed.
-        frozen = handshake(port, "/frozen")
+        frozen = open_websocket(port, "/frozen")
         frozen_at = time.monotonic()
         peer = f"127.0.0.1:{frozen.getsockname()[1]}"
         browser.wait_for(dash, _row(peer), SLACK)  # listed while open

@@ -13,7 +13,6 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
-from cli.helpers import SLACK, Command, start_server
 from heartbeat_asyncio import Connection, connect, serve
 from heartbeat_cli.dashboard import (
     CLASSIC_CLIENT_PATH,
@@ -25,8 +24,9 @@ from heartbeat_cli.dashboard import (
 
 from heartbeat_core import HeartbeatConfig, HeartbeatStyle
 from heartbeat_core.errors import ConfigError
-
-from .harness import handshake
+from tests.cli.harness import SLACK, Command, start_server
+from tests.support.peers import open_websocket
+from tests.support.waiting import async_wait_until
 
 T = TypeVar("T")
 FAST = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=0.2)
@@ -39,14 +39,6 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
 async def echo(conn: Connection) -> None:
     async for message in conn:
         await conn.send(message)
-
-
-async def until(predicate: Any, timeout: float = SLACK) -> None:
-    """Poll ``predicate`` every 10 ms (snapshots are pulled, not pushed), bounded."""
-    end = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < end, f"not true within {timeout} s"
-        await asyncio.sleep(0.01)
 
 
 def rows(dashboard: Dashboard) -> list[dict[str, Any]]:
@@ -120,7 +112,9 @@ def test_registry_follows_connections_without_payloads_or_query_strings() -> Non
             await conn.send("a private message")
             assert await conn.recv() == "a private message"
             # The server pings the idle client every 50 ms: RTT samples arrive.
-            await until(lambda: rows(dashboard) and rows(dashboard)[0]["last_rtt_ms"])
+            await async_wait_until(
+                lambda: rows(dashboard) and rows(dashboard)[0]["last_rtt_ms"], SLACK
+            )
             snap = dashboard.snapshot()
             (row,) = snap["rows"]
             assert snap["open"] == 1
@@ -135,7 +129,7 @@ def test_registry_follows_connections_without_payloads_or_query_strings() -> Non
             # Samples are sent once: a snapshot asks for those after the last one seen.
             assert dashboard.snapshot(since=snap["next"])["samples"] == []
             await conn.close()
-            await until(lambda: rows(dashboard)[0]["state"] == "closed")
+            await async_wait_until(lambda: rows(dashboard)[0]["state"] == "closed", SLACK)
             (closed,) = rows(dashboard)
             assert closed["code"] == 1000 and closed["by"] == "remote" and not closed["dead"]
             assert dashboard.snapshot()["open"] == 0
@@ -156,10 +150,10 @@ def test_a_frozen_client_is_shown_dead_with_1011() -> None:
             dashboard.handler(echo), config=FAST, on_event=dashboard.on_event
         ) as server:
             loop = asyncio.get_running_loop()
-            sock = await loop.run_in_executor(None, handshake, server.port, "/frozen")
+            sock = await loop.run_in_executor(None, open_websocket, server.port, "/frozen")
             try:
-                await until(lambda: any(r["dead"] for r in rows(dashboard)))
-                await until(lambda: rows(dashboard)[0]["state"] == "closed")
+                await async_wait_until(lambda: any(r["dead"] for r in rows(dashboard)), SLACK)
+                await async_wait_until(lambda: rows(dashboard)[0]["state"] == "closed", SLACK)
                 (row,) = rows(dashboard)
                 assert row["peer"] == f"127.0.0.1:{sock.getsockname()[1]}"
                 assert (row["code"], row["reason"], row["by"]) == (
@@ -206,7 +200,7 @@ def test_feed_streams_snapshots_and_answers_app_pings() -> None:
                 seen.append(await asyncio.wait_for(feed.recv(), SLACK))
             assert all(json.loads(m)["type"] in ("snapshot", "pong") for m in seen)
             await feed.close()
-            await until(lambda: rows(dashboard)[0]["state"] == "closed")
+            await async_wait_until(lambda: rows(dashboard)[0]["state"] == "closed", SLACK)
 
     run(main())
 
@@ -221,11 +215,11 @@ def test_snapshot_bounds_rows_and_forgets_old_closed_ones() -> None:
         ) as server:
             uri = f"ws://127.0.0.1:{server.port}/"
             conns = [await connect(uri + str(i)) for i in range(3)]
-            await until(lambda: dashboard.snapshot()["open"] == 3)
+            await async_wait_until(lambda: dashboard.snapshot()["open"] == 3, SLACK)
             assert [r["path"] for r in rows(dashboard)] == ["/1", "/2"]  # the newest
             for conn in conns:
                 await conn.close()
-            await until(lambda: dashboard.snapshot()["open"] == 0)
+            await async_wait_until(lambda: dashboard.snapshot()["open"] == 0, SLACK)
             assert [r["state"] for r in rows(dashboard)] == ["closed", "closed"]
             now[0] += 31.0
             assert rows(dashboard) == []
@@ -256,7 +250,7 @@ def test_heartbeat_serve_has_the_dashboard_unless_told_not_to() -> None:
         for target in ("/", "/heartbeat-client.js", "/dashboard.js"):
             assert get(plain_port, target).startswith(b"HTTP/1.1 426"), target
         # Without the dashboard, /_dashboard is an ordinary (echoed) path.
-        sock = handshake(plain_port, FEED_PATH)
+        sock = open_websocket(plain_port, FEED_PATH)
         sock.close()
         for proc in servers:
             proc.signal(signal.SIGTERM)
@@ -275,7 +269,7 @@ def test_styles_are_reported_per_connection() -> None:
             dashboard.handler(echo), config=config, on_event=dashboard.on_event
         ) as server:
             conn = await connect(f"ws://127.0.0.1:{server.port}/")
-            await until(lambda: bool(rows(dashboard)))
+            await async_wait_until(lambda: bool(rows(dashboard)), SLACK)
             assert rows(dashboard)[0]["style"] == "app"
             await conn.close()
 

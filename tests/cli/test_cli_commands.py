@@ -18,8 +18,9 @@ from heartbeat_asyncio import connect
 
 from heartbeat_core import HeartbeatConfig
 from heartbeat_core.errors import ConnectionClosedError
+from tests.support.peers import FrozenServer, open_websocket
 
-from .helpers import SLACK, Command, RawServer, free_port, start_server
+from .harness import SLACK, Command, free_port, start_server
 
 
 @pytest.fixture
@@ -218,7 +219,7 @@ def test_ping_exits_1_when_the_server_freezes(cleanup: list[Command]) -> None:
 
 def test_ping_exits_1_against_a_peer_that_never_answers(cleanup: list[Command]) -> None:
     """A raw server that completes the handshake and then stays silent."""
-    raw = RawServer("silent")
+    raw = FrozenServer(drain=True)
     try:
         started = time.monotonic()
         ping = Command(
@@ -290,7 +291,7 @@ def test_ping_bad_url_exits_2() -> None:
 
 
 def test_ping_http_status_exits_2() -> None:
-    raw = RawServer("status:404")
+    raw = FrozenServer(status=404)
     try:
         _one_line_error(Command("ping", f"ws://127.0.0.1:{raw.port}/"), "HTTP status 404")
     finally:
@@ -327,27 +328,12 @@ def test_usage_error_exits_2() -> None:
 # ----------------------------------------------------------------------------- liveness
 
 
-def _raw_upgrade(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=SLACK)
-    sock.sendall(
-        b"GET /raw HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        assert chunk, response
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
-
-
 def test_bytes_in_the_middle_of_a_message_keep_a_peer_alive(cleanup: list[Command]) -> None:
     """A peer that never answers pings but trickles one byte of a large message every 50 ms
     stays alive (any inbound byte counts); once it stops, it is declared dead."""
     server, port = start_server("--interval", "0.4", "--timeout", "0.6")
     cleanup.append(server)
-    sock = _raw_upgrade(port)
+    sock = open_websocket(port, "/raw", timeout=SLACK)
     try:
         server.wait_for("open")
         payload = b"x" * 200

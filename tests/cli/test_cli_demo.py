@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .helpers import Command
+from .harness import Command
 
 DEMO_LIMIT = 0.5 + 1.0  # the demo server's interval + timeout
 

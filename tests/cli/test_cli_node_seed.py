@@ -14,9 +14,10 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
-from interop.harness import NODE_DIR, NodeProcess, node_tools
 
-from .helpers import SLACK, Command, start_server
+from tests.interop.harness import NODE_DIR, NodeProcess, node_tools
+
+from .harness import SLACK, Command, start_server
 
 pytestmark = pytest.mark.interop
 

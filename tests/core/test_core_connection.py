@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from core_helpers import Pair
 
 from heartbeat_core import (
     HEARTBEAT_TIMEOUT_REASON,
@@ -30,48 +29,32 @@ from heartbeat_core import (
     Role,
     RttSample,
 )
+from tests.support import frames as wsframes
+from tests.support.frames import (
+    BINARY,
+    CLOSE,
+    CONT,
+    PING,
+    PONG,
+    TEXT,
+    ZERO_MASK,
+    close_payload,
+    parse_frames,
+)
+
+from .helpers import Pair
 
 FAST = HeartbeatConfig(interval=1, timeout=1, close_timeout=2)
-TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
 
 def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, masked: bool = True) -> bytes:
     """One raw WebSocket frame (a zero mask key, so the payload is sent as is)."""
-    head = bytes([(0x80 if fin else 0) | opcode])
-    mask = 0x80 if masked else 0
-    n = len(payload)
-    if n < 126:
-        head += bytes([mask | n])
-    elif n < 1 << 16:
-        head += bytes([mask | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([mask | 127]) + n.to_bytes(8, "big")
-    return head + (b"\0\0\0\0" if masked else b"") + payload
-
-
-def close_payload(code: int, reason: bytes = b"") -> bytes:
-    return code.to_bytes(2, "big") + reason
+    return wsframes.frame(opcode, payload, fin=fin, mask=ZERO_MASK if masked else None)
 
 
 def frames_in(data: bytes) -> list[tuple[int, bytes]]:
     """Parse unmasked or masked frames: (opcode, payload) each."""
-    out = []
-    while data:
-        opcode = data[0] & 0x0F
-        masked = data[1] & 0x80
-        n = data[1] & 0x7F
-        pos = 2
-        if n == 126:
-            n, pos = int.from_bytes(data[2:4], "big"), 4
-        elif n == 127:
-            n, pos = int.from_bytes(data[2:10], "big"), 10
-        key = b"\0\0\0\0"
-        if masked:
-            key, pos = data[pos : pos + 4], pos + 4
-        payload = bytes(b ^ key[i % 4] for i, b in enumerate(data[pos : pos + n]))
-        out.append((opcode, payload))
-        data = data[pos + n :]
-    return out
+    return [(f.opcode, f.payload) for f in parse_frames(data, complete=True)]
 
 
 @pytest.fixture

@@ -6,19 +6,13 @@ import pytest
 
 from heartbeat_core import Accepted, HeartbeatConnection, Message, Request, Role
 from heartbeat_core.frames import FrameBoundary, simple_frames
+from tests.support import frames as wsframes
 
 
 def frame(length: int, *, masked: bool) -> bytes:
     """A binary frame header for ``length`` payload bytes, plus the payload."""
-    head = bytes([0x82])
-    mask_bit = 0x80 if masked else 0
-    if length < 126:
-        head += bytes([mask_bit | length])
-    elif length < 1 << 16:
-        head += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
-    else:
-        head += bytes([mask_bit | 127]) + length.to_bytes(8, "big")
-    return head + (b"\1\2\3\4" if masked else b"") + b"p" * length
+    mask = b"\1\2\3\4" if masked else None
+    return wsframes.frame_header(wsframes.BINARY, length, mask=mask) + b"p" * length
 
 
 @pytest.mark.parametrize("length", [0, 5, 125, 126, 65535, 65536])

@@ -12,7 +12,6 @@ import math
 import os
 import random
 
-from core_helpers import snapshot
 from hypothesis import HealthCheck, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
@@ -57,6 +56,8 @@ from heartbeat_core import (
     TimerFired,
 )
 from heartbeat_core.state import validate_close
+
+from .helpers import snapshot
 
 _EDGES = {(t.source, t.target) for t in TRANSITIONS}
 _OPEN = {HeartbeatPhase.IDLE, HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE}

@@ -8,7 +8,6 @@ answered. (This is how a peer that coalesces pongs got a healthy peer killed.)
 
 from __future__ import annotations
 
-from core_helpers import Pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +24,8 @@ from heartbeat_core import (
     PeerDead,
     PingAnswered,
 )
+
+from .helpers import Pair
 
 
 @st.composite

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import pytest
-from core_helpers import Pair, opened
 
 import heartbeat_core
 from heartbeat_core import (
@@ -51,6 +50,8 @@ from heartbeat_core import (
     default_random,
     parse_uri,
 )
+
+from .helpers import Pair, opened
 
 FORBIDDEN_MODULES = {"socket", "threading", "asyncio", "time", "random", "select", "selectors"}
 #: The only imports of forbidden modules: (core module, module imported, enclosing

@@ -7,7 +7,6 @@ import math
 import random
 
 import pytest
-from core_helpers import Pair, opened, snapshot
 
 from heartbeat_core import (
     HEARTBEAT_TIMEOUT_REASON,
@@ -41,6 +40,8 @@ from heartbeat_core import (
     TimerFired,
 )
 from heartbeat_core.state import PING_FLOOD_REASON, PONG_FLOOD_REASON, validate_close
+
+from .helpers import Pair, opened, snapshot
 
 # interval 20 s, timeout 10 s, close_timeout 5 s: the defaults, spelled out.
 CFG = HeartbeatConfig(interval=20, timeout=10, close_timeout=5)

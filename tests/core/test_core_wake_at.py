@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 
-from core_helpers import Pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,8 @@ from heartbeat_core import (
     RttSample,
     SendPing,
 )
+
+from .helpers import Pair
 
 configs = st.builds(
     HeartbeatConfig,

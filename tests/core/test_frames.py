@@ -20,6 +20,7 @@ from heartbeat_core.frames import (
     server_frame,
     simple_frames,
 )
+from tests.support import frames as wsframes
 
 CLIENT = fp.FrameProtocol(client=True, extensions=[])
 
@@ -112,15 +113,7 @@ def test_simple_frames_unmask_any_key_and_length_like_wsproto(
 def _wire(kind: str, payload: bytes, key: bytes, fin: bool = True) -> bytes:
     """One masked frame by hand (any opcode, any length encoding wsproto would use)."""
     opcode = {"text": 0x1, "binary": 0x2, "ping": 0x9, "pong": 0xA, "close": 0x8, "cont": 0x0}
-    head = bytes(((0x80 if fin else 0) | opcode[kind],))
-    n = len(payload)
-    if n < 126:
-        head += bytes((0x80 | n,))
-    elif n < 1 << 16:
-        head += bytes((0x80 | 126,)) + n.to_bytes(2, "big")
-    else:
-        head += bytes((0x80 | 127,)) + n.to_bytes(8, "big")
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return wsframes.frame(opcode[kind], payload, fin=fin, mask=key)
 
 
 simple_kinds = st.lists(

@@ -11,8 +11,6 @@ from typing import TypeVar
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
-from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, free_socket
-from embed_helpers import assert_dead_peer_closed as assert_dead
 
 from examples import aiohttp_server
 from heartbeat_core import (
@@ -24,6 +22,10 @@ from heartbeat_core import (
     PeerDead,
     RttSample,
 )
+from tests.support.peers import FrozenPeer
+
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, free_socket
+from .helpers import assert_dead_peer_closed as assert_dead
 
 pytestmark = pytest.mark.interop
 A = TypeVar("A", RttSample, PeerDead)

@@ -10,12 +10,14 @@ from typing import TypeVar
 
 import pytest
 import uvicorn
-from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, free_socket
-from embed_helpers import assert_dead_peer_closed as assert_dead
 from websockets.asyncio.client import connect
 
 from examples import starlette_asgi
 from heartbeat_core import JSON_CODEC, Action, AppKind, HeartbeatConfig, PeerDead, RttSample
+from tests.support.peers import FrozenPeer
+
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, free_socket
+from .helpers import assert_dead_peer_closed as assert_dead
 
 pytestmark = pytest.mark.interop
 A = TypeVar("A", RttSample, PeerDead)

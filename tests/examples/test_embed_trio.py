@@ -11,12 +11,14 @@ from typing import TypeVar
 
 import pytest
 import trio
-from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer
-from embed_helpers import assert_dead_peer_closed as assert_dead
 from websockets.sync.client import connect
 
 from examples import trio_wsproto
 from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
+from tests.support.peers import FrozenPeer
+
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT
+from .helpers import assert_dead_peer_closed as assert_dead
 
 pytestmark = pytest.mark.interop
 A = TypeVar("A", RttSample, PeerDead)

@@ -7,14 +7,16 @@ import time
 from typing import TypeVar
 
 import pytest
-from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, FrozenServer
-from embed_helpers import assert_dead_peer_closed as assert_dead
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
 from examples import websockets_sansio
 from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
+from tests.support.peers import FrozenPeer, FrozenServer
+
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT
+from .helpers import assert_dead_peer_closed as assert_dead
 
 pytestmark = pytest.mark.interop
 A = TypeVar("A", RttSample, PeerDead)

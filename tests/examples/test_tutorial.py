@@ -7,12 +7,14 @@ import re
 import time
 
 import pytest
-from embed_helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, FrozenPeer, FrozenServer
-from embed_helpers import assert_dead_peer_closed as assert_dead
 from heartbeat_asyncio import Connected, Disconnected, ReconnectEvent, Retrying
 
 from examples import tutorial_client, tutorial_reconnect, tutorial_server
 from heartbeat_core import BackoffPolicy, HeartbeatConfig
+from tests.support.peers import FrozenPeer, FrozenServer
+
+from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT
+from .helpers import assert_dead_peer_closed as assert_dead
 
 CONFIG = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE_TIMEOUT)
 BACKOFF = BackoffPolicy(initial=0.05, maximum=0.2)
@@ -110,7 +112,7 @@ def _frozen_on(port: int) -> FrozenServer:
     """A frozen server on ``port`` (retried briefly: the old listener may still linger)."""
     for _ in range(100):
         try:
-            return FrozenServer(port)
+            return FrozenServer(port, max_connections=1)
         except OSError:
             time.sleep(0.01)
     raise AssertionError(f"port {port} stayed busy")

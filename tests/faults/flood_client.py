@@ -18,9 +18,10 @@ import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Run as a script: the checkout goes on the path, for the tests' shared frame kit.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from wsframes import CLOSE, PING, PONG, FrameReader, frame, upgrade_request  # type: ignore[import-not-found]
+from tests.support.frames import CLOSE, PING, PONG, FrameReader, frame, upgrade_request
 
 
 def _open(port: int) -> tuple[socket.socket, FrameReader]:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from heartbeat_core import Closed, HeartbeatConfig, PeerDead
-
-from .wsframes import CLOSE, PING, PONG, Frame, FrameReader, frame, upgrade_request
+from tests.support.frames import CLOSE, PING, PONG, Frame, FrameReader, frame, upgrade_request
+from tests.support.waiting import wait_until
 
 ADAPTERS = ("asyncio", "threading")
 
@@ -49,17 +49,6 @@ def rss_kib() -> int:
 
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
-    """Poll ``pred`` until true or ``timeout``: only for counters that have no event."""
-    end = time.monotonic() + timeout
-    while True:
-        if pred():
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(step)
 
 
 # ---------------------------------------------------------------- the results table
@@ -420,8 +409,7 @@ class Bystander:
         t0 = time.monotonic()
         n = len(self.echoes)
         self.client.send_frame(0x1, payload)
-        ok = wait_until(lambda: len(self.echoes) > n, timeout)
-        assert ok, "the bystander's message was not echoed"
+        wait_until(lambda: len(self.echoes) > n, timeout, "the bystander's message to be echoed")
         got, t1 = self.echoes[n]
         assert got == payload
         return t1 - t0

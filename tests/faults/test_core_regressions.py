@@ -12,8 +12,7 @@ from heartbeat_core import (
     PeerDead,
     Role,
 )
-
-from .wsframes import upgrade_request, upgrade_response
+from tests.support.frames import upgrade_request, upgrade_response
 
 CFG = HeartbeatConfig(interval=1.0, timeout=0.5, close_timeout=0.3)
 
@@ -64,8 +63,7 @@ def test_a_ping_flood_fails_the_connection_and_stops_parsing() -> None:
     # the flood rule closed with 1008, the rest of the read was still parsed, and the
     # connection then waited close_timeout for the flooder's close frame while reading on.
     from heartbeat_core import Closing
-
-    from .wsframes import PING, frame
+    from tests.support.frames import PING, frame
 
     cfg = HeartbeatConfig(peer_ping_max_strikes=100, peer_ping_min_interval=0.05)
     conn = HeartbeatConnection(Role.SERVER, cfg)
@@ -96,8 +94,7 @@ def test_a_flood_of_stray_pongs_fails_the_connection() -> None:
     # Found: unsolicited pongs at line rate were parsed forever (each 256 KiB read held
     # the server's thread for ~100+ ms; other connections' echoes took 150 ms to 3 s).
     from heartbeat_core import Closing
-
-    from .wsframes import PONG, frame
+    from tests.support.frames import PONG, frame
 
     cfg = HeartbeatConfig(peer_ping_max_strikes=10, peer_ping_min_interval=0.05)
     conn = HeartbeatConnection(Role.SERVER, cfg)
@@ -120,7 +117,7 @@ def test_pongs_to_our_own_pings_are_never_strikes() -> None:
     conn.receive_data(upgrade_request(), 0.0)
     conn.accept(now=0.0)
     conn.data_to_send()
-    from .wsframes import PONG, frame
+    from tests.support.frames import PONG, frame
 
     payloads = [conn.ping(1.0) for _ in range(50)]
     data = b"".join(frame(PONG, p) for p in payloads)

@@ -46,8 +46,7 @@ from heartbeat_core import (
     Role,
 )
 from heartbeat_core.wsevents import ConnectionEvent
-
-from .wsframes import (
+from tests.support.frames import (
     BINARY,
     CLOSE,
     CONT,

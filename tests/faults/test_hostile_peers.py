@@ -23,6 +23,18 @@ from typing import Any
 import pytest
 
 from heartbeat_core import HeartbeatConfig, HeartbeatStyle, Liveness
+from tests.support.frames import (
+    BINARY,
+    CLOSE,
+    CONT,
+    PING,
+    PONG,
+    TEXT,
+    Frame,
+    frame,
+    upgrade_request,
+)
+from tests.support.waiting import poll, wait_until
 
 from .harness import (
     FAST,
@@ -33,9 +45,7 @@ from .harness import (
     record,
     rss_kib,
     running_server,
-    wait_until,
 )
-from .wsframes import BINARY, CLOSE, CONT, PING, PONG, TEXT, Frame, frame, upgrade_request
 
 SLACK = 2.0  # generous: other test suites share these two cores
 
@@ -388,7 +398,7 @@ def test_connection_churn_leaks_nothing(server: ServerHandle, adapter: str) -> N
     import threading as _threading
 
     probe(server.port)  # warm up: the loop's timer, buffers, first thread
-    assert wait_until(lambda: server.counts()["connections"] == 0, 5.0)
+    wait_until(lambda: server.counts()["connections"] == 0, 5.0)
     before = server.counts()
     fds0 = len(os.listdir("/proc/self/fd"))
     threads0 = _threading.active_count()
@@ -414,14 +424,24 @@ def test_connection_churn_leaks_nothing(server: ServerHandle, adapter: str) -> N
                 n_half += 1
         finally:
             c.close()
-    assert wait_until(lambda: server.counts()["connections"] == 0, 10.0), server.counts()
+    wait_until(
+        lambda: server.counts()["connections"] == 0,
+        10.0,
+        lambda: f"every connection released: {server.counts()}",
+    )
     # Stale heap entries are allowed until their deadline passes; live ones are not.
-    assert wait_until(lambda: server.counts()["live_timer_entries"] == 0, 5.0), server.counts()
-    assert wait_until(
-        lambda: server.counts()["timer_entries"] <= before["timer_entries"] + 1, 5.0
-    ), server.counts()
-    assert wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds0, 5.0)
-    assert wait_until(lambda: _threading.active_count() <= threads0, 5.0)
+    wait_until(
+        lambda: server.counts()["live_timer_entries"] == 0,
+        5.0,
+        lambda: f"no live timer entry: {server.counts()}",
+    )
+    wait_until(
+        lambda: server.counts()["timer_entries"] <= before["timer_entries"] + 1,
+        5.0,
+        lambda: f"timer entries back to at most {before['timer_entries'] + 1}: {server.counts()}",
+    )
+    wait_until(lambda: len(os.listdir("/proc/self/fd")) <= fds0, 5.0)
+    wait_until(lambda: _threading.active_count() <= threads0, 5.0)
     after = server.counts()
     if adapter == "asyncio":
         assert after["tasks"] <= before["tasks"], (before, after)
@@ -452,10 +472,10 @@ def test_a_stuck_application_does_not_get_a_healthy_peer_declared_dead(adapter: 
                 client.client.send_frame(TEXT, b"message %d" % i)
             # A heartbeat goes out (proxies keep seeing traffic) although its pong
             # cannot be read ...
-            assert wait_until(lambda: len(client.pings) >= 1, 5.0), "no heartbeat sent"
+            wait_until(lambda: len(client.pings) >= 1, 5.0, "a heartbeat to be sent")
             # ... and it gets no deadline: nothing happens for many timeouts.
             t0 = time.monotonic()
-            wait_until(lambda: client.close_code is not None or srv.peer_dead(), window)
+            poll(lambda: client.close_code is not None or srv.peer_dead(), window)
             took = time.monotonic() - t0
             code = client.close_code
             pings = len(client.pings)

@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 
 from heartbeat_core import Closed, HeartbeatConfig, PeerDead, RttSample
+from tests.support.waiting import wait_until
 
-from .harness import Bystander, probe, record, running_server, wait_until
+from .harness import Bystander, probe, record, running_server
 
 HERE = Path(__file__).parent
 SLACK = 2.0
@@ -125,7 +126,7 @@ def test_frozen_peers_are_detected_within_interval_plus_timeout(adapter: str, n:
         def answered() -> int:
             return len({c for _, c, e in list(srv.events) if isinstance(e, RttSample)})
 
-        assert wait_until(lambda: answered() >= n, 5.0), answered()
+        wait_until(lambda: answered() >= n, 5.0, lambda: f"{n} answered peers, got {answered()}")
         os.kill(peers.proc.pid, signal.SIGSTOP)
         t0 = time.monotonic()
         closed = srv.wait_closed_count(n, cfg.interval + cfg.timeout + cfg.close_timeout + SLACK)
@@ -168,16 +169,18 @@ def test_suspended_server_does_not_kill_healthy_clients(adapter: str) -> None:
         port = next(x["port"] for x in server.lines if "port" in x)
         clients = [Bystander(port) for _ in range(5)]
         try:
-            assert wait_until(lambda: all(len(c.pings) >= 2 for c in clients), 5.0)
+            wait_until(lambda: all(len(c.pings) >= 2 for c in clients), 5.0)
             os.kill(server.proc.pid, signal.SIGSTOP)
             frozen_at = time.monotonic()
             time.sleep(3 * timeout)  # the fault itself: the server is frozen this long
             os.kill(server.proc.pid, signal.SIGCONT)
             resumed = time.monotonic()
             # Heartbeats resume on every connection, and nobody is closed.
-            assert wait_until(
-                lambda: all(sum(t > resumed for t in c.pings) >= 3 for c in clients), 5.0
-            ), [c.pings[-3:] for c in clients]
+            wait_until(
+                lambda: all(sum(t > resumed for t in c.pings) >= 3 for c in clients),
+                5.0,
+                lambda: f"3 pings after the resume each: {[c.pings[-3:] for c in clients]}",
+            )
             echo = max(c.echo(b"after the freeze") for c in clients)
             first = max(min(t for t in c.pings if t > resumed) - resumed for c in clients)
             assert all(c.close_code is None and not c.client.eof for c in clients)

@@ -43,7 +43,6 @@ __all__ = [
     "node_tools",
     "prepare_node",
     "rtt_summary",
-    "wait_until",
 ]
 
 T = TypeVar("T")
@@ -52,15 +51,6 @@ NODE_DIR = Path(__file__).resolve().parent / "node"
 
 #: Generous upper bound for anything that should take milliseconds on loopback.
 SLACK = 10.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 10 ms until it is true; ``TimeoutError`` after ``timeout``."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- loops

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from heartbeat_core import Closed, HeartbeatConfig, RttSample
+from tests.support.waiting import wait_until
 
 from .harness import (
     ECHO_SAMPLES,
@@ -22,7 +23,6 @@ from .harness import (
     assert_echoes,
     assert_plausible_rtts,
     rtt_summary,
-    wait_until,
 )
 from .peers import AiohttpClientPeer, AiohttpServerPeer
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,8 @@ from heartbeat_core import (
     Liveness,
     PeerDead,
 )
+from tests.support.peers import open_websocket
+from tests.support.waiting import wait_until
 
 from .harness import (
     NODE_DIR,
@@ -42,7 +43,6 @@ from .harness import (
     Recorder,
     assert_plausible_rtts,
     rtt_summary,
-    wait_until,
 )
 
 pytestmark = pytest.mark.interop
@@ -84,12 +84,7 @@ def test_seed_server_terminates_a_client_that_never_answers(node_peer: StartNode
     """The control: the sweep really runs at 300 ms and kills a silent client (raw socket
     that completes the handshake and then reads nothing, so never pongs)."""
     server, port = _start_seed_server(node_peer)
-    with socket.create_connection(("127.0.0.1", port), timeout=SLACK) as sock:
-        sock.sendall(
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+    with open_websocket(port, timeout=SLACK):  # asserts the 101
         (connected,) = server.wait_for("connection", timeout=SLACK)
         # Two sweeps: the first marks and pings, the second terminates.
         (terminated,) = server.wait_for("terminate", timeout=3 * SWEEP_MS / 1000 + SLACK)

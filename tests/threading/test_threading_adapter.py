@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 import trustme
 from heartbeat_threading import Connection, Server, connect, serve
-from thr_support import SLACK, RawServer, raw_client, read_frame, wait_until
 
 from heartbeat_core import (
     Closed,
@@ -23,6 +22,10 @@ from heartbeat_core import (
     TcpKeepalive,
 )
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
+from tests.support.peers import FrozenServer, open_websocket
+from tests.support.waiting import wait_until
+
+from .helpers import SLACK, read_frame
 
 FAST = HeartbeatConfig(interval=0.05, timeout=0.5, close_timeout=1.0)
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)
@@ -196,7 +199,7 @@ def test_graceful_shutdown_closes_everyone_with_1001() -> None:
 
 def test_shutdown_aborts_a_peer_that_never_answers_the_close() -> None:
     server = serve(echo, config=HeartbeatConfig(interval=30, timeout=10, close_timeout=30))
-    sock, _ = raw_client(server.port)  # never reads, never answers the close frame
+    sock = open_websocket(server.port)  # never reads, never answers the close frame
     try:
         wait_until(lambda: len(server.connections) == 1)
         started = time.monotonic()
@@ -249,7 +252,7 @@ def test_plain_http_gets_426_or_the_http_handler() -> None:
 
 
 def test_non_101_answer_raises_handshake_error() -> None:
-    raw = RawServer(status=403)
+    raw = FrozenServer(status=403)
     try:
         with pytest.raises(HandshakeError) as info:
             connect(f"ws://127.0.0.1:{raw.port}/", open_timeout=SLACK)
@@ -282,7 +285,7 @@ def test_tcp_keepalive_is_applied_on_both_sides() -> None:
 
 
 def test_send_blocks_at_the_write_limit() -> None:
-    raw = RawServer()  # accepts, then never reads: our writes pile up
+    raw = FrozenServer()  # accepts, then never reads: our writes pile up
     try:
         conn = connect(f"ws://127.0.0.1:{raw.port}/", config=QUIET, write_limit=64 * 1024)
         sent = []
@@ -361,7 +364,7 @@ def test_handler_may_close_the_server_and_ping_timeout_is_forgotten() -> None:
         assert done.wait(5)
         assert list(conn) == [] and conn.close_code == 1001
     server.wait_closed()
-    raw = RawServer()  # never answers pings
+    raw = FrozenServer()  # never answers pings
     try:
         with connect(f"ws://127.0.0.1:{raw.port}/", config=QUIET) as conn:
             with pytest.raises(TimeoutError):

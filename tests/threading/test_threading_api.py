@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from heartbeat_threading import Connection, connect, connect_forever, serve
-from thr_support import SLACK, wait_until
 
 from heartbeat_core import BackoffPolicy, ConnectionEvent, HeartbeatConfig, Message
 from heartbeat_core.errors import ConfigError, ConnectionClosedError
+from tests.support.waiting import wait_until
+
+from .helpers import SLACK
 
 # Slow heartbeats: these tests are about the receive queue, not liveness.
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)

@@ -18,7 +18,6 @@ from heartbeat_threading import (
     connect_forever,
     serve,
 )
-from thr_support import SLACK, RawServer, client_frame, raw_client, read_frame, wait_until
 
 from heartbeat_core import (
     HEARTBEAT_TIMEOUT_REASON,
@@ -30,6 +29,11 @@ from heartbeat_core import (
     PeerDead,
 )
 from heartbeat_core.errors import ConnectionClosedError
+from tests.support.frames import ZERO_MASK, close_frame, frame
+from tests.support.peers import FrozenServer, open_websocket
+from tests.support.waiting import wait_until
+
+from .helpers import SLACK, read_frame
 
 INTERVAL, TIMEOUT = 0.1, 0.2
 DETECT = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=1.0)
@@ -64,7 +68,7 @@ class Recorder:
 def test_server_frees_a_half_open_peer() -> None:
     events = Recorder()
     with serve(echo, config=DETECT, on_event=events) as server:
-        sock, _ = raw_client(server.port)  # handshakes, then never reads or answers
+        sock = open_websocket(server.port)  # handshakes, then never reads or answers
         try:
             opened = time.monotonic()
             closed_at, closed = wait_until(lambda: events.first(Closed), timeout=5)
@@ -83,7 +87,7 @@ def test_server_frees_a_half_open_peer() -> None:
 
 
 def test_client_detects_a_frozen_server() -> None:
-    raw = RawServer()  # answers the upgrade, then freezes
+    raw = FrozenServer()  # answers the upgrade, then freezes
     try:
         opened = time.monotonic()
         conn = connect(f"ws://127.0.0.1:{raw.port}/", config=DETECT, open_timeout=SLACK)
@@ -194,9 +198,9 @@ def test_slow_20mb_message_is_not_mistaken_for_a_dead_peer() -> None:
 
     events = Recorder()
     with serve(measure, config=config, max_size=32 * 1024 * 1024, on_event=events) as server:
-        sock, rest = raw_client(server.port)
+        sock = open_websocket(server.port)
         try:
-            sock.sendall(client_frame(0x2, length=size))
+            sock.sendall(frame(0x2, length=size, mask=ZERO_MASK))
             payload = bytes(range(256)) * (piece // 256)
             started = time.monotonic()
             budget = 2.5  # spread the message over 5 x interval
@@ -206,7 +210,7 @@ def test_slow_20mb_message_is_not_mistaken_for_a_dead_peer() -> None:
                 if ahead > 0:
                     time.sleep(ahead)  # pacing the sender, not waiting for a result
             took = time.monotonic() - started
-            buf = bytearray(rest)
+            buf = bytearray()
             while True:
                 opcode, data = read_frame(sock, buf)
                 if opcode == 0x1:
@@ -218,7 +222,7 @@ def test_slow_20mb_message_is_not_mistaken_for_a_dead_peer() -> None:
             assert events.first(PeerDead) is None
             (server_conn,) = server.connections
             assert server_conn.stats.misses == 0
-            sock.sendall(client_frame(0x8, (1000).to_bytes(2, "big")))
+            sock.sendall(close_frame(1000))
             opcode, data = read_frame(sock, buf)
             while opcode == 0x9:
                 opcode, data = read_frame(sock, buf)
@@ -281,7 +285,7 @@ def test_connect_forever_comes_back_after_a_server_restart() -> None:
 
 
 def test_connect_forever_reconnects_when_the_heartbeat_declares_the_server_dead() -> None:
-    raw = RawServer()  # frozen after the upgrade
+    raw = FrozenServer()  # frozen after the upgrade
     states = Recorder()
     policy = BackoffPolicy(initial=0.05, maximum=0.1, full_jitter=False)
     uri = f"ws://127.0.0.1:{raw.port}/"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import queue
@@ -171,81 +169,3 @@ def start_server(*args: str) -> tuple[Command, int]:
     server = Command("serve", "--port", "0", "--log-format", "json", *args)
     (listening,) = server.wait_for("listening")
     return server, int(listening["port"])
-
-
-class RawServer:
-    """A TCP server in a thread that answers each connection with a canned reaction.
-
-    ``mode="status:N"``: answers the upgrade with HTTP status N. ``mode="silent"``: completes
-    the WebSocket handshake correctly, then never sends another byte (a frozen peer); it
-    keeps reading so the client's frames never pile up.
-    """
-
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
-        self._stop = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            self._conns.append(conn)
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        conn.settimeout(0.2)
-        request = b""
-        end = time.monotonic() + SLACK
-        while b"\r\n\r\n" not in request and time.monotonic() < end:
-            try:
-                chunk = conn.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            request += chunk
-        if self.mode.startswith("status:"):
-            status = int(self.mode.split(":")[1])
-            conn.sendall(
-                b"HTTP/1.1 %d Nope\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % status
-            )
-            return
-        key = b""
-        for line in request.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"sec-websocket-key":
-                key = value.strip()
-        accept = base64.b64encode(
-            hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
-        )
-        conn.sendall(
-            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
-            b"connection: Upgrade\r\nsec-websocket-accept: " + accept + b"\r\n\r\n"
-        )
-        while not self._stop.is_set():  # read and ignore everything: never answer
-            try:
-                if not conn.recv(4096):
-                    return
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-        self.sock.close()
-        for conn in self._conns:
-            conn.close()

@@ -1,7 +1,7 @@
 """Helpers for the asyncio adapter tests: bounded runs, raw-socket peers, a peer in a thread.
 
-(No ``__init__.py`` in this directory on purpose: a package named ``asyncio``
-would shadow the standard library.)
+The raw peers here are asyncio streams (the test keeps their writer in its own loop); the
+blocking-socket ones shared by every folder are in ``tests.support.peers``.
 """
 
 from __future__ import annotations
@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
-import hashlib
 import os
-import struct
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from tests.support.frames import (
+    frame_size,
+    parse_frames,
+    upgrade_request,
+    upgrade_response,
+    websocket_key,
+)
+
 T = TypeVar("T")
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 HOST = "127.0.0.1"
 
 
@@ -36,19 +41,11 @@ async def raw_client(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A raw TCP client that completes the WebSocket handshake, then does only what it is told."""
     reader, writer = await asyncio.open_connection(HOST, port)
-    key = base64.b64encode(os.urandom(16))
-    writer.write(
-        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
-    )
+    key = base64.b64encode(os.urandom(16)).decode("ascii")
+    writer.write(upgrade_request(HOST, path, key))
     head = await read_head(reader)
     assert head.startswith(b"HTTP/1.1 101"), head
     return reader, writer
-
-
-def accept_key(key: bytes) -> bytes:
-    return base64.b64encode(hashlib.sha1(key + GUID).digest())
 
 
 async def frozen_server(
@@ -58,42 +55,19 @@ async def frozen_server(
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await read_head(reader)
-        key = b""
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"sec-websocket-key":
-                key = value.strip()
-        writer.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept_key(key) + b"\r\n\r\n"
-        )
+        writer.write(upgrade_response(websocket_key(head)))
         await opened.put(writer)
 
     return await asyncio.start_server(handle, HOST, 0)
 
 
-def frame_header(opcode: int, length: int, *, masked: bool) -> bytes:
-    """A FIN frame header (with a zero mask key when ``masked``: payload bytes stay as they are)."""
-    first = 0x80 | opcode
-    mask_bit = 0x80 if masked else 0
-    if length < 126:
-        head = struct.pack("!BB", first, mask_bit | length)
-    elif length < 1 << 16:
-        head = struct.pack("!BBH", first, mask_bit | 126, length)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, length)
-    return head + (b"\x00\x00\x00\x00" if masked else b"")
-
-
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """Read one unmasked frame (server to client): ``(opcode, payload)``."""
-    first, second = await reader.readexactly(2)
-    length = second & 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", await reader.readexactly(2))
-    elif length == 127:
-        (length,) = struct.unpack("!Q", await reader.readexactly(8))
-    return first & 0x0F, await reader.readexactly(length)
+    """Read exactly one frame: ``(opcode, payload)``."""
+    data = b""
+    while len(data) < (size := frame_size(data)):
+        data += await reader.readexactly(size - len(data))
+    (f,) = parse_frames(data, complete=True)
+    return f.opcode, f.payload
 
 
 class ThreadPeer:

@@ -1,0 +1,1 @@
+"""Tests of the embedding examples (``examples/``), the tutorial and the documentation."""
