@@ -8,12 +8,12 @@ import sys
 import threading
 import time
 
-from cli.helpers import SLACK, child_env
 from heartbeat_cli.registry import ConnectionRegistry
 from heartbeat_threading import Connection, connect, serve
 
 from heartbeat_core import Closed, ConnectionEvent, HeartbeatConfig
 from heartbeat_core.errors import ConnectionClosedError
+from tests.cli.harness import SLACK, child_env
 
 
 def echo(conn: Connection) -> None:

@@ -36,21 +36,14 @@ from heartbeat_core import (
     TimerFired,
 )
 from heartbeat_core.events import FailRequested, HandshakeStarted
+from tests.support.frames import frame
 
 CFG = HeartbeatConfig(interval=1.0, timeout=1.0, close_timeout=2.0)
 
 
-def masked(opcode: int, payload: bytes, *, fin: bool = True, key: bytes = b"k3y!") -> bytes:
+def masked(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     """One client-to-server frame."""
-    head = bytes(((0x80 if fin else 0) | opcode,))
-    n = len(payload)
-    if n < 126:
-        head += bytes((0x80 | n,))
-    elif n < 65536:
-        head += bytes((0x80 | 126,)) + n.to_bytes(2, "big")
-    else:
-        head += bytes((0x80 | 127,)) + n.to_bytes(8, "big")
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return frame(opcode, payload, fin=fin)
 
 
 def requested(head: bytes) -> HeartbeatConnection:
