@@ -112,11 +112,11 @@ def test_serve_bound_pauses_reading_then_delivers_everything_in_order(
             server_conn = handler.opened.get(timeout=5.0)
             send_all(client)
             wait_until(lambda: server_conn.core.reading_paused)
-            assert server_conn.open and client.open
+            assert server_conn.is_open and client.is_open
             handler.go.set()
             assert handler.received.get(timeout=10.0) == MESSAGES
             wait_until(lambda: not server_conn.core.reading_paused)  # resumed by the I/O thread
-            assert server_conn.open and server_conn.stats.misses == 0
+            assert server_conn.is_open and server_conn.stats.misses == 0
     finally:
         handler.go.set()  # a failed test must not leave the handler waiting
 
@@ -155,10 +155,10 @@ def test_connect_bound_pauses_reading_then_delivers_everything_in_order(
         connect(f"ws://127.0.0.1:{server.port}/", config=QUIET, **bounds) as client,
     ):
         wait_until(lambda: client.core.reading_paused)
-        assert client.open
+        assert client.is_open
         assert recv_all(client) == MESSAGES
         wait_until(lambda: not client.core.reading_paused)
-        assert client.open and client.stats.misses == 0
+        assert client.is_open and client.stats.misses == 0
 
 
 def test_connect_default_bounds_do_not_pause_for_ten_messages() -> None:
@@ -192,16 +192,15 @@ def test_the_byte_bound_caps_what_large_messages_queue() -> None:
         limit = bound + 256 * 1024 + size
         window = time.monotonic() + 0.2
         while time.monotonic() < window:  # observe: the queue does not grow while paused
-            with client._cond:
-                queued = sum(len(m) for m in client._messages)
-                assert queued == client._queued
-                count = len(client._messages)
+            with client._cond:  # (the queue is shared with the I/O thread under this lock)
+                queued = client.queue.size
+                count = len(client.queue)
             assert queued <= limit and count < 32, (count, queued)
             time.sleep(0.01)
         got = [client.recv(timeout=SLACK + 4.0) for _ in range(total)]
         assert [m[:3] for m in got] == [b"%03d" % i for i in range(total)]
         assert all(len(m) == size for m in got)
-        assert client.open and client.stats.misses == 0
+        assert client.is_open and client.stats.misses == 0
 
 
 # ---------------------------------------------- the rule, step by step
@@ -249,7 +248,7 @@ def test_pause_at_either_bound_resume_at_half_of_both(
             data = b"%d" % i + b"x" * (size - len(b"%d" % i))
 
             def deliver(data: bytes = data) -> None:
-                client._io_event(Message(data=data), time.monotonic())
+                client._process([Message(data=data)], client._rt_now())
 
             assert client._reactor.call_soon(deliver)
             barrier(client)
@@ -259,7 +258,7 @@ def test_pause_at_either_bound_resume_at_half_of_both(
             barrier(client)  # a resume asked for by recv() has run by now
             left = pause_after - i - 1
             assert client.core.reading_paused is (left > resume_at), left
-        assert client.open and client.stats.misses == 0
+        assert client.is_open and client.stats.misses == 0
 
 
 # ---------------------------------------------------------- connect_forever()
