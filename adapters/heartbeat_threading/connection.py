@@ -104,7 +104,7 @@ class Connection(DriverBase):
         self._handshake: concurrent.futures.Future[None] | None = (
             concurrent.futures.Future() if core.role is Role.CLIENT else None
         )
-        self._pings: dict[bytes, concurrent.futures.Future[float]] = {}
+        self._pings: dict[bytes, concurrent.futures.Future[float]] = {}  # I/O thread only
 
     def __repr__(self) -> str:
         return f"<Connection {self.core.role.value} {self.remote_address} {self.core.phase.value}>"

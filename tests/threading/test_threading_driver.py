@@ -127,6 +127,38 @@ def test_head_requests_get_the_headers_without_the_body() -> None:
     assert b"content-length: 8" in head.lower()
 
 
+def test_an_upgrade_read_after_close_began_gets_503() -> None:
+    """The I/O thread is held while the request arrives and close() begins; the request
+    is read before the shutdown runs, so ServerPolicy refuses it: 503."""
+    request = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    server = serve(echo, config=QUIET)
+    held, go = threading.Event(), threading.Event()
+
+    def hold() -> None:  # runs on the I/O thread
+        held.set()
+        go.wait(5)
+
+    closer = threading.Thread(target=server.close, kwargs={"timeout": 2.0})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        try:
+            wait_until(lambda: server._conns)
+            assert server._reactor.call_soon(hold)
+            assert held.wait(5)
+            sock.sendall(request)
+            closer.start()
+            wait_until(lambda: server.closing)
+        finally:
+            go.set()
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    closer.join(5)
+    assert reply.startswith(b"HTTP/1.1 503"), reply
+
+
 # -------------------------------------------------------------- the handshake
 
 
