@@ -261,6 +261,50 @@ def test_pause_at_either_bound_resume_at_half_of_both(
         assert client.is_open and client.stats.misses == 0
 
 
+def test_a_resume_overtaken_by_a_new_pause_leaves_reading_paused() -> None:
+    """recv() takes the message that lets reading resume, but before the I/O thread acts
+    on it a push pauses the queue again: the later pause stands (transport, core and
+    queue agree), and the next resume the queue gives is carried out."""
+    opened: queue.Queue[Connection] = queue.Queue()
+
+    def silent(conn: Connection) -> None:
+        opened.put(conn)
+        conn.wait_closed()
+
+    with (
+        serve(silent, config=QUIET) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", config=QUIET, max_queue=2) as client,
+    ):
+        opened.get(timeout=5.0)
+
+        def deliver(*items: bytes) -> None:  # on the I/O thread
+            client._process([Message(data=d) for d in items], client._rt_now())
+
+        assert client._reactor.call_soon(lambda: deliver(b"a", b"b"))
+        barrier(client)
+        assert client.queue.paused and client.core.reading_paused
+        held, go = threading.Event(), threading.Event()
+
+        def hold_then_push() -> None:  # the I/O thread, busy while recv() asks to resume
+            held.set()
+            go.wait(5.0)
+            deliver(b"c")  # 2 queued again: pause
+
+        assert client._reactor.call_soon(hold_then_push)
+        assert held.wait(5.0)
+        assert client.recv(timeout=1.0) == b"a"  # 1 left: resume, queued behind the hold
+        go.set()
+        barrier(client)
+        assert client.queue.paused and client.core.reading_paused
+        assert not client._transport.reading
+        assert client.recv(timeout=1.0) == b"b"  # 1 left: resume, carried out
+        barrier(client)
+        assert not client.queue.paused and not client.core.reading_paused
+        assert client._transport.reading
+        assert client.recv(timeout=1.0) == b"c"
+        assert client.is_open
+
+
 # ---------------------------------------------------------- connect_forever()
 
 
