@@ -2,14 +2,17 @@
 
 Thin drivers around :class:`heartbeat_core.HeartbeatConnection`: a reactor thread
 per server (and per client connection) owns the sockets and every heartbeat;
-application code calls blocking methods from its own threads.
+application code calls blocking methods from its own threads. Every decision
+(heartbeats, handshake answers, timeouts, backpressure) is the core's.
+Logging goes to the ``heartbeat_threading`` logger: opens and closes (with the
+reason) at info, heartbeat details at debug.
 """
 
 from __future__ import annotations
 
+from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 from heartbeat_threading.client import connect
 from heartbeat_threading.connection import Connection, EventCallback
-from heartbeat_threading.keepalive import TcpKeepalive, apply_keepalive
 from heartbeat_threading.reconnect import (
     Connected,
     Disconnected,
@@ -17,7 +20,7 @@ from heartbeat_threading.reconnect import (
     Retrying,
     connect_forever,
 )
-from heartbeat_threading.server import Handler, HttpHandler, Server, serve
+from heartbeat_threading.server import Handler, HttpHandler, SelectSubprotocol, Server, serve
 
 __all__ = [
     "Connected",
@@ -28,6 +31,7 @@ __all__ = [
     "HttpHandler",
     "ReconnectEvent",
     "Retrying",
+    "SelectSubprotocol",
     "Server",
     "TcpKeepalive",
     "apply_keepalive",

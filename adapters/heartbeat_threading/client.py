@@ -1,57 +1,56 @@
 """``connect()``: a blocking WebSocket client with heartbeats.
 
-The TCP, TLS and WebSocket handshakes run in the calling thread (bounded by
-``open_timeout``); then a reactor thread of the connection's own takes over the
-socket and runs the heartbeat until the connection closes.
+The TCP (and TLS) connection is made in the calling thread, each step bounded by
+``open_timeout``; then the socket goes at once to a reactor thread of the
+connection's own, which sends the upgrade request and runs the heartbeat until
+the connection closes. The core bounds the upgrade by ``open_timeout`` (rule
+``open-timeout``); the calling thread waits until the core says the connection
+opened, was refused, or is gone.
 """
 
 from __future__ import annotations
 
-import logging
-import random
 import socket
 import ssl as ssl_module
-import time
-import urllib.parse
 from collections.abc import Sequence
 
-from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role
-from heartbeat_core.codec import JSON_CODEC, AppCodec
-from heartbeat_core.config import check_queue_bounds
-from heartbeat_core.errors import ConfigError, HandshakeError
-from heartbeat_core.tcp import TcpKeepalive
-from heartbeat_core.wsevents import Accepted, CloseTransport, ConnectionEvent, Rejected
-from heartbeat_threading.connection import (
-    DEFAULT_MAX_QUEUE,
-    DEFAULT_MAX_QUEUE_BYTES,
-    Connection,
-    EventCallback,
-)
-from heartbeat_threading.keepalive import apply_keepalive
+from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
+from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
+from heartbeat_core.errors import ConfigError
+from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
+from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
+from heartbeat_core.uri import WebSocketURI, parse_uri
+from heartbeat_threading.connection import Connection, EventCallback
 from heartbeat_threading.reactor import Reactor
+from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
 
-__all__ = ["connect", "parse_uri"]
-
-log = logging.getLogger("heartbeat_threading")
+__all__ = ["connect"]
 
 
-def parse_uri(uri: str) -> tuple[bool, str, int, str, str]:
-    """``(secure, host, port, host header, target)`` of a ``ws://`` or ``wss://`` URI."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ConfigError(f"not a WebSocket URI: {uri!r}; use ws://host[:port]/path or wss://...")
-    secure = parts.scheme == "wss"
-    default = 443 if secure else 80
+def _open_socket(
+    where: WebSocketURI, options: ConnectionOptions, ssl: ssl_module.SSLContext | None
+) -> socket.socket:
+    """A connected, non-blocking socket (TLS done for ``wss://``)."""
     try:
-        port = parts.port or default
-    except ValueError as exc:
-        raise ConfigError(f"bad port in {uri!r}: {exc}") from None
-    host = parts.hostname
-    header = f"[{host}]" if ":" in host else host
-    if port != default:
-        header += f":{port}"
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return secure, host, port, header, target
+        sock = socket.create_connection((where.host, where.port), timeout=options.open_timeout)
+    except TimeoutError:
+        raise TimeoutError(
+            f"could not connect to {where.host}:{where.port} within open_timeout="
+            f"{options.open_timeout} s: check that the server is up, or raise open_timeout"
+        ) from None
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if options.keepalive is not None:
+            apply_keepalive(sock, options.keepalive)
+        if where.secure:
+            context = ssl if ssl is not None else ssl_module.create_default_context()
+            # The TLS handshake, in this thread: each read or write bounded by open_timeout.
+            sock = context.wrap_socket(sock, server_hostname=where.host)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def connect(
@@ -62,92 +61,70 @@ def connect(
     ssl: ssl_module.SSLContext | None = None,
     subprotocols: Sequence[str] = (),
     extra_headers: Sequence[tuple[str, str]] = (),
-    max_size: int | None = 1 << 20,
-    open_timeout: float = 10.0,
-    keepalive: TcpKeepalive | None = None,
-    on_event: EventCallback | None = None,
+    max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-    write_limit: int = 64 * 1024,
+    open_timeout: float = DEFAULT_OPEN_TIMEOUT,
+    keepalive: TcpKeepalive | None = None,
+    on_event: EventCallback | None = None,
+    write_limit: int = DEFAULT_WRITE_LIMIT,
 ) -> Connection:
-    """Open a WebSocket connection to ``uri`` (use as ``with connect(uri) as conn:``).
+    """Open a WebSocket connection to a ``ws://`` or ``wss://`` URI (use as
+    ``with connect(uri) as conn:``, which closes it with 1000 on leaving).
+
+    Heartbeats follow ``config`` (the core's defaults when ``None``). ``ssl`` is the
+    context for ``wss://`` (the default context when ``None``). ``on_event`` sees
+    every event the core emits for this connection (on its I/O thread).
+    ``open_timeout`` bounds the TCP connection, each step of the TLS handshake, and
+    then the opening handshake. ``send()`` blocks while more than ``write_limit``
+    bytes wait to be written.
 
     Once ``max_queue`` messages (default 32), or more than ``max_queue_bytes``
     (default 16 MiB), wait unread, the connection stops reading until the
-    application has taken half of both. Both must be positive ints, else
-    :class:`~heartbeat_core.errors.ConfigError` is raised before anything connects.
+    application has taken half of both (meanwhile nobody is declared dead: the
+    core's ``paused-reading`` rule).
 
-    Raises :class:`HandshakeError` (``status``) when the server does not answer 101,
-    ``OSError`` subclasses (``TimeoutError`` after ``open_timeout``, refused, DNS),
-    and ``ssl.SSLError`` when TLS fails.
+    The URI and every option are checked first, before anything connects: a bad
+    one raises :class:`~heartbeat_core.errors.ConfigError`. Then raises
+    :class:`~heartbeat_core.errors.HandshakeError` (with ``status``) when the server
+    does not answer 101 (without one when the connection closed during the
+    handshake), ``OSError`` subclasses when the connection is refused or the name
+    does not resolve, ``ssl.SSLError`` when TLS fails, and ``TimeoutError`` when
+    ``open_timeout`` runs out.
     """
-    max_queue, max_queue_bytes = check_queue_bounds(max_queue, max_queue_bytes)
-    secure, host, port, host_header, target = parse_uri(uri)
-    if ssl is not None and not secure:
-        raise ConfigError(f"ssl= was given but {uri!r} is not a wss:// URI")
-    deadline = time.monotonic() + open_timeout
-    sock = socket.create_connection((host, port), timeout=open_timeout)
+    where = parse_uri(uri)
+    if ssl is not None and not where.secure:
+        raise ConfigError(f"an SSLContext was given for a plain ws:// URI ({uri!r}): use wss://")
+    options = ConnectionOptions(
+        config=config,
+        codec=codec,
+        max_size=max_size,
+        max_queue=max_queue,
+        max_queue_bytes=max_queue_bytes,
+        open_timeout=open_timeout,
+        keepalive=keepalive,
+    )
+    check_write_limit(write_limit)
+    core = options.new_core(Role.CLIENT)
+    # The request is queued now: bad subprotocols or headers raise before connecting.
+    core.initiate(
+        where.host_header, where.target, subprotocols=subprotocols, extra_headers=extra_headers
+    )
+    sock = _open_socket(where, options, ssl)
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if keepalive is not None:
-            apply_keepalive(sock, keepalive)
-        if secure:
-            context = ssl if ssl is not None else ssl_module.create_default_context()
-            sock = context.wrap_socket(sock, server_hostname=host)
-        hc = HeartbeatConnection(
-            Role.CLIENT,
-            config,
-            codec=codec,
-            max_message_size=max_size,
-            random=random.Random().random,
-        )
-        hc.initiate(host_header, target, subprotocols=subprotocols, extra_headers=extra_headers)
-        sock.sendall(hc.data_to_send())
-        events, now, accepted = _read_response(sock, hc, deadline, uri)
-        sock.setblocking(False)
+        reactor = Reactor(f"heartbeat-client-{where.host_header}")
     except BaseException:
         sock.close()
         raise
-    reactor = Reactor(f"heartbeat-client-{host_header}")
     conn = Connection(
-        hc,
-        sock,
-        reactor,
-        on_event=on_event,
-        max_queue=max_queue,
-        max_queue_bytes=max_queue_bytes,
-        write_limit=write_limit,
-        opened=True,
-        subprotocol=accepted.subprotocol,
-        owns_reactor=True,
+        core, options, sock, reactor, on_event=on_event, write_limit=write_limit, owns_reactor=True
     )
-    log.info("%s: open (client, %s)", conn._label, uri)
-    reactor.call_soon(lambda: conn._io_start(events, now))
+    conn.path = where.target
+    reactor.call_soon(conn._io_start)
     reactor.start()
+    try:
+        conn._wait_open()
+    except BaseException:
+        conn._abort()
+        raise
     return conn
-
-
-def _read_response(
-    sock: socket.socket, hc: HeartbeatConnection, deadline: float, uri: str
-) -> tuple[list[ConnectionEvent], float, Accepted]:
-    """Read until the server accepts; return the events that came after ``Accepted``."""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no WebSocket handshake response from {uri} in time")
-        sock.settimeout(remaining)
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            raise TimeoutError(f"no WebSocket handshake response from {uri} in time") from None
-        now = time.monotonic()
-        events = hc.receive_data(data or None, now)
-        for i, event in enumerate(events):
-            if isinstance(event, Accepted):
-                return events[i + 1 :], now, event
-            if isinstance(event, Rejected):
-                raise HandshakeError(
-                    f"{uri} answered the upgrade with HTTP {event.status}, not 101", event.status
-                )
-        if not data or any(isinstance(e, CloseTransport) for e in events):
-            raise HandshakeError(f"{uri} closed the connection during the opening handshake")

@@ -1,43 +1,43 @@
-"""The I/O thread: one ``selectors`` loop over non-blocking sockets, one heap of timers.
+"""The I/O thread: one ``selectors`` loop over non-blocking sockets, one timer wheel.
 
 Other threads never touch a socket or a :class:`~heartbeat_core.HeartbeatConnection`;
 they hand the loop a callable with :meth:`Reactor.call_soon`, which wakes it through
 a socket pair. Each iteration reads ready input first, then runs the queued calls,
-then delivers the timers that are due, so input that arrived while we were late is
-seen before any deadline is judged.
+then hands the timer to every connection that is due, so input that arrived while
+we were late is seen before any deadline is judged.
+
+Every connection files its next wake-up (its core's ``wake_at``) in one
+:class:`~heartbeat_core.timers.TimerWheel`; the wheel says how long ``select()``
+may sleep and which connections are due. Each due connection reads the clock
+itself (RTTs start there). The loop compares no times.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import selectors
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
-__all__ = ["Reactor", "TimerOwner"]
+from heartbeat_core.timers import TimerWheel
 
-log = logging.getLogger("heartbeat_threading")
+__all__ = ["READ_SIZE", "Reactor", "TimerClient"]
+
+logger = logging.getLogger("heartbeat_threading")
 
 #: Bytes read per ``recv_into``; one buffer per loop, shared by all its sockets.
 READ_SIZE = 256 * 1024
 
 
-class TimerOwner(Protocol):
-    """What the timer heap needs from a connection."""
+class TimerClient(Hashable, Protocol):
+    """What the wheel calls when a connection's filing is due."""
 
-    _armed: float | None
-    _done: bool
-
-    def _io_deadline(self) -> float | None: ...
-
-    def _io_timer(self, now: float) -> None: ...
+    def _timer_due(self) -> None: ...
 
 
 class Reactor:
@@ -47,6 +47,8 @@ class Reactor:
         self.selector = selectors.DefaultSelector()
         self.read_buffer = bytearray(READ_SIZE)
         self.read_view = memoryview(self.read_buffer)
+        #: The connections' wake-ups. Touched on the I/O thread only (or before it starts).
+        self.wheel: TimerWheel[TimerClient] = TimerWheel()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -54,8 +56,6 @@ class Reactor:
         self._lock = threading.Lock()
         self._calls: deque[Callable[[], None]] = deque()
         self._woken = False
-        self._heap: list[tuple[float, int, TimerOwner]] = []
-        self._order = itertools.count()
         self._stopping = False
         self._finished = False
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -90,16 +90,12 @@ class Reactor:
         if self.thread.is_alive() and not self.in_loop():
             self.thread.join()
 
-    def arm(self, owner: TimerOwner) -> None:
-        """Make sure a heap entry exists at or before ``owner``'s deadline.
+    def file(self, client: TimerClient, when: float | None) -> None:
+        """Wake ``client`` at or after ``when`` (``None``: no timer needed). I/O thread only."""
+        self.wheel.file(client, when)  # select() sleeps until wheel.timeout(): no re-arming
 
-        Entries are never removed: one that fires early is harmless (the core
-        ignores an early timer), so a deadline that moves later costs nothing.
-        """
-        deadline = owner._io_deadline()
-        if deadline is not None and (owner._armed is None or deadline < owner._armed):
-            owner._armed = deadline
-            heapq.heappush(self._heap, (deadline, next(self._order), owner))
+    def unfile(self, client: TimerClient) -> None:
+        self.wheel.unfile(client)
 
     # ------------------------------------------------------------ the loop
 
@@ -118,36 +114,24 @@ class Reactor:
             try:
                 fn()
             except Exception:
-                log.exception("heartbeat_threading: error in the I/O thread")
-
-    def _fire_timers(self) -> None:
-        heap = self._heap
-        clock = time.monotonic
-        while heap and heap[0][0] <= (now := clock()):  # read per entry: RTTs start here
-            deadline, _, owner = heapq.heappop(heap)
-            if owner._armed == deadline:
-                owner._armed = None
-            if not owner._done:
-                try:
-                    owner._io_timer(max(deadline, now))
-                except Exception:
-                    log.exception("heartbeat_threading: error delivering a timer")
-                if not owner._done:
-                    self.arm(owner)
+                logger.exception("heartbeat_threading: error in the I/O thread")
 
     def _run(self) -> None:
+        wheel, clock = self.wheel, time.monotonic
         try:
             while not self._stopping:
-                timeout: float | None = None
-                if self._heap:
-                    timeout = max(0.0, self._heap[0][0] - time.monotonic())
-                for key, mask in self.selector.select(timeout):
+                # (self.selector.select, looked up each time: a test may wrap it)
+                for key, mask in self.selector.select(wheel.timeout(clock())):
                     try:
                         key.data(mask)
                     except Exception:
-                        log.exception("heartbeat_threading: error handling socket I/O")
+                        logger.exception("heartbeat_threading: error handling socket I/O")
                 self._run_calls()
-                self._fire_timers()
+                for client in wheel.pop_due(clock()):
+                    try:
+                        client._timer_due()  # (each reads the clock itself: RTTs start there)
+                    except Exception:
+                        logger.exception("heartbeat_threading: timer handling failed")
         finally:
             with self._lock:
                 self._finished = True
@@ -155,4 +139,3 @@ class Reactor:
             self.selector.close()
             self._wake_r.close()
             self._wake_w.close()
-            self._heap.clear()

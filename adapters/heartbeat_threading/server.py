@@ -1,48 +1,42 @@
 """``serve()``: a threaded WebSocket server with heartbeats.
 
 One reactor thread accepts, hand-shakes and supervises every connection (all
-heartbeats, one timer heap); each open connection's ``handler(conn)`` runs in a
+heartbeats, one timer wheel); each open connection's ``handler(conn)`` runs in a
 thread of its own, started by a launcher thread so that a burst of new
 connections never holds up the reactor. When the handler returns, the
-connection closes with 1000 (1011 if it raised).
+connection closes with 1000 (1011 if it raised). What the server answers
+(subprotocols, plain HTTP, 503 while shutting down) is decided by the core's
+:class:`~heartbeat_core.policy.ServerPolicy`, the opening handshake is bounded by
+the core (``handshake_timeout``, rule ``open-timeout``).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import random
 import selectors
 import socket
 import ssl as ssl_module
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import TracebackType
 
-from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role
-from heartbeat_core.codec import JSON_CODEC, AppCodec
-from heartbeat_core.config import check_queue_bounds
+from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
+from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.errors import ConnectionClosedError
-from heartbeat_core.state import validate_close
-from heartbeat_core.tcp import TcpKeepalive
-from heartbeat_core.wsevents import ConnectionEvent, HttpRequest, Request
-from heartbeat_threading.connection import (
-    DEFAULT_MAX_QUEUE,
-    DEFAULT_MAX_QUEUE_BYTES,
-    Connection,
-    EventCallback,
-)
-from heartbeat_threading.keepalive import apply_keepalive
+from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
+from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
+from heartbeat_core.state import HeartbeatPhase, validate_close
+from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
+from heartbeat_threading.connection import Connection, EventCallback
 from heartbeat_threading.reactor import Reactor
+from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
 
-__all__ = ["Handler", "HttpHandler", "Server", "serve"]
+__all__ = ["Handler", "HttpHandler", "SelectSubprotocol", "Server", "serve"]
 
-log = logging.getLogger("heartbeat_threading")
+logger = logging.getLogger("heartbeat_threading")
 
 Handler = Callable[[Connection], None]
-HttpHandler = Callable[[str], "tuple[int, list[tuple[str, str]], bytes] | None"]
-_UPGRADE_REQUIRED = (426, [("Upgrade", "websocket")], b"This is a WebSocket endpoint.\n")
 
 
 class Server:
@@ -52,57 +46,50 @@ class Server:
         self,
         handler: Handler,
         sock: socket.socket,
+        options: ConnectionOptions,
+        policy: ServerPolicy,
         *,
-        config: HeartbeatConfig | None,
-        codec: AppCodec,
         ssl: ssl_module.SSLContext | None,
-        max_size: int | None,
-        select_subprotocol: Callable[[Sequence[str]], str | None] | None,
-        handshake_timeout: float,
-        keepalive: TcpKeepalive | None,
         on_event: EventCallback | None,
-        http_handler: HttpHandler | None,
-        max_queue: int,
-        max_queue_bytes: int,
         write_limit: int,
     ) -> None:
         self._handler = handler
-        self._config = config
-        self._codec = codec
+        self._options = options
+        self._policy = policy
         self._ssl = ssl
-        self._max_size = max_size
-        self._select_subprotocol = select_subprotocol
-        self._handshake_timeout = handshake_timeout
-        self._keepalive = keepalive
         self._on_event = on_event
-        self._http_handler = http_handler
-        self._max_queue = max_queue
-        self._max_queue_bytes = max_queue_bytes
         self._write_limit = write_limit
-        self._random = random.Random().random
         self.sockets = [sock]
         self.port: int = sock.getsockname()[1]
         self._cond = threading.Condition()
+        # Under _cond: every connection until released, the open ones, the handler threads.
         self._conns: set[Connection] = set()
+        self._open: set[Connection] = set()
         self._handlers: set[threading.Thread] = set()
+        self._close_started = False
+        self._closed = threading.Event()
         self._launches: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
         self._launcher = threading.Thread(
             target=self._launch_handlers, name=f"heartbeat-launcher-{self.port}", daemon=True
         )
         self._launcher.start()
-        self._close_started = False
-        self._closed = threading.Event()
         self._reactor = Reactor(f"heartbeat-server-{self.port}")
         sock.setblocking(False)
         self._reactor.selector.register(sock, selectors.EVENT_READ, self._io_accept)
         self._reactor.start()
-        log.info("serving on %s:%d", *sock.getsockname()[:2])
+        logger.info("serving on %s:%d", *sock.getsockname()[:2])
 
     @property
     def connections(self) -> frozenset[Connection]:
-        """The open connections."""
+        """The open connections (handshake done, socket not yet released)."""
         with self._cond:
-            return frozenset(conn for conn in self._conns if conn._opened and not conn._done)
+            return frozenset(self._open)
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called (new upgrades are refused with 503)."""
+        with self._cond:
+            return self._close_started
 
     def serve_forever(self) -> None:
         """Block until the server is closed; an interrupt (Ctrl-C) closes it gracefully."""
@@ -113,7 +100,8 @@ class Server:
 
     def close(self, code: int = 1001, reason: str = "going away", timeout: float = 5.0) -> None:
         """Stop accepting, close every connection with ``code``, wait at most ``timeout``
-        seconds, abort what is left, and join the server's threads."""
+        seconds for them and their handlers, abort what is left, and join the server's
+        threads."""
         validate_close(code, reason)
         if self._reactor.in_loop():
             raise RuntimeError(
@@ -125,26 +113,23 @@ class Server:
         if not first:
             self.wait_closed()
             return
-        deadline = time.monotonic() + timeout
         self._reactor.call_soon(lambda: self._io_shutdown(code, reason))
+        me = threading.current_thread()  # close() may run in a handler: it waits not for itself
         with self._cond:
-            done = self._cond.wait_for(lambda: not self._conns, timeout)
-        if not done:
+            self._cond.wait_for(lambda: not self._conns and not self._handlers - {me}, timeout)
+            stragglers = len(self._conns)
+        if stragglers:
+            logger.info("aborting %d connections that did not close in time", stragglers)
             self._reactor.call_soon(self._io_abort_all)
             with self._cond:
                 self._cond.wait_for(lambda: not self._conns, 1.0)
         self._reactor.stop()
         self._launches.put(None)
         self._launcher.join()
-        with self._cond:
-            threads = list(self._handlers)
-        for thread in threads:
-            if thread is threading.current_thread():
-                continue  # close() called from a handler
-            thread.join(max(0.1, deadline - time.monotonic()) + 1.0)
-            if thread.is_alive():
-                log.warning("handler thread %s did not return after close()", thread.name)
-        log.info("server on port %d closed", self.port)
+        with self._cond:  # every socket is released: handlers see ConnectionClosedError
+            if not self._cond.wait_for(lambda: not self._handlers - {me}, 1.0):
+                logger.warning("handler threads %s did not return after close()", self._handlers)
+        logger.info("server on port %d closed", self.port)
         self._closed.set()
 
     def wait_closed(self) -> None:
@@ -172,98 +157,66 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. EMFILE: log and try again on the next event
-                log.warning("accept failed: %s", exc)
+                logger.warning("accept failed: %s", exc)
                 return
             try:
                 self._io_add(sock)
             except OSError as exc:
-                log.debug("dropping a new connection: %s", exc)
+                logger.debug("dropping a new connection: %s", exc)
                 sock.close()
 
     def _io_add(self, sock: socket.socket) -> None:
+        options = self._options
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._keepalive is not None:
-            apply_keepalive(sock, self._keepalive)
+        if options.keepalive is not None:
+            apply_keepalive(sock, options.keepalive)
         if self._ssl is not None:
             sock = self._ssl.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        hc = HeartbeatConnection(
-            Role.SERVER,
-            self._config,
-            codec=self._codec,
-            max_message_size=self._max_size,
-            random=self._random,
-        )
         conn = Connection(
-            hc,
+            options.new_core(Role.SERVER),
+            options,
             sock,
             self._reactor,
             on_event=self._on_event,
-            max_queue=self._max_queue,
-            max_queue_bytes=self._max_queue_bytes,
+            policy=self._policy,
+            server=self,
             write_limit=self._write_limit,
             tls_handshake=self._ssl is not None,
-            handshake_deadline=time.monotonic() + self._handshake_timeout,
         )
-        conn._request_hook = self._io_request
-        conn._release_hook = self._io_forget
         with self._cond:
             self._conns.add(conn)
-        conn._io_start([], time.monotonic())
+        conn._io_start()  # the core bounds the TLS and WebSocket handshakes from now
 
-    def _io_request(self, conn: Connection, event: ConnectionEvent, now: float) -> None:
-        hc = conn._hc
-        if isinstance(event, HttpRequest):
-            answer = None
-            if self._http_handler is not None:
-                try:
-                    answer = self._http_handler(event.target)
-                except Exception:
-                    log.exception("http_handler failed for %s", event.target)
-                    answer = (500, [], b"Internal Server Error\n")
-            status, headers, body = answer or _UPGRADE_REQUIRED
-            conn._io_after(hc.respond(status, body, headers=headers), now)
-            return
-        if not isinstance(event, Request):
-            return
-        if self._close_started:
-            conn._io_after(hc.reject(503, b"Server shutting down\n"), now)
-            return
-        subprotocol = None
-        if self._select_subprotocol is not None and event.subprotocols:
-            try:
-                subprotocol = self._select_subprotocol(event.subprotocols)
-            except Exception:
-                log.exception("select_subprotocol failed")
-                conn._io_after(hc.reject(500, b"Internal Server Error\n"), now)
-                return
-        events = hc.accept(now=now, subprotocol=subprotocol)
-        conn.subprotocol = subprotocol
-        conn._opened = True
-        with conn._cond:
-            conn._open = True
-        log.info("%s: open (server, path %s)", conn._label, event.target)
+    def _start(self, conn: Connection) -> None:
+        """The handshake completed: run the application's handler."""
+        with self._cond:
+            self._open.add(conn)
         self._launches.put(conn)
-        conn._io_after(events, now)
 
-    def _io_forget(self, conn: Connection) -> None:
+    def _forget(self, conn: Connection) -> None:
         with self._cond:
             self._conns.discard(conn)
+            self._open.discard(conn)
             self._cond.notify_all()
 
     def _io_shutdown(self, code: int, reason: str) -> None:
         for sock in self.sockets:
             self._reactor.selector.unregister(sock)
             sock.close()
-        for conn in list(self._conns):
-            if conn._opened:
-                conn._io_close(code, reason)
-            else:
-                conn._io_release()
+        with self._cond:
+            conns = list(self._conns)
+        for conn in conns:
+            if conn.is_open:
+                conn._io_call(conn.core.close, code, reason)
+            elif conn.core.phase is HeartbeatPhase.NEW:
+                conn._transport.abort()  # still in its opening handshake
 
     def _io_abort_all(self) -> None:
-        for conn in list(self._conns):
-            conn._io_release()
+        with self._cond:
+            conns = list(self._conns)
+        for conn in conns:
+            conn._transport.abort()
 
     # -------------------------------------------------------- handler threads
 
@@ -272,7 +225,7 @@ class Server:
             thread = threading.Thread(
                 target=self._run_handler,
                 args=(conn,),
-                name=f"heartbeat-handler-{conn._label}",
+                name=f"heartbeat-handler-{conn.remote_address}",
                 daemon=True,
             )
             with self._cond:
@@ -284,14 +237,15 @@ class Server:
         try:
             self._handler(conn)
         except ConnectionClosedError as exc:  # the peer went away mid-send: a normal end
-            log.debug("%s: handler stopped: %s", conn._label, exc)
+            logger.debug("%s: handler stopped: %s", conn, exc)
         except Exception:
-            log.exception("%s: handler failed", conn._label)
+            logger.exception("%s: handler failed; closing with 1011", conn)
             code, reason = 1011, "internal error"
         finally:
             conn.close(code, reason)
             with self._cond:
                 self._handlers.discard(threading.current_thread())
+                self._cond.notify_all()
 
 
 def serve(
@@ -302,47 +256,64 @@ def serve(
     config: HeartbeatConfig | None = None,
     codec: AppCodec = JSON_CODEC,
     ssl: ssl_module.SSLContext | None = None,
-    max_size: int | None = 1 << 20,
-    select_subprotocol: Callable[[Sequence[str]], str | None] | None = None,
-    handshake_timeout: float = 10.0,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+    select_subprotocol: SelectSubprotocol | None = None,
+    handshake_timeout: float = DEFAULT_OPEN_TIMEOUT,
     keepalive: TcpKeepalive | None = None,
     on_event: EventCallback | None = None,
     http_handler: HttpHandler | None = None,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-    write_limit: int = 64 * 1024,
+    write_limit: int = DEFAULT_WRITE_LIMIT,
     backlog: int = 1024,
 ) -> Server:
     """Listen on ``host:port`` (0: any free port, see ``Server.port``) and serve
     WebSocket connections with heartbeats; ``handler(conn)`` runs once per connection
     in its own thread. The server runs at once; ``server.serve_forever()`` blocks
-    until it is closed. ``on_event`` sees every core event of every connection (on
-    the I/O thread: keep it quick). ``http_handler(target)`` answers plain HTTP GETs
-    with ``(status, headers, body)``; without one (or when it returns None) they get
-    426 Upgrade Required.
+    until it is closed.
+
+    Heartbeats follow ``config``; ``on_event`` sees every event the core emits for
+    every connection, ``Closed`` included, also for those that never opened (on the
+    I/O thread: keep it quick). ``select_subprotocol`` picks one of the subprotocols
+    a client offers (``None``: none; if it raises or picks one that was not offered,
+    the client gets a 500). ``handshake_timeout`` bounds the opening handshake (TLS
+    included): a client that does not finish it in time is dropped.
+    ``http_handler(target)`` answers plain HTTP GET and HEAD requests with
+    ``(status, headers, body)``; without one (or when it returns None) they get 426
+    Upgrade Required. ``send()`` blocks while more than ``write_limit`` bytes wait.
 
     ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
     connection, the messages that wait unread: at either bound the connection stops
-    reading until the handler has taken half of both. Both must be positive ints,
-    else :class:`~heartbeat_core.errors.ConfigError` is raised before anything listens."""
-    max_queue, max_queue_bytes = check_queue_bounds(max_queue, max_queue_bytes)
+    reading until the handler has taken half of both (meanwhile nobody is declared
+    dead: the core's ``paused-reading`` rule).
+
+    Every option is validated before anything listens: a bad one raises
+    :class:`~heartbeat_core.errors.ConfigError` here.
+    """
+    options = ConnectionOptions(
+        config=config,
+        codec=codec,
+        max_size=max_size,
+        max_queue=max_queue,
+        max_queue_bytes=max_queue_bytes,
+        open_timeout=handshake_timeout,
+        keepalive=keepalive,
+    )
+    policy = ServerPolicy(
+        select_subprotocol=select_subprotocol, http_handler=http_handler, logger=logger
+    )
+    options.new_core(Role.SERVER)  # the core's own checks, before listening
+    check_write_limit(write_limit)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=backlog)
     try:
         return Server(
             handler,
             sock,
-            config=config,
-            codec=codec,
+            options,
+            policy,
             ssl=ssl,
-            max_size=max_size,
-            select_subprotocol=select_subprotocol,
-            handshake_timeout=handshake_timeout,
-            keepalive=keepalive,
             on_event=on_event,
-            http_handler=http_handler,
-            max_queue=max_queue,
-            max_queue_bytes=max_queue_bytes,
             write_limit=write_limit,
         )
     except BaseException:

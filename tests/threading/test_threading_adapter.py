@@ -21,7 +21,7 @@ from heartbeat_core import (
     RttSample,
     TcpKeepalive,
 )
-from heartbeat_core.errors import ConnectionClosedError, HandshakeError
+from heartbeat_core.errors import ConfigError, ConnectionClosedError, HandshakeError
 from tests.support.peers import FrozenServer, open_websocket
 from tests.support.waiting import wait_until
 
@@ -82,7 +82,7 @@ def test_echo_and_heartbeats_both_styles_both_roles(style: HeartbeatStyle) -> No
             # heartbeats (frames or JSON messages) never reach the application
             with pytest.raises(TimeoutError):
                 conn.recv(timeout=0.2)
-            assert conn.close_code is None and conn.open
+            assert conn.close_code is None and conn.is_open
         assert conn.close_code == 1000 and conn.closed_by == "local"
     assert server_events.count(Closed) == 1
 
@@ -231,7 +231,7 @@ def test_heartbeats_run_while_nobody_reads(style: HeartbeatStyle) -> None:
         wait_until(lambda: conn.stats.pongs_received >= 8)
         (server_conn,) = server.connections
         wait_until(lambda: server_conn.stats.pongs_received >= 8)
-        assert conn.open and server_conn.open
+        assert conn.is_open and server_conn.is_open
         assert conn.stats.misses == 0 and server_conn.stats.misses == 0
         release.set()
 
@@ -267,8 +267,10 @@ def test_refused_and_bad_uri() -> None:
     probe.close()
     with pytest.raises(ConnectionRefusedError):
         connect(f"ws://127.0.0.1:{port}/")
-    with pytest.raises(ValueError, match="not a WebSocket URI"):
+    with pytest.raises(ConfigError, match=r"use ws:// instead of http://"):
         connect("http://127.0.0.1/")
+    with pytest.raises(ConfigError, match="bad port '99999'"):  # (a ValueError, as before)
+        connect("ws://127.0.0.1:99999/")
 
 
 def test_tcp_keepalive_is_applied_on_both_sides() -> None:
@@ -278,7 +280,8 @@ def test_tcp_keepalive_is_applied_on_both_sides() -> None:
         connect(f"ws://127.0.0.1:{server.port}/", config=FAST, keepalive=keepalive) as conn,
     ):
         (server_conn,) = wait_until(lambda: server.connections)
-        for sock in (conn._sock, server_conn._sock):
+        for sock in (conn._transport.sock, server_conn._transport.sock):
+            assert sock is not None
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
@@ -329,14 +332,14 @@ def test_inbound_queue_is_bounded_and_in_order() -> None:
         serve(burst, config=QUIET) as server,
         connect(f"ws://127.0.0.1:{server.port}/", config=QUIET, max_queue=4) as conn,
     ):
-        wait_until(lambda: conn._paused)
+        wait_until(lambda: conn.queue.paused)
         window = time.monotonic() + 0.2
         while time.monotonic() < window:  # observe: the queue does not grow while paused
-            assert len(conn._messages) <= 4 + 3  # at most one read's worth past the limit
+            assert len(conn.queue) <= 4 + 3  # at most one read's worth past the limit
             time.sleep(0.01)
         got = [conn.recv(timeout=SLACK) for _ in range(60)]
         assert [m.split(b" ")[0] for m in got] == [b"%d" % i for i in range(60)]
-        assert conn.open and conn.stats.misses == 0
+        assert conn.is_open and conn.stats.misses == 0
 
 
 def test_a_silent_tcp_client_is_dropped_at_the_handshake_timeout() -> None:
@@ -393,19 +396,19 @@ def test_a_reader_paused_by_backpressure_never_declares_its_peer_dead() -> None:
             f"ws://127.0.0.1:{server.port}/", config=fast, max_queue=8, on_event=events
         ) as conn,
     ):
-        wait_until(lambda: conn._paused)
-        assert conn._hc.reading_paused
+        wait_until(lambda: conn.core.reading_paused)  # (the I/O thread tells the core last)
+        assert conn.queue.paused
         sent = conn.stats.pings_sent
         window = time.monotonic() + 1.0  # 4 x (interval + timeout) without reading
         while time.monotonic() < window:  # observe: no verdict comes
-            assert conn.open and conn.stats.misses == 0
+            assert conn.is_open and conn.stats.misses == 0
             time.sleep(0.01)
         assert conn.stats.pings_sent <= sent + 1  # one outstanding heartbeat at most
         assert [conn.recv(timeout=SLACK) for _ in range(40)] == [f"m{i}" for i in range(40)]
-        wait_until(lambda: not conn._hc.reading_paused)  # resumed by the I/O thread
+        wait_until(lambda: not conn.core.reading_paused)  # resumed by the I/O thread
         answered = conn.stats.pongs_received
         wait_until(lambda: conn.stats.pongs_received >= answered + 3)
-        assert conn.open and conn.stats.misses == 0
+        assert conn.is_open and conn.stats.misses == 0
     assert events.count(PeerDead) == 0
 
 
@@ -422,7 +425,7 @@ def test_closing_while_paused_reads_the_peers_close_frame() -> None:
 
     with serve(burst, config=config) as server:
         conn = connect(f"ws://127.0.0.1:{server.port}/", config=config, max_queue=4)
-        wait_until(lambda: conn._paused)
+        wait_until(lambda: conn.queue.paused)
         started = time.monotonic()
         conn.close()
         took = time.monotonic() - started

@@ -114,11 +114,11 @@ def test_serve_bound_pauses_reading_then_delivers_everything_in_order(
             server_conn = handler.opened.get(timeout=5.0)
             send_all(client)
             wait_until(lambda: server_conn.core.reading_paused)
-            assert server_conn.open and client.open
+            assert server_conn.is_open and client.is_open
             handler.go.set()
             assert handler.received.get(timeout=10.0) == MESSAGES
             wait_until(lambda: not server_conn.core.reading_paused)  # resumed by the I/O thread
-            assert server_conn.open and server_conn.stats.misses == 0
+            assert server_conn.is_open and server_conn.stats.misses == 0
     finally:
         handler.go.set()  # a failed test must not leave the handler waiting
 
@@ -157,10 +157,10 @@ def test_connect_bound_pauses_reading_then_delivers_everything_in_order(
         connect(f"ws://127.0.0.1:{server.port}/", config=QUIET, **bounds) as client,
     ):
         wait_until(lambda: client.core.reading_paused)
-        assert client.open
+        assert client.is_open
         assert recv_all(client) == MESSAGES
         wait_until(lambda: not client.core.reading_paused)
-        assert client.open and client.stats.misses == 0
+        assert client.is_open and client.stats.misses == 0
 
 
 def test_connect_default_bounds_do_not_pause_for_ten_messages() -> None:
@@ -194,16 +194,15 @@ def test_the_byte_bound_caps_what_large_messages_queue() -> None:
         limit = bound + 256 * 1024 + size
         window = time.monotonic() + 0.2
         while time.monotonic() < window:  # observe: the queue does not grow while paused
-            with client._cond:
-                queued = sum(len(m) for m in client._messages)
-                assert queued == client._queued
-                count = len(client._messages)
+            with client._cond:  # (the queue is shared with the I/O thread under this lock)
+                queued = client.queue.size
+                count = len(client.queue)
             assert queued <= limit and count < 32, (count, queued)
             time.sleep(0.01)
         got = [client.recv(timeout=SLACK + 4.0) for _ in range(total)]
         assert [m[:3] for m in got] == [b"%03d" % i for i in range(total)]
         assert all(len(m) == size for m in got)
-        assert client.open and client.stats.misses == 0
+        assert client.is_open and client.stats.misses == 0
 
 
 # ---------------------------------------------- the rule, step by step
@@ -251,7 +250,7 @@ def test_pause_at_either_bound_resume_at_half_of_both(
             data = b"%d" % i + b"x" * (size - len(b"%d" % i))
 
             def deliver(data: bytes = data) -> None:
-                client._io_event(Message(data=data), time.monotonic())
+                client._process([Message(data=data)], client._rt_now())
 
             assert client._reactor.call_soon(deliver)
             barrier(client)
@@ -261,7 +260,51 @@ def test_pause_at_either_bound_resume_at_half_of_both(
             barrier(client)  # a resume asked for by recv() has run by now
             left = pause_after - i - 1
             assert client.core.reading_paused is (left > resume_at), left
-        assert client.open and client.stats.misses == 0
+        assert client.is_open and client.stats.misses == 0
+
+
+def test_a_resume_overtaken_by_a_new_pause_leaves_reading_paused() -> None:
+    """recv() takes the message that lets reading resume, but before the I/O thread acts
+    on it a push pauses the queue again: the later pause stands (transport, core and
+    queue agree), and the next resume the queue gives is carried out."""
+    opened: queue.Queue[Connection] = queue.Queue()
+
+    def silent(conn: Connection) -> None:
+        opened.put(conn)
+        conn.wait_closed()
+
+    with (
+        serve(silent, config=QUIET) as server,
+        connect(f"ws://127.0.0.1:{server.port}/", config=QUIET, max_queue=2) as client,
+    ):
+        opened.get(timeout=5.0)
+
+        def deliver(*items: bytes) -> None:  # on the I/O thread
+            client._process([Message(data=d) for d in items], client._rt_now())
+
+        assert client._reactor.call_soon(lambda: deliver(b"a", b"b"))
+        barrier(client)
+        assert client.queue.paused and client.core.reading_paused
+        held, go = threading.Event(), threading.Event()
+
+        def hold_then_push() -> None:  # the I/O thread, busy while recv() asks to resume
+            held.set()
+            go.wait(5.0)
+            deliver(b"c")  # 2 queued again: pause
+
+        assert client._reactor.call_soon(hold_then_push)
+        assert held.wait(5.0)
+        assert client.recv(timeout=1.0) == b"a"  # 1 left: resume, queued behind the hold
+        go.set()
+        barrier(client)
+        assert client.queue.paused and client.core.reading_paused
+        assert not client._transport.reading
+        assert client.recv(timeout=1.0) == b"b"  # 1 left: resume, carried out
+        barrier(client)
+        assert not client.queue.paused and not client.core.reading_paused
+        assert client._transport.reading
+        assert client.recv(timeout=1.0) == b"c"
+        assert client.is_open
 
 
 # ---------------------------------------------------------- connect_forever()

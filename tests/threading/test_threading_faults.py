@@ -131,7 +131,7 @@ def test_our_stalled_io_thread_declares_nobody_dead(where: str) -> None:
         stalled = threading.Event()
 
         def awaiting() -> bool:
-            return any(c._hc.phase is HeartbeatPhase.AWAITING for c in list(server._conns))
+            return any(c.core.phase is HeartbeatPhase.AWAITING for c in list(server._conns))
 
         def select(timeout: float | None = None) -> Any:
             if stalled.is_set() or not awaiting():
@@ -151,7 +151,7 @@ def test_our_stalled_io_thread_declares_nobody_dead(where: str) -> None:
             pongs = server_conn.stats.pongs_received
             wait_until(lambda: server_conn.stats.pongs_received >= pongs + 3)
             assert server_conn.stats.misses == 0
-            assert conn.open and server_conn.open
+            assert conn.is_open and server_conn.is_open
             assert events.first(PeerDead) is None
             conn.send("still here")
             assert conn.recv(timeout=SLACK) == "still here"
@@ -171,7 +171,7 @@ def test_our_stalled_client_io_thread_declares_nobody_dead() -> None:
         stalled = threading.Event()
 
         def select(timeout: float | None = None) -> Any:
-            if not stalled.is_set() and conn._hc.phase is HeartbeatPhase.AWAITING:
+            if not stalled.is_set() and conn.core.phase is HeartbeatPhase.AWAITING:
                 stalled.set()
                 time.sleep(3 * TIMEOUT)
             return real_select(timeout)
@@ -180,7 +180,7 @@ def test_our_stalled_client_io_thread_declares_nobody_dead() -> None:
         assert stalled.wait(5)
         pongs = conn.stats.pongs_received
         wait_until(lambda: conn.stats.pongs_received >= pongs + 3)
-        assert conn.open and conn.stats.misses == 0
+        assert conn.is_open and conn.stats.misses == 0
         assert events.first(PeerDead) is None
 
 
