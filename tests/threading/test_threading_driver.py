@@ -15,10 +15,14 @@ from typing import Any
 
 import pytest
 from heartbeat_threading import Connection, connect, serve
-from thr_support import SLACK, client_frame, raw_client, read_frame, wait_until
 
 from heartbeat_core import Accepted, Closed, ConnectionEvent, HeartbeatConfig
 from heartbeat_core.errors import ConfigError, ConnectionClosedError, HandshakeError
+from tests.support.frames import frame
+from tests.support.peers import open_websocket
+from tests.support.waiting import wait_until
+
+from .helpers import SLACK, read_frame
 
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)
 #: Nothing listens here: a connect() that got past validation would fail with OSError.
@@ -251,7 +255,7 @@ def test_fail_sends_a_close_frame_and_releases_without_waiting_for_the_answer() 
         conn.wait_closed()
 
     with serve(failing, config=config) as server:
-        sock, rest = raw_client(server.port)
+        sock, rest = open_websocket(server.port), b""
         try:
             buf = bytearray(rest)
             opcode, payload = read_frame(sock, buf)
@@ -281,9 +285,9 @@ def test_fail_from_the_client_and_its_config() -> None:
 
 def test_a_close_frame_from_a_raw_peer_is_answered() -> None:
     with serve(echo, config=QUIET) as server:
-        sock, rest = raw_client(server.port)
+        sock, rest = open_websocket(server.port), b""
         try:
-            sock.sendall(client_frame(0x8, (1000).to_bytes(2, "big")))
+            sock.sendall(frame(0x8, (1000).to_bytes(2, "big")))
             opcode, payload = read_frame(sock, bytearray(rest))
             assert (opcode, payload[:2]) == (0x8, (1000).to_bytes(2, "big"))
         finally:
