@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 
 from heartbeat_asyncio import (
@@ -31,6 +30,18 @@ from heartbeat_asyncio import (
     serve,
 )
 
+from heartbeat_cli.demo_cast import (
+    BACKOFF,
+    CLIENT_INTERVAL,
+    COLORS,
+    DOWN_FOR,
+    SERVER_INTERVAL,
+    SERVER_TIMEOUT,
+    DemoClient,
+    DemoFailed,
+    child_env,
+    summary,
+)
 from heartbeat_cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -39,11 +50,9 @@ from heartbeat_cli.output import (
     error,
     format_peer,
 )
-from heartbeat_cli.ping import PingStats
 from heartbeat_cli.runtime import first_completed, install_stop
 from heartbeat_cli.serve import echo
 from heartbeat_core import (
-    BackoffPolicy,
     Closed,
     ConnectionEvent,
     HeartbeatConfig,
@@ -53,50 +62,6 @@ from heartbeat_core import (
 )
 
 __all__ = ["run_demo"]
-
-
-# --------------------------------------------------------------------------- demo
-
-
-_DEMO_SERVER_INTERVAL = 0.5
-_DEMO_SERVER_TIMEOUT = 1.0
-_DEMO_CLIENT_INTERVAL = 1.0
-_DEMO_DOWN_FOR = 1.5
-_DEMO_BACKOFF = BackoffPolicy(
-    initial=0.25, multiplier=2.0, maximum=2.0, reset_after=60.0, full_jitter=False
-)
-
-
-_DEMO_COLORS = {"server": "green", "alice": "cyan", "bob": "magenta", "carol": "yellow"}
-
-
-class _DemoFailed(Exception):
-    """A step of the demo did not happen in time."""
-
-
-@dataclass
-class _DemoClient:
-    name: str
-    style: HeartbeatStyle
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
-    conn: Connection | None = None
-    task: asyncio.Task[None] | None = None
-    stopping: bool = False
-    down_since: float | None = None
-    retries: list[float] = field(default_factory=list)
-    back_after: float | None = None
-    rtts: list[float] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return "ping frames" if self.style is HeartbeatStyle.PROTOCOL else '{"type":"ping"}'
-
-
-def _child_env() -> dict[str, str]:
-    """The environment for the child ``heartbeat ping``: ours, without colour."""
-    env = dict(os.environ)
-    env["NO_COLOR"] = "1"
-    return env
 
 
 class _Demo:
@@ -119,12 +84,12 @@ class _Demo:
         self.reader: asyncio.Future[None] | None = None
         self.server_rtts = 0
         self.clients = [
-            _DemoClient("alice", HeartbeatStyle.PROTOCOL),
-            _DemoClient("bob", HeartbeatStyle.APP),
+            DemoClient("alice", HeartbeatStyle.PROTOCOL),
+            DemoClient("bob", HeartbeatStyle.APP),
         ]
         self.server_config = HeartbeatConfig(
-            interval=_DEMO_SERVER_INTERVAL,
-            timeout=_DEMO_SERVER_TIMEOUT,
+            interval=SERVER_INTERVAL,
+            timeout=SERVER_TIMEOUT,
             close_timeout=0.5,
             style=HeartbeatStyle.PROTOCOL,
             answer_app_pings=True,
@@ -136,7 +101,7 @@ class _Demo:
         """One timestamped line: the speaker in its colour, the text with ``emphasis``."""
         elapsed = self.loop.time() - self.t0
         stamp = self.out.paint(f"{elapsed:5.1f}s", "dim")
-        name = self.out.paint(who.ljust(7), _DEMO_COLORS.get(who, "blue"))
+        name = self.out.paint(who.ljust(7), COLORS.get(who, "blue"))
         self.out.line(f"{stamp}  {name}{self.out.paint(text, *emphasis)}")
 
     def stage(self, title: str) -> None:
@@ -196,7 +161,7 @@ class _Demo:
 
     # ------------------------------------------------------------- clients
 
-    def on_client_event(self, client: _DemoClient, event: ConnectionEvent) -> None:
+    def on_client_event(self, client: DemoClient, event: ConnectionEvent) -> None:
         if isinstance(event, RttSample):
             client.rtts.append(event.rtt)
             self.say(
@@ -204,7 +169,7 @@ class _Demo:
                 f"{client.label:<15} heartbeat {event.seq:>2}  rtt {event.rtt * 1000:6.2f} ms",
             )
 
-    def on_client_state(self, client: _DemoClient, event: ReconnectEvent) -> None:
+    def on_client_state(self, client: DemoClient, event: ReconnectEvent) -> None:
         now = self.loop.time()
         if isinstance(event, Connected):
             client.connected.set()
@@ -238,9 +203,9 @@ class _Demo:
                 f"retry {event.attempt} in {event.delay:g} s (exponential backoff)",
             )
 
-    async def run_client(self, client: _DemoClient) -> None:
+    async def run_client(self, client: DemoClient) -> None:
         config = HeartbeatConfig(
-            interval=_DEMO_CLIENT_INTERVAL,
+            interval=CLIENT_INTERVAL,
             timeout=2.0,
             close_timeout=0.5,
             fixed_rate=True,
@@ -249,7 +214,7 @@ class _Demo:
         uri = f"ws://127.0.0.1:{self.port}/{client.name}"
         stream = connect_forever(
             uri,
-            backoff=_DEMO_BACKOFF,
+            backoff=BACKOFF,
             on_state=lambda event: self.on_client_state(client, event),
             config=config,
             open_timeout=2.0,
@@ -278,13 +243,13 @@ class _Demo:
             uri,
             "--json",
             "--interval",
-            f"{_DEMO_CLIENT_INTERVAL:g}",
+            f"{CLIENT_INTERVAL:g}",
             "--timeout",
             "5",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
-            env=_child_env(),
+            env=child_env(),
             start_new_session=True,  # the demo alone signals it (not the terminal's Ctrl-C)
         )
         self.say("carol", f"started as process {self.proc.pid}: heartbeat ping {uri}")
@@ -317,7 +282,7 @@ class _Demo:
         try:
             await asyncio.wait_for(awaitable, seconds)
         except asyncio.TimeoutError:
-            raise _DemoFailed(f"{what} within {seconds:g} s") from None
+            raise DemoFailed(f"{what} within {seconds:g} s") from None
 
     # ------------------------------------------------------------- the script
 
@@ -326,7 +291,7 @@ class _Demo:
         out.line(out.paint("heartbeat demo", "bold") + ": everything on 127.0.0.1, about 12 s")
         try:
             summary = await self.script()
-        except _DemoFailed as exc:
+        except DemoFailed as exc:
             out.line()
             out.line(out.paint(f"demo failed: {exc}", "red", "bold"))
             return EXIT_FAILED
@@ -338,13 +303,13 @@ class _Demo:
         return EXIT_OK
 
     async def script(self) -> list[str]:
-        limit = _DEMO_SERVER_INTERVAL + _DEMO_SERVER_TIMEOUT
+        limit = SERVER_INTERVAL + SERVER_TIMEOUT
         self.stage("a server and three clients")
         await self.listen(0)
         self.say(
             "server",
             f"listening on 127.0.0.1:{self.port}; pings a connection idle for "
-            f"{_DEMO_SERVER_INTERVAL:g} s, declares it dead {_DEMO_SERVER_TIMEOUT:g} s later",
+            f"{SERVER_INTERVAL:g} s, declares it dead {SERVER_TIMEOUT:g} s later",
         )
         await self.start_carol()
         for client in self.clients:
@@ -377,8 +342,8 @@ class _Demo:
         assert self.server is not None
         await self.server.close(1001, "server restarting", timeout=1.0)
         await self.server.wait_closed()
-        self.say("server", f"stopped; down for {_DEMO_DOWN_FOR:g} s")
-        await asyncio.sleep(_DEMO_DOWN_FOR)
+        self.say("server", f"stopped; down for {DOWN_FOR:g} s")
+        await asyncio.sleep(DOWN_FOR)
         await self.listen(self.port)
         self.say("server", f"listening again on 127.0.0.1:{self.port}")
         for client in self.clients:
@@ -387,35 +352,7 @@ class _Demo:
         self.stage("back to normal")
         await asyncio.sleep(2.6)
 
-        return self.summary(detect, limit)
-
-    def summary(self, detect: float, limit: float) -> list[str]:
-        lines = []
-        stats = PingStats(rtts=self.carol_rtts + [r for c in self.clients for r in c.rtts])
-        if stats.rtts:
-            assert stats.min is not None and stats.avg is not None and stats.max is not None
-            lines.append(
-                f"live RTT: {stats.received} answered heartbeats from 3 clients (ping frames and "
-                f'{{"type":"ping"}} messages), min/avg/max {stats.min * 1000:.2f}/'
-                f"{stats.avg * 1000:.2f}/{stats.max * 1000:.2f} ms; the server's own "
-                f"heartbeats answered: {self.server_rtts}"
-            )
-        lines.append(
-            f"half-open: carol froze; the server declared it dead after {detect:.2f} s "
-            f"(interval {_DEMO_SERVER_INTERVAL:g} s + timeout {_DEMO_SERVER_TIMEOUT:g} s = "
-            f"{limit:g} s) and released its socket"
-        )
-        back = ", ".join(
-            f"{c.name} back after {c.back_after:.2f} s ({len(c.retries)} waits)"
-            for c in self.clients
-            if c.back_after is not None
-        )
-        lines.append(f"restart: server down {_DEMO_DOWN_FOR:g} s; {back}")
-        lines.append(
-            "try it: heartbeat serve   and, in another terminal,   "
-            "heartbeat ping ws://127.0.0.1:8765/"
-        )
-        return lines
+        return summary(self.carol_rtts, self.clients, self.server_rtts, detect, limit)
 
     async def teardown(self) -> None:
         self.stop_carol()
