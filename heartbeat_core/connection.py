@@ -561,9 +561,7 @@ class HeartbeatConnection:
     ) -> Iterator[_Frame]:
         """wsproto's events as frames for :meth:`_on_frames`: pings, pongs and whole
         messages; close frames and parse errors are handled here, in order."""
-        for event in layer.events():
-            if self._transport_closing:
-                return
+        for event in layer.events():  # (_on_frames stops pulling once the transport closes)
             cls = type(event)
             if cls is ws.Pong:
                 yield OP_PONG, bytes(event.payload)  # type: ignore[attr-defined]

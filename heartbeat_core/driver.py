@@ -226,13 +226,11 @@ class DriverBase:
         while i < len(events):
             event = events[i]
             i += 1
-            handler = handlers.get(type(event))
-            if handler is not None:
-                more = handler(self, event, now)
-                if more is True:
-                    end = Abort if type(event) is Abort or end is Abort else CloseTransport
-                elif more:
-                    events += more
+            more = handlers[type(event)](self, event, now)
+            if more is True:
+                end = Abort if type(event) is Abort or end is Abort else CloseTransport
+            elif more:
+                events += more
             if self._on_event is not None:
                 self._emit(event)
         self._flush()

@@ -19,6 +19,7 @@ from heartbeat_core import (
     Closed,
     CloseRequested,
     CloseTransport,
+    Closing,
     ConfigError,
     ConnectionClosed,
     ConnectionOpened,
@@ -338,3 +339,17 @@ def test_the_general_path_is_what_the_property_compares_against() -> None:
     for server in (open_server(max_message_size=200), general):
         events = server.receive_data(big + masked(0x9, b"q"), 0.6)
         assert [type(e).__name__ for e in events] == ["Closing"]
+
+
+def test_a_text_message_over_the_limit_is_left_to_wsproto() -> None:
+    server = open_server(max_message_size=4)
+    events = server.receive_data(masked(0x1, b"hello"), 0.5)
+    assert events == [Closing(code=1009, reason="message too big", by_peer=False)]
+
+
+def test_nothing_is_parsed_after_the_peers_close_frame() -> None:
+    server = open_server()
+    close = masked(0x8, (1000).to_bytes(2, "big"))
+    events = server.receive_data(close + masked(0x9, b"late"), 0.5)
+    assert events == [Closing(code=1000, reason="", by_peer=True), CloseTransport()]
+    assert b"late" not in server.data_to_send()  # the ping after the close is not answered

@@ -1,0 +1,274 @@
+"""What both drivers share, tested without a runtime: DriverBase, ServerPolicy, ConnectionOptions.
+
+A fake driver records what the shared code asks of its runtime (write, close,
+abort, pause, resume, file the timer); a client HeartbeatConnection plays the
+peer. No socket, no clock: ``now`` is a number the test moves.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from heartbeat_core import (
+    Abort,
+    Accepted,
+    Closed,
+    CloseTransport,
+    Closing,
+    ConfigError,
+    ConnectionOptions,
+    DriverBase,
+    HandshakeError,
+    HeartbeatConfig,
+    HeartbeatConnection,
+    HttpRequest,
+    Message,
+    Request,
+    Role,
+    ServerPolicy,
+)
+
+QUIET = HeartbeatConfig(interval=30, timeout=10, close_timeout=2)
+log = logging.getLogger("tests.driver")
+
+
+class FakeDriver(DriverBase):
+    """Records every request the shared code makes of its runtime."""
+
+    def __init__(self, role: Role, *, refusing: bool = False, **kwargs: Any) -> None:
+        options = ConnectionOptions(config=QUIET, max_queue=2)
+        super().__init__(options.new_core(role), options.new_queue(), logger=log, **kwargs)
+        self.now = 0.0
+        self.calls: list[Any] = []
+        self.wire = b""
+        self.refusing = refusing
+
+    def _rt_now(self) -> float:
+        return self.now
+
+    def _rt_write(self, data: bytes) -> None:
+        self.wire += data
+
+    def _rt_close(self) -> None:
+        self.calls.append("close")
+
+    def _rt_abort(self) -> None:
+        self.calls.append("abort")
+
+    def _rt_pause(self) -> None:
+        self.calls.append("pause")
+
+    def _rt_resume(self) -> None:
+        self.calls.append("resume")
+
+    def _rt_file(self, when: float | None) -> None:
+        self.calls.append(("file", when))
+
+    def _rt_deliver(self, data: str | bytes) -> bool:
+        return self.queue.push(data)
+
+    def _rt_stop_pausing(self) -> bool:
+        return self.queue.stop_pausing()
+
+    def _opened(self) -> None:
+        self.calls.append("opened")
+
+    def _refused(self, error: HandshakeError) -> None:
+        self.calls.append(("refused", error.status))
+
+    def _ping_answered(self, payload: bytes, rtt: float) -> None:
+        self.calls.append(("answered", rtt))
+
+    def _refusing(self) -> bool:
+        return self.refusing
+
+    def take(self) -> bytes:
+        data, self.wire = self.wire, b""
+        return data
+
+
+def upgraded(server: FakeDriver, *, subprotocols: tuple[str, ...] = ()) -> HeartbeatConnection:
+    client = HeartbeatConnection(Role.CLIENT, QUIET)
+    client.initiate("h", "/chat?token=secret", subprotocols=subprotocols)
+    server._transport_made()
+    server._received(client.data_to_send())
+    client.receive_data(server.take(), server.now)
+    return client
+
+
+def test_a_server_connection_lives_through_the_shared_code() -> None:
+    seen: list[tuple[str, int | None]] = []
+    server = FakeDriver(
+        Role.SERVER,
+        on_event=lambda conn, event: seen.append((type(event).__name__, conn.close_code)),
+        policy=ServerPolicy(logger=log),
+    )
+    client = upgraded(server)
+    assert client.is_open and server.calls[:2] == [("file", 10.0), "opened"]
+    assert (server.path, server.subprotocol) == ("/chat?token=secret", None)
+    # Three messages: the queue (max_queue=2) pauses reading, and tells the core.
+    for text in ("a", "b", "c"):
+        client.send(text)
+    server.now = 1.0
+    server._received(client.data_to_send())
+    assert "pause" in server.calls and server.core.reading_paused
+    assert len(server.queue) == 3
+    # The peer closes: no more messages, so reading resumes for its close frame.
+    client.close(1.5, 1001, "bye")
+    server.now = 1.5
+    server._received(client.data_to_send())
+    assert server.calls[-3:] == ["resume", "close", ("file", 3.5)]
+    assert (server.close_code, server.close_reason, server.closed_by) == (1001, "bye", "remote")
+    closed = server._transport_lost()
+    assert closed == Closed(code=1001, reason="bye", by="remote")
+    names = [name for name, _ in seen]
+    assert names[:2] == ["Request", "Accepted"]
+    assert names[2:5] == ["Message", "Message", "Message"]
+    assert names[-3:] == ["Closing", "CloseTransport", "Closed"]
+    assert dict(seen)["Closing"] == 1001  # carried out before on_event saw it
+
+
+def test_a_failing_on_event_is_logged_and_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(conn: Any, event: Any) -> None:
+        raise RuntimeError("boom")
+
+    server = FakeDriver(Role.SERVER, on_event=broken, policy=ServerPolicy(logger=log))
+    with caplog.at_level(logging.ERROR, logger="tests.driver"):
+        client = upgraded(server)
+    assert client.is_open
+    assert any("on_event callback failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_shutting_down_server_refuses_with_503() -> None:
+    server = FakeDriver(Role.SERVER, refusing=True, policy=ServerPolicy(logger=log))
+    client = upgraded(server)
+    assert not client.is_open and "close" in server.calls
+    server.now = 2.0
+    server._timer_due()
+    assert server.calls[-2:] == ["abort", ("file", None)]  # close_timeout: aborted
+
+
+def test_a_refused_client_is_told_why() -> None:
+    client = FakeDriver(Role.CLIENT)
+    client.core.initiate("h")
+    client._transport_made()
+    client._flush()
+    client._received(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+    assert ("refused", 403) in client.calls and "close" in client.calls
+
+
+def test_ping_answers_reach_the_driver() -> None:
+    server = FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log))
+    client = upgraded(server)
+    payload = server.core.ping(0.0)
+    server._flush()
+    server.now = 0.25
+    client.receive_data(server.take(), 0.25)
+    server._received(client.data_to_send())
+    assert ("answered", 0.25) in server.calls
+    del payload
+
+
+# ----------------------------------------------------------------- policy
+
+
+def answer(policy: ServerPolicy, head: bytes) -> tuple[list[Any], bytes]:
+    core = HeartbeatConnection(Role.SERVER, QUIET)
+    (request,) = core.receive_data(head, 0.0)
+    assert isinstance(request, (Request, HttpRequest))
+    events = policy.answer(core, request, 0.0)
+    return events, core.data_to_send()
+
+
+GET = b"GET /x?token=secret HTTP/1.1\r\nHost: h\r\n\r\n"
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Protocol: chat\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        lambda target: (99, [], b""),  # not a status
+        lambda target: (200, [], "text"),  # not bytes
+        lambda target: 42,  # not a tuple
+        lambda target: 1 / 0,  # raises
+    ],
+)
+def test_a_broken_http_handler_answers_500_and_logs_no_query(
+    handler: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="tests.driver"):
+        events, wire = answer(ServerPolicy(http_handler=handler, logger=log), GET)
+    assert events == [CloseTransport()] and wire.startswith(b"HTTP/1.1 500 ")
+    (record,) = caplog.records
+    assert "/x?..." in record.getMessage() and "secret" not in record.getMessage()
+
+
+def test_http_answers() -> None:
+    _, wire = answer(ServerPolicy(http_handler=lambda target: None), GET)
+    assert wire.startswith(b"HTTP/1.1 426 ")
+    _, wire = answer(ServerPolicy(http_handler=lambda target: (204, [("x", "y")], b"")), GET)
+    assert wire.startswith(b"HTTP/1.1 204 ") and b"x: y\r\n" in wire
+
+
+def test_subprotocol_selection() -> None:
+    events, wire = answer(ServerPolicy(select_subprotocol=lambda offered: "other"), UPGRADE)
+    assert events == [CloseTransport()] and wire.startswith(b"HTTP/1.1 500 ")
+    events, wire = answer(ServerPolicy(select_subprotocol=lambda offered: offered[0]), UPGRADE)
+    assert events == [Accepted(subprotocol="chat", extra_headers=[])]
+    events, wire = answer(ServerPolicy(select_subprotocol=lambda offered: None), UPGRADE)
+    assert events == [Accepted(subprotocol=None, extra_headers=[])]
+
+
+@pytest.mark.parametrize("name", ["select_subprotocol", "http_handler"])
+def test_hooks_must_be_callable(name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        ServerPolicy(**{name: "nope"})
+
+
+# ---------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"config": {"interval": 1}}, "config"),
+        ({"codec": "json"}, "codec"),
+        ({"max_size": 0}, "max_size"),
+        ({"max_size": True}, "max_size"),
+        ({"open_timeout": float("nan")}, "open_timeout"),
+        ({"open_timeout": True}, "open_timeout"),
+        ({"keepalive": 30}, "keepalive"),
+        ({"max_queue": 0}, "max_queue"),
+    ],
+)
+def test_options_are_checked_at_construction(options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        ConnectionOptions(**options)
+
+
+def test_options_make_cores_and_queues() -> None:
+    options = ConnectionOptions(max_size=None, open_timeout=3)
+    assert options.config == HeartbeatConfig()
+    core = options.new_core(Role.SERVER)
+    core.connection_made(1.0)
+    assert core.wake_at == 4.0
+    assert len(options.new_queue()) == 0
+
+
+def test_events_without_a_message_are_not_delivered() -> None:
+    # (Abort and CloseTransport end the transport; the rest only inform.)
+    server = FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log))
+    server._process([Abort(), CloseTransport()], 0.0)
+    assert server.calls == ["abort", ("file", None)]
+    server = FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log))
+    server._process([Closing(code=1000, reason="", by_peer=True), Message(data="x")], 0.0)
+    assert server.queue.pop() == ("x", False)
