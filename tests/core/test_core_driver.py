@@ -38,13 +38,12 @@ log = logging.getLogger("tests.driver")
 class FakeDriver(DriverBase):
     """Records every request the shared code makes of its runtime."""
 
-    def __init__(self, role: Role, *, refusing: bool = False, **kwargs: Any) -> None:
+    def __init__(self, role: Role, **kwargs: Any) -> None:
         options = ConnectionOptions(config=QUIET, max_queue=2)
         super().__init__(options.new_core(role), options.new_queue(), logger=log, **kwargs)
         self.now = 0.0
         self.calls: list[Any] = []
         self.wire = b""
-        self.refusing = refusing
 
     def _rt_now(self) -> float:
         return self.now
@@ -81,9 +80,6 @@ class FakeDriver(DriverBase):
 
     def _ping_answered(self, payload: bytes, rtt: float) -> None:
         self.calls.append(("answered", rtt))
-
-    def _refusing(self) -> bool:
-        return self.refusing
 
     def take(self) -> bytes:
         data, self.wire = self.wire, b""
@@ -144,8 +140,13 @@ def test_a_failing_on_event_is_logged_and_changes_nothing(
     assert any("on_event callback failed" in r.getMessage() for r in caplog.records)
 
 
+class ShuttingDown(FakeDriver):
+    def _refusing(self) -> bool:
+        return True
+
+
 def test_a_shutting_down_server_refuses_with_503() -> None:
-    server = FakeDriver(Role.SERVER, refusing=True, policy=ServerPolicy(logger=log))
+    server = ShuttingDown(Role.SERVER, policy=ServerPolicy(logger=log))
     client = upgraded(server)
     assert not client.is_open and "close" in server.calls
     server.now = 2.0
