@@ -344,11 +344,14 @@ class HeartbeatConnection:
             # few, complete, while wsproto holds no partial frame or message.
             simple = simple_frames(data, masked=True)
             if simple is not None:
+                events: list[ConnectionEvent] = []
+                if len(simple) == 1 and simple[0][0] == OP_PONG:  # the common read: one pong
+                    self._on_pong_frame(simple[0][1], now, events)
+                    return events
                 decoded = self._decode(simple)
                 if decoded is not None:
-                    if decoded is not simple:  # (not a lone ping or pong: they count themselves)
+                    if decoded is not simple:  # (not a lone ping: it counts itself)
                         hb.bytes_received(now)  # as the general path does, below
-                    events: list[ConnectionEvent] = []
                     self._on_frames(decoded, now, events)
                     return events
         hb.bytes_received(now)
@@ -537,7 +540,7 @@ class HeartbeatConnection:
         """The fast path's frames with text decoded, or ``None`` (nothing changed) when
         wsproto must take the read: invalid UTF-8 (1007) or a message over
         ``max_message_size`` (1009)."""
-        if len(frames) == 1 and frames[0][0] >= OP_PING:  # the common read: one pong
+        if len(frames) == 1 and frames[0][0] == OP_PING:  # a lone ping: nothing to decode
             return frames  # type: ignore[return-value]
         decoded: list[_Frame] = []
         limit = self._max_size
