@@ -273,15 +273,18 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
             self._transport.close()
 
     def _rt_abort(self) -> None:
-        # A client's handshake aborted by the core: the open timeout ran out.
-        self._fail_handshake(
-            TimeoutError(
-                "no WebSocket handshake within open_timeout: check that the server is up, "
-                "or raise open_timeout"
+        transport = self._transport
+        if transport is None:
+            return
+        if not transport.is_closing():
+            # Not releasing already: a client's opening handshake ran out of time.
+            self._fail_handshake(
+                TimeoutError(
+                    "no WebSocket handshake within open_timeout: check that the server is "
+                    "up, or raise open_timeout"
+                )
             )
-        )
-        if self._transport is not None:
-            self._transport.abort()
+        transport.abort()
 
     def _rt_pause(self) -> None:
         if self._transport is not None:

@@ -244,3 +244,14 @@ def test_a_bad_option_is_raised_by_connect_before_connecting(driver: Driver) -> 
         driver.connect("ws://127.0.0.1:9/", max_queue=0)
     with pytest.raises(ConfigError, match="open_timeout"):
         driver.connect("ws://127.0.0.1:9/", open_timeout=-1)
+
+
+def test_a_server_that_never_answers_the_upgrade_times_out(driver: Driver) -> None:
+    # The core bounds the client's opening handshake (rule open-timeout): TimeoutError.
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="open_timeout"):
+            driver.connect(f"ws://127.0.0.1:{port}/", config=QUIET, open_timeout=0.3)
+        waited = time.monotonic() - started
+    assert 0.25 <= waited < 3.0
