@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from heartbeat_core.connection import HeartbeatConnection, Role
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
@@ -46,10 +46,23 @@ from heartbeat_core.wsevents import (
     RttSample,
 )
 
-__all__ = ["DriverBase", "EventCallback"]
+__all__ = ["DriverBase", "EventCallback", "ServerSide"]
 
 #: ``on_event(connection, event)``: every event of every connection.
 EventCallback = Callable[[Any, ConnectionEvent], None]
+
+
+class ServerSide(Protocol):
+    """What a driver's connection needs of the server that accepted it: ``closing``
+    (new upgrades are then refused with 503), ``_start(conn)`` when the connection
+    opened (run the application's handler), ``_forget(conn)`` when it is gone."""
+
+    @property
+    def closing(self) -> bool: ...
+
+    def _start(self, conn: Any) -> None: ...
+
+    def _forget(self, conn: Any) -> None: ...
 
 
 class DriverBase:

@@ -19,19 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from heartbeat_asyncio.loop import LoopShare, share_for
 from heartbeat_core import HeartbeatConfig, HeartbeatStats, Role
-from heartbeat_core.driver import DriverBase
+from heartbeat_core.driver import DriverBase, ServerSide
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
 from heartbeat_core.options import ConnectionOptions
 from heartbeat_core.policy import ServerPolicy
 from heartbeat_core.tcp import apply_keepalive
 from heartbeat_core.wsevents import ConnectionEvent
-
-if TYPE_CHECKING:
-    from heartbeat_asyncio.server import Server
 
 __all__ = ["Connection", "EventCallback"]
 
@@ -84,7 +81,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         self._options = options
         self._loop = asyncio.get_running_loop() if loop is None else loop
         self._share: LoopShare = share_for(self._loop)
-        self._server: Server | None = None  # set by the server that accepted it
+        self._server: ServerSide | None = None  # set by the server that accepted it
         self._transport: asyncio.Transport | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None

@@ -27,10 +27,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from heartbeat_core import HeartbeatConfig, HeartbeatConnection, HeartbeatStats, Role
-from heartbeat_core.driver import DriverBase
+from heartbeat_core.driver import DriverBase, ServerSide
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
 from heartbeat_core.options import ConnectionOptions
 from heartbeat_core.policy import ServerPolicy
@@ -38,9 +37,6 @@ from heartbeat_core.state import validate_close
 from heartbeat_core.wsevents import ConnectionEvent
 from heartbeat_threading.reactor import Reactor
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, Transport, check_write_limit
-
-if TYPE_CHECKING:
-    from heartbeat_threading.server import Server
 
 __all__ = ["Connection", "EventCallback"]
 
@@ -74,7 +70,7 @@ class Connection(DriverBase):
         *,
         on_event: EventCallback | None = None,
         policy: ServerPolicy | None = None,
-        server: Server | None = None,
+        server: ServerSide | None = None,
         write_limit: int = DEFAULT_WRITE_LIMIT,
         owns_reactor: bool = False,
         tls_handshake: bool = False,
