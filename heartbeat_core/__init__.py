@@ -82,6 +82,7 @@ from heartbeat_core.wsevents import (
     Request,
 )
 
+# The package's version, read by the build (pyproject.toml: dynamic); the adapters re-export it.
 __version__ = "0.1.0"
 
 __all__ = [
