@@ -3,9 +3,11 @@
     python tools/build_dist.py [OUTDIR]      (default build/dist; `make dist`)
 
 ``python -m build`` makes the sdist, then the wheel from the unpacked sdist (so the
-sdist is proven to build). Any line of its output that mentions a warning fails the
-run, and so does ``twine check --strict``. ``PYTHONDONTWRITEBYTECODE`` is left out
-of the build's environment: with it set, setuptools warns that it skips
+sdist is proven to build). It runs on a copy of the tree without what .gitignore
+names (caches, .venv, build output), so a working tree where tests have run gives
+the same sdist as a fresh clone. Any line of its output that mentions a warning
+fails the run, and so does ``twine check --strict``. ``PYTHONDONTWRITEBYTECODE`` is
+left out of the build's environment: with it set, setuptools warns that it skips
 byte-compiling, a warning about the caller's shell, not about the project.
 """
 
@@ -16,25 +18,39 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WARNING = re.compile(r"warn", re.IGNORECASE)
 
 
+def _clean_copy(where: Path) -> Path:
+    """The tree without .git and what .gitignore names (matched by file name)."""
+    names = [".git", "*.pyc"]
+    for line in (ROOT / ".gitignore").read_text().splitlines():
+        pattern = line.strip().rstrip("/")
+        if pattern and not pattern.startswith("#"):
+            names.append(pattern.rsplit("/", 1)[-1])
+    shutil.copytree(ROOT, where, ignore=shutil.ignore_patterns(*names), symlinks=True)
+    return where
+
+
 def build(outdir: Path) -> list[str]:
     """Build into ``outdir`` (emptied first); return the output lines that warn."""
     shutil.rmtree(outdir, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(outdir), str(ROOT)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="hb-dist-") as tmp:
+        tree = _clean_copy(Path(tmp) / "heartbeat-core")
+        result = subprocess.run(
+            [sys.executable, "-m", "build", "--outdir", str(outdir), str(tree)],
+            cwd=tree,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
     if result.returncode != 0:
         sys.stdout.write(result.stdout)
         raise SystemExit(f"dist: python -m build failed (exit {result.returncode})")
