@@ -19,7 +19,14 @@ from heartbeat_core.actions import (
     SendPing,
     SendPong,
 )
-from heartbeat_core.backoff import Backoff, Connected, Disconnected, ReconnectEvent, Retrying
+from heartbeat_core.backoff import (
+    Backoff,
+    Connected,
+    Disconnected,
+    ReconnectCallback,
+    ReconnectEvent,
+    Retrying,
+)
 from heartbeat_core.codec import JSON_CODEC, AppCodec, AppKind
 from heartbeat_core.config import (
     PROXY_IDLE_LIMITS,
@@ -58,7 +65,7 @@ from heartbeat_core.events import (
 from heartbeat_core.options import ConnectionOptions
 from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
 from heartbeat_core.queue import ReceiveQueue
-from heartbeat_core.randomness import default_random
+from heartbeat_core.randomness import RandomSource, default_random
 from heartbeat_core.state import (
     HEARTBEAT_TIMEOUT_REASON,
     TRANSITIONS,
@@ -82,6 +89,7 @@ from heartbeat_core.wsevents import (
     Request,
 )
 
+# The package's version, read by the build (pyproject.toml: dynamic); the adapters re-export it.
 __version__ = "0.1.0"
 
 __all__ = [
@@ -137,7 +145,9 @@ __all__ = [
     "PongReceived",
     "ReadingPaused",
     "ReadingResumed",
+    "RandomSource",
     "ReceiveQueue",
+    "ReconnectCallback",
     "ReconnectEvent",
     "Rejected",
     "Request",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 __all__ = [
     "Abort",
@@ -79,7 +80,7 @@ class PeerDead:
     waited: float
 
 
-Action = (
+Action: TypeAlias = (
     SendPing
     | SendAppPing
     | SendPong

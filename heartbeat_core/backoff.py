@@ -10,11 +10,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from heartbeat_core.config import BackoffPolicy
 from heartbeat_core.errors import ConfigError, LocalProtocolError
+from heartbeat_core.randomness import RandomSource
 
-__all__ = ["Backoff", "Connected", "Disconnected", "ReconnectEvent", "Retrying"]
+__all__ = [
+    "Backoff",
+    "Connected",
+    "Disconnected",
+    "ReconnectCallback",
+    "ReconnectEvent",
+    "Retrying",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,7 +54,9 @@ class Retrying:
 
 #: What a reconnecting client reports, in order: ``Connected``, then ``Disconnected``
 #: when it ends (or ``Disconnected`` alone for a failed attempt), then ``Retrying``.
-ReconnectEvent = Connected | Disconnected | Retrying
+ReconnectEvent: TypeAlias = Connected | Disconnected | Retrying
+#: ``on_state(event)``: what a reconnecting client (``connect_forever``) reports.
+ReconnectCallback: TypeAlias = Callable[[ReconnectEvent], None]
 
 
 class Backoff:
@@ -63,7 +74,7 @@ class Backoff:
     __slots__ = ("_attempt", "_connected_at", "_policy", "_random")
 
     def __init__(
-        self, policy: BackoffPolicy | None = None, *, random: Callable[[], float] | None = None
+        self, policy: BackoffPolicy | None = None, *, random: RandomSource | None = None
     ) -> None:
         policy = BackoffPolicy() if policy is None else policy
         if policy.full_jitter and random is None:

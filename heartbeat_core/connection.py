@@ -19,7 +19,7 @@ Both paths end in the same frame handler, :meth:`HeartbeatConnection._on_frames`
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import wsproto.events as ws
 from wsproto.connection import Connection as WsFrames
@@ -69,6 +69,7 @@ from heartbeat_core.handshake import (
     header_pairs,
     http_response,
 )
+from heartbeat_core.randomness import RandomSource
 from heartbeat_core.state import HeartbeatPhase, HeartbeatState, validate_close
 from heartbeat_core.stats import HeartbeatStats
 from heartbeat_core.wsevents import (
@@ -118,7 +119,7 @@ class HeartbeatConnection:
         *,
         codec: AppCodec = JSON_CODEC,
         max_message_size: int | None = 1 << 20,
-        random: Callable[[], float] | None = None,
+        random: RandomSource | None = None,
         open_timeout: float = 10.0,
     ) -> None:
         if not isinstance(role, Role):
@@ -134,7 +135,9 @@ class HeartbeatConnection:
         if not isinstance(codec, AppCodec):
             raise ConfigError(f"codec must be an AppCodec, got {codec!r}")
         self.role = role
-        self.heartbeat = HeartbeatState(config, random=random, open_timeout=open_timeout)
+        self.heartbeat: HeartbeatState = HeartbeatState(
+            config, random=random, open_timeout=open_timeout
+        )
         self._config = self.heartbeat.config
         self._codec = codec
         self._classify = self._config.style is HeartbeatStyle.APP or self._config.answer_app_pings

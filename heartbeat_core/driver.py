@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeAlias
 
 from heartbeat_core.connection import HeartbeatConnection, Role
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
@@ -49,7 +49,7 @@ from heartbeat_core.wsevents import (
 __all__ = ["DriverBase", "EventCallback", "ServerSide"]
 
 #: ``on_event(connection, event)``: every event of every connection.
-EventCallback = Callable[[Any, ConnectionEvent], None]
+EventCallback: TypeAlias = Callable[[Any, ConnectionEvent], None]
 
 
 class ServerSide(Protocol):
@@ -114,16 +114,16 @@ class DriverBase:
         policy: ServerPolicy | None = None,
     ) -> None:
         #: The sans-IO connection underneath (read it only, e.g. ``core.phase``).
-        self.core = core
+        self.core: HeartbeatConnection = core
         #: Messages that arrived and wait for the application.
-        self.queue = queue
+        self.queue: ReceiveQueue = queue
         self._logger = logger
         self._on_event = on_event
         self._policy = policy
         self.remote_address: tuple[str, int] | None = None
         self.subprotocol: str | None = None
         #: The request target (server) or the URI's target (client).
-        self.path = "/"
+        self.path: str = "/"
         #: The request's headers (server) or the response's headers (client).
         self.headers: list[tuple[bytes, bytes]] = []
         self.close_code: int | None = None

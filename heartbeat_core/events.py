@@ -7,6 +7,7 @@ when the event happened. The core never reads a clock of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 __all__ = [
     "AppPingReceived",
@@ -153,7 +154,7 @@ class ConnectionClosed:
     now: float
 
 
-Event = (
+Event: TypeAlias = (
     HandshakeStarted
     | ConnectionOpened
     | BytesReceived

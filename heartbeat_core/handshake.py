@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from http import HTTPStatus
+from typing import TypeAlias
 
 import wsproto.events as ws
 from wsproto.connection import Connection as WsFrames
@@ -31,7 +32,7 @@ __all__ = [
     "http_response",
 ]
 
-HeaderPairs = Iterable[tuple[bytes | str, bytes | str]]
+HeaderPairs: TypeAlias = Iterable[tuple[bytes | str, bytes | str]]
 
 #: What wsproto and h11 raise on bytes that are not a valid handshake (wsproto's
 #: handshake raises UnicodeError on a non-ASCII Host header).
@@ -181,7 +182,7 @@ class ClientHandshake:
         self._reject: ws.RejectConnection | None = None
         self._body: list[bytes] = []
         #: True once :meth:`initiate` was called.
-        self.started = False
+        self.started: bool = False
 
     def initiate(
         self, host: str, target: str, subprotocols: Iterable[str], extra_headers: HeaderPairs

@@ -9,7 +9,6 @@ anything listens or connects, never a failure of some later connection.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from heartbeat_core.codec import JSON_CODEC, AppCodec
@@ -17,6 +16,7 @@ from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, He
 from heartbeat_core.connection import HeartbeatConnection, Role
 from heartbeat_core.errors import ConfigError
 from heartbeat_core.queue import ReceiveQueue
+from heartbeat_core.randomness import RandomSource
 from heartbeat_core.tcp import TcpKeepalive
 
 __all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_OPEN_TIMEOUT", "ConnectionOptions"]
@@ -70,7 +70,7 @@ class ConnectionOptions:
         ReceiveQueue(self.max_queue, self.max_queue_bytes)  # validates both bounds
 
     def new_core(
-        self, role: Role, *, random: Callable[[], float] | None = None
+        self, role: Role, *, random: RandomSource | None = None
     ) -> HeartbeatConnection:
         """A fresh sans-IO connection with these options."""
         return HeartbeatConnection(

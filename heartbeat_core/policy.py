@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from heartbeat_core.connection import HeartbeatConnection
 from heartbeat_core.errors import ConfigError
@@ -21,11 +22,11 @@ from heartbeat_core.wsevents import ConnectionEvent, HttpRequest, Request
 __all__ = ["HttpAnswer", "HttpHandler", "SelectSubprotocol", "ServerPolicy", "UPGRADE_REQUIRED"]
 
 #: ``select_subprotocol(offered) -> chosen or None``.
-SelectSubprotocol = Callable[[Sequence[str]], "str | None"]
+SelectSubprotocol: TypeAlias = Callable[[Sequence[str]], "str | None"]
 #: ``(status, headers, body)``.
-HttpAnswer = tuple[int, Sequence[tuple[str, str]], bytes]
+HttpAnswer: TypeAlias = tuple[int, Sequence[tuple[str, str]], bytes]
 #: ``http_handler(target) -> (status, headers, body) or None`` (``None``: 426).
-HttpHandler = Callable[[str], "HttpAnswer | None"]
+HttpHandler: TypeAlias = Callable[[str], "HttpAnswer | None"]
 
 #: The answer to plain HTTP when no handler answers it.
 UPGRADE_REQUIRED: HttpAnswer = (

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TypeAlias
 
 from heartbeat_core.errors import ConfigError
 
-__all__ = ["default_random"]
+__all__ = ["RandomSource", "default_random"]
+
+#: ``random() -> float`` in [0, 1): what every ``random=`` parameter takes.
+RandomSource: TypeAlias = Callable[[], float]
 
 
-def default_random(seed: int | float | str | bytes | None = None) -> Callable[[], float]:
+def default_random(seed: int | float | str | bytes | None = None) -> RandomSource:
     """A new, independent source of floats in [0, 1): ``random.Random(seed).random``.
 
     The same ``seed`` gives the same sequence; None seeds from the operating

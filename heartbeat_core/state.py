@@ -67,7 +67,7 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from heartbeat_core.actions import (
     Abort,
@@ -100,7 +100,7 @@ from heartbeat_core.events import (
     ReadingResumed,
     TimerFired,
 )
-from heartbeat_core.randomness import default_random
+from heartbeat_core.randomness import RandomSource, default_random
 from heartbeat_core.stats import HeartbeatStats
 
 __all__ = [
@@ -123,10 +123,10 @@ _NO_ACTIONS: tuple[Action, ...] = ()
 
 # One default random source for every state that was given none (made at first use:
 # a Mersenne Twister's state is about 2.5 KB, too much to keep per connection).
-_default_source: Callable[[], float] | None = None
+_default_source: RandomSource | None = None
 
 
-def _shared_source() -> Callable[[], float]:
+def _shared_source() -> RandomSource:
     global _default_source
     if _default_source is None:
         _default_source = default_random()
@@ -156,7 +156,7 @@ class HeartbeatPhase(enum.Enum):
     # Members are singletons: hash them by identity (C speed) rather than by name
     # (Enum's default, in Python), since phases are tested for set membership on
     # every event.
-    __hash__ = object.__hash__
+    __hash__: ClassVar[Callable[[object], int]] = object.__hash__
 
 
 _OPEN_PHASES = frozenset({HeartbeatPhase.IDLE, HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE})
@@ -296,7 +296,7 @@ class HeartbeatState:
         self,
         config: HeartbeatConfig | None = None,
         *,
-        random: Callable[[], float] | None = None,
+        random: RandomSource | None = None,
         open_timeout: float = 10.0,
     ) -> None:
         config = HeartbeatConfig() if config is None else config

@@ -18,7 +18,7 @@ from heartbeat_core.errors import ConfigError
 
 __all__ = ["SupportsSetsockopt", "TcpKeepalive", "apply_keepalive"]
 
-logger = logging.getLogger("heartbeat_core")
+logger: logging.Logger = logging.getLogger("heartbeat_core")
 
 
 class SupportsSetsockopt(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from heartbeat_core.actions import Abort, CloseTransport, PeerDead, RttSample
 
@@ -99,7 +100,7 @@ class Closed:
     by: str
 
 
-ConnectionEvent = (
+ConnectionEvent: TypeAlias = (
     Request
     | HttpRequest
     | Accepted

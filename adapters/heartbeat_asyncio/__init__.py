@@ -18,6 +18,7 @@ from heartbeat_asyncio.reconnect import (
     connect_forever,
 )
 from heartbeat_asyncio.server import Handler, HttpHandler, SelectSubprotocol, Server, serve
+from heartbeat_core import __version__
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "connect",
     "connect_forever",
     "serve",
+    "__version__",
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import cast
+from typing import TypeAlias, cast
 
 from heartbeat_asyncio.loop import LoopShare, share_for
 from heartbeat_core import HeartbeatConfig, HeartbeatStats, Role
@@ -32,10 +32,10 @@ from heartbeat_core.wsevents import ConnectionEvent
 
 __all__ = ["Connection", "EventCallback"]
 
-logger = logging.getLogger("heartbeat_asyncio")
+logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
 
 #: ``on_event(conn, event)``: every event the core emits, for every connection.
-EventCallback = Callable[["Connection", ConnectionEvent], None]
+EventCallback: TypeAlias = Callable[["Connection", ConnectionEvent], None]
 
 
 class Connection(DriverBase, asyncio.BufferedProtocol):
@@ -206,7 +206,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
-            self.remote_address = (str(peer[0]), int(peer[1]))
+            self.remote_address: tuple[str, int] | None = (str(peer[0]), int(peer[1]))
         if self._options.keepalive is not None:
             apply_keepalive(transport.get_extra_info("socket"), self._options.keepalive)
         self._transport_made()

@@ -21,7 +21,7 @@ from heartbeat_core.timers import TimerWheel
 
 __all__ = ["READ_BUFFER_SIZE", "LoopShare", "TimerClient", "share_for"]
 
-logger = logging.getLogger("heartbeat_asyncio")
+logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
 
 #: Size of the read buffer shared by all connections of one event loop.
 READ_BUFFER_SIZE = 256 * 1024
@@ -43,8 +43,8 @@ class LoopShare:
         self.wheel: TimerWheel[TimerClient] = TimerWheel()
         self._handle: asyncio.TimerHandle | None = None
         self._firing = False
-        self.buffer = bytearray(READ_BUFFER_SIZE)
-        self.view = memoryview(self.buffer)
+        self.buffer: bytearray = bytearray(READ_BUFFER_SIZE)
+        self.view: memoryview = memoryview(self.buffer)
 
     def file(self, conn: TimerClient, when: float | None) -> None:
         """File ``conn`` to be woken at ``when`` (``None``: no timer needed)."""

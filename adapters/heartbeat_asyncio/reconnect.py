@@ -5,18 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, Callable
-from typing import Any
+import ssl as ssl_module
+from collections.abc import AsyncGenerator, Sequence
 
 from heartbeat_asyncio.client import connect
-from heartbeat_asyncio.connection import Connection
-from heartbeat_core import Backoff, BackoffPolicy
-from heartbeat_core.backoff import Connected, Disconnected, ReconnectEvent, Retrying
+from heartbeat_asyncio.connection import Connection, EventCallback
+from heartbeat_core import JSON_CODEC, AppCodec, Backoff, BackoffPolicy, HeartbeatConfig
+from heartbeat_core.backoff import (
+    Connected,
+    Disconnected,
+    ReconnectCallback,
+    ReconnectEvent,
+    Retrying,
+)
+from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.errors import ConfigError, HeartbeatError
+from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT
+from heartbeat_core.tcp import TcpKeepalive
 
 __all__ = ["Connected", "Disconnected", "ReconnectEvent", "Retrying", "connect_forever"]
 
-logger = logging.getLogger("heartbeat_asyncio")
+logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
 
 
 
@@ -25,8 +34,18 @@ async def connect_forever(
     uri: str,
     *,
     backoff: BackoffPolicy | None = None,
-    on_state: Callable[[ReconnectEvent], None] | None = None,
-    **connect_kwargs: Any,
+    on_state: ReconnectCallback | None = None,
+    config: HeartbeatConfig | None = None,
+    codec: AppCodec = JSON_CODEC,
+    ssl: ssl_module.SSLContext | None = None,
+    subprotocols: Sequence[str] = (),
+    extra_headers: Sequence[tuple[str, str]] = (),
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+    open_timeout: float = DEFAULT_OPEN_TIMEOUT,
+    keepalive: TcpKeepalive | None = None,
+    on_event: EventCallback | None = None,
 ) -> AsyncGenerator[Connection, None]:
     """Yield a new open :class:`Connection` after every (re)connect, forever.
 
@@ -36,8 +55,8 @@ async def connect_forever(
     The next connection is made only after the previous one has closed; leave
     the loop (``break``) to stop, and the current connection is closed.
     ``on_state`` hears :class:`Connected`, :class:`Disconnected` and
-    :class:`Retrying`. ``connect_kwargs`` (``config``, ``max_queue``,
-    ``max_queue_bytes``, ``open_timeout``, ...) go to every :func:`connect`.
+    :class:`Retrying`. The other options are :func:`connect`'s, passed to every
+    attempt; a bad one raises its ``ConfigError`` from the first attempt.
 
     It is an async generator: ``async with contextlib.aclosing(connect_forever(uri))
     as conns:`` closes it (and the current connection) on leaving the block.
@@ -58,7 +77,20 @@ async def connect_forever(
     while True:
         conn: Connection | None = None
         try:
-            conn = await connect(uri, **connect_kwargs)
+            conn = await connect(
+                uri,
+                config=config,
+                codec=codec,
+                ssl=ssl,
+                subprotocols=subprotocols,
+                extra_headers=extra_headers,
+                max_size=max_size,
+                max_queue=max_queue,
+                max_queue_bytes=max_queue_bytes,
+                open_timeout=open_timeout,
+                keepalive=keepalive,
+                on_event=on_event,
+            )
         except ConfigError:
             raise
         except (OSError, HeartbeatError, asyncio.TimeoutError) as exc:

@@ -8,6 +8,7 @@ import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import TypeAlias
 
 from heartbeat_asyncio.connection import Connection, EventCallback
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
@@ -20,9 +21,9 @@ from heartbeat_core.tcp import TcpKeepalive
 
 __all__ = ["Handler", "HttpHandler", "SelectSubprotocol", "Server", "serve"]
 
-logger = logging.getLogger("heartbeat_asyncio")
+logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
 
-Handler = Callable[[Connection], Awaitable[None]]
+Handler: TypeAlias = Callable[[Connection], Awaitable[None]]
 
 
 class Server:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["main"]
+from heartbeat_core import __version__
+
+__all__ = ["__version__", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

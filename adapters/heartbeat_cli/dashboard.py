@@ -140,9 +140,9 @@ class Dashboard:
             raise ConfigError(
                 f"update_interval must be a number of seconds > 0, got {update_interval!r}"
             )
-        self.update_interval = float(update_interval)
+        self.update_interval: float = float(update_interval)
         #: What the page shows: the connections, their RTTs and how they ended.
-        self.registry = ConnectionRegistry(
+        self.registry: ConnectionRegistry = ConnectionRegistry(
             clock=clock,
             history=history,
             max_rows=max_rows,

@@ -111,9 +111,9 @@ class ConnectionRegistry:
             if isinstance(count, bool) or not (isinstance(count, int) and count >= 1):
                 raise ConfigError(f"{name} must be an int >= 1, got {count!r}")
         self._clock = clock
-        self.history = float(history)
+        self.history: float = float(history)
         self.max_rows = max_rows
-        self.closed_ttl = float(closed_ttl)
+        self.closed_ttl: float = float(closed_ttl)
         self._ids = itertools.count(1)
         self._rows: dict[Watched, _Row] = {}
         self._closed: collections.deque[_Row] = collections.deque(maxlen=keep_closed)

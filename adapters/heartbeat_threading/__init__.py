@@ -10,6 +10,7 @@ reason) at info, heartbeat details at debug.
 
 from __future__ import annotations
 
+from heartbeat_core import __version__
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 from heartbeat_threading.client import connect
 from heartbeat_threading.connection import Connection, EventCallback
@@ -38,4 +39,5 @@ __all__ = [
     "connect",
     "connect_forever",
     "serve",
+    "__version__",
 ]

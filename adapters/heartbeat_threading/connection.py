@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeAlias
 
 from heartbeat_core import HeartbeatConfig, HeartbeatConnection, HeartbeatStats, Role
 from heartbeat_core.driver import DriverBase, ServerSide
@@ -40,11 +41,11 @@ from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, Transport, check_
 
 __all__ = ["Connection", "EventCallback"]
 
-logger = logging.getLogger("heartbeat_threading")
+logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
 #: ``on_event(conn, event)``: every event the core emits (on the I/O thread: keep it quick).
-EventCallback = Callable[["Connection", ConnectionEvent], None]
-_CloseMethod = Callable[[float, int, str], list[ConnectionEvent]]
+EventCallback: TypeAlias = Callable[["Connection", ConnectionEvent], None]
+_CloseMethod: TypeAlias = Callable[[float, int, str], list[ConnectionEvent]]
 
 
 class Connection(DriverBase):

@@ -28,7 +28,7 @@ from heartbeat_core.timers import TimerWheel
 
 __all__ = ["READ_SIZE", "Reactor", "TimerClient"]
 
-logger = logging.getLogger("heartbeat_threading")
+logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
 #: Bytes read per ``recv_into``; one buffer per loop, shared by all its sockets.
 READ_SIZE = 256 * 1024
@@ -44,9 +44,9 @@ class Reactor:
     """One I/O thread. Sockets are registered with ``data`` = a ``callback(mask)``."""
 
     def __init__(self, name: str) -> None:
-        self.selector = selectors.DefaultSelector()
-        self.read_buffer = bytearray(READ_SIZE)
-        self.read_view = memoryview(self.read_buffer)
+        self.selector: selectors.BaseSelector = selectors.DefaultSelector()
+        self.read_buffer: bytearray = bytearray(READ_SIZE)
+        self.read_view: memoryview = memoryview(self.read_buffer)
         #: The connections' wake-ups. Touched on the I/O thread only (or before it starts).
         self.wheel: TimerWheel[TimerClient] = TimerWheel()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -58,7 +58,7 @@ class Reactor:
         self._woken = False
         self._stopping = False
         self._finished = False
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread: threading.Thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self.thread.start()

@@ -16,19 +16,36 @@ from __future__ import annotations
 
 import logging
 import random
-import ssl
+import ssl as ssl_module
 import time
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import Generator, Sequence
 
-from heartbeat_core import Backoff, BackoffPolicy, ConfigError, HeartbeatError
-from heartbeat_core.backoff import Connected, Disconnected, ReconnectEvent, Retrying
+from heartbeat_core import (
+    JSON_CODEC,
+    AppCodec,
+    Backoff,
+    BackoffPolicy,
+    ConfigError,
+    HeartbeatConfig,
+    HeartbeatError,
+)
+from heartbeat_core.backoff import (
+    Connected,
+    Disconnected,
+    ReconnectCallback,
+    ReconnectEvent,
+    Retrying,
+)
+from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
+from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT
+from heartbeat_core.tcp import TcpKeepalive
 from heartbeat_threading.client import connect
-from heartbeat_threading.connection import Connection
+from heartbeat_threading.connection import Connection, EventCallback
+from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT
 
 __all__ = ["Connected", "Disconnected", "ReconnectEvent", "Retrying", "connect_forever"]
 
-log = logging.getLogger("heartbeat_threading")
+log: logging.Logger = logging.getLogger("heartbeat_threading")
 
 
 
@@ -37,17 +54,28 @@ def connect_forever(
     uri: str,
     *,
     backoff: BackoffPolicy | None = None,
-    on_state: Callable[[ReconnectEvent], None] | None = None,
-    **connect_kwargs: Any,
+    on_state: ReconnectCallback | None = None,
+    config: HeartbeatConfig | None = None,
+    codec: AppCodec = JSON_CODEC,
+    ssl: ssl_module.SSLContext | None = None,
+    subprotocols: Sequence[str] = (),
+    extra_headers: Sequence[tuple[str, str]] = (),
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+    open_timeout: float = DEFAULT_OPEN_TIMEOUT,
+    keepalive: TcpKeepalive | None = None,
+    on_event: EventCallback | None = None,
+    write_limit: int = DEFAULT_WRITE_LIMIT,
 ) -> Generator[Connection, None, None]:
     """Yield a new :class:`Connection` after every (re)connect, forever.
 
     Failed attempts (``OSError``, ``ssl.SSLError``, :class:`HeartbeatError` such as
     a non-101 answer) are retried with backoff; a :class:`ConfigError` (a bad URI or
     argument: retrying cannot help) and other exceptions propagate.
-    ``connect_kwargs`` go to :func:`connect` on every attempt, e.g. ``max_queue`` and
-    ``max_queue_bytes``; a bad one raises its ``ConfigError`` from the first
-    ``next()``, before any connection is tried.
+    The other options are :func:`connect`'s, passed to every attempt; a bad one
+    raises its ``ConfigError`` from the first ``next()``, before any connection is
+    tried.
     """
     delays = Backoff(backoff, random=random.Random().random)
 
@@ -61,10 +89,24 @@ def connect_forever(
 
     while True:
         try:
-            conn = connect(uri, **connect_kwargs)
+            conn = connect(
+                uri,
+                config=config,
+                codec=codec,
+                ssl=ssl,
+                subprotocols=subprotocols,
+                extra_headers=extra_headers,
+                max_size=max_size,
+                max_queue=max_queue,
+                max_queue_bytes=max_queue_bytes,
+                open_timeout=open_timeout,
+                keepalive=keepalive,
+                on_event=on_event,
+                write_limit=write_limit,
+            )
         except ConfigError:
             raise
-        except (OSError, ssl.SSLError, HeartbeatError) as exc:
+        except (OSError, ssl_module.SSLError, HeartbeatError) as exc:
             report(Disconnected(code=None, reason=str(exc), error=exc))
         else:
             delays.connected(time.monotonic())

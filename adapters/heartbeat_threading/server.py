@@ -20,6 +20,7 @@ import ssl as ssl_module
 import threading
 from collections.abc import Callable
 from types import TracebackType
+from typing import TypeAlias
 
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
 from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
@@ -34,9 +35,9 @@ from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
 
 __all__ = ["Handler", "HttpHandler", "SelectSubprotocol", "Server", "serve"]
 
-logger = logging.getLogger("heartbeat_threading")
+logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
-Handler = Callable[[Connection], None]
+Handler: TypeAlias = Callable[[Connection], None]
 
 
 class Server:
@@ -59,7 +60,7 @@ class Server:
         self._ssl = ssl
         self._on_event = on_event
         self._write_limit = write_limit
-        self.sockets = [sock]
+        self.sockets: list[socket.socket] = [sock]
         self.port: int = sock.getsockname()[1]
         self._cond = threading.Condition()
         # Under _cond: every connection until released, the open ones, the handler threads.

@@ -22,7 +22,7 @@ from heartbeat_threading.reactor import Reactor
 
 __all__ = ["DEFAULT_WRITE_LIMIT", "Transport", "TransportProtocol", "check_write_limit"]
 
-logger = logging.getLogger("heartbeat_threading")
+logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
 #: Bytes that may wait to be written before a connection's ``send()`` blocks.
 DEFAULT_WRITE_LIMIT = 64 * 1024

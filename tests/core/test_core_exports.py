@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from importlib import metadata
 
 import pytest
 
@@ -41,3 +42,9 @@ def test_top_level_names_come_from_the_modules() -> None:
 
 def test_version() -> None:
     assert heartbeat_core.__version__.count(".") == 2
+
+
+def test_the_installed_version_is_the_one_in_the_code() -> None:
+    """The build reads ``heartbeat_core.__version__`` (pyproject.toml: dynamic), so the
+    installed distribution's metadata says the same (a stale install says otherwise)."""
+    assert metadata.version("heartbeat-core") == heartbeat_core.__version__

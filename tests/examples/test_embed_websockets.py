@@ -7,6 +7,13 @@ import time
 from typing import TypeVar
 
 import pytest
+
+from tests.support.versions import HAS_WEBSOCKETS, WEBSOCKETS_REASON
+
+if not HAS_WEBSOCKETS:
+    pytest.skip(WEBSOCKETS_REASON, allow_module_level=True)
+
+# After the skip: the example and these imports need websockets.
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from heartbeat_core import Closed, HeartbeatConfig, RttSample
+from tests.support.versions import HAS_WEBSOCKETS, WEBSOCKETS_REASON
 from tests.support.waiting import wait_until
 
 from .harness import (
@@ -27,7 +28,7 @@ from .harness import (
 )
 from .peers import WebsocketsClientPeer, WebsocketsServerPeer
 
-pytestmark = pytest.mark.interop
+pytestmark = [pytest.mark.interop, pytest.mark.skipif(not HAS_WEBSOCKETS, reason=WEBSOCKETS_REASON)]
 
 PEER_PING_INTERVAL = 0.2
 PEER_PING_TIMEOUT = 0.5

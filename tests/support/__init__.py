@@ -8,4 +8,5 @@
 * ``tests.support.peers``: raw-socket peers: a client socket right after the upgrade
   (``open_websocket``), a frozen client (``FrozenPeer``) and a frozen server
   (``FrozenServer``).
+* ``tests.support.versions``: what needs a newer Python than 3.10 (websockets 17), and why.
 """
