@@ -35,7 +35,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         f"Run {report['started_utc']} to {report.get('finished_utc', '?')} with "
-        f"`{report['command']}`.",
+        f"`{report['command']}`. Every figure on this page comes from that one run of the "
+        "harness in `benchmarks/` (`run.py`, which also runs `bench_core.py` for the core "
+        "micro-benchmark and `profile_server.py` for the profile), measuring the code at the "
+        "commit named below.",
         "",
         f"Machine: {m['cpu']} ({m['cpus']} CPUs, shared), {m['platform']}, Python "
         f"{m['python']}, open-file limit {m['nofile_limit']}, load average at start "
@@ -159,6 +162,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             "Sampled while the load runs (`benchmarks/profile_server.py`); shares of the "
             "samples, converted to µs per round trip with the CPU measured over the same window.",
             "",
+            "<!-- fragment: py-spy's summary as this benchmark run recorded it: output, "
+            "not code -->",
             "```",
             report["profile"],
             "```",

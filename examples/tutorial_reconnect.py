@@ -2,12 +2,13 @@
 
 Run it with ``python examples/tutorial_reconnect.py``, then stop and restart
 the server: the client notices (a close, or after interval + timeout when the
-server is frozen) and reconnects with exponential backoff.
+server is frozen) and reconnects with exponential backoff. Control-C stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from heartbeat_asyncio import Connected, Disconnected, ReconnectEvent, Retrying, connect_forever
 
@@ -45,4 +46,5 @@ async def main(
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with contextlib.suppress(KeyboardInterrupt):  # Control-C: a quiet stop
+        asyncio.run(main())

@@ -1,11 +1,13 @@
 """The tutorial's server: an echo server; every connection has heartbeats.
 
-Run it with ``python examples/tutorial_server.py`` and leave it running.
+Run it with ``python examples/tutorial_server.py`` and leave it running; Control-C stops
+it, closing every connection with 1001 (going away).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from heartbeat_asyncio import Connection, Server, serve
 
@@ -41,4 +43,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with contextlib.suppress(KeyboardInterrupt):  # Control-C: a quiet stop
+        asyncio.run(main())

@@ -22,8 +22,11 @@ class AppKind(enum.Enum):
 class AppCodec:
     """The application-level heartbeat format.
 
-    By default the seed's JSON: ``{"type":"ping"}`` answered by
-    ``{"type":"pong"}``. A text message is a heartbeat when it is at most
+    By default ``{"type":"ping"}`` answered by ``{"type":"pong"}``: browser
+    JavaScript can neither send nor see ping frames, so a page's heartbeat must
+    be a message, and this small JSON object is the usual convention for one (it
+    fits applications that already exchange JSON, and our browser client speaks
+    it). A text message is a heartbeat when it is at most
     ``max_length`` characters and either equals ``ping_text``/``pong_text``
     exactly or is a JSON object whose top-level ``type_key`` is ``ping`` or
     ``pong`` (``{"type": "ping", "ts": 1}`` counts; a ping nested deeper does
@@ -72,5 +75,6 @@ class AppCodec:
         return None
 
 
-#: The seed's format, the default.
+#: The default format: ``{"type":"ping"}`` / ``{"type":"pong"}``, and any small JSON
+#: object whose top-level ``type`` is ``ping`` or ``pong``.
 JSON_CODEC = AppCodec()

@@ -2,13 +2,15 @@
 
 Defaults, and why:
 
-* ``interval = 20`` s. Well under the 60 s idle limit of nginx's
-  ``proxy_read_timeout`` and AWS ALB, so even a connection whose first ping is
-  lost keeps its proxies awake; the same as websockets. The seed's 30 s leaves
-  one lost ping from a dropped connection behind such proxies.
+* ``interval = 20`` s. Twice the interval stays under the idle limits of the
+  common proxies (Heroku's 55 s, the 60 s of nginx's ``proxy_read_timeout`` and of
+  AWS ALB), so a heartbeat that is lost or late by a whole interval still reaches
+  them in time; the same as websockets. The 30 s that many hand-written heartbeats
+  use leaves no such room behind a 60 s limit (see :meth:`HeartbeatConfig.findings`).
 * ``timeout = 10`` s. Far above any healthy round trip (mobile networks
-  included) yet short enough that a dead peer is found within 30 s of its
-  last sign of life. The seed's 5 s is tight for mobile links.
+  included: a radio waking up or a cell handover can take seconds) yet short
+  enough that a dead peer is found within 30 s of its last sign of life. The
+  5 s that is also common is tight for mobile links.
 * ``close_timeout = 5`` s. Bounds a normal closing handshake. A peer declared
   dead is never waited for, whatever this value is.
 * ``liveness = ANY_INBOUND``. Any inbound byte proves the peer is alive: busy
@@ -62,11 +64,19 @@ def check_queue_bounds(max_queue: object, max_queue_bytes: object) -> tuple[int,
     )
 
 
-#: Idle limits of common proxies, in seconds (checked by ``findings()``).
+#: Default idle limits of common proxies and load balancers, in seconds, as each platform's
+#: own documentation gives them (docs/explanation/choosing.rst names every source).
+#: ``findings()`` checks a configuration against each: twice the longest wait before a
+#: heartbeat must stay below the limit, a whole heartbeat of margin for one that is lost
+#: or late.
 PROXY_IDLE_LIMITS: tuple[tuple[str, float], ...] = (
+    ("Heroku router idle window", 55.0),
     ("nginx proxy_read_timeout default", 60.0),
+    ("Kubernetes ingress-nginx proxy-read-timeout default", 60.0),
     ("AWS ALB idle timeout default", 60.0),
-    ("Cloudflare idle timeout", 100.0),
+    ("Cloudflare Proxy Read Timeout", 100.0),
+    ("Azure Load Balancer idle timeout default", 240.0),
+    ("Azure Front Door WebSocket idle timeout", 300.0),
 )
 
 
@@ -175,18 +185,29 @@ class HeartbeatConfig:
             )
 
     def findings(self) -> list[str]:
-        """Risky but legal choices in this configuration, as readable sentences."""
+        """Risky but legal choices in this configuration, as readable sentences: a
+        ``timeout`` longer than ``interval``, and every limit of :data:`PROXY_IDLE_LIMITS`
+        that twice the longest wait before a heartbeat (``interval · (1 + jitter)``)
+        reaches, which leaves no room for one lost or late heartbeat."""
         found: list[str] = []
         if self.timeout > self.interval:
             found.append(
                 f"timeout ({self.timeout:g} s) exceeds interval ({self.interval:g} s): a dead "
                 "peer is found later than the next heartbeat would be due"
             )
+        # A heartbeat is due interval after the last sign of life, at most interval·(1 +
+        # jitter) with jitter; one that is lost or late needs a whole heartbeat of margin.
+        longest = self.interval * (1 + self.jitter)
+        wait = f"{self.interval:g} s" + (
+            f", up to {longest:.3g} s with jitter {self.jitter:g}" if self.jitter else ""
+        )
         for name, limit in PROXY_IDLE_LIMITS:
-            if self.interval >= limit:
+            if 2 * longest >= limit:
+                below = limit / 2 / (1 + self.jitter)
                 found.append(
-                    f"interval ({self.interval:g} s) is at or above the {name} ({limit:g} s): "
-                    "idle connections may be cut by the proxy before a heartbeat is sent"
+                    f"interval ({wait}) leaves no room for a lost heartbeat under the {name} "
+                    f"({limit:g} s): keep it below {below:.3g} s, half the limit"
+                    + (" less the jitter" if self.jitter else "")
                 )
         return found
 

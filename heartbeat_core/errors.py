@@ -1,6 +1,10 @@
 """The exception hierarchy of heartbeat-core.
 
-Every exception the library raises on purpose derives from :class:`HeartbeatError`::
+Every exception the library raises on purpose derives from :class:`HeartbeatError`:
+
+.. tested: errors-tree
+
+.. code-block:: text
 
     HeartbeatError
     ├── ConfigError (also a ValueError)    bad configuration, raised at construction

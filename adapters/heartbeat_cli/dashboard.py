@@ -1,6 +1,11 @@
 """The dashboard: a read-only picture of a server's connections, in the browser.
 
-Wire a :class:`Dashboard` into :func:`heartbeat_asyncio.serve` with three hooks::
+Wire a :class:`Dashboard` into :func:`heartbeat_asyncio.serve` with three hooks:
+
+.. fragment: three lines from inside an async function, my_handler being yours;
+   heartbeat_cli/serve.py wires the hooks the same way, and the tests run it
+
+.. code-block:: python
 
     dashboard = Dashboard()
     server = await serve(

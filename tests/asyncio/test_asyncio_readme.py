@@ -6,15 +6,13 @@ import pathlib
 import subprocess
 import sys
 
+from tests.support.docblocks import doc_block
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-HEADING = "## asyncio: client, server, reconnecting client"
 
 
 def readme_example() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index(HEADING) :]
-    start = section.index("```python\n") + len("```python\n")
-    return section[start : section.index("```", start)]
+    return doc_block("README.md", "readme-asyncio")
 
 
 def test_readme_asyncio_example_runs(tmp_path: pathlib.Path) -> None:

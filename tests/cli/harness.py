@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shlex
 import signal
 import socket
 import subprocess
@@ -42,15 +43,18 @@ def free_port() -> int:
 
 
 class Command:
-    """``python -m heartbeat_cli ARGS...``; stdout lines and stderr collected by threads."""
+    """``python -m heartbeat_cli ARGS...`` (or any ``argv``); stdout lines and stderr
+    collected by threads."""
 
-    def __init__(self, *args: str) -> None:
-        self.args = args
+    def __init__(
+        self, *args: str, argv: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        self.args = tuple(argv) if argv is not None else args
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "heartbeat_cli", *args],
+            argv if argv is not None else [sys.executable, "-m", "heartbeat_cli", *args],
             cwd=ROOT,
-            env=child_env(),
+            env=child_env(**(env or {})),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -162,6 +166,23 @@ class Command:
             self.proc.wait(5.0)
         for reader in self._readers:
             reader.join(5.0)
+
+
+def as_written(command_line: str) -> Command:
+    """A command line of the documentation, run from the checkout as a reader runs it:
+    ``heartbeat`` is the command installed next to this Python (``pip install -e``
+    installs it), ``python`` is this Python. Output is unbuffered, as in a terminal, where
+    a reader sees each line when it is printed."""
+    argv = shlex.split(command_line)
+    if argv[0] == "heartbeat":
+        script = Path(sys.executable).with_name("heartbeat")
+        assert script.is_file(), f"no {script}: install the checkout (make .venv/.installed)"
+        argv[0] = str(script)
+    elif argv[0] == "python":
+        argv[0] = sys.executable
+    else:
+        raise AssertionError(f"not a command the documentation runs: {command_line!r}")
+    return Command(argv=argv, env={"PYTHONUNBUFFERED": "1"})
 
 
 def start_server(*args: str) -> tuple[Command, int]:

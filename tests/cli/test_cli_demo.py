@@ -9,14 +9,20 @@ import time
 
 import pytest
 
-from .harness import Command
+from tests.support.docblocks import command_lines, doc_block
+
+from .harness import Command, as_written
 
 DEMO_LIMIT = 0.5 + 1.0  # the demo server's interval + timeout
 
 
 def test_demo_runs_to_completion() -> None:
+    """``heartbeat demo``, run as README.md and the tutorial write it."""
+    readme = command_lines(doc_block("README.md", "readme-commands"), prompt="")
+    tutorial = command_lines(doc_block("docs/tutorial.rst", "tutorial-commands"))
+    assert readme[0] == tutorial[-1] == "heartbeat demo"
     started = time.monotonic()
-    demo = Command("demo")
+    demo = as_written(readme[0])
     try:
         assert demo.finish(timeout=90.0) == 0, (demo.lines[-30:], demo.stderr[-2000:])
     finally:

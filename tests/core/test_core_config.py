@@ -96,11 +96,48 @@ class TestHeartbeatConfig:
 
     def test_findings(self) -> None:
         found = HeartbeatConfig(interval=60, timeout=90).findings()
-        assert len(found) == 3  # timeout > interval, nginx, ALB (not Cloudflare)
         assert "timeout (90 s) exceeds interval (60 s)" in found[0]
+        # 2 x 60 s reaches every limit but Azure's (240 s and 300 s).
+        assert len(found) == 1 + len(PROXY_IDLE_LIMITS) - 2
         assert any("nginx" in f for f in found) and any("ALB" in f for f in found)
-        assert len(HeartbeatConfig(interval=100).findings()) == len(PROXY_IDLE_LIMITS)
-        assert HeartbeatConfig(interval=59.9, timeout=59.9).findings() == []
+        assert len(HeartbeatConfig(interval=150).findings()) == len(PROXY_IDLE_LIMITS)
+        assert HeartbeatConfig(interval=27.4, timeout=27.4).findings() == []
+
+    def test_every_proxy_limit_leaves_room_for_a_lost_heartbeat(self) -> None:
+        """The rule of docs/explanation/choosing.rst: twice the longest wait before a
+        heartbeat (interval, times 1 + jitter) must stay below each limit."""
+        for name, limit in PROXY_IDLE_LIMITS:
+            just_below = HeartbeatConfig(interval=limit / 2 * 0.999, timeout=1)
+            assert not [f for f in just_below.findings() if f"the {name} (" in f], name
+            half = HeartbeatConfig(interval=limit / 2, timeout=1)  # the next one at the limit
+            (finding,) = [f for f in half.findings() if f"the {name} (" in f]
+            assert finding == (
+                f"interval ({limit / 2:g} s) leaves no room for a lost heartbeat under the "
+                f"{name} ({limit:g} s): keep it below {limit / 2:.3g} s, half the limit"
+            )
+
+    def test_a_55_s_interval_is_flagged_under_a_60_s_proxy(self) -> None:
+        """Below the limit itself, but no room for one lost heartbeat."""
+        found = HeartbeatConfig(interval=55, timeout=5).findings()
+        assert any("nginx proxy_read_timeout default (60 s)" in f for f in found)
+        assert any("Heroku router idle window (55 s)" in f for f in found)
+
+    def test_jitter_lengthens_the_longest_wait(self) -> None:
+        assert HeartbeatConfig(interval=27, timeout=5).findings() == []
+        (finding,) = HeartbeatConfig(interval=27, timeout=5, jitter=0.1).findings()
+        assert finding == (
+            "interval (27 s, up to 29.7 s with jitter 0.1) leaves no room for a lost heartbeat "
+            "under the Heroku router idle window (55 s): keep it below 25 s, half the limit "
+            "less the jitter"
+        )
+
+    def test_the_default_and_the_documented_limits(self) -> None:
+        assert HeartbeatConfig().findings() == []
+        limits = dict(PROXY_IDLE_LIMITS)
+        assert limits["Heroku router idle window"] == 55
+        assert limits["AWS ALB idle timeout default"] == 60
+        assert limits["Azure Front Door WebSocket idle timeout"] == 300
+        assert list(limits.values()) == sorted(limits.values())  # smallest first
 
     def test_warn(self) -> None:
         with pytest.warns(ConfigWarning, match="exceeds interval") as record:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-HEADING = "## The library in ten lines"
+from tests.support.docblocks import doc_block
 
 
 def test_readme_core_example_runs_as_written() -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index(HEADING) :]
-    start = section.index("```python\n") + len("```python\n")
-    code = section[start : section.index("```", start)]
+    code = doc_block("README.md", "readme-core")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})

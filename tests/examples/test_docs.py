@@ -3,10 +3,10 @@ generated figures cover the code they are drawn from, and the site builds with n
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib.util
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 
 from heartbeat_core import TRANSITIONS, HeartbeatConfig, HeartbeatPhase
 from heartbeat_core.actions import Abort, CloseTransport, PeerDead, RttSample, SendClose, SendPing
+from tests.support.docblocks import Block, doc_block, markdown_blocks, site_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -39,7 +40,10 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if ">>> " in p.read_text()], ids=_rel)
+DOCTEST_PAGES = [p for p in PAGES if ">>> " in p.read_text()]
+
+
+@pytest.mark.parametrize("page", DOCTEST_PAGES, ids=_rel)
 def test_doctests(page: Path) -> None:
     result = doctest.testfile(
         str(page),
@@ -52,48 +56,111 @@ def test_doctests(page: Path) -> None:
     assert result.failed == 0, f"{result.failed} doctest(s) failed in {_rel(page)}"
 
 
-_DIRECTIVE = re.compile(r"^\s*\.\. (code-block|code|sourcecode|literalinclude)::\s*(\S*)", re.M)
+# ------------------------------------------------------------------ every code block
 
 
-def test_every_code_block_is_tested_or_checked() -> None:
-    """Python appears only as doctests or as files included from examples/ (which the tests
-    run); other code blocks are console sessions (checked below) or program output."""
-    for page in PAGES:
-        for kind, argument in _DIRECTIVE.findall(page.read_text()):
-            if kind == "literalinclude":
-                target = (page.parent / argument).resolve()
-                assert target.is_file(), f"{_rel(page)}: {argument} does not exist"
-                assert target.parent == ROOT / "examples", f"{_rel(page)}: {argument}"
-                assert (ROOT / "tests" / "examples").is_dir()
-            else:
-                assert argument in ("console", "text"), f"{_rel(page)}: a {argument} block"
+def _string_constants(tree: ast.Module) -> dict[str, str]:
+    return {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
-def _console_commands() -> list[tuple[Path, list[str]]]:
-    commands = []
-    for page in PAGES:
-        blocks = re.split(r"^\.\. code-block:: console\s*$", page.read_text(), flags=re.M)[1:]
-        for block in blocks:
-            for line in block.splitlines()[1:]:
-                if line and not line.startswith("   "):
-                    break
-                if line.strip().startswith("$ "):
-                    commands.append((page, shlex.split(line.strip()[2:])))
-    return commands
+def _what_the_tests_use() -> tuple[set[tuple[str, str]], set[str]]:
+    """The blocks the tests look up (``doc_block(page, label)``, the page given as a string
+    or a module-level constant), and the modules of examples/ they import."""
+    labels: set[tuple[str, str]] = set()
+    examples: set[str] = set()
+    for path in (ROOT / "tests").rglob("*.py"):
+        if path == Path(__file__):
+            continue  # this file looks blocks up by what it found, not by name
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        constants = _string_constants(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "examples":
+                examples.update(alias.name for alias in node.names)
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "doc_block"
+                and len(node.args) == 2
+            ):
+                continue
+            page, label = (
+                arg.value if isinstance(arg, ast.Constant) else constants.get(ast.unparse(arg))
+                for arg in node.args
+            )
+            assert isinstance(page, str) and isinstance(label, str), f"{_rel(path)}: doc_block"
+            labels.add((page, label))
+    return labels, examples
 
 
-def test_console_commands_are_real() -> None:
-    """Every ``heartbeat`` command line parses with the real parser; every example file a
-    command runs exists."""
-    from heartbeat_cli.app import build_parser
+def _how_it_runs(block: Block, labels: set[tuple[str, str]], examples: set[str]) -> str | None:
+    """Which part of the convention (tests/support/docblocks.py) covers a block, or None."""
+    if block.marker == "fragment":
+        return "fragment" if block.note else None  # a fragment says why it is not run
+    if block.marker == "tested":
+        if (block.page, block.note) not in labels:
+            return None
+        shown = doc_block(block.page, block.note)  # what the tests take is what readers see
+        assert shown.rstrip("\n") == block.text.rstrip("\n"), block.where
+        return "tested"
+    if block.kind == "doctest":
+        ran = ROOT / block.page in DOCTEST_PAGES  # the pages test_doctests runs
+        return "doctest" if ran else None
+    if block.kind == "include" and block.included:
+        included = Path(block.included)
+        ran = included.parent == Path("examples") and included.stem in examples
+        return "example" if ran else None
+    if block.page.startswith("docs/_generated/"):
+        return "generated from the code at build time"
+    return None
 
-    commands = _console_commands()
-    assert any(argv[0] == "heartbeat" for _, argv in commands)
-    for page, argv in commands:
-        if argv[0] == "heartbeat":
-            build_parser().parse_args(argv[1:])  # exits (SystemExit) on a bad option
-        elif argv[0] == "python" and argv[1].startswith("examples/"):
-            assert (ROOT / argv[1]).is_file(), f"{_rel(page)}: {argv}"
+
+def test_every_code_block_runs_or_is_a_fragment(site: Path) -> None:
+    """Every code block of the site (pages, includes, docstrings), README.md and
+    CONTRIBUTING.md runs in the test suite as written, or is marked a fragment; see
+    CONTRIBUTING.md, "Code blocks in the documentation"."""
+    blocks = site_blocks(site / "doctrees")
+    blocks += markdown_blocks(ROOT / "README.md") + markdown_blocks(ROOT / "CONTRIBUTING.md")
+    labels, examples = _what_the_tests_use()
+    how = [(block, _how_it_runs(block, labels, examples)) for block in blocks]
+    unaccounted = [
+        f"{block.where} ({block.language or block.kind}"
+        f"{', marked ' + block.marker + ': ' + block.note if block.marker else ''})"
+        for block, covered in how
+        if covered is None
+    ]
+    assert not unaccounted, "neither run by a test nor marked a fragment: " + ", ".join(unaccounted)
+    # The check does look: blocks of every kind were found and accounted for.
+    kinds = {covered for _, covered in how}
+    assert {"doctest", "example", "tested", "fragment"} <= kinds, kinds
+    assert len(blocks) > 40, len(blocks)
+
+
+def test_what_counts_as_run_or_marked() -> None:
+    """The rules of the convention, on made-up blocks."""
+    labels, examples = {("README.md", "readme-core")}, {"tutorial_client"}
+
+    def how(**fields: object) -> str | None:
+        values: dict[str, object] = {"page": "docs/x.rst", "line": 1, "kind": "code",
+                                     "language": "console", "text": "$ heartbeat demo"}
+        return _how_it_runs(Block(**{**values, **fields}), labels, examples)  # type: ignore[arg-type]
+
+    assert how() is None  # a block nobody runs and nobody marked
+    assert how(marker="fragment", note="") is None  # a fragment must say why
+    assert how(marker="fragment", note="needs the internet") == "fragment"
+    assert how(marker="tested", note="no-such-label") is None  # no test takes it
+    assert how(kind="include", included="examples/tutorial_client.py") == "example"
+    assert how(kind="include", included="examples/unused.py") is None
+    assert how(kind="include", included="benchmarks/run.py") is None
+    assert how(page="docs/_generated/cli.rst.inc") == "generated from the code at build time"
+    assert how(kind="doctest", page="docs/tutorial.rst") is None  # no >>> on that page
+    assert how(kind="doctest", page="heartbeat_core/state.py") is None  # docstrings: not run
 
 
 def test_state_diagram_draws_every_transition() -> None:
@@ -145,22 +212,32 @@ def test_configuration_table_has_every_field_and_default() -> None:
     assert table.count("   * - ``") == len(HeartbeatConfig.__dataclass_fields__)
 
 
-def test_docs_build_without_warnings(tmp_path: Path) -> None:
-    """``make docs`` in short: the whole site, warnings as errors."""
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole site built once (``make docs`` in short, warnings as errors): its html/ and
+    doctrees/ directories, and the build's stderr in build.log."""
     pytest.importorskip("sphinx")
     pytest.importorskip("furo")
     pytest.importorskip("myst_parser")
+    out = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-         "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")],
+         "-d", str(out / "doctrees"), str(DOCS), str(out / "html")],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        cwd=ROOT,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert (tmp_path / "html" / "explanation" / "timing-rules.html").is_file()
-    assert (tmp_path / "html" / "_images" / "states.svg").is_file()
+    (out / "build.log").write_text(f"exit {result.returncode}\n{result.stderr}")
+    return out
+
+
+def test_docs_build_without_warnings(site: Path) -> None:
+    log = (site / "build.log").read_text()
+    assert log.startswith("exit 0\n"), log[-4000:]
+    assert (site / "html" / "explanation" / "timing-rules.html").is_file()
+    assert (site / "html" / "_images" / "states.svg").is_file()
 
 
 @pytest.mark.parametrize("package", ["heartbeat_asyncio", "heartbeat_threading"])

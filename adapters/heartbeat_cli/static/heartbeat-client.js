@@ -6,8 +6,9 @@
  * src="/heartbeat-client.global.js">`, which defines `window.HeartbeatClient`).
  * `heartbeat serve` serves both.
  *
- * Browsers cannot send protocol pings, so the heartbeat travels as messages in
- * the seed's format: `{"type":"ping"}`, answered by `{"type":"pong"}`. The
+ * Browsers cannot send protocol pings, so the heartbeat travels as messages:
+ * `{"type":"ping"}`, answered by `{"type":"pong"}`, the usual JSON convention for
+ * application-level heartbeats, which heartbeat-core's servers answer. The
  * timing rules are heartbeat-core's (heartbeat_core/state.py), with times in
  * milliseconds:
  *
