@@ -233,6 +233,12 @@ class DriverBase:
 
         Handling an event may cause more (a ``Request``'s answer, the pause a full
         queue causes): they are appended to ``events`` and carried out after it."""
+        if not events:  # the common call: a timer that sent a heartbeat
+            data = self.core.data_to_send()
+            if data:
+                self._rt_write(data)
+            self._rt_file(self.core.wake_at)
+            return
         end: type | None = None
         handlers = self._HANDLERS
         i = 0

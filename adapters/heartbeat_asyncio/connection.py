@@ -215,8 +215,9 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         return self._share.view
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._transport is not None:
-            self._received(bytes(self._share.view[:nbytes]))
+        if self._transport is not None:  # (DriverBase._received, inlined: once per read)
+            now = self._loop.time()
+            self._process(self.core.receive_data(bytes(self._share.view[:nbytes]), now), now)
 
     def eof_received(self) -> bool:
         if self._transport is not None:
@@ -292,8 +293,8 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
             self._transport.resume_reading()
 
     def _rt_file(self, when: float | None) -> None:
-        if self._transport is not None:
-            self._share.file(self, when)
+        if self._transport is not None and self._share.wheel.file(self, when):
+            self._share.rearm()
 
     def _rt_deliver(self, data: str | bytes) -> bool:
         pause = self.queue.push(data)

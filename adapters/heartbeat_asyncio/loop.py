@@ -48,7 +48,14 @@ class LoopShare:
 
     def file(self, conn: TimerClient, when: float | None) -> None:
         """File ``conn`` to be woken at ``when`` (``None``: no timer needed)."""
-        if self.wheel.file(conn, when) and not self._firing:
+        if self.wheel.file(conn, when):
+            self.rearm()
+
+    def rearm(self) -> None:
+        """The wheel's next wake-up moved earlier (``wheel.file`` said so): re-arm the
+        loop's timer, unless the due connections are being handled (then it is re-armed
+        after them)."""
+        if not self._firing:
             self._arm()
 
     def unfile(self, conn: TimerClient) -> None:
