@@ -1,0 +1,40 @@
+"""``heartbeat_asyncio.serve`` alone, with no CLI around it, for ../shared/bench's harness.
+
+The reference harness measures ``heartbeat serve``, whose JSON log writes a line per
+heartbeat; this server measures the library itself. Usage, from ../shared/bench:
+
+    heartbeat_load.py --server "ours-lib=.venv/bin/python benchmarks/lib_server.py --port {port}
+        --interval {interval} --timeout {timeout}" --peer floor -n 10000 -r 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from heartbeat_asyncio import serve
+
+from heartbeat_core import HeartbeatConfig
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--timeout", type=float, default=5.0)
+    args = parser.parse_args()
+
+    async def handler(conn: Any) -> None:
+        async for _ in conn:
+            pass
+
+    config = HeartbeatConfig(interval=args.interval, timeout=args.timeout)
+    await serve(handler, "127.0.0.1", args.port, config=config)
+    print(json.dumps({"event": "listening", "port": args.port}), flush=True)
+    await asyncio.Event().wait()  # until the harness stops the process
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
