@@ -28,9 +28,7 @@ import resource
 import signal
 import sys
 import threading
-import time
 from typing import Any
-
 
 from heartbeat_core import HeartbeatConfig
 
