@@ -113,8 +113,8 @@ examples:
   heartbeat serve --port 8765             an echo server; every connection supervised
   heartbeat ping ws://127.0.0.1:8765/     ping(8) for a WebSocket endpoint
 
-exit codes: 0 ok; 1 the peer was declared dead or closed the connection first;
-2 usage or connection error.
+exit codes: 0 ok; 1 the peer was declared dead, closed the connection first or broke
+the protocol; 2 usage or connection error.
 """
 
 _SERVE_EPILOG = """\
@@ -145,8 +145,9 @@ examples:
   heartbeat ping ws://127.0.0.1:8765/ --mode app --json
 
 exit codes: 0 every heartbeat that had its full timeout was answered (count reached,
-or interrupted); 1 the peer was declared dead or closed the connection first;
-2 usage or connection error (refused, bad URL, TLS failure, HTTP status).
+or interrupted); 1 the peer was declared dead, closed the connection first or broke
+the protocol (the line before the summary says which); 2 usage or connection error
+(refused, bad URL, TLS failure, HTTP status).
 """
 
 

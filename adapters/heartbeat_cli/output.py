@@ -35,7 +35,8 @@ __all__ = [
 
 #: Everything went as asked.
 EXIT_OK = 0
-#: The peer was declared dead or closed the connection first (or a demo step failed).
+#: The peer was declared dead, closed the connection first or broke the protocol (or a
+#: demo step failed).
 EXIT_FAILED = 1
 #: Usage or connection error (a short message on stderr).
 EXIT_ERROR = 2

@@ -151,6 +151,7 @@ class _PingState:
     dead: PeerDead | None = None
     closed: Closed | None = None
     close_started_by_peer: Closing | None = None
+    close_started_by_us: Closing | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -200,8 +201,11 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
                     f"{event.waited * 1000:.0f} ms: peer declared dead"
                 )
             st.ended.set()
-        elif isinstance(event, Closing) and event.by_peer:
-            st.close_started_by_peer = event
+        elif isinstance(event, Closing):
+            if event.by_peer:
+                st.close_started_by_peer = event
+            else:
+                st.close_started_by_us = event
         elif isinstance(event, Closed):
             st.closed = event
             st.ended.set()
@@ -256,6 +260,20 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
         return _ping_summary(
             st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_FAILED
         )
+    failed = _protocol_failure(st)
+    if failed is not None:  # our side failed the connection: the server broke the protocol
+        reason = failed.reason
+        if json_mode:
+            out.json(event="failed", code=failed.code, reason=reason)
+        else:
+            why = f" ({reason})" if reason else ""
+            out.line(
+                f"the server broke the WebSocket protocol: connection failed with code "
+                f"{failed.code}{why}"
+            )
+        return _ping_summary(
+            st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_FAILED
+        )
     if conn.closed_by == "remote" or st.close_started_by_peer is not None:
         code = conn.close_code if conn.close_code is not None else 1006
         reason = conn.close_reason or ""
@@ -270,6 +288,21 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
     return _ping_summary(
         st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_OK
     )
+
+
+#: Close codes of our own side that say the server broke the protocol (1002 protocol
+#: error, 1007 bad data such as invalid UTF-8, 1008 policy such as a ping flood, 1009 a
+#: message over the size limit). 1000 is our own clean close; 1011 a dead peer.
+_PROTOCOL_FAILURES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+
+
+def _protocol_failure(st: _PingState) -> Closing | None:
+    """Our side's close, when it was a protocol failure and came first (not the
+    server's close, and not ours after --count or a signal)."""
+    ours = st.close_started_by_us
+    if ours is None or st.close_started_by_peer is not None or st.dead is not None:
+        return None
+    return ours if ours.code in _PROTOCOL_FAILURES else None
 
 
 def _ping_summary(
