@@ -28,6 +28,7 @@ from heartbeat_cli.demo import run_demo
 from heartbeat_cli.output import EXIT_OK, PROG, Output, use_color
 from heartbeat_cli.ping import run_ping
 from heartbeat_cli.serve import run_serve
+from heartbeat_cli.sink import LineSink, SinkHandler
 from heartbeat_core import HeartbeatConfig
 
 __all__ = ["build_parser", "main", "parse_size"]
@@ -283,9 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose == 0
         else (logging.INFO if args.verbose == 1 else logging.DEBUG)
     )
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    # Log records are written by a thread of their own: a stalled stderr never blocks the loop.
+    log_sink = LineSink(sys.stderr, notice=_dropped_records)
+    handler = SinkHandler(log_sink)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     out = Output(sys.stdout, color=use_color(sys.stdout))
     # One module per command; what they print goes through heartbeat_cli.output.
     commands: dict[str, Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]] = {
@@ -297,3 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(commands[args.command](args, out))
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the handlers were installed
         return EXIT_OK
+    finally:
+        log_sink.close()
+
+
+def _dropped_records(count: int) -> str:
+    return f"WARNING {PROG}: {count} log records dropped: stderr was not read fast enough"

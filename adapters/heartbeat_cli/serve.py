@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+from functools import partial
 
 from heartbeat_asyncio import Connection, serve
 
@@ -67,6 +69,23 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
         config = _serve_config(args.mode, args.interval, args.timeout, args.close_timeout)
     except HeartbeatError as exc:
         return error(str(exc))
+    out = out.in_background(partial(_dropped_lines, json_mode))  # never blocks the loop
+    try:
+        return await _serve(args, out, config, json_mode)
+    finally:
+        out.close()
+
+
+def _dropped_lines(json_mode: bool, count: int) -> str:
+    """The line that stands for ``count`` log lines stdout could not take."""
+    if json_mode:
+        return json.dumps({"event": "dropped", "lines": count}, separators=(",", ":"))
+    return f"{wall_clock()}  dropped {count} log lines: stdout was not read fast enough"
+
+
+async def _serve(
+    args: argparse.Namespace, out: Output, config: HeartbeatConfig, json_mode: bool
+) -> int:
 
     def log(event: str, text: str, **fields: object) -> None:
         if json_mode:
@@ -160,5 +179,8 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
     )
     await server.close(1001, "going away", timeout=max(args.close_timeout, 0.1))
     await server.wait_closed()
-    log("stopped", "stopped")
+    if out.dropped:
+        log("stopped", f"stopped ({out.dropped} log lines dropped)", dropped=out.dropped)
+    else:
+        log("stopped", "stopped")
     return EXIT_OK
