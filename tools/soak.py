@@ -58,7 +58,11 @@ ADAPTERS = ("asyncio", "threading")
 
 
 def serve(adapter: str, port: int) -> None:
-    """One server: an echo handler; a JSON line on stdout per peer declared dead."""
+    """One server: an echo handler; a JSON line on stdout per peer declared dead.
+    SIGUSR1 prints every thread's stack on stderr (for a server that does not stop)."""
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from heartbeat_core import HeartbeatConfig, HeartbeatStyle, PeerDead
 
     style = HeartbeatStyle.PROTOCOL if adapter == "asyncio" else HeartbeatStyle.APP
@@ -138,6 +142,7 @@ class Figures:
     worst_detection: float = 0.0  # seconds past the freeze, the largest
     late_detections: int = 0
     undetected: int = 0
+    interrupted: int = 0  # frozen when their server was restarted: nobody left to detect
     reconnects: int = 0
     frozen: int = 0
     unexpected_closes: dict[int, int] = field(default_factory=dict)
@@ -275,9 +280,17 @@ class Soak:
             self.dead(name, verdict["dead"], verdict["t"])
 
     async def stop_server(self, name: str) -> int:
+        """SIGTERM; the exit status (killed after 30 s, its stacks printed first: -9)."""
         proc = self.procs[name]
         proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(proc.wait(), 30)
+        try:
+            return await asyncio.wait_for(proc.wait(), 30)
+        except asyncio.TimeoutError:
+            print(json.dumps({"server": name, "stuck": "no exit 30 s after SIGTERM"}), flush=True)
+            proc.send_signal(signal.SIGUSR1)
+            await asyncio.sleep(1)
+            proc.kill()
+            return await proc.wait()
 
     def proc_figures(self, name: str) -> dict[str, int]:
         pid = self.procs[name].pid
@@ -355,7 +368,7 @@ class Soak:
         self.freezes[(name, client.port)] = client.frozen_at or 0.0
         self.minute[name].frozen += 1
         await asyncio.sleep(FREEZE)
-        if (name, client.port) in self.freezes:  # never declared dead
+        if (name, client.port) in self.freezes:  # never declared dead (nor interrupted)
             self.freezes.pop((name, client.port))
             self.minute[name].undetected += 1
         assert client.transport is not None
@@ -398,6 +411,7 @@ class Soak:
                 "worst_detection_s": round(fig.worst_detection, 3),
                 "late_detections": fig.late_detections,
                 "undetected": fig.undetected,
+                "interrupted": fig.interrupted,
                 "reconnects": fig.reconnects,
                 "unexpected_closes": fig.unexpected_closes,
                 "restarted": self.restarted_at.get(name) == minute,
@@ -431,6 +445,9 @@ class Soak:
         await asyncio.sleep(self.args.minute / 3)
         for name in ADAPTERS:
             self.restarting.add(name)
+            for key in [k for k in self.freezes if k[0] == name]:
+                del self.freezes[key]
+                self.minute[name].interrupted += 1
             code = await self.stop_server(name)
             if code != 0:
                 print(json.dumps({"server": name, "exit_status": code}), flush=True)
@@ -482,6 +499,7 @@ class Soak:
                 "detections": sum(r["detections"] for r in rows),
                 "late": sum(r["late_detections"] for r in rows),
                 "undetected": sum(r["undetected"] for r in rows),
+                "interrupted": sum(r["interrupted"] for r in rows),
                 "worst_detection_s": max((r["worst_detection_s"] for r in rows), default=0),
                 "exit_status": statuses[name],
             }
@@ -492,7 +510,8 @@ class Soak:
             and v["false_positives"] == 0
             and v["late"] == 0
             and v["undetected"] == 0
-            and v["detections"] == v["frozen"] > 0
+            and v["detections"] + v["interrupted"] == v["frozen"]
+            and v["detections"] > 0
             and v["exit_status"] == 0
             for v in out.values()
         )
@@ -503,8 +522,8 @@ class Soak:
         self, end: dict[str, dict[str, int]], statuses: dict[str, int], verdict: dict[str, Any]
     ) -> str:
         lines = [
-            "| min | server | RSS MiB | fds | threads | open | gap max / p99 (s) | "
-            "false pos. | frozen / detected (worst s) | reconnects | unexpected closes |",
+            "| min | server | RSS MiB | fds | threads | open | heartbeat gap max / p99 (s) | "
+            "false positives | frozen / detected (slowest, s) | reconnects | unexpected closes |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.rows:
@@ -513,7 +532,8 @@ class Soak:
                 f"| {r['minute']} | {r['server']}{restarted} | {r['rss_kib'] / 1024:.1f} | "
                 f"{r['fds']} | {r['threads']} | {r['open']} | {r['gap_max_s']} / "
                 f"{r['gap_p99_s']} | {r['false_positives']} | {r['frozen']} / "
-                f"{r['detections']} ({r['worst_detection_s']}) | {r['reconnects']} | "
+                f"{r['detections']} ({r['worst_detection_s']})"
+                f"{f' + {n} at the restart' if (n := r['interrupted']) else ''} | {r['reconnects']} | "
                 f"{r['unexpected_closes'] or '-'} |"
             )
         lines.append("")
