@@ -533,7 +533,8 @@ class Soak:
                 f"{r['fds']} | {r['threads']} | {r['open']} | {r['gap_max_s']} / "
                 f"{r['gap_p99_s']} | {r['false_positives']} | {r['frozen']} / "
                 f"{r['detections']} ({r['worst_detection_s']})"
-                f"{f' + {n} at the restart' if (n := r['interrupted']) else ''} | {r['reconnects']} | "
+                f"{f' + {n} at the restart' if (n := r['interrupted']) else ''} | "
+                f"{r['reconnects']} | "
                 f"{r['unexpected_closes'] or '-'} |"
             )
         lines.append("")
