@@ -17,7 +17,14 @@ from heartbeat_asyncio.reconnect import (
     Retrying,
     connect_forever,
 )
-from heartbeat_asyncio.server import Handler, HttpHandler, SelectSubprotocol, Server, serve
+from heartbeat_asyncio.server import (
+    Handler,
+    HttpHandler,
+    ProcessRequest,
+    SelectSubprotocol,
+    Server,
+    serve,
+)
 from heartbeat_core import __version__
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 
@@ -28,6 +35,7 @@ __all__ = [
     "EventCallback",
     "Handler",
     "HttpHandler",
+    "ProcessRequest",
     "ReconnectEvent",
     "Retrying",
     "SelectSubprotocol",

@@ -21,11 +21,11 @@ from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
 from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
-from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
+from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase
 from heartbeat_core.tcp import TcpKeepalive
 
-__all__ = ["Handler", "HttpHandler", "SelectSubprotocol", "Server", "serve"]
+__all__ = ["Handler", "HttpHandler", "ProcessRequest", "SelectSubprotocol", "Server", "serve"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
 
@@ -173,6 +173,7 @@ async def serve(
     keepalive: TcpKeepalive | None = None,
     on_event: EventCallback | None = None,
     http_handler: HttpHandler | None = None,
+    process_request: ProcessRequest | None = None,
     backlog: int = 1024,
 ) -> Server:
     """Listen on ``host:port`` and run ``handler(conn)`` for every WebSocket connection.
@@ -185,6 +186,9 @@ async def serve(
     opening handshake: a client that does not finish it in time is dropped.
     ``http_handler`` answers plain HTTP GET and HEAD requests (``target ->
     (status, headers, body)``; ``None`` or no handler: 426 Upgrade Required).
+    ``process_request(request)`` sees every request first (the core's ``Request`` or
+    ``HttpRequest``, headers included) and refuses it by returning ``(status,
+    headers, body)``, e.g. 403 for a foreign ``Origin``.
 
     ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
     connection, the messages that arrived but the handler has not yet taken with
@@ -208,7 +212,10 @@ async def serve(
         keepalive=keepalive,
     )
     policy = ServerPolicy(
-        select_subprotocol=select_subprotocol, http_handler=http_handler, logger=logger
+        select_subprotocol=select_subprotocol,
+        http_handler=http_handler,
+        process_request=process_request,
+        logger=logger,
     )
     options.new_core(Role.SERVER)  # the core's own checks, before listening
     loop = asyncio.get_running_loop()

@@ -34,14 +34,14 @@ from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
 from heartbeat_core.pacing import RESOURCE_ERRNOS, AcceptBackoff, RateLimit
-from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
+from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase, validate_close
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 from heartbeat_threading.connection import Connection, EventCallback
 from heartbeat_threading.reactor import Reactor
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
 
-__all__ = ["Handler", "HttpHandler", "SelectSubprotocol", "Server", "serve"]
+__all__ = ["Handler", "HttpHandler", "ProcessRequest", "SelectSubprotocol", "Server", "serve"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
@@ -340,6 +340,7 @@ def serve(
     keepalive: TcpKeepalive | None = None,
     on_event: EventCallback | None = None,
     http_handler: HttpHandler | None = None,
+    process_request: ProcessRequest | None = None,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     backlog: int = 1024,
 ) -> Server:
@@ -356,7 +357,10 @@ def serve(
     included): a client that does not finish it in time is dropped.
     ``http_handler(target)`` answers plain HTTP GET and HEAD requests with
     ``(status, headers, body)``; without one (or when it returns None) they get 426
-    Upgrade Required. ``send()`` blocks while more than ``write_limit`` bytes wait.
+    Upgrade Required. ``process_request(request)`` sees every request first (the
+    core's ``Request`` or ``HttpRequest``, headers included) and refuses it by
+    returning ``(status, headers, body)``, e.g. 403 for a foreign ``Origin``.
+    ``send()`` blocks while more than ``write_limit`` bytes wait.
 
     ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
     connection, the messages that wait unread: at either bound the connection stops
@@ -376,7 +380,10 @@ def serve(
         keepalive=keepalive,
     )
     policy = ServerPolicy(
-        select_subprotocol=select_subprotocol, http_handler=http_handler, logger=logger
+        select_subprotocol=select_subprotocol,
+        http_handler=http_handler,
+        process_request=process_request,
+        logger=logger,
     )
     options.new_core(Role.SERVER)  # the core's own checks, before listening
     check_write_limit(write_limit)
@@ -384,13 +391,7 @@ def serve(
     sock = socket.create_server((host, port), family=family, backlog=backlog)
     try:
         return Server(
-            handler,
-            sock,
-            options,
-            policy,
-            ssl=ssl,
-            on_event=on_event,
-            write_limit=write_limit,
+            handler, sock, options, policy, ssl=ssl, on_event=on_event, write_limit=write_limit
         )
     except BaseException:
         sock.close()
