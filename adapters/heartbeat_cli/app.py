@@ -223,6 +223,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not serve the live dashboard (/), the JavaScript client "
         "(/heartbeat-client.js) and the dashboard's feed (/_dashboard)",
     )
+    s.add_argument(
+        "--dashboard-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the dashboard answers to, besides IP addresses and localhost "
+        "(repeatable)",
+    )
+    s.add_argument(
+        "--dashboard-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (e.g. https://ops.example.org) whose pages may read the "
+        "dashboard's feed, besides the dashboard itself (repeatable)",
+    )
+    s.add_argument(
+        "--dashboard-viewers",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="the most dashboard pages watching at once (default: %(default)s)",
+    )
 
     p = sub.add_parser(
         "ping",

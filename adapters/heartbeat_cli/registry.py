@@ -9,9 +9,10 @@ WebSocket feed. Its methods take a lock, so ``on_event`` may run on a driver's I
 thread while another thread takes snapshots.
 
 What it records: peers, request paths without their query strings (tokens often
-travel there), heartbeat figures and close codes; never message payloads. The cost
-is one dictionary entry per connection and one tuple per RTT sample (in a bounded
-deque); a snapshot lists at most ``max_rows`` connections.
+travel there, and cut at :data:`MAX_PATH` characters), heartbeat figures and close
+codes; never message payloads. The cost is one dictionary entry per connection and
+one tuple per RTT sample (in a bounded deque); a snapshot lists at most
+``max_rows`` connections and 2,000 samples, so its size is bounded too.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from heartbeat_core.errors import ConfigError
 from heartbeat_core.state import HeartbeatPhase
 from heartbeat_core.wsevents import Closed, ConnectionEvent, PeerDead, Request, RttSample
 
-__all__ = ["FEED_PATH", "ConnectionRegistry", "Watched"]
+__all__ = ["FEED_PATH", "MAX_PATH", "ConnectionRegistry", "Watched"]
 
 #: The dashboard's own WebSocket (its live feed); connections to it are marked as dashboards.
 FEED_PATH = "/_dashboard"
@@ -56,8 +57,13 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
+#: The longest request path a snapshot shows (longer ones are cut, ending in "…").
+MAX_PATH = 200
+
+
 def _path(target: str) -> str:
-    return target.split("?", 1)[0]
+    path = target.split("?", 1)[0]
+    return path if len(path) <= MAX_PATH else path[: MAX_PATH - 1] + "…"
 
 
 @dataclass(slots=True)
@@ -213,13 +219,14 @@ class ConnectionRegistry:
             "by": row.by,
         }
 
-    def snapshot(self, since: int = 0) -> dict[str, Any]:
+    def snapshot(self, since: int = 0, until: int | None = None) -> dict[str, Any]:
         """What a viewer sees now: the newest connections, and RTT samples after number
-        ``since`` (at most the last ``history`` seconds; ``next`` is the number to pass next)."""
+        ``since`` (at most the last ``history`` seconds, and none after number ``until``
+        when it is given; ``next`` is the number to pass next)."""
         with self._lock:
-            return self._snapshot(since)
+            return self._snapshot(since, self._sample_no if until is None else until)
 
-    def _snapshot(self, since: int) -> dict[str, Any]:
+    def _snapshot(self, since: int, until: int) -> dict[str, Any]:
         now = self._clock()
         while self._closed and now - (self._closed[0].closed or now) > self.closed_ttl:
             self._closed.popleft()
@@ -231,7 +238,7 @@ class ConnectionRegistry:
         samples = [
             [round(t - now, 3), conn_id, round(rtt, 3)]
             for number, t, conn_id, rtt in self._samples
-            if number > since and t >= horizon
+            if since < number <= until and t >= horizon
         ][-2000:]
         phases = collections.Counter(
             row.conn.core.phase for row in open_rows if row.conn is not None
@@ -242,5 +249,5 @@ class ConnectionRegistry:
             "awaiting": phases[HeartbeatPhase.AWAITING] + phases[HeartbeatPhase.GRACE],
             "rows": [self._row_json(row, now) for row in shown + closed_rows],
             "samples": samples,
-            "next": self._sample_no,
+            "next": until,
         }

@@ -76,6 +76,14 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
         out.close()
 
 
+def _dashboard(args: argparse.Namespace) -> Dashboard:
+    return Dashboard(
+        allowed_hosts=args.dashboard_host,
+        allowed_origins=args.dashboard_origin,
+        max_viewers=args.dashboard_viewers,
+    )
+
+
 def _dropped_lines(json_mode: bool, count: int) -> str:
     """The line that stands for ``count`` log lines stdout could not take."""
     if json_mode:
@@ -134,7 +142,7 @@ async def _serve(
     stop = asyncio.Event()
     got: list[str] = []
     install_stop(loop, stop, got)
-    dashboard = None if args.no_dashboard else Dashboard()
+    dashboard = None if args.no_dashboard else _dashboard(args)
 
     def on_any_event(conn: Connection, event: ConnectionEvent) -> None:
         on_event(conn, event)
@@ -150,6 +158,7 @@ async def _serve(
             max_size=args.max_size,
             on_event=on_any_event,
             http_handler=None if dashboard is None else dashboard.http_handler,
+            process_request=None if dashboard is None else dashboard.process_request,
         )
     except OSError as exc:
         what = exc.strerror or str(exc)
