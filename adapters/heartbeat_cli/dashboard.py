@@ -252,7 +252,7 @@ class Dashboard:
         """Stream snapshots to one dashboard page until it goes away.
 
         The page gets a hello and a snapshot of its own, then the snapshots every
-        viewer gets (:meth:`_push`). It may send only heartbeats: ``{"type":"ping"}`` is
+        viewer gets. It may send only heartbeats: ``{"type":"ping"}`` is
         answered with ``{"type":"pong"}`` (even when the server's core does not answer
         application pings); anything else is ignored. A page from a foreign origin
         (when :meth:`process_request` was not wired) is closed with 1008, one past
