@@ -17,10 +17,15 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TextIO
 
 __all__ = ["LineSink", "SinkHandler"]
+
+
+#: After a write, the writer lets lines gather this long (seconds) before the next one.
+_GATHER = 0.005
 
 
 class _Dropped:
@@ -58,7 +63,7 @@ class LineSink:
         self._notice = notice
         self._queue: collections.deque[str | _Dropped] = collections.deque()
         self._cond = threading.Condition()
-        self._writing = False
+        self._idle = False  # the writer waits for a line
         self._closed = False
         self._broken = False
         #: Lines dropped so far because the stream did not keep up.
@@ -70,7 +75,7 @@ class LineSink:
         """Queue ``line`` (no newline) for writing; never blocks."""
         with self._cond:
             if self._closed or self._broken:
-                return
+                return  # (closed: the command is ending; broken: nobody reads)
             queue = self._queue
             if len(queue) >= self._max:
                 self.dropped += 1
@@ -81,7 +86,8 @@ class LineSink:
                     queue.append(_Dropped())  # (one entry over the bound: its place)
                 return
             queue.append(line)
-            if len(queue) == 1:
+            if self._idle:
+                self._idle = False
                 self._cond.notify()
 
     def close(self, timeout: float = 1.0) -> bool:
@@ -96,7 +102,10 @@ class LineSink:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closed)
+                while not (self._queue or self._closed):
+                    self._idle = True
+                    self._cond.wait()
+                self._idle = False
                 if not self._queue:
                     return
                 batch, self._queue = self._queue, collections.deque()
@@ -109,6 +118,7 @@ class LineSink:
                     self._broken = True
                     self._queue.clear()
                 return
+            time.sleep(_GATHER)  # lines arriving meanwhile make one write, not one each
 
     def _write(self, text: str) -> bool:
         """False once the reader went away (e.g. ``| head``)."""

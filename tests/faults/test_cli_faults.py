@@ -51,10 +51,10 @@ def cleanup() -> Iterator[list[Command]]:
 
 #: What a hostile server sends after its 101, and the close code our client must fail with.
 ATTACKS = {
-    "masked frame from the server": (frame(TEXT, b"hello"), 1002),
+    "a masked frame": (frame(TEXT, b"hello"), 1002),
     "invalid UTF-8 in a text message": (frame(TEXT, b"\xff\xfe\xfd", mask=None), 1007),
-    "ping flood (5,000 pings at once)": (frame(PING, b"x", mask=None) * 5000, 1008),
-    "message over --max-size (2 MiB)": (
+    "a ping flood (5,000 at once)": (frame(PING, b"x", mask=None) * 5000, 1008),
+    "a message over the 1 MiB limit (2 MiB)": (
         frame_header(BINARY, 2 << 20) + b"\0" * (2 << 20),
         1009,
     ),
@@ -104,7 +104,12 @@ def test_ping_exits_1_with_the_reason_when_the_server_breaks_the_protocol(
     assert [r["code"] for r in failed] == [code], ping.lines
     assert failed[0]["reason"], failed
     assert ping.events("summary"), ping.lines
-    record(f"ping against a server sending a {attack}", "cli", f"exit 1, failed {code}", "")
+    record(
+        f"heartbeat ping against a server that sends {attack}",
+        "cli",
+        f"exit 1, 'failed' {code} with the reason, then the summary",
+        "",
+    )
 
 
 def test_ping_says_why_in_text_mode(cleanup: list[Command]) -> None:

@@ -147,6 +147,11 @@ def test_a_handler_thread_that_cannot_start_refuses_its_connection_and_serving_g
             assert bystander.echo(b"still here") < 1.0  # its handler thread runs on
             assert server.command("threads on")["ok"] == "threads on"
             assert all(echoes(server.port, b"again %d" % i) for i in range(5))
+            wait_until(
+                lambda: len([t for t in bystander.pings if t >= t0]) >= 5,
+                5.0,
+                "five heartbeats of the bystander since the refusals began",
+            )
             gap = bystander.max_ping_gap(t0)
         finally:
             bystander.stop()
