@@ -74,6 +74,7 @@ class DriverBase(TimerItem):
         "_logger",
         "_on_event",
         "_policy",
+        "_running",
         "close_code",
         "close_reason",
         "closed_by",
@@ -132,6 +133,7 @@ class DriverBase(TimerItem):
         self.close_reason: str | None = None
         self.closed_by: str | None = None
         self._has_opened = False
+        self._running: list[ConnectionEvent] | None = None  # what _process is carrying out
 
     def __str__(self) -> str:  # formatted only when a log record is emitted
         return f"{self.core.role.value} {self.remote_address}"
@@ -234,7 +236,14 @@ class DriverBase(TimerItem):
         the core queued, end the transport if told, and file the timer anew.
 
         Handling an event may cause more (a ``Request``'s answer, the pause a full
-        queue causes): they are appended to ``events`` and carried out after it."""
+        queue causes), and so may ``on_event`` (closing the connection): they are
+        appended to ``events`` and carried out after it."""
+        running = self._running
+        if running is not None:
+            # Called again from a handler or from on_event (which closed the connection,
+            # say): these come after the events being carried out, in the core's order.
+            running += events
+            return
         core = self.core
         if not events:  # the common call: a timer that sent a heartbeat
             data = core.data_to_send()
@@ -245,17 +254,21 @@ class DriverBase(TimerItem):
         end: type | None = None
         handlers = self._HANDLERS
         on_event = self._on_event
-        i = 0
-        while i < len(events):
-            event = events[i]
-            i += 1
-            more = handlers[type(event)](self, event, now)
-            if more is True:
-                end = Abort if type(event) is Abort or end is Abort else CloseTransport
-            elif more:
-                events += more
-            if on_event is not None:
-                self._emit(event)
+        self._running = events
+        try:
+            i = 0
+            while i < len(events):
+                event = events[i]
+                i += 1
+                more = handlers[type(event)](self, event, now)
+                if more is True:
+                    end = Abort if type(event) is Abort or end is Abort else CloseTransport
+                elif more:
+                    events += more
+                if on_event is not None:
+                    self._emit(event)
+        finally:
+            self._running = None
         data = core.data_to_send()
         if data:
             self._rt_write(data)
