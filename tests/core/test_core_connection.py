@@ -272,13 +272,16 @@ class TestMessages:
         events = p.server.receive_data(
             frame(BINARY, b"x" * 6, fin=False) + frame(CONT, b"y" * 6, fin=False), 0.0
         )
-        assert events == [Closing(code=1009, reason="message too big", by_peer=False)]
-        # The rest of the oversized message is skipped, not delivered.
+        # The connection fails at once (rule fail): the rest is not even parsed.
+        assert events == [
+            Closing(code=1009, reason="message too big", by_peer=False),
+            CloseTransport(),
+        ]
         assert p.server.receive_data(frame(CONT, b"z"), 0.0) == []
         assert frames_in(p.server.data_to_send()) == [
             (CLOSE, close_payload(1009, b"message too big"))
         ]
-        assert p.server.phase is HeartbeatPhase.CLOSING
+        assert p.server.phase is HeartbeatPhase.DRAINING
         with pytest.raises(ConnectionClosedError) as info:
             p.server.send("late")
         assert info.value.code == 1009
