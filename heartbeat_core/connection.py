@@ -61,8 +61,8 @@ from heartbeat_core.frames import (
     simple_frames,
 )
 from heartbeat_core.handshake import (
-    HANDSHAKE_ERRORS,
     BadRequest,
+    BadResponse,
     ClientHandshake,
     HeaderPairs,
     ServerHandshake,
@@ -76,6 +76,7 @@ from heartbeat_core.wsevents import (
     Closed,
     Closing,
     ConnectionEvent,
+    HandshakeFailed,
     Message,
     PingAnswered,
     Rejected,
@@ -495,16 +496,21 @@ class HeartbeatConnection:
     def _request_data(self, hs: ServerHandshake, data: bytes, now: float) -> list[ConnectionEvent]:
         try:
             request = hs.receive_data(data)
-        except BadRequest:
-            self._out.append(http_response(400, b"Bad WebSocket upgrade request\n", []))
+        except BadRequest as error:
+            body = b"Bad WebSocket upgrade request: %s\n" % str(error).encode()
+            self._out.append(http_response(error.status, body, error.headers))
             return self._release(now)
         return [] if request is None else [request]
 
     def _response_data(self, hs: ClientHandshake, data: bytes, now: float) -> list[ConnectionEvent]:
         try:
             answer = hs.receive_data(data)
-        except HANDSHAKE_ERRORS:
-            return self._release(now)  # a client never answers a bad response: it hangs up
+        except BadResponse as error:
+            # A client never answers a bad response: it says why, and hangs up.
+            self._closed_by = "local"
+            events = [HandshakeFailed(reason=str(error))]
+            self._apply(self.heartbeat.fail(now), now, events)
+            return events
         if answer is None:
             return []
         if isinstance(answer, Rejected):
