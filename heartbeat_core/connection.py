@@ -141,7 +141,11 @@ class HeartbeatConnection:
             raise ConfigError(
                 f"max_message_size must be a positive int or None, got {max_message_size!r}"
             )
-        if isinstance(max_fragments, bool) or not isinstance(max_fragments, int) or max_fragments < 1:
+        if (
+            isinstance(max_fragments, bool)
+            or not isinstance(max_fragments, int)
+            or max_fragments < 1
+        ):
             raise ConfigError(f"max_fragments must be a positive int, got {max_fragments!r}")
         if not isinstance(codec, AppCodec):
             raise ConfigError(f"codec must be an AppCodec, got {codec!r}")
@@ -508,14 +512,14 @@ class HeartbeatConnection:
         except BadResponse as error:
             # A client never answers a bad response: it says why, and hangs up.
             self._closed_by = "local"
-            events = [HandshakeFailed(reason=str(error))]
+            events: list[ConnectionEvent] = [HandshakeFailed(reason=str(error))]
             self._apply(self.heartbeat.fail(now), now, events)
             return events
         if answer is None:
             return []
         if isinstance(answer, Rejected):
             self._closed_by = "remote"
-            events: list[ConnectionEvent] = [answer]
+            events = [answer]
             self._apply(self.heartbeat.fail(now), now, events)
             return events
         self.heartbeat.handle(ConnectionOpened(now=now))

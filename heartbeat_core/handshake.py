@@ -87,7 +87,7 @@ class HeadReader:
     by :data:`MAX_HEAD_LINE`, :data:`MAX_HEADERS` and :data:`MAX_HEAD_SIZE` however
     the bytes are cut. Lines end with LF or CRLF, as h11 takes them."""
 
-    __slots__ = ("data", "end", "_lines", "_scanned")
+    __slots__ = ("_lines", "_scanned", "data", "end")
 
     def __init__(self) -> None:
         #: Every byte fed so far (the head, and whatever followed it).

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from wsproto.handshake import H11Handshake
 
 from heartbeat_core import (
@@ -147,7 +146,9 @@ def test_head_reader_keeps_nothing_past_the_bound() -> None:
 def _request(version: bytes = b"HTTP/1.1", extra: bytes = b"", key: bytes | None = None) -> bytes:
     key_line = b"Sec-WebSocket-Key: %s\r\n" % (key if key is not None else FIXED_KEY.encode())
     return (
-        b"GET / " + version + b"\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET / "
+        + version
+        + b"\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         + key_line
         + b"Sec-WebSocket-Version: 13\r\n"
         + extra
@@ -260,9 +261,11 @@ def test_the_client_takes_a_good_answer_with_what_it_offered() -> None:
 def test_the_client_reads_a_head_in_pieces() -> None:
     client = HeartbeatConnection(Role.CLIENT)
     client.initiate("h")
-    response = _101 + b"Sec-WebSocket-Accept: %s\r\n\r\n" % accept_key(
-        websocket_key(client.data_to_send())
-    ).encode()
+    response = (
+        _101
+        + b"Sec-WebSocket-Accept: %s\r\n\r\n"
+        % accept_key(websocket_key(client.data_to_send())).encode()
+    )
     assert client.receive_data(response[:30], 0.0) == []
     assert client.receive_data(response[30:], 0.0) == [Accepted(extra_headers=[])]
 
@@ -274,5 +277,11 @@ def test_a_refusal_keeps_at_most_max_reject_body_bytes() -> None:
     head = b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n" % len(body)
     assert client.receive_data(head + body[:1000], 0.0) == []
     events = client.receive_data(body[1000:], 0.0)
-    assert events == [Rejected(status=403, headers=[(b"content-length", b"%d" % len(body))],
-                               body=body[:MAX_REJECT_BODY]), CloseTransport()]
+    assert events == [
+        Rejected(
+            status=403,
+            headers=[(b"content-length", b"%d" % len(body))],
+            body=body[:MAX_REJECT_BODY],
+        ),
+        CloseTransport(),
+    ]
