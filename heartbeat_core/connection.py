@@ -52,6 +52,7 @@ from heartbeat_core.events import (
     ReadingResumed,
 )
 from heartbeat_core.frames import (
+    MAX_FRAGMENTS,
     OP_BINARY,
     OP_PING,
     OP_PONG,
@@ -83,10 +84,6 @@ from heartbeat_core.wsevents import (
 )
 
 __all__ = ["MAX_FRAGMENTS", "HeartbeatConnection", "Role"]
-
-#: The most frames a message may come in by default (each costs a parse; a peer that
-#: splits a message into thousands of tiny frames would make us pay for every one).
-MAX_FRAGMENTS = 1024
 
 _Frame = tuple[int, "bytes | str"]
 
@@ -288,7 +285,7 @@ class HeartbeatConnection:
         self.heartbeat.handle(ConnectionOpened(now=now))  # (raises before any change)
         data, accepted, early = hs.accept(subprotocol, pairs)
         self._handshake = None
-        self._frames = FrameBoundary()
+        self._frames = FrameBoundary(self._max_fragments)
         self._out.append(data)
         events: list[ConnectionEvent] = [accepted]
         if early:
@@ -376,8 +373,12 @@ class HeartbeatConnection:
                     self._on_frames(decoded, now, events)
                     return events
         hb.bytes_received(now)
-        if frames is not None:
-            frames.feed(data)
+        if frames is not None and not frames.feed(data):
+            # A message in too many frames: refused before wsproto parses any of the
+            # read (its frames would cost far more than this count did).
+            events = []
+            self._drop_message(now, events, "message in too many fragments")
+            return events
         layer = self._frame_layer()
         layer.receive_data(data)
         events = []
