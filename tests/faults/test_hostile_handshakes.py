@@ -121,7 +121,7 @@ def test_heads_keep_at_most_64_kib_per_connection(adapter: str) -> None:
 
 # ---------------------------------------------------------------- finding 9: strictness
 
-_KEY_LINE = b"Sec-WebSocket-Key: aGVhcnRiZWF0LWZhdWx0cw==\r\n"
+_CHUNKED, _LENGTH = "Transfer-Encoding: chunked", "Content-Length: 5"
 
 
 @pytest.mark.parametrize(
@@ -287,12 +287,12 @@ def test_threading_connect_releases_its_socket_when_its_thread_cannot_start(
     def cannot_start(self: Reactor) -> None:
         raise RuntimeError("can't start new thread")
 
-    with answering(lambda key: _101(key)) as (uri, seen):
+    with answering(_101) as (uri, seen):
         connect(uri, open_timeout=5).close()  # (warm: imports, the first thread)
         seen.clear()
     monkeypatch.setattr(Reactor, "start", cannot_start)
     before = fd_count()
-    with answering(lambda key: _101(key)) as (uri, seen):
+    with answering(_101) as (uri, seen):
         for _ in range(3):
             with pytest.raises(RuntimeError, match="start"):
                 connect(uri, open_timeout=5)
