@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from heartbeat_core import HandshakeError
+from heartbeat_core import HandshakeError, HeartbeatConfig
 from tests.support.frames import accept_key, upgrade_request, websocket_key
 from tests.support.waiting import wait_until
 
@@ -288,7 +288,8 @@ def test_threading_connect_releases_its_socket_when_its_thread_cannot_start(
         raise RuntimeError("can't start new thread")
 
     with answering(_101) as (uri, seen):
-        connect(uri, open_timeout=5).close()  # (warm: imports, the first thread)
+        quick = HeartbeatConfig(close_timeout=0.1)  # (the server never answers the close)
+        connect(uri, config=quick, open_timeout=5).close()  # (warm: imports, a first thread)
         seen.clear()
     monkeypatch.setattr(Reactor, "start", cannot_start)
     before = fd_count()
