@@ -258,6 +258,8 @@ class ServerHandshake:
             self._leftover += data
             return None
         if not head.feed(data):
+            if head.data and head.data[0] < 0x21:  # (h11's early verdict: a TLS hello...)
+                raise BadRequest("not an HTTP request")
             return None
         self._head = None
         words, headers = parse_head(head.lines())

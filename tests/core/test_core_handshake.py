@@ -93,6 +93,16 @@ def test_an_endless_line_is_refused_once_it_passes_the_bound() -> None:
     assert status(server.data_to_send()) == 431
 
 
+@pytest.mark.parametrize("start", [b"\x16\x03\x01\x02\x00", b" GET", b"\r"])
+def test_a_request_that_cannot_be_http_is_refused_at_its_first_byte(start: bytes) -> None:
+    # As h11 judges: a TLS hello sent to a plain server gets its 400 at once, not at
+    # the handshake timeout (it may never hold a blank line).
+    server = HeartbeatConnection(Role.SERVER)
+    assert server.receive_data(b"", 0.0) == []
+    assert server.receive_data(start, 0.0) == [CloseTransport()]
+    assert status(server.data_to_send()) == 400
+
+
 def test_a_head_of_bare_lf_lines_is_taken_as_h11_takes_it() -> None:
     request = upgrade_request().replace(b"\r\n", b"\n")
     events, _ = answer(request, 3)
