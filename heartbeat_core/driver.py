@@ -38,6 +38,7 @@ from heartbeat_core.wsevents import (
     CloseTransport,
     Closing,
     ConnectionEvent,
+    HandshakeFailed,
     HttpRequest,
     Message,
     PeerDead,
@@ -96,6 +97,7 @@ class DriverBase(TimerItem):
         Request: "_on_request",
         HttpRequest: "_on_request",
         Rejected: "_on_rejected",
+        HandshakeFailed: "_on_handshake_failed",
         CloseTransport: "_on_end",
         Abort: "_on_end",
     }
@@ -353,6 +355,15 @@ class DriverBase(TimerItem):
                 f"the server answered the upgrade with HTTP {event.status}, not 101: "
                 "check the URI's path and the server's logs",
                 status=event.status,
+            )
+        )
+
+    def _on_handshake_failed(self, event: HandshakeFailed, now: float) -> None:
+        self._logger.info("%s: opening handshake failed: %s", self, event.reason)
+        self._refused(
+            HandshakeError(
+                f"the opening handshake failed: {event.reason}: check that the URI points "
+                "at a WebSocket server"
             )
         )
 
