@@ -61,7 +61,7 @@ from heartbeat_core.events import (
     ReadingResumed,
 )
 from heartbeat_core.randomness import RandomSource
-from heartbeat_core.state import HeartbeatPhase, HeartbeatState
+from heartbeat_core.state import HeartbeatPhase, HeartbeatState, validate_close
 from heartbeat_core.stats import HeartbeatStats
 from heartbeat_core.wsevents import Closed, Closing, ConnectionEvent
 
@@ -226,6 +226,25 @@ class ActionRunner:
             if self.close_code is None:
                 self._closing(code, reason, "remote")
             self.run(state.handle(CloseReceived(now=self.now(), code=code, reason=reason)))
+
+    def close_started(self, code: int, reason: str = "", *, by_peer: bool = False) -> None:
+        """The framework sent or answered a close frame itself (e.g. the application
+        called the framework's ``close()``): record the close (reported as ``Closing``)
+        and tell the core, without sending the close frame it asks for, which the
+        framework has sent. Releasing the transport stays bounded by ``close_timeout``
+        (then :meth:`abort`). Does nothing once a close was recorded."""
+        state = self.state
+        if self._closed or self.close_code is not None or state.phase is HeartbeatPhase.NEW:
+            return
+        if not by_peer:
+            validate_close(code, reason)  # (raises before anything changes)
+        self._closing(code, reason, "remote" if by_peer else "local")
+        now = self.now()
+        if by_peer:
+            actions = state.handle(CloseReceived(now=now, code=code, reason=reason))
+        else:
+            actions = state.handle(CloseRequested(now=now, code=code, reason=reason))
+        self.run(action for action in actions if type(action) is not SendClose)
 
     def timer_due(self) -> None:
         """The timer filed with :meth:`file_timer` is due (or early: harmless)."""

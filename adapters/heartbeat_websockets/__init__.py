@@ -112,7 +112,16 @@ class WebsocketsHeartbeat(ActionRunner):
 
     def _due(self) -> None:
         self._timer = None
+        self.closing_seen()
         self.timer_due()
+
+    def closing_seen(self) -> None:
+        """Tell the core about a close websockets sent for the application (``ws.close()``):
+        no heartbeat is sent after it, nobody is declared dead while the peer answers."""
+        protocol = self._conn.protocol
+        sent = protocol.close_sent
+        if sent is not None and self.close_code is None and not protocol.close_rcvd_then_sent:
+            self.close_started(int(sent.code), sent.reason)
 
     def _sendable(self) -> bool:
         conn = self._conn
@@ -211,6 +220,7 @@ class HeartbeatServerConnection(_Heartbeats, ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self.heartbeat.closing_seen()
         self.heartbeat.lost()
 
 
@@ -243,10 +253,12 @@ class HeartbeatClientConnection(_Heartbeats, ClientConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self.heartbeat.closing_seen()
         self.heartbeat.lost()
 
 
 def _close_received(conn: HeartbeatServerConnection | HeartbeatClientConnection) -> None:
+    conn.heartbeat.closing_seen()  # our close came first: the peer's is its answer
     close = conn.protocol.close_rcvd
     if close is not None:
         conn.heartbeat.close_received(int(close.code), close.reason)
