@@ -56,7 +56,6 @@ from heartbeat_core.events import (
     ConnectionClosed,
     ConnectionOpened,
     PingReceived,
-    PongReceived,
     ReadingPaused,
     ReadingResumed,
 )

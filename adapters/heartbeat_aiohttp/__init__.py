@@ -28,9 +28,10 @@ import asyncio
 import struct
 from typing import Any
 
+from heartbeat_asyncio import LoopRunner
+
 from heartbeat_core import (
     JSON_CODEC,
-    ActionRunner,
     AppCodec,
     ConfigError,
     EventCallback,
@@ -60,11 +61,11 @@ __all__ = [
 _Response = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
-class AiohttpHeartbeat(ActionRunner):
+class AiohttpHeartbeat(LoopRunner):
     """The heartbeat of one aiohttp WebSocket: the core's actions written with
     aiohttp's frame writer (control frames are written at once, in order)."""
 
-    __slots__ = ("_classify", "_loop", "_timer", "_ws")
+    __slots__ = ("_classify", "_ws")
 
     def __init__(
         self,
@@ -76,27 +77,10 @@ class AiohttpHeartbeat(ActionRunner):
         on_event: EventCallback | None = None,
         random: RandomSource | None = None,
     ) -> None:
-        super().__init__(config, codec=codec, on_event=on_event, owner=ws, random=random)
+        super().__init__(loop, config, codec=codec, on_event=on_event, owner=ws, random=random)
         self._ws = ws
-        self._loop = loop
-        self._timer: asyncio.TimerHandle | None = None
         cfg = self.state.config
         self._classify = cfg.style is HeartbeatStyle.APP or cfg.answer_app_pings
-
-    def now(self) -> float:
-        return self._loop.time()
-
-    def file_timer(self, when: float | None) -> None:
-        timer = self._timer
-        if timer is not None:
-            if when is not None and timer.when() == when and not timer.cancelled():
-                return
-            timer.cancel()
-        self._timer = None if when is None else self._loop.call_at(when, self._due)
-
-    def _due(self) -> None:
-        self._timer = None
-        self.timer_due()
 
     def _write(self, payload: bytes, opcode: WSMsgType) -> None:
         ws: Any = self._ws  # aiohttp's writer, shared by both response classes
@@ -132,7 +116,7 @@ class AiohttpHeartbeat(ActionRunner):
             ws._close_transport()
         else:
             ws._response.close()
-        self._loop.call_soon(self.lost)
+        self.loop.call_soon(self.lost)
 
     def abort(self) -> None:
         self.close_transport()
@@ -156,7 +140,7 @@ class AiohttpHeartbeat(ActionRunner):
             ws: Any = self._ws
             ws._close_code = self.close_code
         if self._ws.closed:
-            self._loop.call_soon(self.lost)
+            self.loop.call_soon(self.lost)
         return False
 
     def framework_closing(self, code: int, message: bytes) -> None:

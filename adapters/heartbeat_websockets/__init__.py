@@ -25,9 +25,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+from heartbeat_asyncio import LoopRunner
+
 from heartbeat_core import (
     JSON_CODEC,
-    ActionRunner,
     AppCodec,
     ConfigError,
     EventCallback,
@@ -40,7 +41,7 @@ from heartbeat_core import (
 try:
     from websockets.asyncio.client import ClientConnection
     from websockets.asyncio.client import connect as _ws_connect
-    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import Server, ServerConnection
     from websockets.asyncio.server import serve as _ws_serve
     from websockets.frames import Frame, Opcode
     from websockets.protocol import State
@@ -81,14 +82,15 @@ class Settings:
         self.random: RandomSource | None = random
 
 
-class WebsocketsHeartbeat(ActionRunner):
+class WebsocketsHeartbeat(LoopRunner):
     """The heartbeat of one websockets connection: the core's actions carried out
     through websockets' sans-IO protocol (``connection.protocol``)."""
 
-    __slots__ = ("_conn", "_loop", "_timer")
+    __slots__ = ("_conn",)
 
     def __init__(self, conn: ServerConnection | ClientConnection, settings: Settings) -> None:
         super().__init__(
+            conn.loop,
             settings.config,
             codec=settings.codec,
             on_event=settings.on_event,
@@ -96,24 +98,10 @@ class WebsocketsHeartbeat(ActionRunner):
             random=settings.random,
         )
         self._conn = conn
-        self._loop = conn.loop
-        self._timer: asyncio.TimerHandle | None = None
 
-    def now(self) -> float:
-        return self._loop.time()
-
-    def file_timer(self, when: float | None) -> None:
-        timer = self._timer
-        if timer is not None:
-            if when is not None and timer.when() == when and not timer.cancelled():
-                return
-            timer.cancel()
-        self._timer = None if when is None else self._loop.call_at(when, self._due)
-
-    def _due(self) -> None:
-        self._timer = None
+    def timer_due(self) -> None:
         self.closing_seen()
-        self.timer_due()
+        super().timer_due()
 
     def closing_seen(self) -> None:
         """Tell the core about a close websockets sent for the application (``ws.close()``):
@@ -309,7 +297,7 @@ def serve(
     random: RandomSource | None = None,
     connection_class: type[HeartbeatServerConnection] = HeartbeatServerConnection,
     **kwargs: Any,
-) -> _ws_serve:
+) -> Server:
     """``websockets.asyncio.server.serve(handler, host, port, **kwargs)`` with the core's
     heartbeat on every connection: ``config`` (a :class:`~heartbeat_core.HeartbeatConfig`),
     ``codec`` (the application-level messages), ``on_event(conn, event)``, ``random``
@@ -330,7 +318,7 @@ def serve(
 
 
 def connect(
-    uri: str | None = None,
+    uri: str,
     *,
     config: HeartbeatConfig | None = None,
     codec: AppCodec = JSON_CODEC,
