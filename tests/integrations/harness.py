@@ -70,7 +70,7 @@ class Child:
         """The first record of ``event``, awaited (bounded)."""
         end = time.monotonic() + timeout
         while not (found := self.records(event)):
-            if time.monotonic() > end or self.proc.poll() is not None and not found:
+            if time.monotonic() > end or (self.proc.poll() is not None and not found):
                 raise AssertionError(
                     f"the peer printed no {event!r} within {timeout} s: {self.lines[-10:]} "
                     f"(exit {self.proc.poll()}: {self._stderr()})"
@@ -164,9 +164,8 @@ async def websockets_server(config: HeartbeatConfig, slow: float = 0.0) -> Async
 
 @asynccontextmanager
 async def aiohttp_server(config: HeartbeatConfig, slow: float = 0.0) -> AsyncIterator[Served]:
-    from aiohttp import WSMsgType, web
-
     import heartbeat_aiohttp
+    from aiohttp import WSMsgType, web
 
     served = Served(0, "/ws")
 
@@ -203,7 +202,6 @@ async def asgi_server(
     annotations in this module's globals: ``WebSocket`` is imported at the top.)"""
     import uvicorn
     from fastapi import FastAPI
-
     from heartbeat_asgi import HeartbeatMiddleware
 
     served = Served(0, "/ws")
@@ -223,9 +221,7 @@ async def asgi_server(
 
     wrapped = HeartbeatMiddleware(app, config=config, on_event=served.on_event)
     server = uvicorn.Server(
-        uvicorn.Config(
-            wrapped, ws=ws, ws_ping_interval=None, lifespan="off", log_level="warning"
-        )
+        uvicorn.Config(wrapped, ws=ws, ws_ping_interval=None, lifespan="off", log_level="warning")
     )
     sock = _bound_socket()
     task = asyncio.create_task(server.serve(sockets=[sock]))

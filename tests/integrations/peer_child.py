@@ -24,6 +24,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+import contextlib
+
 from tests.support.frames import (
     CLOSE,
     MASK,
@@ -93,10 +95,8 @@ def main() -> None:
                 sock.sendall(frame(TEXT, APP_PONG, mask=mask))
             elif f.opcode == CLOSE:
                 say(event="close", code=f.close_code, reason=f.close_reason.decode())
-                try:
+                with contextlib.suppress(OSError):
                     sock.sendall(frame(CLOSE, f.payload[:2], mask=mask))
-                except OSError:
-                    pass
         try:
             data = sock.recv(65536)
         except OSError:
