@@ -33,6 +33,7 @@ from heartbeat_core import (
     ConfigError,
     EventCallback,
     HeartbeatConfig,
+    HeartbeatPhase,
     HeartbeatStyle,
     RandomSource,
     __version__,
@@ -157,9 +158,17 @@ class _Heartbeats:
         config = settings.config
         self._classify = config.style is HeartbeatStyle.APP or config.answer_app_pings
 
+    def _hb_open(self) -> None:
+        """The connection is open: heartbeats start (once). Called by websockets'
+        ``start_keepalive()``, or by the first frame when that came sooner (frames can
+        arrive in the same read as the handshake)."""
+        if self.heartbeat.state.phase is HeartbeatPhase.NEW:
+            self.heartbeat.opened()
+
     def _hb_frame(self, frame: Frame) -> bool:
         """Feed a frame to the core; True when it was a heartbeat message."""
         heartbeat = self.heartbeat
+        self._hb_open()
         opcode = frame.opcode
         if opcode is Opcode.PONG:
             heartbeat.pong_received(bytes(frame.data))
@@ -189,14 +198,14 @@ class HeartbeatServerConnection(_Heartbeats, ServerConnection):
 
     def start_keepalive(self) -> None:
         """The connection opened: heartbeats start (websockets' keepalive stays off)."""
-        self.heartbeat.opened()
+        self._hb_open()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         _watch_pauses(self)
 
     def data_received(self, data: bytes) -> None:
-        self.heartbeat.received()
+        self.heartbeat.received()  # (before the opening, this does nothing)
         super().data_received(data)
 
     def process_event(self, event: Any) -> None:
@@ -222,14 +231,14 @@ class HeartbeatClientConnection(_Heartbeats, ClientConnection):
 
     def start_keepalive(self) -> None:
         """The connection opened: heartbeats start (websockets' keepalive stays off)."""
-        self.heartbeat.opened()
+        self._hb_open()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         _watch_pauses(self)
 
     def data_received(self, data: bytes) -> None:
-        self.heartbeat.received()
+        self.heartbeat.received()  # (before the opening, this does nothing)
         super().data_received(data)
 
     def process_event(self, event: Any) -> None:
