@@ -56,6 +56,7 @@ from heartbeat_core.events import (
     ConnectionClosed,
     ConnectionOpened,
     PingReceived,
+    PongReceived,
     ReadingPaused,
     ReadingResumed,
 )
@@ -199,10 +200,16 @@ class ActionRunner:
         if self.state.is_open:
             self.run(self.state.handle(PingReceived(now=self.now(), payload=payload)))
 
-    def pong_received(self, payload: bytes = b"") -> None:
-        """The peer sent a protocol pong."""
-        if self.state.is_open:
-            self.run(self.state.pong_received(self.now(), payload))
+    def pong_received(self, payload: bytes = b"", *, solicited: bool = False) -> None:
+        """The peer sent a protocol pong; ``solicited``: it answers a ping the
+        application sent itself (never a stray pong, rule ``peer-ping``)."""
+        state = self.state
+        if not state.is_open:
+            return
+        if solicited:
+            self.run(state.handle(PongReceived(now=self.now(), payload=payload, solicited=True)))
+        else:
+            self.run(state.pong_received(self.now(), payload))
 
     def text_received(self, text: str) -> bool:
         """A text message arrived: True when it is a heartbeat message (then it is

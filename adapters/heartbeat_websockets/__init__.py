@@ -149,6 +149,7 @@ class _Heartbeats:
     #: Set on the subclass each :func:`serve` / :func:`connect` call makes.
     settings: ClassVar[Settings] = Settings()
     heartbeat: WebsocketsHeartbeat
+    pending_pings: dict[bytes, Any]
     _classify: bool
 
     def _hb_init(self, conn: ServerConnection | ClientConnection) -> None:
@@ -171,7 +172,9 @@ class _Heartbeats:
         self._hb_open()
         opcode = frame.opcode
         if opcode is Opcode.PONG:
-            heartbeat.pong_received(bytes(frame.data))
+            data = bytes(frame.data)
+            # A pong answering the application's own ws.ping() is no stray pong.
+            heartbeat.pong_received(data, solicited=data in self.pending_pings)
         elif opcode is Opcode.PING:
             heartbeat.ping_received(bytes(frame.data))
         elif (
