@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from heartbeat_asyncio import LoopRunner
@@ -40,11 +42,11 @@ from heartbeat_core import (
     RandomSource,
     __version__,
 )
+from heartbeat_core.config import DEFAULT_MAX_QUEUE
 
 try:
     import aiohttp
     from aiohttp import WSMessage, WSMsgType, web
-    from aiohttp.http import WS_CLOSING_MESSAGE
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "heartbeat_aiohttp needs aiohttp >= 3.14: pip install 'heartbeat-core[aiohttp]'"
@@ -62,10 +64,13 @@ _Response = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
 
 class AiohttpHeartbeat(LoopRunner):
-    """The heartbeat of one aiohttp WebSocket: the core's actions written with
-    aiohttp's frame writer (control frames are written at once, in order)."""
+    """The heartbeat of one aiohttp WebSocket. A task of its own reads aiohttp's
+    ``receive()`` all the time, so heartbeats run whether or not the handler reads:
+    pings, pongs and heartbeat messages are handled there, everything else waits (at
+    most ``max_queue`` messages, then reading pauses) for the handler's ``receive()``.
+    The core's actions are written with aiohttp's frame writer, at once and in order."""
 
-    __slots__ = ("_classify", "_ws")
+    __slots__ = ("_classify", "_inbox", "_max_queue", "_reader", "_ready", "_space", "_ws")
 
     def __init__(
         self,
@@ -76,11 +81,19 @@ class AiohttpHeartbeat(LoopRunner):
         codec: AppCodec = JSON_CODEC,
         on_event: EventCallback | None = None,
         random: RandomSource | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
     ) -> None:
         super().__init__(loop, config, codec=codec, on_event=on_event, owner=ws, random=random)
         self._ws = ws
         cfg = self.state.config
         self._classify = cfg.style is HeartbeatStyle.APP or cfg.answer_app_pings
+        self._max_queue = max_queue
+        self._inbox: deque[WSMessage] = deque()
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    # ----------------------------------------------------------------- sends
 
     def _write(self, payload: bytes, opcode: WSMsgType) -> None:
         ws: Any = self._ws  # aiohttp's writer, shared by both response classes
@@ -104,26 +117,81 @@ class AiohttpHeartbeat(LoopRunner):
         self._write(struct.pack("!H", code) + reason.encode(), WSMsgType.CLOSE)
         ws._closing = True
         ws._close_code = code
-        if ws._waiting:  # wake the handler's receive(): no more messages come
-            ws._reader.feed_data(WS_CLOSING_MESSAGE, 0)
 
     def close_transport(self) -> None:
         ws: Any = self._ws
         if ws.closed:
             return
+        self.stop()  # (first: the reading task must not see the socket go)
         ws._closed = True  # aiohttp's own close() is now a no-op
         if isinstance(ws, web.WebSocketResponse):
             ws._close_transport()
         else:
             ws._response.close()
+        ws._close_code = self.close_code  # what we sent (1011 for a dead peer), also
+        if self._reader is not None:  # after the cancelled receive() wrote 1006
+            self._reader.add_done_callback(self._keep_code)
+        # The handler's receive() ends: a close message, then nothing.
+        self._deliver(WSMessage(WSMsgType.CLOSE, self.close_code, self.close_reason))
         self.loop.call_soon(self.lost)
+
+    def _keep_code(self, _: object) -> None:
+        ws: Any = self._ws
+        ws._close_code = self.close_code
 
     def abort(self) -> None:
         self.close_transport()
 
+    # ---------------------------------------------------------------- inbound
+
+    def start(self, receive: Callable[[], Awaitable[WSMessage]]) -> None:
+        """The WebSocket is open: heartbeats start, and the reading task."""
+        self.opened()
+        self._reader = self.loop.create_task(self._reading(receive))
+
+    def stop(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+    def _deliver(self, msg: WSMessage) -> None:
+        self._inbox.append(msg)
+        self._ready.set()
+
+    async def _reading(self, receive: Callable[[], Awaitable[WSMessage]]) -> None:
+        while True:
+            try:
+                msg = await receive()
+            except asyncio.TimeoutError:  # the response's receive_timeout: not ours
+                continue
+            except Exception as exc:
+                self._deliver(WSMessage(WSMsgType.ERROR, exc, None))
+                return
+            if self.filter(msg):
+                continue
+            self._deliver(msg)
+            if msg.type in _ENDS:
+                return
+            if len(self._inbox) >= self._max_queue:
+                self.pause_reading()  # rule paused-reading: nobody is declared dead
+                self._space.clear()
+                await self._space.wait()
+                self.resume_reading()
+
+    async def next_message(self, timeout: float | None) -> WSMessage | None:
+        """The next message for the handler (``None``: reading has ended and nothing is
+        left); ``asyncio.TimeoutError`` after ``timeout`` seconds, as aiohttp's."""
+        while not self._inbox:
+            if self._reader is None or self._reader.done():
+                return None
+            self._ready.clear()
+            await asyncio.wait_for(self._ready.wait(), timeout or None)
+        msg = self._inbox.popleft()
+        self._space.set()
+        return msg
+
     def filter(self, msg: WSMessage) -> bool:
-        """Feed a message that ``receive()`` returned to the core; True when it was a
-        heartbeat (a ping, a pong, a heartbeat message), not for the application."""
+        """Feed a message that aiohttp's ``receive()`` returned to the core; True when
+        it was a heartbeat (a ping, a pong, a heartbeat message), not for the handler."""
         kind = msg.type
         if kind is WSMsgType.PING:
             self.ping_received(msg.data)
@@ -135,10 +203,6 @@ class AiohttpHeartbeat(LoopRunner):
             return self._classify and self.text_received(msg.data)
         if kind is WSMsgType.CLOSE:
             self.close_received(msg.data, msg.extra or "")
-        elif self.closed_by == "local" and self.close_code is not None:
-            # aiohttp reads the end of a close we made as 1000: the code is ours
-            ws: Any = self._ws
-            ws._close_code = self.close_code
         if self._ws.closed:
             self.loop.call_soon(self.lost)
         return False
@@ -151,6 +215,9 @@ class AiohttpHeartbeat(LoopRunner):
             self.close_started(int(ws._close_code), by_peer=True)
         else:
             self.close_started(code, message.decode("utf-8", "replace"))
+
+
+_ENDS = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
 
 
 def _check(kwargs: dict[str, Any]) -> None:
@@ -195,8 +262,11 @@ class HeartbeatWebSocketResponse(web.WebSocketResponse):
             self.heartbeat = AiohttpHeartbeat(
                 self, loop, cfg, codec=codec, on_event=on_event, random=random
             )
-            self.heartbeat.opened()
+            self.heartbeat.start(self._framework_receive)
         return writer
+
+    async def _framework_receive(self) -> Any:
+        return await super().receive()
 
     def _reset_heartbeat(self) -> None:
         """aiohttp's keepalive: off."""
@@ -206,16 +276,17 @@ class HeartbeatWebSocketResponse(web.WebSocketResponse):
             self.heartbeat.received()
 
     async def receive(self, timeout: float | None = None) -> Any:
-        while True:
-            msg = await super().receive(timeout)
-            if self.heartbeat is None or not self.heartbeat.filter(msg):
-                return msg
+        msg = None
+        if self.heartbeat is not None:
+            msg = await self.heartbeat.next_message(timeout or self._receive_timeout)
+        return await super().receive(timeout) if msg is None else msg
 
     async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
         if self.heartbeat is not None and not self.closed:
             self.heartbeat.framework_closing(code, message)
         done = await super().close(code=code, message=message, drain=drain)
         if self.heartbeat is not None:
+            self.heartbeat.stop()
             self.heartbeat.lost()
         return done
 
@@ -234,17 +305,21 @@ class HeartbeatClientWebSocketResponse(aiohttp.ClientWebSocketResponse):
         if self.heartbeat is not None:
             self.heartbeat.received()
 
+    async def _framework_receive(self) -> Any:
+        return await super().receive()
+
     async def receive(self, timeout: float | None = None) -> Any:
-        while True:
-            msg = await super().receive(timeout)
-            if self.heartbeat is None or not self.heartbeat.filter(msg):
-                return msg
+        msg = None
+        if self.heartbeat is not None:
+            msg = await self.heartbeat.next_message(timeout or self._timeout.ws_receive)
+        return await super().receive(timeout) if msg is None else msg
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
         if self.heartbeat is not None and not self.closed:
             self.heartbeat.framework_closing(code, message)
         done = await super().close(code=code, message=message)
         if self.heartbeat is not None:
+            self.heartbeat.stop()
             self.heartbeat.lost()
         return done
 
@@ -277,5 +352,5 @@ async def ws_connect(
         ws, asyncio.get_running_loop(), cfg, codec=codec, on_event=on_event, random=random
     )
     ws.heartbeat = heartbeat
-    heartbeat.opened()
+    heartbeat.start(ws._framework_receive)
     return ws
