@@ -47,10 +47,10 @@ from heartbeat_core.config import DEFAULT_MAX_QUEUE
 try:
     import aiohttp
     from aiohttp import WSMessage, WSMsgType, web
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as _missing:  # pragma: no cover - depends on the environment
     raise ImportError(
         "heartbeat_aiohttp needs aiohttp >= 3.14: pip install 'heartbeat-core[aiohttp]'"
-    ) from exc
+    ) from _missing
 
 __all__ = [
     "AiohttpHeartbeat",

@@ -46,10 +46,10 @@ try:
     from websockets.asyncio.server import serve as _ws_serve
     from websockets.frames import Frame, Opcode
     from websockets.protocol import State
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as _missing:  # pragma: no cover - depends on the environment
     raise ImportError(
         "heartbeat_websockets needs websockets >= 17: pip install 'heartbeat-core[websockets]'"
-    ) from exc
+    ) from _missing
 
 __all__ = [
     "HeartbeatClientConnection",
