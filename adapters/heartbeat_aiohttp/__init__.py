@@ -150,8 +150,10 @@ class AiohttpHeartbeat(LoopRunner):
         self._reader = self.loop.create_task(self._reading(receive))
 
     def stop(self) -> None:
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()
+        """Stop the reading task (unless it is the caller: then it ends by itself)."""
+        reader = self._reader
+        if reader is not None and not reader.done() and reader is not asyncio.current_task():
+            reader.cancel()
 
     def _deliver(self, msg: WSMessage) -> None:
         self._inbox.append(msg)
@@ -282,12 +284,15 @@ class HeartbeatWebSocketResponse(web.WebSocketResponse):
         return await super().receive(timeout) if msg is None else msg
 
     async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-        if self.heartbeat is not None and not self.closed:
-            self.heartbeat.framework_closing(code, message)
+        heartbeat, answering = self.heartbeat, self._closing
+        if heartbeat is not None and not self.closed and not answering:
+            heartbeat.framework_closing(code, message)  # first: no heartbeat after it
         done = await super().close(code=code, message=message, drain=drain)
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-            self.heartbeat.lost()
+        if heartbeat is not None:
+            if answering:  # aiohttp answered the peer's close frame
+                heartbeat.framework_closing(code, message)
+            heartbeat.stop()
+            heartbeat.lost()
         return done
 
 
@@ -315,12 +320,15 @@ class HeartbeatClientWebSocketResponse(aiohttp.ClientWebSocketResponse):
         return await super().receive(timeout) if msg is None else msg
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
-        if self.heartbeat is not None and not self.closed:
-            self.heartbeat.framework_closing(code, message)
+        heartbeat, answering = self.heartbeat, self._closing
+        if heartbeat is not None and not self.closed and not answering:
+            heartbeat.framework_closing(code, message)  # first: no heartbeat after it
         done = await super().close(code=code, message=message)
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-            self.heartbeat.lost()
+        if heartbeat is not None:
+            if answering:  # aiohttp answered the peer's close frame
+                heartbeat.framework_closing(code, message)
+            heartbeat.stop()
+            heartbeat.lost()
         return done
 
 

@@ -15,7 +15,6 @@ from aiohttp import WSMsgType, web
 from examples import aiohttp_server
 from heartbeat_core import (
     JSON_CODEC,
-    Action,
     AppKind,
     HeartbeatConfig,
     HeartbeatStyle,
@@ -33,13 +32,14 @@ STYLES = [HeartbeatStyle.PROTOCOL, HeartbeatStyle.APP]
 
 
 @asynccontextmanager
-async def _server(style: HeartbeatStyle) -> AsyncIterator[tuple[int, asyncio.Queue[Action]]]:
-    actions: asyncio.Queue[Action] = asyncio.Queue()
+async def _server(style: HeartbeatStyle) -> AsyncIterator[tuple[int, asyncio.Queue[object]]]:
+    actions: asyncio.Queue[object] = asyncio.Queue()
     config = HeartbeatConfig(
         interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE_TIMEOUT, style=style
     )
     runner = web.AppRunner(
-        aiohttp_server.make_app(config, actions.put_nowait), shutdown_timeout=1.0
+        aiohttp_server.make_app(config, lambda _, event: actions.put_nowait(event)),
+        shutdown_timeout=1.0,
     )
     await runner.setup()
     sock = free_socket()
@@ -51,7 +51,7 @@ async def _server(style: HeartbeatStyle) -> AsyncIterator[tuple[int, asyncio.Que
         await runner.cleanup()
 
 
-async def _next(actions: asyncio.Queue[Action], kind: type[A]) -> A:
+async def _next(actions: asyncio.Queue[object], kind: type[A]) -> A:
     while True:
         action = await asyncio.wait_for(actions.get(), WAIT)
         if isinstance(action, kind):
