@@ -337,17 +337,17 @@ class ActionRunner:
         self.send_text(self.codec.pong_text)
 
     def _do_close(self, action: SendClose) -> None:
+        self.send_close(action.code, action.reason)
         if self.close_code is None:
             self._closing(action.code, action.reason, "local")
-        self.send_close(action.code, action.reason)
 
     def _do_close_transport(self, action: CloseTransport) -> None:
-        self._emit(action)
         self.close_transport()
+        self._emit(action)
 
     def _do_abort(self, action: Abort) -> None:
-        self._emit(action)
         self.abort()
+        self._emit(action)
 
     def _do_rtt(self, action: RttSample) -> None:
         self._logger.debug("%s: heartbeat %d rtt=%.6f", self.owner, action.seq, action.rtt)

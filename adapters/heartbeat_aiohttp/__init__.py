@@ -8,7 +8,10 @@ rules, with RTT statistics, jitter, the flood rules and ``on_event``. The applic
 keeps aiohttp's API (``async for msg in ws``, ``receive_str``, ``receive_json``,
 ``send_*``, ``close``) and never sees a heartbeat message, a ping or a pong.
 
-::
+.. fragment: three lines of a handler; examples/aiohttp_server.py is the whole of it,
+   and the tests run it
+
+.. code-block:: python
 
     ws = HeartbeatWebSocketResponse(config=config)
     await ws.prepare(request)

@@ -1,5 +1,5 @@
 """heartbeat_asgi: application-level heartbeats for any ASGI WebSocket (Starlette,
-FastAPI, under uvicorn or hypercorn), as one middleware.
+FastAPI; tested under uvicorn), as one middleware.
 
 ASGI has no ping or pong event, so the heartbeat is ``{"type":"ping"}`` answered by
 ``{"type":"pong"}`` (what a browser can answer). :class:`HeartbeatMiddleware` reads the
@@ -10,7 +10,10 @@ waits in a bounded queue for the application's own ``receive_text()`` /
 dead: then it sends close 1011 ``heartbeat-timeout`` and hands the application
 ``websocket.disconnect`` with code 1011 (Starlette raises ``WebSocketDisconnect(1011)``).
 
-::
+.. fragment: two lines of a program; examples/fastapi_app.py is the whole of it, and
+   the tests run it
+
+.. code-block:: python
 
     app = HeartbeatMiddleware(app, config=HeartbeatConfig(interval=20, timeout=10))
     uvicorn.run(app, ws_ping_interval=None)

@@ -9,7 +9,10 @@ websockets' own API: ``async for message in ws``, ``ws.send()``, ``ws.close()``,
 Each connection has a ``heartbeat`` attribute (:class:`WebsocketsHeartbeat`: ``stats``,
 ``latency``).
 
-::
+.. fragment: one line of a program; examples/websockets_server.py is the whole of it,
+   and the tests run it
+
+.. code-block:: python
 
     async with heartbeat_websockets.serve(handler, "127.0.0.1", 8765, config=config):
         ...

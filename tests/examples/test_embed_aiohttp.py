@@ -21,6 +21,7 @@ from heartbeat_core import (
     PeerDead,
     RttSample,
 )
+from tests.support.docblocks import doc_block
 from tests.support.peers import FrozenPeer
 
 from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, free_socket
@@ -103,5 +104,20 @@ def test_frozen_peer_is_closed_1011(style: HeartbeatStyle) -> None:
                 assert frames[0].opcode == (0x9 if style is HeartbeatStyle.PROTOCOL else 0x1)
             finally:
                 peer.close()
+
+    asyncio.run(main())
+
+
+def test_the_client_block_of_the_page_against_the_example() -> None:
+    """docs/howto/aiohttp.rst's client, as written, against examples/aiohttp_server.py."""
+    namespace: dict[str, object] = {}
+    exec(doc_block("docs/howto/aiohttp.rst", "aiohttp-client"), namespace)
+    client = namespace["client"]
+    assert callable(client)
+
+    async def main() -> None:
+        async with _server(HeartbeatStyle.PROTOCOL) as (port, _):
+            answer = await asyncio.wait_for(client(f"ws://127.0.0.1:{port}/ws"), WAIT)
+            assert answer == ["hello"]
 
     asyncio.run(main())
