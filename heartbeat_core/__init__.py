@@ -76,7 +76,7 @@ from heartbeat_core.state import (
 )
 from heartbeat_core.stats import HeartbeatStats
 from heartbeat_core.tcp import SupportsSetsockopt, TcpKeepalive, apply_keepalive
-from heartbeat_core.timers import TimerWheel
+from heartbeat_core.timers import TimerItem, TimerWheel
 from heartbeat_core.uri import WebSocketURI, parse_uri
 from heartbeat_core.wsevents import (
     Accepted,
@@ -166,6 +166,7 @@ __all__ = [
     "SupportsSetsockopt",
     "TcpKeepalive",
     "TimerFired",
+    "TimerItem",
     "TimerWheel",
     "Transition",
     "WebSocketURI",

@@ -30,6 +30,7 @@ from heartbeat_core.connection import HeartbeatConnection, Role
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
 from heartbeat_core.policy import ServerPolicy
 from heartbeat_core.queue import ReceiveQueue
+from heartbeat_core.timers import TimerItem
 from heartbeat_core.wsevents import (
     Abort,
     Accepted,
@@ -65,7 +66,7 @@ class ServerSide(Protocol):
     def _forget(self, conn: Any) -> None: ...
 
 
-class DriverBase:
+class DriverBase(TimerItem):
     """The runtime-neutral half of a driver's connection (see the module's docstring)."""
 
     __slots__ = (
@@ -113,6 +114,7 @@ class DriverBase:
         on_event: EventCallback | None = None,
         policy: ServerPolicy | None = None,
     ) -> None:
+        super().__init__()  # (TimerItem: where the driver's timer wheel files it)
         #: The sans-IO connection underneath (read it only, e.g. ``core.phase``).
         self.core: HeartbeatConnection = core
         #: Messages that arrived and wait for the application.
@@ -206,7 +208,7 @@ class DriverBase:
         """The transport connected: the opening handshake is now bounded."""
         now = self._rt_now()
         self.core.connection_made(now)
-        self._rt_file(self.core.wake_at)
+        self._rt_file(self.core.heartbeat.wake_at)
 
     def _transport_lost(self) -> Closed:
         """The transport is gone: the final ``Closed`` (reported to ``on_event``)."""
@@ -233,14 +235,16 @@ class DriverBase:
 
         Handling an event may cause more (a ``Request``'s answer, the pause a full
         queue causes): they are appended to ``events`` and carried out after it."""
+        core = self.core
         if not events:  # the common call: a timer that sent a heartbeat
-            data = self.core.data_to_send()
+            data = core.data_to_send()
             if data:
                 self._rt_write(data)
-            self._rt_file(self.core.wake_at)
+            self._rt_file(core.heartbeat.wake_at)
             return
         end: type | None = None
         handlers = self._HANDLERS
+        on_event = self._on_event
         i = 0
         while i < len(events):
             event = events[i]
@@ -250,14 +254,16 @@ class DriverBase:
                 end = Abort if type(event) is Abort or end is Abort else CloseTransport
             elif more:
                 events += more
-            if self._on_event is not None:
+            if on_event is not None:
                 self._emit(event)
-        self._flush()
+        data = core.data_to_send()
+        if data:
+            self._rt_write(data)
         if end is Abort:
             self._rt_abort()
         elif end is CloseTransport:
             self._rt_close()
-        self._rt_file(self.core.wake_at)
+        self._rt_file(core.heartbeat.wake_at)
 
     def _emit(self, event: ConnectionEvent) -> None:
         if self._on_event is None:

@@ -74,12 +74,12 @@ from heartbeat_core.actions import (
     Action,
     CloseTransport,
     PeerDead,
-    RttSample,
     SendAppPing,
     SendAppPong,
     SendClose,
-    SendPing,
     SendPong,
+    rtt_sample,
+    send_ping,
 )
 from heartbeat_core.config import HeartbeatConfig, HeartbeatStyle, Liveness
 from heartbeat_core.errors import ConfigError, LocalProtocolError
@@ -646,7 +646,7 @@ class HeartbeatState:
         self._pongs += 1
         rtt = now - self._last_ping_at
         self._sample(rtt)
-        return (RttSample(seq=seq, rtt=rtt),)
+        return (rtt_sample(seq, rtt),)
 
     def _sample(self, rtt: float) -> None:
         self._rtt_last = rtt
@@ -695,7 +695,7 @@ class HeartbeatState:
         if self._config.jitter:
             self._draw_offset()
         if self._protocol:
-            return (SendPing(payload=self.payload_for(seq), seq=seq),)
+            return (send_ping(self.payload_for(seq), seq),)
         return (SendAppPing(seq=seq),)
 
     def _draw_offset(self) -> None:
