@@ -63,6 +63,7 @@ from heartbeat_core.events import (
 from heartbeat_core.randomness import RandomSource
 from heartbeat_core.state import HeartbeatPhase, HeartbeatState, validate_close
 from heartbeat_core.stats import HeartbeatStats
+from heartbeat_core.timers import TimerItem
 from heartbeat_core.wsevents import Closed, Closing, ConnectionEvent
 
 __all__ = ["ActionRunner"]
@@ -70,14 +71,16 @@ __all__ = ["ActionRunner"]
 _logger = logging.getLogger("heartbeat_core.runner")
 
 
-class ActionRunner:
+class ActionRunner(TimerItem):
     """One connection's heartbeat inside a framework that owns the frames.
 
     Holds a :class:`~heartbeat_core.HeartbeatState` (``config``, ``random`` are
     passed on to it) and carries out its actions through the hook methods a
     subclass overrides (see the module's docstring). ``codec`` recognises and
     produces application-level heartbeat messages; ``owner`` is what
-    ``on_event`` receives as its first argument.
+    ``on_event`` receives as its first argument. It is a
+    :class:`~heartbeat_core.timers.TimerItem`: a driver may file it in a
+    :class:`~heartbeat_core.TimerWheel`.
     """
 
     __slots__ = (
@@ -109,6 +112,7 @@ class ActionRunner:
             raise ConfigError(f"codec must be an AppCodec, got {codec!r}")
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event must be a callable (conn, event), got {on_event!r}")
+        super().__init__()  # (TimerItem: where a timer wheel files it)
         #: The heartbeat state machine (read it only, e.g. ``state.phase``).
         self.state: HeartbeatState = HeartbeatState(config, random=random)
         #: The application-level heartbeat format.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from heartbeat_asyncio.loop import LoopShare, share_for
 from heartbeat_core import JSON_CODEC, ActionRunner, AppCodec, EventCallback, HeartbeatConfig
@@ -49,9 +50,12 @@ class LoopRunner(ActionRunner):
         return self.loop.time()
 
     def file_timer(self, when: float | None) -> None:
+        # The loop's wheel is typed for the drivers' connections; a runner is a TimerItem
+        # with a _timer_due() as well, which is all the wheel and the share use.
+        me: Any = self
         if when is None:
-            self._share.unfile(self)
-        elif self._share.wheel.file(self, when):
+            self._share.unfile(me)
+        elif self._share.wheel.file(me, when):
             self._share.rearm()
 
     def _timer_due(self) -> None:
