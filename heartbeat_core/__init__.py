@@ -66,6 +66,7 @@ from heartbeat_core.options import ConnectionOptions
 from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
 from heartbeat_core.queue import ReceiveQueue
 from heartbeat_core.randomness import RandomSource, default_random
+from heartbeat_core.runner import ActionRunner
 from heartbeat_core.state import (
     HEARTBEAT_TIMEOUT_REASON,
     TRANSITIONS,
@@ -101,6 +102,7 @@ __all__ = [
     "Abort",
     "Accepted",
     "Action",
+    "ActionRunner",
     "AppCodec",
     "AppKind",
     "AppPingReceived",
