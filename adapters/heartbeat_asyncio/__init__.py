@@ -17,6 +17,7 @@ from heartbeat_asyncio.reconnect import (
     Retrying,
     connect_forever,
 )
+from heartbeat_asyncio.runner import LoopRunner
 from heartbeat_asyncio.server import (
     Handler,
     HttpHandler,
@@ -35,6 +36,7 @@ __all__ = [
     "EventCallback",
     "Handler",
     "HttpHandler",
+    "LoopRunner",
     "ProcessRequest",
     "ReconnectEvent",
     "Retrying",

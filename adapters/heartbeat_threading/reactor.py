@@ -21,12 +21,12 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
-from typing import Protocol
+from collections.abc import Callable
 
-from heartbeat_core.timers import TimerWheel
+from heartbeat_core.driver import DriverBase
+from heartbeat_core.timers import TimerItem, TimerWheel
 
-__all__ = ["READ_SIZE", "Reactor", "TimerClient"]
+__all__ = ["READ_SIZE", "Reactor", "TimerTask"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
@@ -34,10 +34,19 @@ logger: logging.Logger = logging.getLogger("heartbeat_threading")
 READ_SIZE = 256 * 1024
 
 
-class TimerClient(Hashable, Protocol):
-    """What the wheel calls when a connection's filing is due."""
 
-    def _timer_due(self) -> None: ...
+class TimerTask(TimerItem):
+    """Something else than a connection the wheel wakes: ``fn()`` runs when it is due
+    (e.g. a server's accept loop resuming after a pause)."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        super().__init__()
+        self._fn = fn
+
+    def _timer_due(self) -> None:
+        self._fn()
 
 
 class Reactor:
@@ -48,7 +57,7 @@ class Reactor:
         self.read_buffer: bytearray = bytearray(READ_SIZE)
         self.read_view: memoryview = memoryview(self.read_buffer)
         #: The connections' wake-ups. Touched on the I/O thread only (or before it starts).
-        self.wheel: TimerWheel[TimerClient] = TimerWheel()
+        self.wheel: TimerWheel[DriverBase | TimerTask] = TimerWheel()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -62,6 +71,14 @@ class Reactor:
 
     def start(self) -> None:
         self.thread.start()
+
+    def close(self) -> None:
+        """Release a reactor whose thread never started (its loop releases its own)."""
+        with self._lock:
+            self._finished = True
+        self.selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def in_loop(self) -> bool:
         """True when called from the I/O thread itself."""
@@ -90,11 +107,11 @@ class Reactor:
         if self.thread.is_alive() and not self.in_loop():
             self.thread.join()
 
-    def file(self, client: TimerClient, when: float | None) -> None:
+    def file(self, client: DriverBase | TimerTask, when: float | None) -> None:
         """Wake ``client`` at or after ``when`` (``None``: no timer needed). I/O thread only."""
         self.wheel.file(client, when)  # select() sleeps until wheel.timeout(): no re-arming
 
-    def unfile(self, client: TimerClient) -> None:
+    def unfile(self, client: DriverBase | TimerTask) -> None:
         self.wheel.unfile(client)
 
     # ------------------------------------------------------------ the loop

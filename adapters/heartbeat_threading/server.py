@@ -38,7 +38,7 @@ from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol
 from heartbeat_core.state import HeartbeatPhase, validate_close
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 from heartbeat_threading.connection import Connection, EventCallback
-from heartbeat_threading.reactor import Reactor
+from heartbeat_threading.reactor import Reactor, TimerTask
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
 
 __all__ = ["Handler", "HttpHandler", "ProcessRequest", "SelectSubprotocol", "Server", "serve"]
@@ -49,18 +49,6 @@ Handler: TypeAlias = Callable[[Connection], None]
 
 #: The close of a connection whose handler's thread could not start.
 _NO_THREAD = (1013, "try again later")
-
-
-class _AcceptTimer:
-    """Filed in the reactor's wheel while accepting is paused: resumes it when due."""
-
-    __slots__ = ("_resume",)
-
-    def __init__(self, resume: Callable[[], None]) -> None:
-        self._resume = resume
-
-    def _timer_due(self) -> None:
-        self._resume()
 
 
 class Server:
@@ -100,7 +88,7 @@ class Server:
         self._launcher.start()
         self._reactor = Reactor(f"heartbeat-server-{self.port}")
         self._accept_backoff = AcceptBackoff()  # (I/O thread only, like what follows)
-        self._accept_timer = _AcceptTimer(self._io_resume_accepting)
+        self._accept_timer = TimerTask(self._io_resume_accepting)
         self._accepting = True
         sock.setblocking(False)
         self._reactor.selector.register(sock, selectors.EVENT_READ, self._io_accept)
