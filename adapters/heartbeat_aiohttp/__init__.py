@@ -50,6 +50,7 @@ from heartbeat_core.config import DEFAULT_MAX_QUEUE
 try:
     import aiohttp
     from aiohttp import WSMessage, WSMsgType, web
+    from aiohttp.http import WS_CLOSED_MESSAGE
 except ImportError as _missing:  # pragma: no cover - depends on the environment
     raise ImportError(
         "heartbeat_aiohttp needs aiohttp >= 3.14: pip install 'heartbeat-core[aiohttp]'"
@@ -125,22 +126,19 @@ class AiohttpHeartbeat(LoopRunner):
         ws: Any = self._ws
         if ws.closed:
             return
-        self.stop()  # (first: the reading task must not see the socket go)
+        if ws._waiting:  # the reading task is in aiohttp's receive(): end it quietly
+            ws._reader.feed_data(WS_CLOSED_MESSAGE, 0)  # (a cancel would record 1006)
+        else:
+            self.stop()
         ws._closed = True  # aiohttp's own close() is now a no-op
         if isinstance(ws, web.WebSocketResponse):
             ws._close_transport()
         else:
             ws._response.close()
-        ws._close_code = self.close_code  # what we sent (1011 for a dead peer), also
-        if self._reader is not None:  # after the cancelled receive() wrote 1006
-            self._reader.add_done_callback(self._keep_code)
+        ws._close_code = self.close_code  # what we sent (1011 for a dead peer)
         # The handler's receive() ends: a close message, then nothing.
         self._deliver(WSMessage(WSMsgType.CLOSE, self.close_code, self.close_reason))
         self.loop.call_soon(self.lost)
-
-    def _keep_code(self, _: object) -> None:
-        ws: Any = self._ws
-        ws._close_code = self.close_code
 
     def abort(self) -> None:
         self.close_transport()

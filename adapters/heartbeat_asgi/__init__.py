@@ -154,8 +154,11 @@ class AsgiHeartbeat(LoopRunner):
                 self.resume_reading()
 
     async def app_receive(self) -> Message:
-        """The application's ``receive()`` once the WebSocket is accepted."""
+        """The application's ``receive()`` once the WebSocket is accepted (after the
+        end, ``websocket.disconnect`` again, as ASGI servers answer)."""
         while not self._inbox:
+            if self.ended:
+                return {"type": "websocket.disconnect", "code": self.close_code or 1006}
             self._ready.clear()
             await self._ready.wait()
         message = self._inbox.popleft()
