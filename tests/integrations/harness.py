@@ -70,7 +70,11 @@ class Child:
         """The first record of ``event``, awaited (bounded)."""
         end = time.monotonic() + timeout
         while not (found := self.records(event)):
-            if time.monotonic() > end or (self.proc.poll() is not None and not found):
+            if self.proc.poll() is not None:  # exited: its last lines may still be in transit
+                self._thread.join(5.0)
+                if found := self.records(event):
+                    break
+            if time.monotonic() > end or self.proc.poll() is not None:
                 raise AssertionError(
                     f"the peer printed no {event!r} within {timeout} s: {self.lines[-10:]} "
                     f"(exit {self.proc.poll()}: {self._stderr()})"
@@ -120,6 +124,9 @@ class Served:
     path: str
     events: list[tuple[float, object]] = field(default_factory=list)
     app_messages: list[object] = field(default_factory=list)
+    #: The connection's heartbeat as the application sees it (``ws.heartbeat``,
+    #: ``websocket.state.heartbeat``), once it connected.
+    heartbeat: Any = None
 
     def on_event(self, conn: object, event: object) -> None:
         self.events.append((time.monotonic(), event))
@@ -149,6 +156,7 @@ async def websockets_server(config: HeartbeatConfig, slow: float = 0.0) -> Async
     served = Served(0, "/")
 
     async def handler(ws: Any) -> None:
+        served.heartbeat = ws.heartbeat
         with contextlib.suppress(Exception):
             async for message in ws:
                 served.app_messages.append(message)
@@ -172,6 +180,7 @@ async def aiohttp_server(config: HeartbeatConfig, slow: float = 0.0) -> AsyncIte
     async def handler(request: web.Request) -> web.StreamResponse:
         ws = heartbeat_aiohttp.HeartbeatWebSocketResponse(config=config, on_event=served.on_event)
         await ws.prepare(request)
+        served.heartbeat = ws.heartbeat
         async for msg in ws:
             served.app_messages.append(msg.data)
             await asyncio.sleep(slow)
@@ -210,6 +219,7 @@ async def asgi_server(
     @app.websocket("/ws")
     async def endpoint(websocket: WebSocket) -> None:
         await websocket.accept()
+        served.heartbeat = websocket.state.heartbeat
         try:
             while True:
                 text = await websocket.receive_text()

@@ -100,6 +100,10 @@ def test_round_trip_rtt_and_only_our_heartbeats(server: str, style: HeartbeatSty
                 samples = await served.wait(RttSample, count=3)
                 assert [s.seq for s in samples[:3]] == [1, 2, 3]
                 assert all(0 < s.rtt < 0.5 for s in samples)
+                # The application can read the figures on its connection.
+                stats = served.heartbeat.stats
+                assert stats.pongs_received >= 3 and stats.srtt is not None
+                assert served.heartbeat.latency == stats.srtt
                 # The peer's own {"type":"ping"} was answered, its "hello" echoed.
                 while child.frames(TEXT).count("hello") < 1:
                     await asyncio.sleep(0.01)
