@@ -38,6 +38,7 @@ from heartbeat_core.wsevents import (
     CloseTransport,
     Closing,
     ConnectionEvent,
+    HandshakeFailed,
     HttpRequest,
     Message,
     PeerDead,
@@ -74,6 +75,7 @@ class DriverBase(TimerItem):
         "_logger",
         "_on_event",
         "_policy",
+        "_running",
         "close_code",
         "close_reason",
         "closed_by",
@@ -95,6 +97,7 @@ class DriverBase(TimerItem):
         Request: "_on_request",
         HttpRequest: "_on_request",
         Rejected: "_on_rejected",
+        HandshakeFailed: "_on_handshake_failed",
         CloseTransport: "_on_end",
         Abort: "_on_end",
     }
@@ -132,6 +135,7 @@ class DriverBase(TimerItem):
         self.close_reason: str | None = None
         self.closed_by: str | None = None
         self._has_opened = False
+        self._running: list[ConnectionEvent] | None = None  # what _process is carrying out
 
     def __str__(self) -> str:  # formatted only when a log record is emitted
         return f"{self.core.role.value} {self.remote_address}"
@@ -234,7 +238,14 @@ class DriverBase(TimerItem):
         the core queued, end the transport if told, and file the timer anew.
 
         Handling an event may cause more (a ``Request``'s answer, the pause a full
-        queue causes): they are appended to ``events`` and carried out after it."""
+        queue causes), and so may ``on_event`` (closing the connection): they are
+        appended to ``events`` and carried out after it."""
+        running = self._running
+        if running is not None:
+            # Called again from a handler or from on_event (which closed the connection,
+            # say): these come after the events being carried out, in the core's order.
+            running += events
+            return
         core = self.core
         if not events:  # the common call: a timer that sent a heartbeat
             data = core.data_to_send()
@@ -245,17 +256,21 @@ class DriverBase(TimerItem):
         end: type | None = None
         handlers = self._HANDLERS
         on_event = self._on_event
-        i = 0
-        while i < len(events):
-            event = events[i]
-            i += 1
-            more = handlers[type(event)](self, event, now)
-            if more is True:
-                end = Abort if type(event) is Abort or end is Abort else CloseTransport
-            elif more:
-                events += more
-            if on_event is not None:
-                self._emit(event)
+        self._running = events
+        try:
+            i = 0
+            while i < len(events):
+                event = events[i]
+                i += 1
+                more = handlers[type(event)](self, event, now)
+                if more is True:
+                    end = Abort if type(event) is Abort or end is Abort else CloseTransport
+                elif more:
+                    events += more
+                if on_event is not None:
+                    self._emit(event)
+        finally:
+            self._running = None
         data = core.data_to_send()
         if data:
             self._rt_write(data)
@@ -340,6 +355,15 @@ class DriverBase(TimerItem):
                 f"the server answered the upgrade with HTTP {event.status}, not 101: "
                 "check the URI's path and the server's logs",
                 status=event.status,
+            )
+        )
+
+    def _on_handshake_failed(self, event: HandshakeFailed, now: float) -> None:
+        self._logger.info("%s: opening handshake failed: %s", self, event.reason)
+        self._refused(
+            HandshakeError(
+                f"the opening handshake failed: {event.reason}: check that the URI points "
+                "at a WebSocket server"
             )
         )
 

@@ -100,7 +100,7 @@ from heartbeat_core.events import (
     ReadingResumed,
     TimerFired,
 )
-from heartbeat_core.randomness import RandomSource, default_random
+from heartbeat_core.randomness import RandomSource, shared_random
 from heartbeat_core.stats import HeartbeatStats
 
 __all__ = [
@@ -120,18 +120,6 @@ PING_FLOOD_REASON = "too many pings"
 PONG_FLOOD_REASON = "too many pongs"
 
 _NO_ACTIONS: tuple[Action, ...] = ()
-
-# One default random source for every state that was given none (made at first use:
-# a Mersenne Twister's state is about 2.5 KB, too much to keep per connection).
-_default_source: RandomSource | None = None
-
-
-def _shared_source() -> RandomSource:
-    global _default_source
-    if _default_source is None:
-        _default_source = default_random()
-    return _default_source
-
 
 class HeartbeatPhase(enum.Enum):
     """Where a connection's heartbeat stands."""
@@ -316,7 +304,7 @@ class HeartbeatState:
                 f"open_timeout must be a finite number of seconds > 0, got {open_timeout!r}"
             )
         if config.jitter > 0 and random is None:
-            random = _shared_source()
+            random = shared_random()
         self._config = config
         self._random = random
         self._open_timeout = float(open_timeout)

@@ -58,6 +58,14 @@ class Reactor:
     def start(self) -> None:
         self.thread.start()
 
+    def close(self) -> None:
+        """Release a reactor whose thread never started (its loop releases its own)."""
+        with self._lock:
+            self._finished = True
+        self.selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
     def in_loop(self) -> bool:
         """True when called from the I/O thread itself."""
         return threading.current_thread() is self.thread
