@@ -28,7 +28,7 @@ from heartbeat_core import (
 )
 from tests.support.frames import PING, TEXT
 
-from .harness import Child, aiohttp_server, asgi_server, websockets_server
+from .harness import Child, aiohttp_server, asgi_server, hypercorn_server, websockets_server
 
 pytestmark = [
     pytest.mark.interop,
@@ -58,6 +58,7 @@ SERVERS: dict[str, tuple[Callable[..., Any], tuple[HeartbeatStyle, ...]]] = {
     # ASGI has no ping frames: application-level heartbeats only.
     "asgi-uvicorn-websockets": (_asgi("websockets-sansio"), (HeartbeatStyle.APP,)),
     "asgi-uvicorn-wsproto": (_asgi("wsproto"), (HeartbeatStyle.APP,)),
+    "asgi-hypercorn": (hypercorn_server, (HeartbeatStyle.APP,)),
 }
 CASES = [
     pytest.param(name, style, id=f"{name}-{style.value}")
