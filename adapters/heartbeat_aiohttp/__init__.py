@@ -232,6 +232,14 @@ def _check(kwargs: dict[str, Any]) -> None:
             )
 
 
+def _close_code(heartbeat: AiohttpHeartbeat | None, framework: int | None) -> int | None:
+    """aiohttp's close code, unless the core closed the connection: then the code it
+    sent (aiohttp records 1006 when the reading task it was in ends with the socket)."""
+    if heartbeat is not None and heartbeat.closed_by == "local" and heartbeat.close_code:
+        return heartbeat.close_code
+    return framework
+
+
 class HeartbeatWebSocketResponse(web.WebSocketResponse):
     """``web.WebSocketResponse(**kwargs)`` whose liveness the core decides: ``config``,
     ``codec``, ``on_event(ws, event)``, ``random`` as for the other drivers.
@@ -278,6 +286,11 @@ class HeartbeatWebSocketResponse(web.WebSocketResponse):
         if self.heartbeat is not None:
             self.heartbeat.received()
 
+    @property
+    def close_code(self) -> int | None:
+        """aiohttp's ``close_code``; after a heartbeat verdict, 1011 (what was sent)."""
+        return _close_code(self.heartbeat, super().close_code)
+
     async def receive(self, timeout: float | None = None) -> Any:
         msg = None
         if self.heartbeat is not None:
@@ -313,6 +326,11 @@ class HeartbeatClientWebSocketResponse(aiohttp.ClientWebSocketResponse):
 
     async def _framework_receive(self) -> Any:
         return await super().receive()
+
+    @property
+    def close_code(self) -> int | None:
+        """aiohttp's ``close_code``; after a heartbeat verdict, 1011 (what was sent)."""
+        return _close_code(self.heartbeat, super().close_code)
 
     async def receive(self, timeout: float | None = None) -> Any:
         msg = None
