@@ -17,6 +17,14 @@ The rules, by name (each one is a property test in ``tests/core``):
     ``close_timeout``. Nothing is emitted after the end.
 ``rtt``
     Every matched pong is an RTT sample (last, min, max, SRTT, RTTVAR).
+``probe``
+    With ``probe_interval`` set, an open connection whose last heartbeat went
+    out ``probe_interval`` ago gets one now, even while traffic flows: a probe,
+    sent for its RTT sample only. It leaves the phase IDLE, so it sets no
+    dead-peer deadline (the heartbeat the ``interval`` rule sends is the one
+    that can find the peer dead, exactly as without probes), and it is not sent
+    while reading is paused. With ``ping_on_open`` the first heartbeat is due
+    when the connection opens.
 ``jitter``
     Each wait is spread by up to ``±jitter·interval`` from the injected random
     source. With jitter 0 the machine is deterministic.
@@ -183,6 +191,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t(_P.NEW, "TimerFired (open_timeout): abort", _P.DRAINING, "open-timeout"),
     _t(_P.NEW, "FailRequested (refused, answered, bad request)", _P.DRAINING, "fail"),
     _t(_P.IDLE, "TimerFired (heartbeat due)", _P.AWAITING, "interval"),
+    _t(_P.IDLE, "TimerFired (probe due): a heartbeat for its RTT", _P.IDLE, "probe"),
     _t(_P.AWAITING, "inbound bytes / matching pong", _P.IDLE, "one-outstanding"),
     _t(_P.AWAITING, "TimerFired late (we stalled)", _P.GRACE, "late-timer"),
     _t(_P.GRACE, "inbound bytes / matching pong", _P.IDLE, "late-timer"),
@@ -276,12 +285,15 @@ class HeartbeatState:
         "_offset",
         "_open_timeout",
         "_paused",
+        "_peer_app_pings",
         "_peer_pings",
         "_phase",
         "_ping_strikes",
         "_pong_only",
         "_pong_strikes",
         "_pongs",
+        "_probe",
+        "_probes",
         "_protocol",
         "_random",
         "_rtt_last",
@@ -337,6 +349,10 @@ class HeartbeatState:
         self._pongs = 0
         self._misses = 0
         self._peer_pings = 0
+        self._peer_app_pings = 0
+        # Rule probe: None (off, the default) keeps every hot path as it was.
+        self._probe: float | None = config.probe_interval
+        self._probes = 0
         # Made at the first peer ping / stray pong: most connections never see one.
         self._ping_strikes: _Strikes | None = None
         self._pong_strikes: _Strikes | None = None
@@ -391,12 +407,22 @@ class HeartbeatState:
         base = self._last_ping_at if cfg.fixed_rate else self._last_alive
         return base + cfg.interval + self._offset
 
+    def _probe_due(self, probe: float) -> float:
+        """The IDLE deadline under rule ``probe``: the heartbeat's, or the probe's if sooner
+        (no probe while reading is paused)."""
+        due = self._due()
+        if self._paused:
+            return due
+        probe_at = self._last_ping_at + probe
+        return probe_at if probe_at < due else due
+
     @property
     def deadline(self) -> float | None:
         """When the driver must next deliver ``TimerFired``; ``None`` for no timer."""
         phase = self._phase
         if phase is HeartbeatPhase.IDLE:
-            return self._due()
+            probe = self._probe
+            return self._due() if probe is None else self._probe_due(probe)
         if phase is HeartbeatPhase.AWAITING:
             return None if self._paused else self._last_ping_at + self.effective_timeout
         if phase is HeartbeatPhase.GRACE:
@@ -415,7 +441,8 @@ class HeartbeatState:
         ``None``: no timer needed."""
         phase = self._phase
         if phase is HeartbeatPhase.IDLE:  # the common case
-            return self._due()
+            probe = self._probe
+            return self._due() if probe is None else self._probe_due(probe)
         deadline = self.deadline
         if deadline is not None and (
             phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE
@@ -425,6 +452,10 @@ class HeartbeatState:
             cfg = self._config
             base = self._last_ping_at if cfg.fixed_rate else last
             soonest = base + cfg.interval + self._offset
+            probe = self._probe
+            if probe is not None and not self._paused:
+                # rule probe: once IDLE again, a probe may fall due sooner than that
+                soonest = min(soonest, self._last_ping_at + probe)
             if last < soonest < deadline:  # (not yet passed: waking then does nothing)
                 return soonest
         return deadline
@@ -437,6 +468,8 @@ class HeartbeatState:
             pongs_received=self._pongs,
             misses=self._misses,
             peer_pings=self._peer_pings,
+            peer_app_pings=self._peer_app_pings,
+            probes_sent=self._probes,
             peer_ping_strikes=0 if self._ping_strikes is None else self._ping_strikes.count,
             last_rtt=self._rtt_last,
             min_rtt=self._rtt_min,
@@ -553,9 +586,13 @@ class HeartbeatState:
         now = event.now
         self._phase = HeartbeatPhase.IDLE
         self._close_deadline = None
+        self._draw_offset()
+        if self._config.ping_on_open:
+            # The first heartbeat is due now: as if the last one (and the last sign of
+            # life) were one wait ago.
+            now -= self._config.interval + self._offset
         self._last_alive = now
         self._last_ping_at = now
-        self._draw_offset()
         return _NO_ACTIONS
 
     def _alive(self, now: float) -> None:
@@ -578,6 +615,7 @@ class HeartbeatState:
     def _on_app_ping(self, event: AppPingReceived) -> tuple[Action, ...]:
         if self._phase not in _OPEN_PHASES:
             return _NO_ACTIONS
+        self._peer_app_pings += 1
         flood = self._count_peer_ping(event.now)
         if flood:
             return flood
@@ -673,10 +711,10 @@ class HeartbeatState:
             # early-timer: nothing changes, except that a heartbeat due within
             # timer_slack goes out now (one wake-up serves many connections).
             if phase is HeartbeatPhase.IDLE and deadline - now <= self._config.timer_slack:
-                return self._send_heartbeat(now)
+                return self._idle_timer(now)
             return _NO_ACTIONS
         if phase is HeartbeatPhase.IDLE:
-            return self._send_heartbeat(now)
+            return self._idle_timer(now)
         if phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE:
             if now - deadline > self._config.stall_threshold:
                 self._phase = HeartbeatPhase.GRACE
@@ -687,6 +725,18 @@ class HeartbeatState:
         self._phase = HeartbeatPhase.DRAINING
         self._close_deadline = None
         return (Abort(),)
+
+    def _idle_timer(self, now: float) -> tuple[Action, ...]:
+        """IDLE's deadline came: the heartbeat the interval rule sends, or else a probe."""
+        if self._due() - now <= self._config.timer_slack:
+            return self._send_heartbeat(now)
+        # rule probe: only a probe can be due (the deadline is the sooner of the two).
+        seq = self._seq = self._seq + 1
+        self._last_ping_at = now
+        self._probes += 1
+        if self._protocol:
+            return (SendPing(payload=self.payload_for(seq), seq=seq),)
+        return (SendAppPing(seq=seq),)
 
     def _send_heartbeat(self, now: float) -> tuple[Action, ...]:
         seq = self._seq = self._seq + 1
