@@ -30,6 +30,7 @@ from heartbeat_core.connection import HeartbeatConnection, Role
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
 from heartbeat_core.policy import ServerPolicy
 from heartbeat_core.queue import ReceiveQueue
+from heartbeat_core.uri import loggable
 from heartbeat_core.wsevents import (
     Abort,
     Accepted,
@@ -318,7 +319,9 @@ class DriverBase:
         self._has_opened = True
         if self.core.role is Role.CLIENT:
             self.headers = list(event.extra_headers)
-        self._logger.info("%s open: path=%s subprotocol=%s", self, self.path, self.subprotocol)
+        self._logger.info(
+            "%s open: path=%s subprotocol=%s", self, loggable(self.path), self.subprotocol
+        )
         self._opened()
 
     def _on_request(self, event: Request | HttpRequest, now: float) -> list[ConnectionEvent]:

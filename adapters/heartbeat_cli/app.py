@@ -25,6 +25,7 @@ from typing import Any
 
 import heartbeat_core
 from heartbeat_cli.demo import run_demo
+from heartbeat_cli.operators import DEFAULT_PROBE_INTERVAL
 from heartbeat_cli.output import EXIT_OK, PROG, Output, use_color
 from heartbeat_cli.ping import run_ping
 from heartbeat_cli.serve import run_serve
@@ -131,7 +132,8 @@ examples:
   heartbeat serve --log-format json | jq .
 
 The live dashboard is at http://HOST:PORT/ (the JavaScript client at /heartbeat-client.js);
---no-dashboard leaves both out.
+--no-dashboard leaves both out. Prometheus metrics are at http://HOST:PORT/metrics
+(--no-metrics leaves them out). Query strings never reach the log unless --log-query.
 """
 
 _PING_EPILOG = """\
@@ -214,6 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json"),
         default="text",
         help="text one-liners, or one JSON object per line (default: %(default)s)",
+    )
+    s.add_argument(
+        "--probe-interval",
+        type=_non_negative_seconds,
+        default=DEFAULT_PROBE_INTERVAL,
+        metavar="SECONDS",
+        help="send every connection a heartbeat at least this often, even a busy one, to "
+        "measure its RTT; measurement only, it never declares a peer dead sooner "
+        "(default: %(default)g s; 0 turns probes off)",
+    )
+    s.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="do not serve Prometheus metrics at /metrics (they need the metrics extra: "
+        "pip install 'heartbeat-core[metrics]')",
+    )
+    s.add_argument(
+        "--log-query",
+        action="store_true",
+        help="show request targets' query strings in log lines and events (default: "
+        "hidden, they often carry tokens)",
     )
     s.add_argument(
         "--no-dashboard",

@@ -19,7 +19,13 @@ import pytest
 import heartbeat_core
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["heartbeat_core", "heartbeat_asyncio", "heartbeat_threading", "heartbeat_cli"]
+PACKAGES = [
+    "heartbeat_core",
+    "heartbeat_asyncio",
+    "heartbeat_threading",
+    "heartbeat_cli",
+    "heartbeat_metrics",
+]
 STATIC = sorted(p.name for p in (ROOT / "adapters" / "heartbeat_cli" / "static").iterdir())
 
 
