@@ -137,9 +137,11 @@ The live dashboard is at http://HOST:PORT/ (the JavaScript client at /heartbeat-
 """
 
 _PING_EPILOG = """\
-One heartbeat is outstanding at a time: when the previous one is still unanswered as
-the next falls due, the next waits. A heartbeat unanswered for --timeout declares the
-peer dead.
+The first heartbeat goes out as soon as the connection opens, then one every
+--interval. One heartbeat is outstanding at a time: when the previous one is still
+unanswered as the next falls due, the next waits. A heartbeat unanswered for --timeout
+declares the peer dead. The summary counts every heartbeat sent; one still within its
+timeout at exit is shown "in flight", not lost.
 
 examples:
   heartbeat ping ws://127.0.0.1:8765/
@@ -282,6 +284,19 @@ def build_parser() -> argparse.ArgumentParser:
         help='ping frames, or {"type":"ping"} messages (default: %(default)s)',
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="add a header to the upgrade request (repeatable), e.g. -H 'Authorization: Bearer x'",
+    )
+    p.add_argument(
+        "--subprotocol",
+        action="append",
+        metavar="NAME",
+        help="offer this subprotocol (Sec-WebSocket-Protocol; repeatable)",
+    )
 
     sub.add_parser(
         "demo",

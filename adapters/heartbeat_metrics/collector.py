@@ -51,7 +51,7 @@ _ROLES = ("server", "client")
 def code_label(code: int) -> str:
     """The ``code`` label of a close: 1000-1015 and 4000 (the browser client's "peer
     dead") as themselves, other registered or private codes as ``3xxx`` / ``4xxx``,
-    anything else ``other``. At most 21 values, whatever peers send."""
+    anything else ``other``. At most 20 values, whatever peers send."""
     if 1000 <= code <= 1015 or code == 4000:
         return str(code)
     if 3000 <= code <= 3999:
