@@ -2,12 +2,11 @@
 
 :class:`HeartbeatMetrics` is a collector for ``prometheus_client`` fed by the
 ``on_event`` hook that both drivers (and :class:`~heartbeat_core.DriverBase`,
-so every integration built on it) call with ``(connection, event)``::
+so every integration built on it) call with ``(connection, event)``.
 
-    pip install 'heartbeat-core[metrics]'
-
-It needs ``prometheus_client`` (the ``metrics`` extra); nothing else of the
-package does. See the metrics how-to for the series and a Grafana-ready list.
+It needs ``prometheus_client``, which the ``metrics`` extra brings
+(``pip install 'heartbeat-core[metrics]'``); nothing else of the package does.
+See the metrics how-to for the series and a Grafana-ready list.
 """
 
 from __future__ import annotations
