@@ -266,7 +266,8 @@ class DriverBase:
         try:
             self._on_event(self, event)
         except Exception:
-            self._logger.exception("on_event callback failed on %r", event)
+            # (the event's name only: a Request's repr holds the target's query and headers)
+            self._logger.exception("on_event callback failed on %s", type(event).__name__)
 
     # --------------------------------------------------------------- handlers
 

@@ -711,10 +711,10 @@ class HeartbeatState:
             # early-timer: nothing changes, except that a heartbeat due within
             # timer_slack goes out now (one wake-up serves many connections).
             if phase is HeartbeatPhase.IDLE and deadline - now <= self._config.timer_slack:
-                return self._idle_timer(now)
+                return self._send_heartbeat(now) if self._probe is None else self._idle_timer(now)
             return _NO_ACTIONS
         if phase is HeartbeatPhase.IDLE:
-            return self._idle_timer(now)
+            return self._send_heartbeat(now) if self._probe is None else self._idle_timer(now)
         if phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE:
             if now - deadline > self._config.stall_threshold:
                 self._phase = HeartbeatPhase.GRACE

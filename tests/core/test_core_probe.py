@@ -157,10 +157,14 @@ class TestProbe:
         assert hb.deadline == 5.0  # overdue since 5: at the next timer
         assert _sends(hb.timer_fired(6.0)) and hb.phase is HeartbeatPhase.IDLE
 
-    def test_the_interval_rule_wins_when_it_is_due_first(self) -> None:
+    @pytest.mark.parametrize("how", ["timer_fired", "handle"])
+    def test_the_interval_rule_wins_when_it_is_due_first(self, how: str) -> None:
         hb = opened(HeartbeatConfig(interval=3, timeout=2, probe_interval=5))
         assert hb.deadline == 3.0
-        hb.timer_fired(3.0)
+        if how == "handle":
+            hb.handle(TimerFired(now=3.0))  # (the general path)
+        else:
+            hb.timer_fired(3.0)
         assert hb.phase is HeartbeatPhase.AWAITING and hb.stats.probes_sent == 0
 
     def test_wake_at_while_awaiting_allows_for_the_next_probe(self) -> None:
