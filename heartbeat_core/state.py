@@ -350,9 +350,12 @@ class HeartbeatState:
         self._misses = 0
         self._peer_pings = 0
         self._peer_app_pings = 0
-        # Rule probe: None (off, the default) keeps every hot path as it was.
         self._probe: float | None = config.probe_interval
         self._probes = 0
+        if config.probe_interval is not None:
+            # Rule probe lives in a subclass (same slots): with it off, every hot path is
+            # the one without it, at the same cost.
+            self.__class__ = _ProbingState
         # Made at the first peer ping / stray pong: most connections never see one.
         self._ping_strikes: _Strikes | None = None
         self._pong_strikes: _Strikes | None = None
@@ -407,22 +410,12 @@ class HeartbeatState:
         base = self._last_ping_at if cfg.fixed_rate else self._last_alive
         return base + cfg.interval + self._offset
 
-    def _probe_due(self, probe: float) -> float:
-        """The IDLE deadline under rule ``probe``: the heartbeat's, or the probe's if sooner
-        (no probe while reading is paused)."""
-        due = self._due()
-        if self._paused:
-            return due
-        probe_at = self._last_ping_at + probe
-        return probe_at if probe_at < due else due
-
     @property
     def deadline(self) -> float | None:
         """When the driver must next deliver ``TimerFired``; ``None`` for no timer."""
         phase = self._phase
         if phase is HeartbeatPhase.IDLE:
-            probe = self._probe
-            return self._due() if probe is None else self._probe_due(probe)
+            return self._due()
         if phase is HeartbeatPhase.AWAITING:
             return None if self._paused else self._last_ping_at + self.effective_timeout
         if phase is HeartbeatPhase.GRACE:
@@ -441,8 +434,7 @@ class HeartbeatState:
         ``None``: no timer needed."""
         phase = self._phase
         if phase is HeartbeatPhase.IDLE:  # the common case
-            probe = self._probe
-            return self._due() if probe is None else self._probe_due(probe)
+            return self._due()
         deadline = self.deadline
         if deadline is not None and (
             phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE
@@ -452,10 +444,6 @@ class HeartbeatState:
             cfg = self._config
             base = self._last_ping_at if cfg.fixed_rate else last
             soonest = base + cfg.interval + self._offset
-            probe = self._probe
-            if probe is not None and not self._paused:
-                # rule probe: once IDLE again, a probe may fall due sooner than that
-                soonest = min(soonest, self._last_ping_at + probe)
             if last < soonest < deadline:  # (not yet passed: waking then does nothing)
                 return soonest
         return deadline
@@ -711,10 +699,10 @@ class HeartbeatState:
             # early-timer: nothing changes, except that a heartbeat due within
             # timer_slack goes out now (one wake-up serves many connections).
             if phase is HeartbeatPhase.IDLE and deadline - now <= self._config.timer_slack:
-                return self._send_heartbeat(now) if self._probe is None else self._idle_timer(now)
+                return self._send_heartbeat(now)
             return _NO_ACTIONS
         if phase is HeartbeatPhase.IDLE:
-            return self._send_heartbeat(now) if self._probe is None else self._idle_timer(now)
+            return self._send_heartbeat(now)
         if phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE:
             if now - deadline > self._config.stall_threshold:
                 self._phase = HeartbeatPhase.GRACE
@@ -725,18 +713,6 @@ class HeartbeatState:
         self._phase = HeartbeatPhase.DRAINING
         self._close_deadline = None
         return (Abort(),)
-
-    def _idle_timer(self, now: float) -> tuple[Action, ...]:
-        """IDLE's deadline came: the heartbeat the interval rule sends, or else a probe."""
-        if self._due() - now <= self._config.timer_slack:
-            return self._send_heartbeat(now)
-        # rule probe: only a probe can be due (the deadline is the sooner of the two).
-        seq = self._seq = self._seq + 1
-        self._last_ping_at = now
-        self._probes += 1
-        if self._protocol:
-            return (SendPing(payload=self.payload_for(seq), seq=seq),)
-        return (SendAppPing(seq=seq),)
 
     def _send_heartbeat(self, now: float) -> tuple[Action, ...]:
         seq = self._seq = self._seq + 1
@@ -824,6 +800,57 @@ class HeartbeatState:
         self._phase = HeartbeatPhase.CLOSED
         self._close_deadline = None
         return _NO_ACTIONS
+
+
+class _ProbingState(HeartbeatState):
+    """A :class:`HeartbeatState` whose config has ``probe_interval`` (rule ``probe``): the
+    IDLE deadline is the interval rule's heartbeat or the next probe, whichever is sooner."""
+
+    __slots__ = ()
+
+    def _probe_due(self) -> float:
+        """The IDLE deadline: the heartbeat's, or the probe's if sooner (none while
+        reading is paused)."""
+        due = self._due()
+        if self._paused:
+            return due
+        assert self._probe is not None
+        probe_at = self._last_ping_at + self._probe
+        return probe_at if probe_at < due else due
+
+    @property
+    def deadline(self) -> float | None:
+        if self._phase is HeartbeatPhase.IDLE:
+            return self._probe_due()
+        return super().deadline
+
+    @property
+    def wake_at(self) -> float | None:
+        if self._phase is HeartbeatPhase.IDLE:
+            return self._probe_due()
+        wake = super().wake_at
+        if wake is None or self._paused or self._phase not in _OPEN_PHASES:
+            return wake
+        # AWAITING or GRACE: once IDLE again (a sign of life), a probe may fall due sooner.
+        assert self._probe is not None
+        probe_at = self._last_ping_at + self._probe
+        return probe_at if self._last_now < probe_at < wake else wake
+
+    def _timer(self, now: float) -> tuple[Action, ...]:
+        if self._phase is not HeartbeatPhase.IDLE:
+            return super()._timer(now)
+        # IDLE: the deadline (the sooner of the two) came, or is within timer_slack.
+        if self._probe_due() - now > self._config.timer_slack:
+            return _NO_ACTIONS
+        if self._due() - now <= self._config.timer_slack:
+            return self._send_heartbeat(now)
+        # rule probe: only the probe is due.
+        seq = self._seq = self._seq + 1
+        self._last_ping_at = now
+        self._probes += 1
+        if self._protocol:
+            return (SendPing(payload=self.payload_for(seq), seq=seq),)
+        return (SendAppPing(seq=seq),)
 
 
 _Handler = Callable[[HeartbeatState, Any], tuple[Action, ...]]

@@ -31,7 +31,7 @@ __all__ = [
 METRICS_PATH = "/metrics"
 #: ``heartbeat serve``'s probe: a heartbeat at least this often on every connection, so
 #: that its dashboard and metrics have an RTT for busy connections too (rule ``probe``).
-DEFAULT_PROBE_INTERVAL = 5.0
+DEFAULT_PROBE_INTERVAL = 3.0
 
 HttpAnswer = tuple[int, list[tuple[str, str]], bytes]
 HttpHook = Callable[[str], "HttpAnswer | None"]

@@ -157,6 +157,13 @@ def test_ping_count_1_returns_within_about_one_round_trip() -> None:
         assert pong["seq"] == 1
         (summary,) = pinger.events("summary")
         assert summary["sent"] == summary["received"] == 1 and summary["in_flight"] == 0
+        # The command's own clock: connecting, one round trip, closing; well under the
+        # 10 s interval (it was a whole interval before the first heartbeat).
+        text = Command("ping", f"ws://127.0.0.1:{port}/", "-c", "1", "-i", "10")
+        assert text.finish() == 0
+        counts = next(line for line in text.lines if " sent, " in line)
+        found = re.search(r"time (\d+)ms", counts)
+        assert found is not None and int(found.group(1)) < 2000, counts
     finally:
         server.kill()
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from heartbeat_core import (
     AppPingReceived,
     AppPongReceived,
+    CloseRequested,
     ConfigError,
     ConnectionOpened,
     HeartbeatConfig,
@@ -190,6 +191,21 @@ class TestProbe:
         assert hb.wake_at == 23.0
         hb.bytes_received(22.5)
         assert hb.deadline == 23.0
+
+    def test_closing_deadlines_are_the_usual_ones(self) -> None:
+        hb = opened(HeartbeatConfig(interval=20, timeout=10, probe_interval=2, close_timeout=3))
+        hb.handle(ReadingPaused(now=1.0))
+        hb.handle(CloseRequested(now=1.5))
+        assert hb.phase is HeartbeatPhase.CLOSING
+        assert hb.deadline == hb.wake_at == 4.5  # (paused: no probe either way)
+        hb.handle(ReadingResumed(now=1.6))
+        assert hb.deadline == hb.wake_at == 4.5  # the probe (due at 2) is no wake-up now
+        (abort,) = hb.handle(TimerFired(now=4.5))
+        assert type(abort).__name__ == "Abort"
+
+    def test_a_probe_state_is_a_heartbeat_state(self) -> None:
+        hb = HeartbeatState(PROBE)
+        assert isinstance(hb, HeartbeatState) and hb.config is PROBE
 
     def test_peer_app_pings_are_counted_apart(self) -> None:
         hb = opened(HeartbeatConfig(probe_interval=5))
