@@ -28,6 +28,7 @@ from heartbeat_core import (
 
 from .helpers import Pair
 
+
 @st.composite
 def configs(draw: st.DrawFn) -> HeartbeatConfig:
     fixed_rate = draw(st.booleans())
