@@ -17,7 +17,7 @@ import itertools
 import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -34,7 +34,11 @@ from heartbeat_core import (
     ConfigError,
     ConnectionEvent,
     HeartbeatConnection,
+    HeartbeatState,
+    HeartbeatStats,
+    Message,
     PeerDead,
+    PingAnswered,
     RttSample,
 )
 from heartbeat_core.state import PING_FLOOD_REASON, PONG_FLOOD_REASON
@@ -46,6 +50,10 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 _ROLES = ("server", "client")
+_FLOODS = {PING_FLOOD_REASON: "ping", PONG_FLOOD_REASON: "pong"}
+#: Events only an open connection reports: a connection is counted from the first.
+#: (Drivers report ``Accepted``; the framework integrations' runners report no open.)
+_OF_AN_OPEN_CONNECTION = frozenset({Accepted, RttSample, PeerDead, Closing, Message, PingAnswered})
 
 
 def code_label(code: int) -> str:
@@ -61,14 +69,43 @@ def code_label(code: int) -> str:
     return "other"
 
 
-def _core(conn: Any) -> HeartbeatConnection:
+class _Figures(Protocol):
+    """What a connection's figures are read from: a ``HeartbeatConnection`` or a
+    ``HeartbeatState``."""
+
+    @property
+    def stats(self) -> HeartbeatStats: ...
+
+    @property
+    def reading_paused(self) -> bool: ...
+
+
+def _figures(conn: Any) -> tuple[_Figures | None, str]:
+    """Where ``conn``'s figures live, and its role: a driver's connection (``.core``), a
+    ``HeartbeatConnection``, or a framework integration's connection (its runner, as
+    ``.heartbeat``, or ``scope["state"]["heartbeat"]`` for ASGI). For an integration the
+    role is ``client`` when the connection's class says so (``...Client...``), else
+    ``server``; ``None`` figures: counted from events only."""
     core = getattr(conn, "core", conn)
-    if not isinstance(core, HeartbeatConnection):
-        raise ConfigError(
-            "HeartbeatMetrics.on_event needs a connection with a .core (either driver's "
-            f"Connection, a DriverBase) or a HeartbeatConnection, got {conn!r}"
-        )
-    return core
+    if isinstance(core, HeartbeatConnection):
+        return core, core.role.value
+    if isinstance(conn, dict):  # an ASGI scope
+        runner = conn.get("state", {}).get("heartbeat")
+        role = "server"
+    else:
+        runner = getattr(conn, "heartbeat", None)
+        role = "client" if "client" in type(conn).__name__.lower() else "server"
+    state = getattr(runner, "state", None)
+    return (state if isinstance(state, HeartbeatState) else None), role
+
+
+def _key(conn: Any) -> Any:
+    """``conn`` itself, or its id when it cannot be hashed (an ASGI scope is a dict)."""
+    try:
+        hash(conn)
+    except TypeError:
+        return ("id", id(conn))
+    return conn
 
 
 class _Totals:
@@ -127,7 +164,7 @@ class HeartbeatMetrics(Collector):
         self.buckets: tuple[float, ...] = bounds
         self.namespace: str = namespace
         self._lock = threading.Lock()
-        self._open: dict[Any, tuple[HeartbeatConnection, str]] = {}
+        self._open: dict[Any, tuple[_Figures | None, str]] = {}
         self._totals = {role: _Totals(len(bounds)) for role in _ROLES}
         if registry is not None:
             registry.register(self)
@@ -136,54 +173,48 @@ class HeartbeatMetrics(Collector):
 
     def on_event(self, conn: Any, event: ConnectionEvent) -> None:
         """The ``on_event(conn, event)`` hook: pass it as ``serve(on_event=...)`` or
-        ``connect(on_event=...)``, or call it from your own hook."""
+        ``connect(on_event=...)`` of either driver or integration, or call it from your
+        own hook. A connection is counted from its first event of an open connection (a
+        driver's ``Accepted``; for an integration, whose runner reports no open, its first
+        answered heartbeat, dead-peer verdict or close) to its ``Closed``."""
         kind = type(event)
-        if kind is RttSample:
-            assert isinstance(event, RttSample)
-            with self._lock:
-                entry = self._open.get(conn)
-                if entry is None:
-                    return
-                totals = self._totals[entry[1]]
+        key = _key(conn)
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is None:
+                if kind not in _OF_AN_OPEN_CONNECTION and kind is not Closed:
+                    return  # (a request, its answer: the connection may never open)
+                entry = _figures(conn)
+                if kind is Closed and isinstance(entry[0], HeartbeatConnection):
+                    return  # a driver's connection that never opened: not counted
+                # (An integration's runner exists only once the WebSocket is open.)
+                self._open[key] = entry
+                self._totals[entry[1]].opened += 1
+            totals = self._totals[entry[1]]
+            if kind is RttSample:
+                assert isinstance(event, RttSample)
                 totals.pongs += 1
                 totals.rtt_sum += event.rtt
                 totals.buckets[bisect.bisect_left(self.buckets, event.rtt)] += 1
-        elif kind is Accepted:
-            core = _core(conn)
-            role = core.role.value
-            with self._lock:
-                if conn not in self._open:
-                    self._open[conn] = (core, role)
-                    self._totals[role].opened += 1
-        elif kind is PeerDead:
-            with self._lock:
-                entry = self._open.get(conn)
-                if entry is not None:
-                    self._totals[entry[1]].dead += 1
-        elif kind is Closing:
-            assert isinstance(event, Closing)
-            flood = None
-            if not event.by_peer and event.code == 1008:
-                flood = {PING_FLOOD_REASON: "ping", PONG_FLOOD_REASON: "pong"}.get(event.reason)
-            if flood is not None:
-                with self._lock:
-                    entry = self._open.get(conn)
-                    if entry is not None:
-                        self._totals[entry[1]].floods[flood] += 1
-        elif kind is Closed:
-            assert isinstance(event, Closed)
-            with self._lock:
-                entry = self._open.pop(conn, None)
-                if entry is None:
-                    return  # never opened: not counted anywhere
-                core, role = entry
-                totals = self._totals[role]
-                stats = core.stats
-                totals.pings += stats.pings_sent
-                totals.probes += stats.probes_sent
-                totals.peer_pings += stats.peer_pings
-                key = (code_label(event.code), event.by)
-                totals.closes[key] = totals.closes.get(key, 0) + 1
+            elif kind is PeerDead:
+                totals.dead += 1
+            elif kind is Closing:
+                assert isinstance(event, Closing)
+                if not event.by_peer and event.code == 1008:
+                    flood = _FLOODS.get(event.reason)
+                    if flood is not None:
+                        totals.floods[flood] += 1
+            elif kind is Closed:
+                assert isinstance(event, Closed)
+                del self._open[key]
+                figures = entry[0]
+                if figures is not None:
+                    stats = figures.stats
+                    totals.pings += stats.pings_sent
+                    totals.probes += stats.probes_sent
+                    totals.peer_pings += stats.peer_pings
+                label = (code_label(event.code), event.by)
+                totals.closes[label] = totals.closes.get(label, 0) + 1
 
     # ------------------------------------------------------------------ scrape
 
@@ -250,11 +281,13 @@ class HeartbeatMetrics(Collector):
             return
         with self._lock:
             live: dict[str, list[int]] = {role: [0, 0, 0, 0, 0] for role in _ROLES}
-            for core, role in self._open.values():
-                stats = core.stats
+            for source, role in self._open.values():
                 figures = live[role]
                 figures[0] += 1
-                figures[1] += core.reading_paused
+                if source is None:
+                    continue
+                stats = source.stats
+                figures[1] += source.reading_paused
                 figures[2] += stats.pings_sent
                 figures[3] += stats.probes_sent
                 figures[4] += stats.peer_pings

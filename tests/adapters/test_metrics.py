@@ -11,8 +11,22 @@ from heartbeat_metrics import HeartbeatMetrics, code_label
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from heartbeat_core import ConfigError, HeartbeatConfig, HeartbeatConnection, Role
-from heartbeat_core.wsevents import Accepted, Closed, Closing, PeerDead, RttSample
+from heartbeat_core import (
+    ConfigError,
+    HeartbeatConfig,
+    HeartbeatConnection,
+    HeartbeatState,
+    Role,
+)
+from heartbeat_core.wsevents import (
+    Accepted,
+    Closed,
+    CloseTransport,
+    Closing,
+    PeerDead,
+    Request,
+    RttSample,
+)
 from tests.adapters.drivers import DRIVERS, Driver, make_driver
 from tests.support.peers import open_websocket
 from tests.support.waiting import wait_until
@@ -124,7 +138,8 @@ def test_closes_floods_and_dead_peers_from_events() -> None:
     registry = CollectorRegistry()
     metrics = HeartbeatMetrics(registry=registry, namespace="ws", buckets=(0.01, 0.1))
     a, b, c = _Stub(), _Stub(), _Stub()
-    metrics.on_event(a, RttSample(seq=1, rtt=0.5))  # before Accepted: not a connection yet
+    metrics.on_event(a, Request(host="h", target="/x?t=1"))
+    metrics.on_event(a, CloseTransport())  # (a request and its answer: not open yet)
     for conn in (a, b, c):
         metrics.on_event(conn, Accepted())
         metrics.on_event(conn, Accepted())  # (once only)
@@ -139,7 +154,7 @@ def test_closes_floods_and_dead_peers_from_events() -> None:
     metrics.on_event(c, Closed(code=1008, reason="too many pings", by="local"))  # (counted once)
     metrics.on_event(a, Closing(code=1008, reason="too many pongs", by_peer=False))
     metrics.on_event(a, Closed(code=4321, reason="", by="remote"))
-    metrics.on_event(_Stub(), PeerDead(seq=1, waited=1.0))  # never opened: ignored
+    metrics.on_event(_Stub(), Closed(code=1006, reason="", by="local"))  # never opened
     s = scrape(registry)
     assert value(s, "ws_rtt_seconds_bucket", role="server", le="0.01") == 1
     assert value(s, "ws_rtt_seconds_bucket", role="server", le="0.1") == 2
@@ -173,6 +188,32 @@ def test_bad_arguments_raise_config_error(kwargs: dict[str, Any]) -> None:
         HeartbeatMetrics(**kwargs)
 
 
-def test_on_event_needs_a_connection() -> None:
-    with pytest.raises(ConfigError, match="core"):
-        HeartbeatMetrics().on_event(object(), Accepted())
+class _Runner:
+    def __init__(self) -> None:
+        self.state = HeartbeatState(HeartbeatConfig(probe_interval=1.0))
+
+
+class FrameworkClientConnection:  # an integration's connection: its runner as .heartbeat
+    def __init__(self) -> None:
+        self.heartbeat = _Runner()
+
+
+def test_integrations_connections_are_counted_from_their_events() -> None:
+    registry = CollectorRegistry()
+    metrics = HeartbeatMetrics(registry=registry)
+    client = FrameworkClientConnection()
+    scope = {"type": "websocket", "state": {"heartbeat": _Runner()}}  # ASGI: a dict
+    opaque = object()  # anything else: counted from events alone
+    for conn in (client, scope, opaque):
+        metrics.on_event(conn, RttSample(seq=1, rtt=0.002))
+    s = scrape(registry)
+    assert value(s, "heartbeat_connections_open", role="client") == 1
+    assert value(s, "heartbeat_connections_open", role="server") == 2
+    metrics.on_event(scope, Closed(code=1000, reason="", by="remote"))
+    metrics.on_event(FrameworkClientConnection(), Closed(code=1006, reason="", by="remote"))
+    s = scrape(registry)
+    assert value(s, "heartbeat_closes_total", role="server", code="1000", by="remote") == 1
+    # An integration's connection is open once it exists: even one whose first event is
+    # its close counts as opened.
+    assert value(s, "heartbeat_connections_opened_total", role="client") == 2
+    assert value(s, "heartbeat_connections_open", role="client") == 1

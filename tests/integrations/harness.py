@@ -120,9 +120,13 @@ class Served:
     path: str
     events: list[tuple[float, object]] = field(default_factory=list)
     app_messages: list[object] = field(default_factory=list)
+    #: Another hook that sees every call too (a test's metrics collector, say).
+    also: Callable[[object, Any], None] | None = None
 
     def on_event(self, conn: object, event: object) -> None:
         self.events.append((time.monotonic(), event))
+        if self.also is not None:
+            self.also(conn, event)
 
     def of(self, kind: type) -> list[tuple[float, Any]]:
         return [(t, e) for t, e in self.events if isinstance(e, kind)]
