@@ -59,19 +59,20 @@ class MetricsEndpoint:
         from heartbeat_metrics import HeartbeatMetrics
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-        self.registry = CollectorRegistry()
-        self.metrics = HeartbeatMetrics(registry=self.registry)
+        # (private: their types come from the metrics extra, which may not be installed)
+        self._registry = CollectorRegistry()
+        self._metrics = HeartbeatMetrics(registry=self._registry)
         self._generate = generate_latest
         self._content_type: str = CONTENT_TYPE_LATEST
 
     def on_event(self, conn: Any, event: ConnectionEvent) -> None:
-        self.metrics.on_event(conn, event)
+        self._metrics.on_event(conn, event)
 
     def http_handler(self, target: str) -> HttpAnswer | None:
         """The exposition at :data:`METRICS_PATH` (any query ignored); ``None`` otherwise."""
         if target.partition("?")[0] != METRICS_PATH:
             return None
-        body: bytes = self._generate(self.registry)
+        body: bytes = self._generate(self._registry)
         return 200, [("Content-Type", self._content_type), ("Cache-Control", "no-cache")], body
 
 
