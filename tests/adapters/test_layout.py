@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"
+if not ADAPTERS.is_dir():  # the version matrix runs the tests against the installed wheel
+    pytest.skip("the source tree's layout is checked in the checkout", allow_module_level=True)
 MODULES = sorted(ADAPTERS.rglob("*.py"))
 CLOCKS = {"time", "monotonic", "perf_counter", "monotonic_ns", "time_ns"}
 WORDS = {"now", "deadline", "when", "ttl", "horizon", "elapsed", "expires", "expiry", "timeout_at"}
