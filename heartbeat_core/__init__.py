@@ -63,7 +63,7 @@ from heartbeat_core.events import (
     TimerFired,
 )
 from heartbeat_core.options import ConnectionOptions
-from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
+from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.queue import ReceiveQueue
 from heartbeat_core.randomness import RandomSource, default_random
 from heartbeat_core.runner import ActionRunner
@@ -147,6 +147,7 @@ __all__ = [
     "PingAnswered",
     "PingReceived",
     "PongReceived",
+    "ProcessRequest",
     "ReadingPaused",
     "ReadingResumed",
     "RandomSource",

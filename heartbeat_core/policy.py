@@ -2,10 +2,12 @@
 
 :class:`ServerPolicy` turns a :class:`~heartbeat_core.wsevents.Request` into an
 accept or a refusal and a :class:`~heartbeat_core.wsevents.HttpRequest` into an
-HTTP answer, by calling the application's hooks: ``select_subprotocol`` and
-``http_handler``. A hook that raises, or answers something unusable, gets the
-client a 500 and the server a log line; no hook means no subprotocol, and a 426
-for plain HTTP. A server that is shutting down answers 503.
+HTTP answer, by calling the application's hooks: ``process_request`` (first, for
+both kinds: it may refuse a request by answering it, e.g. 403 for a foreign
+``Origin``), ``select_subprotocol`` and ``http_handler``. A hook that raises, or
+answers something unusable, gets the client a 500 and the server a log line; no
+hook means no subprotocol, and a 426 for plain HTTP. A server that is shutting
+down answers 503.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from heartbeat_core.errors import ConfigError
 from heartbeat_core.uri import loggable
 from heartbeat_core.wsevents import ConnectionEvent, HttpRequest, Request
 
-__all__ = ["HttpAnswer", "HttpHandler", "SelectSubprotocol", "ServerPolicy", "UPGRADE_REQUIRED"]
+__all__ = [
+    "UPGRADE_REQUIRED",
+    "HttpAnswer",
+    "HttpHandler",
+    "ProcessRequest",
+    "SelectSubprotocol",
+    "ServerPolicy",
+]
 
 #: ``select_subprotocol(offered) -> chosen or None``.
 SelectSubprotocol: TypeAlias = Callable[[Sequence[str]], "str | None"]
@@ -28,6 +37,9 @@ SelectSubprotocol: TypeAlias = Callable[[Sequence[str]], "str | None"]
 HttpAnswer: TypeAlias = tuple[int, Sequence[tuple[str, str]], bytes]
 #: ``http_handler(target) -> (status, headers, body) or None`` (``None``: 426).
 HttpHandler: TypeAlias = Callable[[str], "HttpAnswer | None"]
+#: ``process_request(request) -> (status, headers, body) or None``: called first for every
+#: request (an upgrade or plain HTTP); an answer refuses it, ``None`` lets it through.
+ProcessRequest: TypeAlias = Callable[[Request | HttpRequest], "HttpAnswer | None"]
 
 #: The answer to plain HTTP when no handler answers it.
 UPGRADE_REQUIRED: HttpAnswer = (
@@ -49,12 +61,14 @@ class ServerPolicy:
 
     select_subprotocol: SelectSubprotocol | None = None
     http_handler: HttpHandler | None = None
+    process_request: ProcessRequest | None = None
     #: Where failures of the hooks are logged (the driver's logger).
     logger: logging.Logger = field(default=logging.getLogger("heartbeat_core"))
 
     def __post_init__(self) -> None:
         _callable_or_none("select_subprotocol", self.select_subprotocol)
         _callable_or_none("http_handler", self.http_handler)
+        _callable_or_none("process_request", self.process_request)
 
     def answer(
         self,
@@ -67,6 +81,13 @@ class ServerPolicy:
         """Answer ``request`` on ``core``; return the events the answer caused (an
         ``Accepted``, or a ``CloseTransport`` after a refusal or an HTTP answer).
         ``refusing``: the server is shutting down (503)."""
+        if self.process_request is not None:
+            refusal = self._refusal(request)
+            if refusal is not None:
+                status, headers, body = refusal
+                if isinstance(request, HttpRequest):
+                    return core.respond(status, body, now=now, headers=headers)
+                return core.reject(status, body, now=now, headers=headers)
         if isinstance(request, HttpRequest):
             status, headers, body = self._http(request)
             return core.respond(status, body, now=now, headers=headers)
@@ -89,6 +110,20 @@ class ServerPolicy:
                 return core.reject(500, _SERVER_ERROR[2], now=now)
         return core.accept(now=now, subprotocol=subprotocol)
 
+    def _refusal(self, request: Request | HttpRequest) -> HttpAnswer | None:
+        """``process_request``'s answer, checked (a 4xx or 5xx for an upgrade, 200-599
+        for plain HTTP); a 500 when it raises or answers something unusable."""
+        assert self.process_request is not None
+        lowest = 200 if isinstance(request, HttpRequest) else 400
+        try:
+            answer = self.process_request(request)
+            if answer is None:
+                return None
+            return _checked(answer, lowest)
+        except Exception:
+            self.logger.exception("process_request failed on %s", loggable(request.target))
+            return _SERVER_ERROR
+
     def _http(self, request: HttpRequest) -> HttpAnswer:
         if self.http_handler is None:
             return UPGRADE_REQUIRED
@@ -96,12 +131,19 @@ class ServerPolicy:
             answer = self.http_handler(request.target)
             if answer is None:
                 return UPGRADE_REQUIRED
-            status, headers, body = answer
-            if not (isinstance(status, int) and 200 <= status <= 599):
-                raise TypeError(f"status must be an int in 200-599, got {status!r}")
-            if not isinstance(body, bytes):
-                raise TypeError(f"body must be bytes, got {type(body).__name__}")
-            return status, list(headers), body
+            return _checked(answer, 200)
         except Exception:
             self.logger.exception("http_handler failed on %s", loggable(request.target))
             return _SERVER_ERROR
+
+
+def _checked(answer: HttpAnswer, lowest: int) -> HttpAnswer:
+    """``answer`` as ``(status, headers, body)``; TypeError unless status is an int in
+    ``lowest``-599 and body is bytes."""
+    status, headers, body = answer
+    if not (isinstance(status, int) and lowest <= status <= 599):
+        raise TypeError(f"status must be an int in {lowest}-599, got {status!r}")
+    if not isinstance(body, bytes):
+        raise TypeError(f"body must be bytes, got {type(body).__name__}")
+    return status, list(headers), body
+

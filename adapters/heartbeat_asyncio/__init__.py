@@ -18,7 +18,14 @@ from heartbeat_asyncio.reconnect import (
     connect_forever,
 )
 from heartbeat_asyncio.runner import LoopRunner
-from heartbeat_asyncio.server import Handler, HttpHandler, SelectSubprotocol, Server, serve
+from heartbeat_asyncio.server import (
+    Handler,
+    HttpHandler,
+    ProcessRequest,
+    SelectSubprotocol,
+    Server,
+    serve,
+)
 from heartbeat_core import __version__
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 
@@ -30,6 +37,7 @@ __all__ = [
     "Handler",
     "HttpHandler",
     "LoopRunner",
+    "ProcessRequest",
     "ReconnectEvent",
     "Retrying",
     "SelectSubprotocol",

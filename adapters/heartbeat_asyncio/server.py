@@ -1,4 +1,9 @@
-"""The asyncio WebSocket server: ``serve(handler, host, port)`` and graceful shutdown."""
+"""The asyncio WebSocket server: ``serve(handler, host, port)`` and graceful shutdown.
+
+Connections are accepted by our own accept loop (:mod:`heartbeat_asyncio.listener`),
+the same on every asyncio loop, which pauses briefly instead of spinning when the
+process runs out of file descriptors.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,16 @@ from types import TracebackType
 from typing import TypeAlias
 
 from heartbeat_asyncio.connection import Connection, EventCallback
+from heartbeat_asyncio.listener import Listener, bind
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
 from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
-from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
+from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase
 from heartbeat_core.tcp import TcpKeepalive
 
-__all__ = ["Handler", "HttpHandler", "SelectSubprotocol", "Server", "serve"]
+__all__ = ["Handler", "HttpHandler", "ProcessRequest", "SelectSubprotocol", "Server", "serve"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
 
@@ -35,7 +41,7 @@ class Server:
 
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
-        self._server: asyncio.Server | None = None
+        self._listener: Listener | None = None
         self._all: set[Connection] = set()
         self._open: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -46,9 +52,9 @@ class Server:
     @property
     def sockets(self) -> list[socket.socket]:
         """The listening sockets."""
-        if self._server is None:
+        if self._listener is None:
             return []
-        return list(self._server.sockets)  # asyncio's TransportSocket wrappers
+        return list(self._listener.sockets)
 
     @property
     def port(self) -> int:
@@ -79,8 +85,8 @@ class Server:
     async def _shutdown(self, code: int, reason: str, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         logger.info("server closing %d connections with %d", len(self._all), code)
         for conn in list(self._all):
             if conn.is_open:
@@ -101,8 +107,6 @@ class Server:
                 task.cancel()
             if tasks:
                 await asyncio.wait(tasks, timeout=1.0)
-        if self._server is not None:
-            await self._server.wait_closed()
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -169,6 +173,8 @@ async def serve(
     keepalive: TcpKeepalive | None = None,
     on_event: EventCallback | None = None,
     http_handler: HttpHandler | None = None,
+    process_request: ProcessRequest | None = None,
+    backlog: int = 1024,
 ) -> Server:
     """Listen on ``host:port`` and run ``handler(conn)`` for every WebSocket connection.
 
@@ -180,6 +186,9 @@ async def serve(
     opening handshake: a client that does not finish it in time is dropped.
     ``http_handler`` answers plain HTTP GET and HEAD requests (``target ->
     (status, headers, body)``; ``None`` or no handler: 426 Upgrade Required).
+    ``process_request(request)`` sees every request first (the core's ``Request`` or
+    ``HttpRequest``, headers included) and refuses it by returning ``(status,
+    headers, body)``, e.g. 403 for a foreign ``Origin``.
 
     ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
     connection, the messages that arrived but the handler has not yet taken with
@@ -187,6 +196,8 @@ async def serve(
     unread, the connection stops reading its socket (TCP then slows the client
     down) until the handler has taken half of them. Meanwhile heartbeats still go
     out but nobody is declared dead (the core's ``paused-reading`` rule).
+
+    ``backlog`` is the listening sockets' queue of connections not yet accepted.
 
     Every option is validated before anything listens: a bad one raises
     :class:`~heartbeat_core.errors.ConfigError` here.
@@ -201,7 +212,10 @@ async def serve(
         keepalive=keepalive,
     )
     policy = ServerPolicy(
-        select_subprotocol=select_subprotocol, http_handler=http_handler, logger=logger
+        select_subprotocol=select_subprotocol,
+        http_handler=http_handler,
+        process_request=process_request,
+        logger=logger,
     )
     options.new_core(Role.SERVER)  # the core's own checks, before listening
     loop = asyncio.get_running_loop()
@@ -213,13 +227,15 @@ async def serve(
         server._all.add(conn)
         return conn
 
-    server._server = await loop.create_server(
+    listener = Listener(
+        loop,
+        await bind(loop, host, port, backlog=backlog),
         factory,
-        host,
-        port,
         ssl=ssl,
         ssl_handshake_timeout=options.open_timeout if ssl is not None else None,
     )
-    server._port = int(server._server.sockets[0].getsockname()[1])
+    server._listener = listener
+    server._port = int(listener.sockets[0].getsockname()[1])
+    listener.start()
     logger.info("server listening on %s:%d", host, server.port)
     return server

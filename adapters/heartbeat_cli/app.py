@@ -29,6 +29,7 @@ from heartbeat_cli.operators import DEFAULT_PROBE_INTERVAL
 from heartbeat_cli.output import EXIT_OK, PROG, Output, use_color
 from heartbeat_cli.ping import run_ping
 from heartbeat_cli.serve import run_serve
+from heartbeat_cli.sink import LineSink, SinkHandler
 from heartbeat_core import HeartbeatConfig
 
 __all__ = ["build_parser", "main", "parse_size"]
@@ -114,8 +115,8 @@ examples:
   heartbeat serve --port 8765             an echo server; every connection supervised
   heartbeat ping ws://127.0.0.1:8765/     ping(8) for a WebSocket endpoint
 
-exit codes: 0 ok; 1 the peer was declared dead or closed the connection first;
-2 usage or connection error.
+exit codes: 0 ok; 1 the peer was declared dead, closed the connection first or broke
+the protocol; 2 usage or connection error.
 """
 
 _SERVE_EPILOG = """\
@@ -149,8 +150,9 @@ examples:
   heartbeat ping ws://127.0.0.1:8765/ --mode app --json
 
 exit codes: 0 every heartbeat that had its full timeout was answered (count reached,
-or interrupted); 1 the peer was declared dead or closed the connection first;
-2 usage or connection error (refused, bad URL, TLS failure, HTTP status).
+or interrupted); 1 the peer was declared dead, closed the connection first or broke
+the protocol (the line before the summary says which); 2 usage or connection error
+(refused, bad URL, TLS failure, HTTP status).
 """
 
 
@@ -246,6 +248,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not serve the live dashboard (/), the JavaScript client "
         "(/heartbeat-client.js) and the dashboard's feed (/_dashboard)",
     )
+    s.add_argument(
+        "--dashboard-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the dashboard answers to, besides IP addresses and localhost "
+        "(repeatable)",
+    )
+    s.add_argument(
+        "--dashboard-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (e.g. https://ops.example.org) whose pages may read the "
+        "dashboard's feed, besides the dashboard itself (repeatable)",
+    )
+    s.add_argument(
+        "--dashboard-viewers",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="the most dashboard pages watching at once (default: %(default)s)",
+    )
 
     p = sub.add_parser(
         "ping",
@@ -320,9 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose == 0
         else (logging.INFO if args.verbose == 1 else logging.DEBUG)
     )
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    # Log records are written by a thread of their own: a stalled stderr never blocks the loop.
+    log_sink = LineSink(sys.stderr, notice=_dropped_records)
+    handler = SinkHandler(log_sink)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     out = Output(sys.stdout, color=use_color(sys.stdout))
     # One module per command; what they print goes through heartbeat_cli.output.
     commands: dict[str, Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]] = {
@@ -334,3 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(commands[args.command](args, out))
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the handlers were installed
         return EXIT_OK
+    finally:
+        log_sink.close()
+
+
+def _dropped_records(count: int) -> str:
+    return f"WARNING {PROG}: {count} log records dropped: stderr was not read fast enough"

@@ -15,8 +15,10 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 from typing import ClassVar, TextIO
 
+from heartbeat_cli.sink import LineSink
 from heartbeat_core.errors import HandshakeError
 
 __all__ = [
@@ -35,7 +37,8 @@ __all__ = [
 
 #: Everything went as asked.
 EXIT_OK = 0
-#: The peer was declared dead or closed the connection first (or a demo step failed).
+#: The peer was declared dead, closed the connection first or broke the protocol (or a
+#: demo step failed).
 EXIT_FAILED = 1
 #: Usage or connection error (a short message on stderr).
 EXIT_ERROR = 2
@@ -58,13 +61,35 @@ class Output:
         "cyan": "36",
     }
 
-    def __init__(self, stream: TextIO, *, color: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO, *, color: bool = False, sink: LineSink | None = None
+    ) -> None:
         self._stream = stream
         self._color = color
         self._broken = False
+        self._sink = sink
+
+    def in_background(self, notice: Callable[[int], str]) -> Output:
+        """The same output, written by a thread of its own (a :class:`LineSink`): a stream
+        nobody reads never blocks the caller; lines it cannot take are dropped, and
+        ``notice(count)`` stands in their place. :meth:`close` it when done."""
+        return Output(self._stream, color=self._color, sink=LineSink(self._stream, notice=notice))
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped because the stream did not keep up (background output only)."""
+        return 0 if self._sink is None else self._sink.dropped
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Background output: write what waits, for at most ``timeout`` seconds."""
+        if self._sink is not None:
+            self._sink.close(timeout)
 
     def line(self, text: str = "") -> None:
         """Write ``text`` and a newline; after a broken pipe, nothing."""
+        if self._sink is not None:
+            self._sink.put(text)
+            return
         if self._broken:
             return
         try:

@@ -10,11 +10,8 @@ import argparse
 import asyncio
 import contextlib
 import math
-import re
-import ssl
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from heartbeat_asyncio import Connection, connect
@@ -23,15 +20,19 @@ from heartbeat_cli.output import (
     EXIT_FAILED,
     EXIT_OK,
     Output,
-    describe_connect_error,
     error,
     milliseconds,
+)
+from heartbeat_cli.ping_checks import (
+    check_url,
+    describe_ping_error,
+    flood_warning,
+    parse_headers,
 )
 from heartbeat_cli.runtime import first_completed, install_stop
 from heartbeat_core import (
     Closed,
     Closing,
-    ConfigError,
     ConnectionEvent,
     HeartbeatConfig,
     HeartbeatError,
@@ -40,16 +41,9 @@ from heartbeat_core import (
     PeerDead,
     RttSample,
 )
-from heartbeat_core.errors import ConnectionClosedError, HandshakeError
-from heartbeat_core.uri import parse_uri
+from heartbeat_core.errors import ConnectionClosedError
 
 __all__ = ["PingStats", "describe_ping_error", "flood_warning", "parse_headers", "run_ping"]
-
-# What OpenSSL says when the other end answers a TLS hello with something else.
-_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST")
-# An HTTP header name (RFC 9110 token).
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
 
 def error_line(text: str) -> None:
     """A line on stderr (a warning: the command goes on)."""
@@ -151,67 +145,6 @@ class PingStats:
         return lines
 
 
-def parse_headers(lines: Sequence[str]) -> list[tuple[str, str]]:
-    """``-H 'Name: value'`` options as header pairs; :class:`ValueError` says what is wrong."""
-    pairs = []
-    for line in lines:
-        name, sep, value = line.partition(":")
-        name, value = name.strip(), value.strip()
-        if not sep or not name or not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n"):
-            raise ValueError(
-                f"bad header {line!r}: write -H 'Name: value', e.g. -H 'Authorization: Bearer xyz'"
-            )
-        pairs.append((name, value))
-    return pairs
-
-
-def flood_warning(interval: float) -> str | None:
-    """What to say when ``interval`` is below a heartbeat-core server's default flood limit."""
-    limit = HeartbeatConfig().peer_ping_min_interval
-    if interval >= limit:
-        return None
-    strikes = HeartbeatConfig().peer_ping_max_strikes
-    return (
-        f"--interval {interval:g} s is below {limit:g} s, the default flood limit of "
-        f"heartbeat-core servers (heartbeat serve included): after {strikes} pings that "
-        "close together they close the connection with 1008 'too many pings'"
-    )
-
-
-def describe_ping_error(url: str, exc: BaseException) -> str:
-    """:func:`describe_connect_error`, in plain words for TLS on one side only."""
-    scheme = url.partition(":")[0].lower()
-    if scheme == "wss" and isinstance(exc, ssl.SSLError) and not isinstance(
-        exc, ssl.SSLCertVerificationError
-    ):
-        why = getattr(exc, "reason", None) or exc
-        if why in _NOT_TLS:
-            return (
-                "the server does not speak TLS on this port (a plain ws:// server?): "
-                f"try ws:// instead of wss:// (TLS said {why})"
-            )
-    if (
-        scheme == "ws"
-        and isinstance(exc, HandshakeError)
-        and exc.status is None
-        and "closed during the opening handshake" in str(exc)
-    ):
-        return (
-            "the server closed the connection without answering the upgrade: if it "
-            "expects TLS on this port, try wss:// instead of ws://"
-        )
-    return describe_connect_error(exc)
-
-
-def _check_url(url: str) -> str | None:
-    """``None`` when ``url`` is a usable ws:// or wss:// URL, else what is wrong."""
-    try:
-        parse_uri(url)
-    except ConfigError as exc:
-        return f"bad URL: {exc}"
-    return None
-
-
 # --------------------------------------------------------------------------- ping
 
 
@@ -221,6 +154,7 @@ class _PingState:
     dead: PeerDead | None = None
     closed: Closed | None = None
     close_started_by_peer: Closing | None = None
+    close_started_by_us: Closing | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -228,7 +162,7 @@ class _PingState:
 async def run_ping(args: argparse.Namespace, out: Output) -> int:
     """``heartbeat ping URL``: heartbeats until ``--count`` answers, SIGINT/SIGTERM, a dead
     peer or a close; then the summary."""
-    problem = _check_url(args.url)
+    problem = check_url(args.url)
     if problem is not None:
         return error(problem)
     json_mode: bool = args.json
@@ -280,8 +214,11 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
                     f"{event.waited * 1000:.0f} ms: peer declared dead"
                 )
             st.ended.set()
-        elif isinstance(event, Closing) and event.by_peer:
-            st.close_started_by_peer = event
+        elif isinstance(event, Closing):
+            if event.by_peer:
+                st.close_started_by_peer = event
+            else:
+                st.close_started_by_us = event
         elif isinstance(event, Closed):
             st.closed = event
             st.ended.set()
@@ -344,6 +281,20 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
         return _ping_summary(
             st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_FAILED
         )
+    failed = _protocol_failure(st)
+    if failed is not None:  # our side failed the connection: the server broke the protocol
+        reason = failed.reason
+        if json_mode:
+            out.json(event="failed", code=failed.code, reason=reason)
+        else:
+            why = f" ({reason})" if reason else ""
+            out.line(
+                f"the server broke the WebSocket protocol: connection failed with code "
+                f"{failed.code}{why}"
+            )
+        return _ping_summary(
+            st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_FAILED
+        )
     if conn.closed_by == "remote" or st.close_started_by_peer is not None:
         code = conn.close_code if conn.close_code is not None else 1006
         reason = conn.close_reason or ""
@@ -358,6 +309,21 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
     return _ping_summary(
         st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_OK
     )
+
+
+#: Close codes of our own side that say the server broke the protocol (1002 protocol
+#: error, 1007 bad data such as invalid UTF-8, 1008 policy such as a ping flood, 1009 a
+#: message over the size limit). 1000 is our own clean close; 1011 a dead peer.
+_PROTOCOL_FAILURES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+
+
+def _protocol_failure(st: _PingState) -> Closing | None:
+    """Our side's close, when it was a protocol failure and came first (not the
+    server's close, and not ours after --count or a signal)."""
+    ours = st.close_started_by_us
+    if ours is None or st.close_started_by_peer is not None or st.dead is not None:
+        return None
+    return ours if ours.code in _PROTOCOL_FAILURES else None
 
 
 def _ping_summary(

@@ -9,9 +9,10 @@ WebSocket feed. Its methods take a lock, so ``on_event`` may run on a driver's I
 thread while another thread takes snapshots.
 
 What it records: peers, request paths without their query strings (tokens often
-travel there), heartbeat figures and close codes; never message payloads. The cost
-is one dictionary entry per connection and one tuple per RTT sample (in a bounded
-deque); a snapshot lists at most ``max_rows`` connections.
+travel there, and cut at :data:`MAX_PATH` characters), heartbeat figures and close
+codes; never message payloads. The cost is one dictionary entry per connection and
+one tuple per RTT sample (in a bounded deque); a snapshot lists at most
+``max_rows`` connections and 2,000 samples, so its size is bounded too.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from typing import Any, Protocol
 from heartbeat_core import HeartbeatConnection, HeartbeatStats, HeartbeatStyle
 from heartbeat_core.errors import ConfigError
 from heartbeat_core.state import HeartbeatPhase
+from heartbeat_core.timers import TimerItem, TimerWheel
 from heartbeat_core.wsevents import Closed, ConnectionEvent, PeerDead, Request, RttSample
 
-__all__ = ["FEED_PATH", "ConnectionRegistry", "Watched", "peer_style"]
+__all__ = ["FEED_PATH", "MAX_PATH", "ConnectionRegistry", "Watched", "peer_style"]
 
 #: The dashboard's own WebSocket (its live feed); connections to it are marked as dashboards.
 FEED_PATH = "/_dashboard"
@@ -66,13 +68,19 @@ def peer_style(stats: HeartbeatStats) -> str:
     return "app" if app else "frames" if frames else "none"
 
 
+#: The longest request path a snapshot shows (longer ones are cut, ending in "…").
+MAX_PATH = 200
+
+
 def _path(target: str) -> str:
-    return target.split("?", 1)[0]
+    path = target.split("?", 1)[0]
+    return path if len(path) <= MAX_PATH else path[: MAX_PATH - 1] + "…"
 
 
 @dataclass(slots=True)
-class _Row:
-    """One connection the registry knows about."""
+class _Row(TimerItem):
+    """One connection the registry knows about (a TimerItem: a closed row is filed
+    to leave the list ``closed_ttl`` after its close)."""
 
     id: int
     conn: Watched | None  # None once closed
@@ -88,6 +96,20 @@ class _Row:
     reason: str = ""
     by: str | None = None
     dead: bool = False
+
+    def __post_init__(self) -> None:
+        TimerItem.__init__(self)
+
+
+class _Mark(TimerItem):
+    """Every RTT sample numbered up to ``number`` is older than ``history`` once the
+    mark is due (a snapshot files one, ``history`` after it was taken)."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
 
 
 class ConnectionRegistry:
@@ -132,6 +154,12 @@ class ConnectionRegistry:
             maxlen=max_samples
         )
         self._sample_no = 0
+        # When things age out is the core's TimerWheel's decision: closed rows leave the
+        # list closed_ttl after their close; samples leave snapshots once a snapshot taken
+        # after them is history old (the page drops older points itself too).
+        self._expiry: TimerWheel[_Row] = TimerWheel(0.1)
+        self._marks: TimerWheel[_Mark] = TimerWheel(0.1)
+        self._aged = 0  # samples numbered up to this are older than history
         self._lock = threading.Lock()
 
     def on_event(self, conn: Watched, event: ConnectionEvent) -> None:
@@ -165,6 +193,7 @@ class ConnectionRegistry:
                 row.code, row.reason, row.by = event.code, event.reason, event.by
                 row.conn = None
                 self._closed.append(row)
+                self._expiry.file(row, row.closed + self.closed_ttl)
 
     def register(self, conn: Watched, target: str, *, dashboard: bool = False) -> int:
         """List ``conn`` (request target ``target``) if it is not listed yet, marked as a
@@ -224,25 +253,30 @@ class ConnectionRegistry:
             "by": row.by,
         }
 
-    def snapshot(self, since: int = 0) -> dict[str, Any]:
+    def snapshot(self, since: int = 0, until: int | None = None) -> dict[str, Any]:
         """What a viewer sees now: the newest connections, and RTT samples after number
-        ``since`` (at most the last ``history`` seconds; ``next`` is the number to pass next)."""
+        ``since`` (at most the last ``history`` seconds, and none after number ``until``
+        when it is given; ``next`` is the number to pass next)."""
         with self._lock:
-            return self._snapshot(since)
+            return self._snapshot(since, self._sample_no if until is None else until)
 
-    def _snapshot(self, since: int) -> dict[str, Any]:
+    def _snapshot(self, since: int, until: int) -> dict[str, Any]:
         now = self._clock()
-        while self._closed and now - (self._closed[0].closed or now) > self.closed_ttl:
-            self._closed.popleft()
+        for row in self._expiry.pop_due(now):
+            if row in self._closed:  # (unless keep_closed pushed it out already)
+                self._closed.remove(row)
+        for mark in self._marks.pop_due(now):
+            self._aged = max(self._aged, mark.number)
+        self._marks.file(_Mark(self._sample_no), now + self.history)
+        since = max(since, self._aged)
         open_rows = list(self._rows.values())
         shown = open_rows[-self.max_rows :]
         room = self.max_rows - len(shown)
         closed_rows = list(self._closed)[-room:] if room > 0 else []
-        horizon = now - self.history
         samples = [
             [round(t - now, 3), conn_id, round(rtt, 3)]
             for number, t, conn_id, rtt in self._samples
-            if number > since and t >= horizon
+            if since < number <= until
         ][-2000:]
         phases = collections.Counter(
             row.conn.core.phase for row in open_rows if row.conn is not None
@@ -253,5 +287,5 @@ class ConnectionRegistry:
             "awaiting": phases[HeartbeatPhase.AWAITING] + phases[HeartbeatPhase.GRACE],
             "rows": [self._row_json(row, now) for row in shown + closed_rows],
             "samples": samples,
-            "next": self._sample_no,
+            "next": until,
         }

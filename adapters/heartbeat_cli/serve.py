@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+from functools import partial
 
 from heartbeat_asyncio import Connection, serve
 
@@ -81,6 +83,31 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
         )
     except HeartbeatError as exc:
         return error(str(exc))
+    out = out.in_background(partial(_dropped_lines, json_mode))  # never blocks the loop
+    try:
+        return await _serve(args, out, config, json_mode)
+    finally:
+        out.close()
+
+
+def _dashboard(args: argparse.Namespace) -> Dashboard:
+    return Dashboard(
+        allowed_hosts=args.dashboard_host,
+        allowed_origins=args.dashboard_origin,
+        max_viewers=args.dashboard_viewers,
+    )
+
+
+def _dropped_lines(json_mode: bool, count: int) -> str:
+    """The line that stands for ``count`` log lines stdout could not take."""
+    if json_mode:
+        return json.dumps({"event": "dropped", "lines": count}, separators=(",", ":"))
+    return f"{wall_clock()}  dropped {count} log lines: stdout was not read fast enough"
+
+
+async def _serve(
+    args: argparse.Namespace, out: Output, config: HeartbeatConfig, json_mode: bool
+) -> int:
 
     def log(event: str, text: str, **fields: object) -> None:
         if json_mode:
@@ -130,7 +157,7 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
     stop = asyncio.Event()
     got: list[str] = []
     install_stop(loop, stop, got)
-    dashboard = None if args.no_dashboard else Dashboard()
+    dashboard = None if args.no_dashboard else _dashboard(args)
     set_log_query(args.log_query)
     metrics, no_metrics = (None, None) if args.no_metrics else metrics_endpoint()
 
@@ -153,6 +180,7 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
                 None if metrics is None else metrics.http_handler,
                 None if dashboard is None else dashboard.http_handler,
             ),
+            process_request=None if dashboard is None else dashboard.process_request,
         )
     except OSError as exc:
         what = exc.strerror or str(exc)
@@ -190,5 +218,8 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
     )
     await server.close(1001, "going away", timeout=max(args.close_timeout, 0.1))
     await server.wait_closed()
-    log("stopped", "stopped")
+    if out.dropped:
+        log("stopped", f"stopped ({out.dropped} log lines dropped)", dropped=out.dropped)
+    else:
+        log("stopped", "stopped")
     return EXIT_OK

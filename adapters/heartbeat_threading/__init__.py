@@ -21,7 +21,14 @@ from heartbeat_threading.reconnect import (
     Retrying,
     connect_forever,
 )
-from heartbeat_threading.server import Handler, HttpHandler, SelectSubprotocol, Server, serve
+from heartbeat_threading.server import (
+    Handler,
+    HttpHandler,
+    ProcessRequest,
+    SelectSubprotocol,
+    Server,
+    serve,
+)
 
 __all__ = [
     "Connected",
@@ -30,6 +37,7 @@ __all__ = [
     "EventCallback",
     "Handler",
     "HttpHandler",
+    "ProcessRequest",
     "ReconnectEvent",
     "Retrying",
     "SelectSubprotocol",

@@ -24,15 +24,29 @@ from collections import deque
 from collections.abc import Callable
 
 from heartbeat_core.driver import DriverBase
-from heartbeat_core.timers import TimerWheel
+from heartbeat_core.timers import TimerItem, TimerWheel
 
-__all__ = ["READ_SIZE", "Reactor"]
+__all__ = ["READ_SIZE", "Reactor", "TimerTask"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
 #: Bytes read per ``recv_into``; one buffer per loop, shared by all its sockets.
 READ_SIZE = 256 * 1024
 
+
+
+class TimerTask(TimerItem):
+    """Something else than a connection the wheel wakes: ``fn()`` runs when it is due
+    (e.g. a server's accept loop resuming after a pause)."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        super().__init__()
+        self._fn = fn
+
+    def _timer_due(self) -> None:
+        self._fn()
 
 
 class Reactor:
@@ -43,7 +57,7 @@ class Reactor:
         self.read_buffer: bytearray = bytearray(READ_SIZE)
         self.read_view: memoryview = memoryview(self.read_buffer)
         #: The connections' wake-ups. Touched on the I/O thread only (or before it starts).
-        self.wheel: TimerWheel[DriverBase] = TimerWheel()
+        self.wheel: TimerWheel[DriverBase | TimerTask] = TimerWheel()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -93,11 +107,11 @@ class Reactor:
         if self.thread.is_alive() and not self.in_loop():
             self.thread.join()
 
-    def file(self, client: DriverBase, when: float | None) -> None:
+    def file(self, client: DriverBase | TimerTask, when: float | None) -> None:
         """Wake ``client`` at or after ``when`` (``None``: no timer needed). I/O thread only."""
         self.wheel.file(client, when)  # select() sleeps until wheel.timeout(): no re-arming
 
-    def unfile(self, client: DriverBase) -> None:
+    def unfile(self, client: DriverBase | TimerTask) -> None:
         self.wheel.unfile(client)
 
     # ------------------------------------------------------------ the loop

@@ -8,6 +8,12 @@ connection closes with 1000 (1011 if it raised). What the server answers
 (subprotocols, plain HTTP, 503 while shutting down) is decided by the core's
 :class:`~heartbeat_core.policy.ServerPolicy`, the opening handshake is bounded by
 the core (``handshake_timeout``, rule ``open-timeout``).
+
+Out of resources, the server sheds load and keeps serving: when ``accept()`` runs
+out of file descriptors it stops accepting for a short, growing pause
+(:class:`~heartbeat_core.pacing.AcceptBackoff`) instead of spinning, and when a
+handler's thread cannot start (a task limit) that connection is closed with 1013
+(try again later); either is logged at most once a second.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import selectors
 import socket
 import ssl as ssl_module
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import TypeAlias
@@ -26,18 +33,22 @@ from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
 from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
-from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
+from heartbeat_core.pacing import RESOURCE_ERRNOS, AcceptBackoff, RateLimit
+from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase, validate_close
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 from heartbeat_threading.connection import Connection, EventCallback
-from heartbeat_threading.reactor import Reactor
+from heartbeat_threading.reactor import Reactor, TimerTask
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
 
-__all__ = ["Handler", "HttpHandler", "SelectSubprotocol", "Server", "serve"]
+__all__ = ["Handler", "HttpHandler", "ProcessRequest", "SelectSubprotocol", "Server", "serve"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
 Handler: TypeAlias = Callable[[Connection], None]
+
+#: The close of a connection whose handler's thread could not start.
+_NO_THREAD = (1013, "try again later")
 
 
 class Server:
@@ -70,14 +81,22 @@ class Server:
         self._close_started = False
         self._closed = threading.Event()
         self._launches: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self._no_thread_log = RateLimit(1.0)  # (launcher thread only)
         self._launcher = threading.Thread(
             target=self._launch_handlers, name=f"heartbeat-launcher-{self.port}", daemon=True
         )
         self._launcher.start()
         self._reactor = Reactor(f"heartbeat-server-{self.port}")
+        self._accept_backoff = AcceptBackoff()  # (I/O thread only, like what follows)
+        self._accept_timer = TimerTask(self._io_resume_accepting)
+        self._accepting = True
         sock.setblocking(False)
         self._reactor.selector.register(sock, selectors.EVENT_READ, self._io_accept)
-        self._reactor.start()
+        try:
+            self._reactor.start()
+        except BaseException:
+            self._launches.put(None)  # (e.g. no thread for the reactor: end the launcher)
+            raise
         logger.info("serving on %s:%d", *sock.getsockname()[:2])
 
     @property
@@ -151,20 +170,45 @@ class Server:
     # -------------------------------------------------------- reactor thread
 
     def _io_accept(self, mask: int) -> None:
-        listener = self.sockets[0]
+        listener, backoff = self.sockets[0], self._accept_backoff
         for _ in range(64):
             try:
                 sock, _addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. EMFILE: log and try again on the next event
-                logger.warning("accept failed: %s", exc)
-                return
+            except OSError as exc:
+                if exc.errno in RESOURCE_ERRNOS:
+                    self._io_pause_accepting(exc)
+                    return
+                logger.debug("accept failed: %s", exc)  # e.g. ECONNABORTED: that one is gone
+                continue
+            if backoff.failures and (failures := backoff.accepted(time.monotonic())):
+                logger.warning("accepting again after %d failed accept() calls", failures)
             try:
                 self._io_add(sock)
             except OSError as exc:
                 logger.debug("dropping a new connection: %s", exc)
                 sock.close()
+
+    def _io_pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors (or memory): the listening socket stays readable, so stop
+        watching it for a short pause rather than spin on a failing accept()."""
+        now = time.monotonic()
+        pause = self._accept_backoff.failed(now)
+        if pause.log:
+            logger.warning(
+                "accept failed: %s (%d times in a row): retrying every %.0f ms or sooner; "
+                "raise the open-file limit (ulimit -n)",
+                exc.strerror or exc, pause.failures, pause.delay * 1000,
+            )  # fmt: skip
+        self._reactor.selector.unregister(self.sockets[0])
+        self._accepting = False
+        self._reactor.file(self._accept_timer, now + pause.delay)
+
+    def _io_resume_accepting(self) -> None:
+        if not self._accepting and not self.closing:
+            self._accepting = True
+            self._reactor.selector.register(self.sockets[0], selectors.EVENT_READ, self._io_accept)
 
     def _io_add(self, sock: socket.socket) -> None:
         options = self._options
@@ -202,9 +246,12 @@ class Server:
             self._cond.notify_all()
 
     def _io_shutdown(self, code: int, reason: str) -> None:
+        self._reactor.unfile(self._accept_timer)
         for sock in self.sockets:
-            self._reactor.selector.unregister(sock)
+            if self._accepting:
+                self._reactor.selector.unregister(sock)
             sock.close()
+        self._accepting = False
         with self._cond:
             conns = list(self._conns)
         for conn in conns:
@@ -231,7 +278,23 @@ class Server:
             )
             with self._cond:
                 self._handlers.add(thread)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:  # "can't start new thread": a task limit was hit
+                self._no_thread(conn, thread, exc)
+            del conn, thread  # (kept until the next launch, they would keep the connection)
+
+    def _no_thread(self, conn: Connection, thread: threading.Thread, exc: RuntimeError) -> None:
+        """Refuse ``conn`` (1013, try again later) and serve on: threads may free up."""
+        with self._cond:
+            self._handlers.discard(thread)
+            self._cond.notify_all()
+        if (held := self._no_thread_log.allow(time.monotonic())) is not None:
+            logger.warning(
+                "cannot start a handler thread (%s): closing %s with 1013 (and %d more since "
+                "the last report); raise the task limit (ulimit -u, TasksMax)", exc, conn, held
+            )  # fmt: skip
+        self._reactor.call_soon(lambda: conn._io_call(conn.core.close, *_NO_THREAD))
 
     def _run_handler(self, conn: Connection) -> None:
         code, reason = 1000, ""
@@ -265,6 +328,7 @@ def serve(
     keepalive: TcpKeepalive | None = None,
     on_event: EventCallback | None = None,
     http_handler: HttpHandler | None = None,
+    process_request: ProcessRequest | None = None,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     backlog: int = 1024,
 ) -> Server:
@@ -281,7 +345,10 @@ def serve(
     included): a client that does not finish it in time is dropped.
     ``http_handler(target)`` answers plain HTTP GET and HEAD requests with
     ``(status, headers, body)``; without one (or when it returns None) they get 426
-    Upgrade Required. ``send()`` blocks while more than ``write_limit`` bytes wait.
+    Upgrade Required. ``process_request(request)`` sees every request first (the
+    core's ``Request`` or ``HttpRequest``, headers included) and refuses it by
+    returning ``(status, headers, body)``, e.g. 403 for a foreign ``Origin``.
+    ``send()`` blocks while more than ``write_limit`` bytes wait.
 
     ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
     connection, the messages that wait unread: at either bound the connection stops
@@ -301,7 +368,10 @@ def serve(
         keepalive=keepalive,
     )
     policy = ServerPolicy(
-        select_subprotocol=select_subprotocol, http_handler=http_handler, logger=logger
+        select_subprotocol=select_subprotocol,
+        http_handler=http_handler,
+        process_request=process_request,
+        logger=logger,
     )
     options.new_core(Role.SERVER)  # the core's own checks, before listening
     check_write_limit(write_limit)
@@ -309,13 +379,7 @@ def serve(
     sock = socket.create_server((host, port), family=family, backlog=backlog)
     try:
         return Server(
-            handler,
-            sock,
-            options,
-            policy,
-            ssl=ssl,
-            on_event=on_event,
-            write_limit=write_limit,
+            handler, sock, options, policy, ssl=ssl, on_event=on_event, write_limit=write_limit
         )
     except BaseException:
         sock.close()

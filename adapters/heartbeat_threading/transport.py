@@ -55,6 +55,25 @@ class TransportProtocol(Protocol):
         """The socket is closed (``error``: the read or write that failed, if one did)."""
 
 
+class _Released:
+    """The protocol of a transport whose socket is gone: hears nothing more."""
+
+    def _data_received(self, data: bytes | None) -> None:
+        pass
+
+    def _written(self, nbytes: int) -> None:
+        pass
+
+    def _connection_lost(self, error: OSError | None) -> None:
+        pass
+
+    def __str__(self) -> str:
+        return "a released connection"
+
+
+_RELEASED = _Released()
+
+
 class Transport:
     """One socket, driven by its reactor's loop. I/O thread only."""
 
@@ -242,4 +261,7 @@ class Transport:
             self._mask = 0
         sock.close()
         self._wq.clear()
-        self._protocol._connection_lost(error)
+        # Forget the protocol: no cycle keeps a released connection alive until the
+        # garbage collector runs (a flood of abandoned handshakes is freed at once).
+        protocol, self._protocol = self._protocol, _RELEASED
+        protocol._connection_lost(error)

@@ -272,3 +272,31 @@ def test_a_server_that_never_answers_the_upgrade_times_out(driver: Driver) -> No
             driver.connect(f"ws://127.0.0.1:{port}/", config=QUIET, open_timeout=0.3)
         waited = time.monotonic() - started
     assert 0.25 <= waited < 3.0
+
+
+def test_process_request_sees_every_request_first_and_may_refuse_it(driver: Driver) -> None:
+    """Issue 18: a hook with the request's headers (the dashboard checks Origin and Host)."""
+    seen: list[str] = []
+
+    def check(request: Any) -> Any:
+        seen.append(type(request).__name__)
+        headers = dict(getattr(request, "extra_headers", None) or request.headers)
+        if headers.get(b"origin") == b"http://evil.example":
+            return 403, [], b"Forbidden\n"
+        return None
+
+    server = driver.serve(
+        config=QUIET, process_request=check, http_handler=lambda target: (200, [], b"ok")
+    )
+    try:
+        refused = exchange(server.port, UPGRADE + b"Origin: http://evil.example\r\n\r\n")
+        plain = exchange(server.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        client = driver.connect(server.uri, config=QUIET)
+        client.send("through")
+        assert client.recv() == "through"
+        client.close()
+    finally:
+        server.close()
+    assert refused.startswith(b"HTTP/1.1 403 ") and refused.endswith(b"Forbidden\n")
+    assert plain.startswith(b"HTTP/1.1 200 ") and plain.endswith(b"ok")
+    assert seen == ["Request", "HttpRequest", "Request"]
