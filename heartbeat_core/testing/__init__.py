@@ -27,6 +27,7 @@ from heartbeat_core.testing.simulator import (
     Verdict,
     simulate,
 )
+from heartbeat_core.testing.survey import StallPlan, SurveyResult, detection_bound, survey
 
 __all__ = [
     "Cut",
@@ -43,7 +44,11 @@ __all__ = [
     "SimResult",
     "Stall",
     "StallKind",
+    "StallPlan",
+    "SurveyResult",
     "Vanish",
     "Verdict",
+    "detection_bound",
     "simulate",
+    "survey",
 ]

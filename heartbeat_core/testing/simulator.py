@@ -264,6 +264,7 @@ class _Run:
         for s in stalls:
             s.sort()
         self.stalls = stalls
+        self.skip = [0, 0]
         self.cuts = cuts
         self.proxy: Proxy | None = sc.proxy
         self.proxy_pending: deque[float] = deque()  # client bytes on their way to it
@@ -271,8 +272,11 @@ class _Run:
     # ------------------------------------------------------------------ time
 
     def resume(self, i: int, t: float, timer: bool) -> float:
-        """When side ``i`` can act on something due at ``t`` (later if it is stalled)."""
-        for a, b, whole in self.stalls[i]:
+        """When side ``i`` can act on something due at ``t`` (later if it is stalled).
+        Stalls before :attr:`skip` ``[i]`` ended before the present: never again."""
+        stalls = self.stalls[i]
+        for k in range(self.skip[i], len(stalls)):
+            a, b, whole = stalls[k]
             if a > t:
                 break
             if t < b and (timer or whole):
@@ -296,6 +300,7 @@ class _Run:
                 st.handle(ConnectionOpened(now=start))
         queues = self.queues
         stalls = self.stalls
+        skip = self.skip
         vanish = self.vanish
         cuts = self.cuts
         resume = self.resume
@@ -328,6 +333,7 @@ class _Run:
         # Effective times: when each side next acts on its queue's head / its timer.
         tq = [_INF, _INF]
         tt = [_INF, _INF]
+        answer_only = [st is None for st in states]
         proxy_last = start
 
         def send(sender: int, kind: int, payload: bytes, now: float) -> None:
@@ -372,15 +378,34 @@ class _Run:
             if arrive < last_arrival[dest]:
                 arrive = last_arrival[dest]  # in order: it waits behind earlier bytes
             last_arrival[dest] = arrive
-            q = queues[dest]
-            if not q:
-                tq[dest] = resume(dest, arrive, False) if stalls[dest] else arrive
-            q.append((arrive, kind, payload))
             if limit != _INF:
                 if dest == 1:
                     pending.append(arrive)
                 elif depart > proxy_last:
                     proxy_last = depart
+            if answer_only[dest] and kind != _PONG and kind != _APONG:
+                # An endpoint without heartbeats answers at once, whenever it reads: send
+                # its answer now, stamped with the time it will be read (answers leave in
+                # the order their pings arrive, so the wire stays in order).
+                if stalls[dest]:
+                    arrive = resume(dest, arrive, False)
+                if arrive < vanish[dest]:
+                    answers[dest] += 1
+                    if record:
+                        events.append(
+                            SimEvent(
+                                at=arrive,
+                                side=_SIDES[dest],
+                                what="received",
+                                detail=_KIND_NAMES[kind],
+                            )
+                        )
+                    send(dest, _PONG if kind == _PING else _APONG, payload, arrive)
+                return
+            q = queues[dest]
+            if not q:
+                tq[dest] = resume(dest, arrive, False) if stalls[dest] else arrive
+            q.append((arrive, kind, payload))
 
         for i in (0, 1):
             st = states[i]
@@ -421,6 +446,12 @@ class _Run:
             if now > horizon:
                 break
             i = what & 1
+            if stalls[i]:
+                # Stalls of this side that ended by now can never matter again.
+                stl, k = stalls[i], skip[i]
+                while k < len(stl) and stl[k][1] <= now:
+                    k += 1
+                skip[i] = k
             st = states[i]
             if what < 2:
                 q = queues[i]
@@ -437,13 +468,7 @@ class _Run:
                         SimEvent(at=now, side=_SIDES[i], what="received", detail=_KIND_NAMES[kind])
                     )
                 if st is None:
-                    if kind == _PING:
-                        answers[i] += 1
-                        send(i, _PONG, payload, now)
-                    elif kind == _APING:
-                        answers[i] += 1
-                        send(i, _APONG, b"", now)
-                    continue
+                    continue  # (a pong to an endpoint without heartbeats: nothing to do)
                 if kind == _PONG:
                     actions = st.pong_received(now, payload)
                 elif kind == _PING:
@@ -511,6 +536,8 @@ class _Run:
                 tt[i] = _INF
             else:
                 tt[i] = resume(i, w, True) if stalls[i] else w
+        if record:
+            events.sort(key=_at)  # (answers of endpoints without heartbeats come early)
         return self._result(ending, end, verdict, proxy_cut, closed)
 
     def _gone_since(self, i: int, t: float) -> float | None:
@@ -565,6 +592,10 @@ class _Run:
 
 
 _SIDES = (Side.CLIENT, Side.SERVER)
+
+
+def _at(event: SimEvent) -> float:
+    return event.at
 
 
 def _index(side: Side) -> int:
