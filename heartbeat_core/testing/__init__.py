@@ -16,6 +16,11 @@ Pure like the rest of the core: no clock, no sockets, no threads.
 
 from __future__ import annotations
 
+from heartbeat_core.testing.assertions import (
+    assert_detected_within,
+    assert_no_false_positive,
+    assert_no_proxy_cut,
+)
 from heartbeat_core.testing.faults import Cut, Fault, Proxy, Side, Stall, StallKind, Vanish
 from heartbeat_core.testing.network import Distribution, Link, Path
 from heartbeat_core.testing.simulator import (
@@ -48,6 +53,9 @@ __all__ = [
     "SurveyResult",
     "Vanish",
     "Verdict",
+    "assert_detected_within",
+    "assert_no_false_positive",
+    "assert_no_proxy_cut",
     "detection_bound",
     "simulate",
     "survey",
