@@ -543,10 +543,10 @@ class _Run:
     def _gone_since(self, i: int, t: float) -> float | None:
         """When side ``i`` stopped being reachable, as seen from the other side at
         ``t``: it vanished, or a cut (either way) is in force; ``None``: it was there."""
-        since = self.vanish[i] if self.vanish[i] <= t else None
+        since = self.vanish[i] if self.vanish[i] < t else None
         for sender in (0, 1):
             for at, until in self.cuts[sender]:
-                if at <= t and (until is None or t < until) and (since is None or at < since):
+                if at < t and (until is None or t < until) and (since is None or at < since):
                     since = at
         return since
 
