@@ -458,7 +458,9 @@ class _Run:
                 _, kind, payload = q.popleft()
                 if q:
                     t = q[0][0]
-                    tq[i] = resume(i, t, False) if stalls[i] else t
+                    if stalls[i]:
+                        t = resume(i, t, False)
+                    tq[i] = t if t > now else now  # (read meanwhile: now, in order)
                 else:
                     tq[i] = _INF
                 if now >= vanish[i]:
@@ -535,7 +537,9 @@ class _Run:
             if w is None:
                 tt[i] = _INF
             else:
-                tt[i] = resume(i, w, True) if stalls[i] else w
+                if stalls[i]:
+                    w = resume(i, w, True)
+                tt[i] = w if w > now else now  # (an overdue timer fires at once)
         if record:
             events.sort(key=_at)  # (answers of endpoints without heartbeats come early)
         return self._result(ending, end, verdict, proxy_cut, closed)
