@@ -31,6 +31,7 @@ import time
 from dataclasses import replace
 
 from heartbeat_cli.simulate import run_survey
+
 from heartbeat_core import HeartbeatConfig
 from heartbeat_core.testing import Link, Proxy, Scenario, Side, StallPlan, simulate, survey
 
@@ -70,14 +71,18 @@ def main(argv: list[str] | None = None) -> int:
 
     day, res = _best(lambda: simulate(DAY, seed=1), max(args.repeats, 5))
     beats = res.client.heartbeats + res.server.heartbeats  # type: ignore[attr-defined]
-    print(f"one connection, 24 h at 20 s (both ends): {day * 1000:.1f} ms CPU "
-          f"({beats} heartbeats; target < 100 ms)")
+    print(
+        f"one connection, 24 h at 20 s (both ends): {day * 1000:.1f} ms CPU "
+        f"({beats} heartbeats; target < 100 ms)"
+    )
     one, surv = _best(
         lambda: survey(QUESTION, runs=RUNS, hours=HOURS, stalls=STALLS, seed=0), args.repeats
     )
     hours = surv.connection_hours  # type: ignore[attr-defined]
-    print(f"{hours:,.0f} connection-hours in one process: {one:.2f} s CPU "
-          f"({one / hours * 1000:.2f} ms per connection-hour; target 10,000 in < 10 s)")
+    print(
+        f"{hours:,.0f} connection-hours in one process: {one:.2f} s CPU "
+        f"({one / hours * 1000:.2f} ms per connection-hour; target 10,000 in < 10 s)"
+    )
     split, surv2 = _best(
         lambda: run_survey(
             QUESTION, runs=RUNS, hours=HOURS, stalls=STALLS, seed=0, workers=args.workers

@@ -135,44 +135,107 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.error = _one_line_error  # type: ignore[method-assign]
     a = p.add_argument
-    a("--interval", type=_positive_duration, default=d.interval,
-      help="heartbeat this long after the last sign of life (default: %(default)g s)")
-    a("--timeout", type=_positive_duration, default=d.timeout,
-      help="declare the peer dead when a heartbeat is unanswered this long "
-      "(default: %(default)g s)")
-    a("--jitter", type=float, default=0.0,
-      help="spread each wait by up to ±JITTER·interval, 0-0.5 (default: %(default)g)")
-    a("--mode", choices=("protocol", "app"), default="protocol",
-      help='ping frames, or {"type":"ping"} messages (default: %(default)s)')
-    a("--heartbeats", choices=("server", "client", "both"), default="server",
-      help="which end sends heartbeats; the other only answers, as a browser does "
-      "(default: %(default)s)")
+    a(
+        "--interval",
+        type=_positive_duration,
+        default=d.interval,
+        help="heartbeat this long after the last sign of life (default: %(default)g s)",
+    )
+    a(
+        "--timeout",
+        type=_positive_duration,
+        default=d.timeout,
+        help="declare the peer dead when a heartbeat is unanswered this long "
+        "(default: %(default)g s)",
+    )
+    a(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="spread each wait by up to ±JITTER·interval, 0-0.5 (default: %(default)g)",
+    )
+    a(
+        "--mode",
+        choices=("protocol", "app"),
+        default="protocol",
+        help='ping frames, or {"type":"ping"} messages (default: %(default)s)',
+    )
+    a(
+        "--heartbeats",
+        choices=("server", "client", "both"),
+        default="server",
+        help="which end sends heartbeats; the other only answers, as a browser does "
+        "(default: %(default)s)",
+    )
     a("--rtt", type=parse_duration, default=0.0, help="round-trip time (default: 0)")
-    a("--rtt-jitter", type=parse_duration, default=0.0,
-      help="spread of the round-trip time (default: 0)")
-    a("--distribution", choices=[x.value for x in Distribution], default="uniform",
-      help="how delays spread around the RTT (default: %(default)s)")
-    a("--loss", type=parse_fraction, default=0.0,
-      help="segment loss; TCP retransmits after 200 ms, doubling (default: 0)")
-    a("--proxy-idle", type=_positive_duration, default=None, metavar="SECONDS",
-      help="a proxy that cuts connections idle this long (default: none)")
-    a("--stall", type=_positive_duration, default=None, metavar="DURATION",
-      help="stalls of this length (frozen process, blocked loop) (default: none)")
-    a("--stall-every", type=_positive_duration, default=600.0, metavar="DURATION",
-      help="mean time between stalls (default: 10m)")
-    a("--stall-side", choices=("client", "server"), default="client",
-      help="the end that stalls (default: %(default)s)")
-    a("--stall-kind", choices=[k.value for k in StallKind], default="process",
-      help="process: nothing runs; timers: only timers wait (a background tab) "
-      "(default: %(default)s)")
-    a("--vanish", choices=("client", "server", "none"), default=None,
-      help="the end that vanishes after --hours (default: the one that only answers; "
-      "the client when both send heartbeats)")
+    a(
+        "--rtt-jitter",
+        type=parse_duration,
+        default=0.0,
+        help="spread of the round-trip time (default: 0)",
+    )
+    a(
+        "--distribution",
+        choices=[x.value for x in Distribution],
+        default="uniform",
+        help="how delays spread around the RTT (default: %(default)s)",
+    )
+    a(
+        "--loss",
+        type=parse_fraction,
+        default=0.0,
+        help="segment loss; TCP retransmits after 200 ms, doubling (default: 0)",
+    )
+    a(
+        "--proxy-idle",
+        type=_positive_duration,
+        default=None,
+        metavar="SECONDS",
+        help="a proxy that cuts connections idle this long (default: none)",
+    )
+    a(
+        "--stall",
+        type=_positive_duration,
+        default=None,
+        metavar="DURATION",
+        help="stalls of this length (frozen process, blocked loop) (default: none)",
+    )
+    a(
+        "--stall-every",
+        type=_positive_duration,
+        default=600.0,
+        metavar="DURATION",
+        help="mean time between stalls (default: 10m)",
+    )
+    a(
+        "--stall-side",
+        choices=("client", "server"),
+        default="client",
+        help="the end that stalls (default: %(default)s)",
+    )
+    a(
+        "--stall-kind",
+        choices=[k.value for k in StallKind],
+        default="process",
+        help="process: nothing runs; timers: only timers wait (a background tab) "
+        "(default: %(default)s)",
+    )
+    a(
+        "--vanish",
+        choices=("client", "server", "none"),
+        default=None,
+        help="the end that vanishes after --hours (default: the one that only answers; "
+        "the client when both send heartbeats)",
+    )
     a("--hours", type=_hours, default=1.0, help="hours per run (default: %(default)g)")
     a("--runs", type=_count, default=100, help="runs (default: %(default)s)")
     a("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    a("--workers", type=_count, default=None,
-      help="processes to split the runs over (default: the number of CPUs, at most 8)")
+    a(
+        "--workers",
+        type=_count,
+        default=None,
+        help="processes to split the runs over (default: the number of CPUs, at most 8)",
+    )
     a("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -212,7 +275,9 @@ def build(args: argparse.Namespace) -> tuple[Scenario, StallPlan | None, Side | 
     return scenario, stalls, vanish
 
 
-def _part(job: tuple[Scenario, int, int, float, int, StallPlan | None, Side | None]) -> SurveyResult:
+def _part(
+    job: tuple[Scenario, int, int, float, int, StallPlan | None, Side | None],
+) -> SurveyResult:
     scenario, first, runs, hours, seed, stalls, vanish = job
     return survey(
         scenario, runs=runs, hours=hours, seed=seed, stalls=stalls, vanish=vanish, first_run=first
@@ -277,6 +342,7 @@ def _seconds(value: float | None) -> str:
 
 def _report(
     args: argparse.Namespace,
+    *,
     scenario: Scenario,
     stalls: StallPlan | None,
     vanish: Side | None,
@@ -313,8 +379,12 @@ def _report(
             heartbeats_per_hour=round(result.per_hour(result.heartbeats), 3),
             heartbeat_bytes_per_hour=round(result.per_hour(result.heartbeat_bytes), 3),
             wakeups_per_hour=round(result.per_hour(result.wakeups), 3),
-            config=asdict(config) | {"style": config.style.value, "liveness": config.liveness.value,
-                                     "payload_prefix": config.payload_prefix.decode("latin-1")},
+            config=asdict(config)
+            | {
+                "style": config.style.value,
+                "liveness": config.liveness.value,
+                "payload_prefix": config.payload_prefix.decode("latin-1"),
+            },
             suggestions=advice,
             seed=args.seed,
         )
@@ -329,8 +399,11 @@ def _report(
         f"heartbeats from {who}; RTT {args.rtt * 1000:g} ms ± {args.rtt_jitter * 1000:g} ms, "
         f"loss {args.loss * 100:g} %"
         + (f", proxy idle limit {args.proxy_idle:g} s" if args.proxy_idle else "")
-        + (f", {args.stall_side} stalls of {args.stall:g} s every {args.stall_every:g} s"
-           if args.stall else "")
+        + (
+            f", {args.stall_side} stalls of {args.stall:g} s every {args.stall_every:g} s"
+            if args.stall
+            else ""
+        )
     )
     out.line(
         f"false positives: {result.false_positives} "
@@ -344,8 +417,11 @@ def _report(
             f"runs: median {_seconds(quantiles[0.5])}, p90 {_seconds(quantiles[0.9])}, "
             f"p99 {_seconds(quantiles[0.99])}, max {_seconds(quantiles[1.0])} "
             f"(bound {bound:.3g} s)"
-            + (f"; cut by the proxy first in {result.detected_by_proxy}"
-               if result.detected_by_proxy else "")
+            + (
+                f"; cut by the proxy first in {result.detected_by_proxy}"
+                if result.detected_by_proxy
+                else ""
+            )
             + (f"; never found in {result.undetected}" if result.undetected else "")
         )
     out.line(
@@ -378,7 +454,7 @@ async def run_simulate(args: argparse.Namespace, out: Output) -> int:
         vanish=vanish,
         workers=workers,
     )
-    return _report(args, scenario, stalls, vanish, result, out)
+    return _report(args, scenario=scenario, stalls=stalls, vanish=vanish, result=result, out=out)
 
 
 # (kept for `python -m heartbeat_cli.simulate`-style debugging of the parser alone)

@@ -24,8 +24,8 @@ from heartbeat_core.testing.assertions import (
 from heartbeat_core.testing.faults import Cut, Fault, Proxy, Side, Stall, StallKind, Vanish
 from heartbeat_core.testing.network import Distribution, Link, Path
 from heartbeat_core.testing.simulator import (
-    EndpointReport,
     Ending,
+    EndpointReport,
     Scenario,
     SimEvent,
     SimResult,

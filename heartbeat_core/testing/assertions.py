@@ -26,7 +26,9 @@ def _describe(result: SimResult) -> str:
         return f"the proxy cut the idle connection at t={result.proxy_cut_at:.3f} s"
     if result.closed is not None:
         side, code, reason = result.closed
-        return f"the {side.value} closed the connection with {code} {reason!r} at t={result.end:.3f} s"
+        return (
+            f"the {side.value} closed the connection with {code} {reason!r} at t={result.end:.3f} s"
+        )
     return f"the connection was still open at t={result.end:.3f} s"
 
 

@@ -53,7 +53,7 @@ from heartbeat_core.randomness import RandomSource, default_random
 from heartbeat_core.state import HeartbeatState
 from heartbeat_core.stats import HeartbeatStats
 from heartbeat_core.testing.faults import Cut, Fault, Proxy, Side, Stall, StallKind, Vanish
-from heartbeat_core.testing.network import Distribution, Link, Path
+from heartbeat_core.testing.network import Distribution, Link
 
 __all__ = [
     "Ending",
@@ -170,9 +170,9 @@ class Scenario:
     """Everything a run needs but the seed. ``client``/``server``: each endpoint's
     heartbeat configuration (``None``: it only answers the peer's heartbeats)."""
 
-    client: HeartbeatConfig | None = HeartbeatConfig()
-    server: HeartbeatConfig | None = HeartbeatConfig()
-    link: Link = Link()
+    client: HeartbeatConfig | None = field(default_factory=HeartbeatConfig)
+    server: HeartbeatConfig | None = field(default_factory=HeartbeatConfig)
+    link: Link = field(default_factory=Link)
     proxy: Proxy | None = None
     faults: tuple[Fault, ...] = ()
     #: Seconds of virtual time to run, from ``start``.
@@ -197,7 +197,9 @@ class Scenario:
             and math.isfinite(self.duration)
             and self.duration > 0
         ):
-            raise ConfigError(f"duration must be a finite number of seconds > 0, got {self.duration!r}")
+            raise ConfigError(
+                f"duration must be a finite number of seconds > 0, got {self.duration!r}"
+            )
 
 
 _DIST_CODES = {Distribution.UNIFORM: 0, Distribution.NORMAL: 1, Distribution.EXPONENTIAL: 2}
@@ -321,7 +323,10 @@ class _Run:
         rto = [p.rto for p in paths]
         bandwidth = [p.bandwidth for p in paths]
         # Frame sizes by sender and kind (a ping or pong adds its payload).
-        sizes = ((6, 6, 6 + _APP_PING_SIZE, 6 + _APP_PONG_SIZE), (2, 2, 2 + _APP_PING_SIZE, 2 + _APP_PONG_SIZE))
+        sizes = (
+            (6, 6, 6 + _APP_PING_SIZE, 6 + _APP_PONG_SIZE),
+            (2, 2, 2 + _APP_PING_SIZE, 2 + _APP_PONG_SIZE),
+        )
         proxy = self.proxy
         limit = _INF if proxy is None else proxy.idle_limit
         pending = self.proxy_pending
@@ -366,8 +371,7 @@ class _Run:
                     d += j * sqrt(-2.0 * log(1.0 - rand())) * cos(tau * rand())
                 else:
                     d -= j * log(1.0 - rand())
-                if d < 0.0:
-                    d = 0.0
+                d = max(d, 0.0)
             arrive = depart + d
             p = loss[dest]
             if p:
@@ -375,15 +379,14 @@ class _Run:
                 while rand() < p:
                     arrive += wait
                     wait *= 2.0
-            if arrive < last_arrival[dest]:
-                arrive = last_arrival[dest]  # in order: it waits behind earlier bytes
+            arrive = max(arrive, last_arrival[dest])  # in order: it waits behind earlier bytes
             last_arrival[dest] = arrive
             if limit != _INF:
                 if dest == 1:
                     pending.append(arrive)
                 elif depart > proxy_last:
                     proxy_last = depart
-            if answer_only[dest] and kind != _PONG and kind != _APONG:
+            if answer_only[dest] and not kind & 1:  # (a ping or app ping: even kinds)
                 # An endpoint without heartbeats answers at once, whenever it reads: send
                 # its answer now, stamped with the time it will be read (answers leave in
                 # the order their pings arrive, so the wire stays in order).
@@ -410,9 +413,8 @@ class _Run:
         for i in (0, 1):
             st = states[i]
             if st is not None:
-                w = st.wake_at
-                if w is not None:
-                    tt[i] = resume(i, w, True) if stalls[i] else w
+                w = st.wake_at  # (an open state always has one)
+                tt[i] = _INF if w is None else resume(i, w, True) if stalls[i] else w
 
         verdict: Verdict | None = None
         closed: tuple[Side, int, str] | None = None
@@ -435,8 +437,7 @@ class _Run:
                 cut_at = proxy_last + limit
                 while pending and pending[0] < cut_at:
                     t = pending.popleft()
-                    if t > proxy_last:
-                        proxy_last = t
+                    proxy_last = max(proxy_last, t)
                     cut_at = proxy_last + limit
                 if cut_at <= now and cut_at <= horizon:
                     ending, proxy_cut, end = Ending.PROXY_CUT, cut_at, cut_at
@@ -469,8 +470,8 @@ class _Run:
                     events.append(
                         SimEvent(at=now, side=_SIDES[i], what="received", detail=_KIND_NAMES[kind])
                     )
-                if st is None:
-                    continue  # (a pong to an endpoint without heartbeats: nothing to do)
+                # (an endpoint without heartbeats answered in send(), and gets no pongs)
+                assert st is not None
                 if kind == _PONG:
                     actions = st.pong_received(now, payload)
                 elif kind == _PING:
@@ -533,13 +534,12 @@ class _Run:
             if closed is not None:
                 ending, end = Ending.CLOSED, now
                 break
+            # An overdue timer fires at once; a state with no deadline has no timer.
             w = st.wake_at
-            if w is None:
-                tt[i] = _INF
-            else:
-                if stalls[i]:
-                    w = resume(i, w, True)
-                tt[i] = w if w > now else now  # (an overdue timer fires at once)
+            w = _INF if w is None else w
+            if stalls[i]:
+                w = resume(i, w, True)
+            tt[i] = w if w > now else now
         if record:
             events.sort(key=_at)  # (answers of endpoints without heartbeats come early)
         return self._result(ending, end, verdict, proxy_cut, closed)

@@ -170,9 +170,7 @@ def scenarios(
     @st.composite
     def scenario(draw: st.DrawFn) -> Scenario:
         chosen = draw(config)
-        client, server = draw(
-            st.sampled_from(((chosen, chosen), (None, chosen), (chosen, None)))
-        )
+        client, server = draw(st.sampled_from(((chosen, chosen), (None, chosen), (chosen, None))))
         return Scenario(
             client=client,
             server=server,

@@ -181,7 +181,14 @@ def survey(
         raise ConfigError(f"stalls must be a StallPlan or None, got {stalls!r}")
     if vanish is not None and not isinstance(vanish, Side):
         raise ConfigError(f"vanish must be a Side or None, got {vanish!r}")
-    tally = _Tally.of(scenario, range(first_run, first_run + runs), hours, seed, stalls, vanish)
+    tally = _Tally.of(
+        scenario,
+        range(first_run, first_run + runs),
+        hours=hours,
+        seed=seed,
+        plan=stalls,
+        vanish=vanish,
+    )
     return tally.result(runs, hours)
 
 
@@ -207,6 +214,7 @@ class _Tally:
         cls,
         scenario: Scenario,
         runs: range,
+        *,
         hours: float,
         seed: int | str,
         plan: StallPlan | None,

@@ -85,9 +85,7 @@ def test_both_ends_heartbeating_each_count_the_others_pings() -> None:
 
 @pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize("detector", list(Side))
-def test_a_vanished_peer_is_found_within_the_bound(
-    style: HeartbeatStyle, detector: Side
-) -> None:
+def test_a_vanished_peer_is_found_within_the_bound(style: HeartbeatStyle, detector: Side) -> None:
     cfg = HeartbeatConfig(interval=20, timeout=10, style=style, jitter=0.1)
     for seed in range(20):
         sc = Scenario(
@@ -109,11 +107,25 @@ def test_a_stall_shorter_than_the_timeout_is_survived_and_a_longer_one_is_not() 
     link = Link.symmetric(rtt=0.1)
     # The answering client freezes just as a ping leaves (at 20 s) for 9.8 s: the pong
     # goes at 29.85 s, arrives at 29.9 s, before the 30 s deadline.
-    short = simulate(only(Side.SERVER, link=link, faults=(Stall(side=Side.CLIENT, at=19.0, duration=10.85),), duration=100.0))
+    short = simulate(
+        only(
+            Side.SERVER,
+            link=link,
+            faults=(Stall(side=Side.CLIENT, at=19.0, duration=10.85),),
+            duration=100.0,
+        )
+    )
     assert_no_false_positive(short)
     assert short.server.stats is not None
     assert short.server.stats.max_rtt == pytest.approx(9.9)
-    long = simulate(only(Side.SERVER, link=link, faults=(Stall(side=Side.CLIENT, at=19.0, duration=11.0),), duration=100.0))
+    long = simulate(
+        only(
+            Side.SERVER,
+            link=link,
+            faults=(Stall(side=Side.CLIENT, at=19.0, duration=11.0),),
+            duration=100.0,
+        )
+    )
     assert long.false_positive and long.verdict is not None
     assert long.verdict.at == pytest.approx(30.0) and long.detection is None
     with pytest.raises(AssertionError, match="healthy peer was declared dead"):
@@ -261,7 +273,10 @@ def test_pong_only_liveness_and_a_ping_flood_close() -> None:
     """A client pinging every second at a server that allows no strikes (rule
     peer-ping): the server closes with 1008, an ending of its own."""
     strict = HeartbeatConfig(
-        interval=60, timeout=10, peer_ping_min_interval=5, peer_ping_max_strikes=0,
+        interval=60,
+        timeout=10,
+        peer_ping_min_interval=5,
+        peer_ping_max_strikes=0,
         liveness=Liveness.PONG_ONLY,
     )
     res = simulate(
@@ -315,15 +330,25 @@ def test_a_message_to_a_vanished_endpoint_is_dropped() -> None:
 
 
 def test_the_proxy_cut_fires_at_the_horizon_edge_only_within_it() -> None:
-    sc = only(Side.SERVER, HeartbeatConfig(interval=100, timeout=10), proxy=Proxy(idle_limit=50), duration=49.0)
+    sc = only(
+        Side.SERVER,
+        HeartbeatConfig(interval=100, timeout=10),
+        proxy=Proxy(idle_limit=50),
+        duration=49.0,
+    )
     assert simulate(sc).ending is Ending.HORIZON
-    res = simulate(Scenario(client=None, server=None, proxy=Proxy(idle_limit=5), duration=10))
+    res = simulate(
+        Scenario(client=None, server=None, proxy=Proxy(idle_limit=5), duration=10), record=True
+    )
     assert res.ending is Ending.PROXY_CUT and res.proxy_cut_at == 5.0
+    assert [(e.at, e.what) for e in res.events] == [(5.0, "proxy-cut")]
 
 
 def test_nobody_heartbeating_runs_to_the_horizon() -> None:
     res = simulate(Scenario(client=None, server=None, duration=10.0), start=100.0)
     assert res.ending is Ending.HORIZON and (res.start, res.end) == (100.0, 110.0)
+    with pytest.raises(AssertionError, match=r"connection was still open at t=110\.000 s"):
+        assert_detected_within(res, 1.0)
 
 
 def test_faults_before_start_change_nothing() -> None:
@@ -356,7 +381,10 @@ def test_overlapping_stalls_chain() -> None:
         (lambda: Link(up="fast"), "up must be a Path"),
         (lambda: Link.symmetric(rtt=math.nan), "rtt must be a finite number"),
         (lambda: Stall(side="client", at=0, duration=1), "side must be Side.CLIENT"),
-        (lambda: Stall(side=Side.CLIENT, at=0, duration=0), "duration must be a finite number of seconds > 0"),
+        (
+            lambda: Stall(side=Side.CLIENT, at=0, duration=0),
+            "duration must be a finite number of seconds > 0",
+        ),
         (lambda: Stall(side=Side.CLIENT, at=0, duration=1, kind="all"), "kind must be a StallKind"),
         (lambda: Vanish(side=Side.CLIENT, at=-1), "at must be a finite"),
         (lambda: Cut(sender=Side.CLIENT, at=5, until=5), r"until \(5\) must be after at"),

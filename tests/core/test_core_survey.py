@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import pytest
@@ -71,7 +72,9 @@ def test_false_positives_are_counted_and_the_connection_replaced() -> None:
 
 
 def test_proxy_cuts_are_counted() -> None:
-    sc = dataclasses.replace(SERVER_ONLY, server=HeartbeatConfig(interval=70, timeout=10), proxy=Proxy(idle_limit=60))
+    sc = dataclasses.replace(
+        SERVER_ONLY, server=HeartbeatConfig(interval=70, timeout=10), proxy=Proxy(idle_limit=60)
+    )
     res = survey(sc, runs=2, hours=0.5)
     # Every 60 s for half an hour: 29 cuts, and the 30th at 1800 s, as the peer vanishes.
     assert res.proxy_cuts == 2 * 29 and not res.safe
@@ -90,7 +93,9 @@ def test_nobody_left_to_notice() -> None:
 
 
 def test_a_close_is_counted_and_ends_at_the_horizon() -> None:
-    strict = HeartbeatConfig(interval=60, timeout=10, peer_ping_min_interval=5, peer_ping_max_strikes=0)
+    strict = HeartbeatConfig(
+        interval=60, timeout=10, peer_ping_min_interval=5, peer_ping_max_strikes=0
+    )
     sc = Scenario(client=HeartbeatConfig(interval=1, timeout=0.5), server=strict)
     res = survey(sc, runs=1, hours=0.01, vanish=None)
     assert res.closes >= 10 and res.connections == res.closes
@@ -128,7 +133,7 @@ def test_stall_plans_arrive_as_a_poisson_process() -> None:
     plan = StallPlan(side=Side.SERVER, duration=2.0, every=60.0)
     stalls = plan.draw(default_random(1), 360000.0)
     assert all(s.side is Side.SERVER and s.duration == 2.0 for s in stalls)
-    gaps = [b.at - a.until for a, b in zip(stalls, stalls[1:])]
+    gaps = [b.at - a.until for a, b in itertools.pairwise(stalls)]
     assert min(gaps) > 0
     assert sum(gaps) / len(gaps) == pytest.approx(60.0, rel=0.05)
 

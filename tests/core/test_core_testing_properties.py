@@ -80,7 +80,7 @@ def _flags(config: HeartbeatConfig, name: str) -> bool:
 @given(heartbeat_configs(min_interval=1.0, max_interval=200.0, max_timeout=200.0))
 def test_findings_and_the_simulation_agree_on_every_proxy_limit(config: HeartbeatConfig) -> None:
     longest = config.interval * (1 + config.jitter)
-    for name, limit in PROXY_IDLE_LIMITS:
+    for _, limit in PROXY_IDLE_LIMITS:
         assume(abs(2 * longest - limit) > 1e-9 * limit)
     safe = config.findings() == []
     for name, limit in PROXY_IDLE_LIMITS:
