@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from typing import Any, NoReturn
@@ -133,7 +133,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # Every mistake in a simulate command line is one line on stderr, unknown options
+    # included (argparse leaves those to the top-level parser, which prints its usage).
     p.error = _one_line_error  # type: ignore[method-assign]
+    known = p.parse_known_args
+
+    def strict(
+        args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = known(args, namespace)
+        if extras:
+            _one_line_error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    p.parse_known_args = strict  # type: ignore[method-assign,assignment]
     a = p.add_argument
     a(
         "--interval",
@@ -455,7 +468,3 @@ async def run_simulate(args: argparse.Namespace, out: Output) -> int:
         workers=workers,
     )
     return _report(args, scenario=scenario, stalls=stalls, vanish=vanish, result=result, out=out)
-
-
-# (kept for `python -m heartbeat_cli.simulate`-style debugging of the parser alone)
-_ = sys
