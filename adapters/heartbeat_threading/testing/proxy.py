@@ -233,19 +233,21 @@ class LinkProxy:
         except OSError:
             data = b""
         now = time.monotonic()
-        if not data:
-            pipe.eof = True  # forward what is queued, then pass the EOF on
-            self._watch(sel, conn)
-            return
         with self._lock:
             setting = self.up if pipe.name == "up" else self.down
+        if not data:
+            # Forward what is queued, then pass the EOF on; into a blackhole the FIN (or
+            # reset) vanishes too, and the other end keeps waiting.
+            pipe.eof = True
+            pipe.shut = setting.blackhole
+            self._watch(sel, conn)
+            return
         if setting.blackhole:
             return
         release = now + setting.delay
         if setting.jitter:
             release += setting.jitter * (2.0 * self._random.random() - 1.0)
-        if release < pipe.last_release:
-            release = pipe.last_release  # in order: it waits behind earlier bytes
+        release = max(release, pipe.last_release)  # in order: it waits behind earlier bytes
         if setting.bandwidth is not None:
             release = max(release, pipe.free_at) + len(data) / setting.bandwidth
             pipe.free_at = release
@@ -279,7 +281,7 @@ class LinkProxy:
                         pipe.dst.shutdown(socket.SHUT_WR)
             if conn.closed:
                 continue
-            if all(p.eof and not p.queue and not p.out for p in conn.pipes):
+            if all(p.eof and not p.queue and not p.out and p.shut for p in conn.pipes):
                 self._drop(sel, conn)
             elif self.idle_limit is not None:
                 left = conn.last_activity + self.idle_limit - now
