@@ -23,8 +23,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from heartbeat_core import HeartbeatConfig, HeartbeatStyle, PeerDead, RttSample
 from heartbeat_threading.testing import Direction, LinkProxy
+
+from heartbeat_core import HeartbeatConfig, HeartbeatStyle, PeerDead, RttSample
 from tests.support.waiting import wait_until
 
 from .harness import record, running_server
