@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from heartbeat_threading.testing import Direction, LinkProxy
 
 from heartbeat_core import HeartbeatConfig, HeartbeatStyle, PeerDead, RttSample
@@ -89,6 +90,7 @@ class Peer:
         self._thread.join(10)
 
 
+@pytest.mark.timeout(HEALTHY_SECONDS + 60)
 def test_a_healthy_peer_survives_delay_and_stalls_and_a_cut_off_one_is_found() -> None:
     """Four adapter/style pairs side by side, each through its own proxy. For two
     minutes: RTT 300 ms plus 0.6 s link stalls every 4 s, timeout 1 s: no verdict on
