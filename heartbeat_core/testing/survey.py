@@ -5,7 +5,8 @@
 with its own seed. Within a run, a connection that ends early (a healthy peer
 declared dead, a proxy cut, a close) is counted and replaced by a fresh one at
 once, as a reconnecting client would, until the hours are up; then the peer
-vanishes and the time until it is found dead is measured. Stalls can be drawn at
+vanishes, at a random moment of the next heartbeat cycle, and the time until it is
+found dead is measured. Stalls can be drawn at
 random (a :class:`StallPlan`) on top of the scenario's own faults.
 """
 
@@ -228,16 +229,19 @@ class _Tally:
             p.delay + 4 * p.jitter + 8 * p.rto * (p.loss > 0)
             for p in (scenario.link.up, scenario.link.down)
         )
+        # The peer vanishes at a random moment of the heartbeat cycle after the hours.
+        cycle = max((c.interval * (1 + c.jitter) for c in configs), default=0.0)
         tail = 2 * tail + worst_delay + (plan.duration if plan is not None else 0.0) + 1.0
         for r in runs:
             rand = default_random(f"{seed}:{r}")
             faults: tuple[Fault, ...] = scenario.faults
+            gone = horizon + rand() * cycle
             if plan is not None:
-                faults += plan.draw(rand, horizon + tail)
+                faults += plan.draw(rand, gone + tail)
             end = horizon
             if vanish is not None:
-                faults += (Vanish(side=vanish, at=horizon),)
-                end = horizon + tail
+                faults += (Vanish(side=vanish, at=gone),)
+                end = gone + tail
             t = 0.0
             had_fp = False
             while t < end:
@@ -252,8 +256,12 @@ class _Tally:
                     assert res.detection is not None
                     tally.detections.append(res.detection)
                     break
-                if res.ending is Ending.PROXY_CUT and vanish is not None and res.end >= horizon:
-                    tally.by_proxy += 1
+                if vanish is not None and res.end >= gone:
+                    # It ended after the peer vanished, but not by a verdict on it: the
+                    # proxy cut it off first (or, rarely, a close came first).
+                    cut = res.ending is Ending.PROXY_CUT
+                    tally.by_proxy += cut
+                    tally.undetected += not cut
                     break
                 if res.false_positive:
                     tally.false_positives += 1
@@ -262,10 +270,6 @@ class _Tally:
                     tally.proxy_cuts += 1
                 else:
                     tally.closes += 1
-                if vanish is not None and res.end >= horizon:
-                    # The replacement would open to a peer that is gone: nothing to measure.
-                    tally.undetected += 1
-                    break
                 t = res.end
             tally.fp_runs += had_fp
         return tally

@@ -35,10 +35,12 @@ def test_a_safe_setting_finds_every_vanished_peer_within_the_bound() -> None:
     assert_no_proxy_cut(res)
     assert res.connections == 40 and len(res.detections) == 40 and res.undetected == 0
     bound = detection_bound(CFG, one_way_delay=0.075)
-    assert max(res.detections) <= bound and min(res.detections) >= CFG.timeout
+    # At least the timeout, less the ping's way out when the peer vanished behind it.
+    assert max(res.detections) <= bound and min(res.detections) >= CFG.timeout - 0.075
     assert list(res.detections) == sorted(res.detections)
-    # 40 half-hour connections plus their detection tails (each under the bound).
-    assert 20.0 < res.connection_hours < 20.0 + 40 * bound / 3600
+    # 40 half-hour connections, then up to a heartbeat cycle until the peer vanishes,
+    # then the detection (under the bound).
+    assert 20.0 < res.connection_hours < 20.0 + 40 * (20 + bound) / 3600
     # One heartbeat per 20.1 s, each a 3-4 byte server ping and a 7-8 byte client pong.
     assert res.per_hour(res.heartbeats) == pytest.approx(3600 / 20.1, rel=0.01)
     assert 10 * 179 < res.per_hour(res.heartbeat_bytes) < 13 * 180
@@ -76,9 +78,11 @@ def test_proxy_cuts_are_counted() -> None:
         SERVER_ONLY, server=HeartbeatConfig(interval=70, timeout=10), proxy=Proxy(idle_limit=60)
     )
     res = survey(sc, runs=2, hours=0.5)
-    # Every 60 s for half an hour: 29 cuts, and the 30th at 1800 s, as the peer vanishes.
-    assert res.proxy_cuts == 2 * 29 and not res.safe
-    with pytest.raises(AssertionError, match="the proxy cut 58 of 60 connections"):
+    # Every 60 s for half an hour, and on until the peer vanishes (within 70 s of the
+    # end): 30 or 31 cuts per run, then one that finds the peer gone.
+    assert 2 * 30 <= res.proxy_cuts <= 2 * 31 and not res.safe
+    assert res.connections == res.proxy_cuts + 2
+    with pytest.raises(AssertionError, match=f"the proxy cut {res.proxy_cuts} of"):
         assert_no_proxy_cut(res)
     # Past the end of the hours the proxy cuts the vanished peer off first: counted apart.
     assert res.detected_by_proxy == 2 and res.detections == ()
@@ -99,18 +103,6 @@ def test_a_close_is_counted_and_ends_at_the_horizon() -> None:
     sc = Scenario(client=HeartbeatConfig(interval=1, timeout=0.5), server=strict)
     res = survey(sc, runs=1, hours=0.01, vanish=None)
     assert res.closes >= 10 and res.connections == res.closes
-
-
-def test_an_early_end_right_at_the_horizon_leaves_nothing_to_measure() -> None:
-    # Each connection is killed at 30 s (a 15 s client stall at 15 s... every time), and
-    # the hours end exactly when one is: no replacement, the vanished peer is unmeasured.
-    sc = dataclasses.replace(
-        SERVER_ONLY,
-        link=Link(),
-        faults=(Stall(side=Side.CLIENT, at=19.0, duration=100.0),),
-    )
-    res = survey(sc, runs=1, hours=30.0 / 3600)
-    assert res.false_positives == 1 and res.undetected == 1
 
 
 def test_a_split_survey_adds_up_to_the_whole() -> None:
