@@ -14,7 +14,6 @@ from heartbeat_core.testing import (
     Proxy,
     Scenario,
     Side,
-    Stall,
     StallKind,
     StallPlan,
     SurveyResult,
