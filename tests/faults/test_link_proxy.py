@@ -121,8 +121,8 @@ def test_a_healthy_peer_survives_delay_and_stalls_and_a_cut_off_one_is_found() -
             # Heartbeats ran all along (about one a second each way) and met the stalls.
             assert len(rtts) >= HEALTHY_SECONDS / 2, len(rtts)
             assert min(rtts) >= 0.29, rtts
-            if HEALTHY_SECONDS >= 60:  # (30 stalls: some heartbeat waited most of one)
-                assert max(rtts) >= 0.75, max(rtts)
+            if HEALTHY_SECONDS >= 60:  # (30 stalls: some heartbeats were held by one)
+                assert max(rtts) >= 0.35, max(rtts)
             healthy.append((adapter, style, rtts))
 
         # The cut-off case: every link a blackhole at once.
