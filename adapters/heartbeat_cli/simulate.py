@@ -350,7 +350,7 @@ def suggestions(scenario: Scenario, stalls: StallPlan | None, result: SurveyResu
 
 
 def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g} s"
+    return "-" if value is None else f"{value:.1f} s"
 
 
 def _report(
@@ -429,7 +429,7 @@ def _report(
             f"vanished {vanish.value} found dead in {len(result.detections)} of {result.runs} "
             f"runs: median {_seconds(quantiles[0.5])}, p90 {_seconds(quantiles[0.9])}, "
             f"p99 {_seconds(quantiles[0.99])}, max {_seconds(quantiles[1.0])} "
-            f"(bound {bound:.3g} s)"
+            f"(bound {bound:.1f} s)"
             + (
                 f"; cut by the proxy first in {result.detected_by_proxy}"
                 if result.detected_by_proxy
