@@ -130,7 +130,7 @@ class FrozenPeer:
     and never answers. :meth:`drain` reads what it was sent meanwhile."""
 
     def __init__(self, host: str, port: int, path: str = "/", *, timeout: float = 10.0) -> None:
-        self.sock = open_websocket(port, path, host=host, timeout=timeout)
+        self.sock: socket.socket = open_websocket(port, path, host=host, timeout=timeout)
 
     def drain(self, timeout: float = 10.0, *, until_eof: bool = True) -> tuple[list[Frame], bool]:
         """Read until EOF (or, with ``until_eof=False``, until a close frame), for at
@@ -204,10 +204,10 @@ class FrozenServer:
         self._listener = socket.create_server(("127.0.0.1", port), backlog=16)
         self._listener.setblocking(False)
         self.port: int = self._listener.getsockname()[1]
-        self.status = status
-        self.drain = drain
-        self.max_connections = max_connections
-        self.accepted = 0
+        self.status: int = status
+        self.drain: bool = drain
+        self.max_connections: int | None = max_connections
+        self.accepted: int = 0
         self._socks: list[socket.socket] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="frozen-server", daemon=True)
@@ -311,12 +311,12 @@ class SlowReader:
     ) -> None:
         if not rate > 0 or chunk < 1:
             raise ValueError(f"rate must be > 0 and chunk >= 1, got {rate!r}, {chunk!r}")
-        self.sock = open_websocket(port, path, host=host, timeout=timeout)
-        self.rate = rate
-        self.chunk = chunk
-        self.received = 0
+        self.sock: socket.socket = open_websocket(port, path, host=host, timeout=timeout)
+        self.rate: float = rate
+        self.chunk: int = chunk
+        self.received: int = 0
         self.frames: list[Frame] = []
-        self.eof = False
+        self.eof: bool = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="slow-reader", daemon=True)
         self._thread.start()

@@ -114,19 +114,19 @@ class LinkProxy:
         idle_limit: float | None = None,
         seed: int = 0,
     ) -> None:
-        self.target = (target_host, target_port)
-        self.up = up or Direction()
-        self.down = down or Direction()
-        self.idle_limit = idle_limit
+        self.target: tuple[str, int] = (target_host, target_port)
+        self.up: Direction = up or Direction()
+        self.down: Direction = down or Direction()
+        self.idle_limit: float | None = idle_limit
         #: ``time.monotonic()`` of each idle cut, in order.
         self.cuts: list[float] = []
         #: Connections accepted so far.
-        self.accepted = 0
+        self.accepted: int = 0
         self._random = random.Random(seed)
         self._started = time.monotonic()
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
         self._listener.setblocking(False)
-        self.host = "127.0.0.1"
+        self.host: str = "127.0.0.1"
         self.port: int = self._listener.getsockname()[1]
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
