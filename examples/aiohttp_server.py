@@ -1,113 +1,47 @@
-"""Heartbeats for aiohttp's ``WebSocketResponse``: protocol pings or application-level ones.
+"""Heartbeats in aiohttp's WebSocketResponse: protocol pings or application-level ones.
 
-aiohttp reads the frames; heartbeat-core decides when to ping and when the peer
-is dead. With ``style=PROTOCOL`` we ping with control frames (``autoping=False``
-so that pings and pongs reach us); with ``style=APP`` we send
-``{"type":"ping"}`` messages, which is what a browser can answer. Run it, then
-connect to ws://127.0.0.1:8080/ws : it echoes text.
+``HeartbeatWebSocketResponse`` is aiohttp's ``WebSocketResponse`` with aiohttp's
+own heartbeat off and the core deciding liveness; the handler is plain aiohttp
+code and never sees a ping, a pong or a heartbeat message. A peer found dead
+gets close 1011, and ``ws.close_code`` reads 1011 here too. Run it, then connect
+to ws://127.0.0.1:8080/ws : it echoes text.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Iterable
 
 from aiohttp import WSMsgType, web
+from heartbeat_aiohttp import HeartbeatWebSocketResponse
 
-from heartbeat_core import (
-    JSON_CODEC,
-    Action,
-    AppKind,
-    AppPingReceived,
-    AppPongReceived,
-    BytesReceived,
-    CloseReceived,
-    ConnectionClosed,
-    ConnectionOpened,
-    HeartbeatConfig,
-    HeartbeatState,
-    PeerDead,
-    PingReceived,
-    PongReceived,
-    RttSample,
-    SendAppPing,
-    SendAppPong,
-    SendClose,
-    SendPing,
-    SendPong,
-    TimerFired,
-)
+from heartbeat_core import EventCallback, HeartbeatConfig
 
-__all__ = ["CONFIG", "ON_ACTION", "make_app"]
+__all__ = ["CONFIG", "ON_EVENT", "make_app"]
 
 log = logging.getLogger("heartbeat_core.examples.aiohttp_server")
 CONFIG = web.AppKey("heartbeat_config", HeartbeatConfig)
-ON_ACTION: web.AppKey[Callable[[Action], None]] = web.AppKey("heartbeat_on_action")
+ON_EVENT: web.AppKey[EventCallback] = web.AppKey("heartbeat_on_event")
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    config = request.app[CONFIG]
-    # autoping=False: pings and pongs reach us; `timeout` bounds aiohttp's closing handshake.
-    ws = web.WebSocketResponse(autoping=False, timeout=config.close_timeout)
+    ws = HeartbeatWebSocketResponse(config=request.app[CONFIG], on_event=request.app[ON_EVENT])
     await ws.prepare(request)
-    loop = asyncio.get_running_loop()
-    state = HeartbeatState(config)
-    state.handle(ConnectionOpened(now=loop.time()))
-
-    async def apply(actions: Iterable[Action]) -> None:
-        for action in actions:
-            if isinstance(action, SendPing):
-                await ws.ping(action.payload)
-            elif isinstance(action, SendPong):
-                await ws.pong(action.payload)
-            elif isinstance(action, SendAppPing):
-                await ws.send_str(JSON_CODEC.ping_text)
-            elif isinstance(action, SendAppPong):
-                await ws.send_str(JSON_CODEC.pong_text)
-            elif isinstance(action, SendClose):
-                # Sends the close frame, then waits for the peer's (at most close_timeout)
-                # and releases the socket: CloseTransport and Abort are covered by it.
-                await ws.close(code=action.code, message=action.reason.encode())
-            elif isinstance(action, (RttSample, PeerDead)):
-                request.app[ON_ACTION](action)
-
-    while not ws.closed:
-        deadline = state.deadline
-        assert deadline is not None  # open: a heartbeat or a timeout is always due
-        try:  # a zero timeout means "none" to aiohttp: wait at least 1 ms
-            msg = await ws.receive(timeout=max(deadline - loop.time(), 0.001))
-        except TimeoutError:
-            await apply(state.handle(TimerFired(now=max(deadline, loop.time()))))
-            continue
-        now = loop.time()
-        state.handle(BytesReceived(now=now))  # any inbound message is a sign of life
-        if msg.type is WSMsgType.PING:
-            await apply(state.handle(PingReceived(now=now, payload=msg.data)))
-        elif msg.type is WSMsgType.PONG:
-            await apply(state.handle(PongReceived(now=now, payload=msg.data)))
-        elif msg.type is WSMsgType.TEXT:
-            kind = JSON_CODEC.classify(msg.data)
-            if kind is AppKind.PING:
-                await apply(state.handle(AppPingReceived(now=now)))
-            elif kind is AppKind.PONG:
-                await apply(state.handle(AppPongReceived(now=now)))
-            else:
-                await ws.send_str(msg.data)  # the application: an echo
-        elif msg.type is WSMsgType.CLOSE:  # aiohttp has already answered: close() is a no-op
-            await apply(state.handle(CloseReceived(now=now, code=msg.data, reason=msg.extra or "")))
-    state.handle(ConnectionClosed(now=loop.time()))
+    async for msg in ws:  # the application: an echo
+        if msg.type is WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+    log.info("closed with %s", ws.close_code)
     return ws
 
 
 def make_app(
     config: HeartbeatConfig | None = None,
-    on_action: Callable[[Action], None] = lambda action: log.info("%s", action),
+    on_event: EventCallback = lambda ws, event: log.info("%s", event),
 ) -> web.Application:
-    """The application: ``/ws`` is the echo WebSocket; ``on_action`` sees RTT samples and deaths."""
+    """The application: ``/ws`` is the echo WebSocket; ``on_event`` sees every RTT
+    sample, death and close."""
     app = web.Application()
     app[CONFIG] = HeartbeatConfig() if config is None else config
-    app[ON_ACTION] = on_action
+    app[ON_EVENT] = on_event
     app.router.add_get("/ws", websocket_handler)
     return app
 

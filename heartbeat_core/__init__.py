@@ -66,6 +66,7 @@ from heartbeat_core.options import ConnectionOptions
 from heartbeat_core.policy import HttpHandler, SelectSubprotocol, ServerPolicy
 from heartbeat_core.queue import ReceiveQueue
 from heartbeat_core.randomness import RandomSource, default_random
+from heartbeat_core.runner import ActionRunner
 from heartbeat_core.state import (
     HEARTBEAT_TIMEOUT_REASON,
     TRANSITIONS,
@@ -75,13 +76,14 @@ from heartbeat_core.state import (
 )
 from heartbeat_core.stats import HeartbeatStats
 from heartbeat_core.tcp import SupportsSetsockopt, TcpKeepalive, apply_keepalive
-from heartbeat_core.timers import TimerWheel
+from heartbeat_core.timers import TimerItem, TimerWheel
 from heartbeat_core.uri import WebSocketURI, parse_uri
 from heartbeat_core.wsevents import (
     Accepted,
     Closed,
     Closing,
     ConnectionEvent,
+    HandshakeFailed,
     HttpRequest,
     Message,
     PingAnswered,
@@ -100,6 +102,7 @@ __all__ = [
     "Abort",
     "Accepted",
     "Action",
+    "ActionRunner",
     "AppCodec",
     "AppKind",
     "AppPingReceived",
@@ -126,6 +129,7 @@ __all__ = [
     "EventCallback",
     "FailRequested",
     "HandshakeError",
+    "HandshakeFailed",
     "HandshakeStarted",
     "HeartbeatConfig",
     "HeartbeatConnection",
@@ -164,6 +168,7 @@ __all__ = [
     "SupportsSetsockopt",
     "TcpKeepalive",
     "TimerFired",
+    "TimerItem",
     "TimerWheel",
     "Transition",
     "WebSocketURI",

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from heartbeat_core.config import BackoffPolicy
-from heartbeat_core.errors import ConfigError, LocalProtocolError
-from heartbeat_core.randomness import RandomSource
+from heartbeat_core.errors import LocalProtocolError
+from heartbeat_core.randomness import RandomSource, shared_random
 
 __all__ = [
     "Backoff",
@@ -67,8 +67,8 @@ class Backoff:
     attempt. The bound starts at ``initial`` and is multiplied by
     ``multiplier`` after each failure, up to ``maximum``; with full jitter the
     delay is drawn uniformly from ``[0, bound]`` (``random`` returns floats in
-    [0, 1)). A connection that stayed up at least ``reset_after`` seconds
-    starts the sequence again.
+    [0, 1); without one, from the core's shared default source). A connection
+    that stayed up at least ``reset_after`` seconds starts the sequence again.
     """
 
     __slots__ = ("_attempt", "_connected_at", "_policy", "_random")
@@ -77,12 +77,9 @@ class Backoff:
         self, policy: BackoffPolicy | None = None, *, random: RandomSource | None = None
     ) -> None:
         policy = BackoffPolicy() if policy is None else policy
-        if policy.full_jitter and random is None:
-            raise ConfigError(
-                "full jitter needs a random source: pass random=random.Random().random"
-            )
         self._policy = policy
-        self._random = random
+        # Without a source, full jitter draws from the shared default one (as jitter does).
+        self._random: RandomSource = shared_random() if random is None else random
         self._attempt = 0
         self._connected_at: float | None = None
 
@@ -110,6 +107,5 @@ class Backoff:
         bound = min(policy.maximum, policy.initial * policy.multiplier**exponent)
         self._attempt += 1
         if policy.full_jitter:
-            assert self._random is not None
             return bound * self._random()
         return bound

@@ -52,6 +52,7 @@ from heartbeat_core.events import (
     ReadingResumed,
 )
 from heartbeat_core.frames import (
+    MAX_FRAGMENTS,
     OP_BINARY,
     OP_PING,
     OP_PONG,
@@ -61,8 +62,8 @@ from heartbeat_core.frames import (
     simple_frames,
 )
 from heartbeat_core.handshake import (
-    HANDSHAKE_ERRORS,
     BadRequest,
+    BadResponse,
     ClientHandshake,
     HeaderPairs,
     ServerHandshake,
@@ -76,12 +77,13 @@ from heartbeat_core.wsevents import (
     Closed,
     Closing,
     ConnectionEvent,
+    HandshakeFailed,
     Message,
     PingAnswered,
     Rejected,
 )
 
-__all__ = ["HeartbeatConnection", "Role"]
+__all__ = ["MAX_FRAGMENTS", "HeartbeatConnection", "Role"]
 
 _Frame = tuple[int, "bytes | str"]
 
@@ -95,7 +97,10 @@ class HeartbeatConnection:
     """One WebSocket connection with heartbeats, as a sans-IO object.
 
     ``max_message_size`` bounds an incoming message (bytes for binary,
-    characters for text); a larger one closes the connection with 1009.
+    characters for text) and ``max_fragments`` the number of frames it comes in;
+    past either, the connection fails with 1009 (rule ``fail``: the rest of the
+    read is not parsed). A fragmented message is assembled in one buffer as it
+    arrives (text as UTF-8), so it holds about its own size, whatever its frames.
     ``random`` is the random source for jitter and ``open_timeout`` the bound on
     the opening handshake (see :class:`HeartbeatState`).
     Application-level heartbeat messages (``codec``) are recognised when the
@@ -119,6 +124,7 @@ class HeartbeatConnection:
         *,
         codec: AppCodec = JSON_CODEC,
         max_message_size: int | None = 1 << 20,
+        max_fragments: int = MAX_FRAGMENTS,
         random: RandomSource | None = None,
         open_timeout: float = 10.0,
     ) -> None:
@@ -132,6 +138,12 @@ class HeartbeatConnection:
             raise ConfigError(
                 f"max_message_size must be a positive int or None, got {max_message_size!r}"
             )
+        if (
+            isinstance(max_fragments, bool)
+            or not isinstance(max_fragments, int)
+            or max_fragments < 1
+        ):
+            raise ConfigError(f"max_fragments must be a positive int, got {max_fragments!r}")
         if not isinstance(codec, AppCodec):
             raise ConfigError(f"codec must be an AppCodec, got {codec!r}")
         self.role = role
@@ -142,6 +154,7 @@ class HeartbeatConnection:
         self._codec = codec
         self._classify = self._config.style is HeartbeatStyle.APP or self._config.answer_app_pings
         self._max_size = max_message_size
+        self._max_fragments = max_fragments
         self._handshake: ServerHandshake | ClientHandshake | None = (
             ServerHandshake() if role is Role.SERVER else ClientHandshake()
         )
@@ -151,9 +164,11 @@ class HeartbeatConnection:
         # Server side, once open: where wsproto's frame parser stands (see frames.py).
         self._frames: FrameBoundary | None = None
         self._out: list[bytes] = []
-        # Made when first needed: most connections never use them.
-        self._parts: list[str | bytes] | None = None
-        self._size = 0
+        # A fragmented message so far (text as UTF-8), made at its first fragment:
+        # most connections never need one.
+        self._partial: bytearray | None = None
+        self._size = 0  # its size (characters for text)
+        self._fragments = 0  # its complete frames
         self._skip_message = False
         # payload -> (sent at, the heartbeat seq outstanding then)
         self._user_pings: dict[bytes, tuple[float, int]] | None = None
@@ -270,7 +285,7 @@ class HeartbeatConnection:
         self.heartbeat.handle(ConnectionOpened(now=now))  # (raises before any change)
         data, accepted, early = hs.accept(subprotocol, pairs)
         self._handshake = None
-        self._frames = FrameBoundary()
+        self._frames = FrameBoundary(self._max_fragments)
         self._out.append(data)
         events: list[ConnectionEvent] = [accepted]
         if early:
@@ -340,7 +355,7 @@ class HeartbeatConnection:
             and hb.is_open
             and (
                 self._ws is None  # (wsproto never saw a byte: nothing of it is pending)
-                or (frames.between_frames and not self._parts and not self._skip_message)
+                or (frames.between_frames and self._partial is None and not self._skip_message)
             )
         ):
             # The common read on an open server: a pong, a ping, a short message or a
@@ -358,8 +373,12 @@ class HeartbeatConnection:
                     self._on_frames(decoded, now, events)
                     return events
         hb.bytes_received(now)
-        if frames is not None:
-            frames.feed(data)
+        if frames is not None and not frames.feed(data):
+            # A message in too many frames: refused before wsproto parses any of the
+            # read (its frames would cost far more than this count did).
+            events = []
+            self._drop_message(now, events, "message in too many fragments")
+            return events
         layer = self._frame_layer()
         layer.receive_data(data)
         events = []
@@ -482,21 +501,26 @@ class HeartbeatConnection:
     def _request_data(self, hs: ServerHandshake, data: bytes, now: float) -> list[ConnectionEvent]:
         try:
             request = hs.receive_data(data)
-        except BadRequest:
-            self._out.append(http_response(400, b"Bad WebSocket upgrade request\n", []))
+        except BadRequest as error:
+            body = b"Bad WebSocket upgrade request: %s\n" % str(error).encode()
+            self._out.append(http_response(error.status, body, error.headers))
             return self._release(now)
         return [] if request is None else [request]
 
     def _response_data(self, hs: ClientHandshake, data: bytes, now: float) -> list[ConnectionEvent]:
         try:
             answer = hs.receive_data(data)
-        except HANDSHAKE_ERRORS:
-            return self._release(now)  # a client never answers a bad response: it hangs up
+        except BadResponse as error:
+            # A client never answers a bad response: it says why, and hangs up.
+            self._closed_by = "local"
+            events: list[ConnectionEvent] = [HandshakeFailed(reason=str(error))]
+            self._apply(self.heartbeat.fail(now), now, events)
+            return events
         if answer is None:
             return []
         if isinstance(answer, Rejected):
             self._closed_by = "remote"
-            events: list[ConnectionEvent] = [answer]
+            events = [answer]
             self._apply(self.heartbeat.fail(now), now, events)
             return events
         self.heartbeat.handle(ConnectionOpened(now=now))
@@ -579,6 +603,8 @@ class HeartbeatConnection:
                 message = self._assemble(event, now, events)  # type: ignore[arg-type]
                 if message is not None:
                     yield (OP_TEXT if isinstance(message, str) else OP_BINARY), message
+                elif self._transport_closing:  # refused (1009): parse no further
+                    return
 
     def _on_frames(
         self, frames: Iterable[_Frame], now: float, events: list[ConnectionEvent]
@@ -658,37 +684,45 @@ class HeartbeatConnection:
     def _assemble(
         self, event: ws.TextMessage | ws.BytesMessage, now: float, events: list[ConnectionEvent]
     ) -> str | bytes | None:
-        """A whole message from wsproto's pieces, or ``None`` while incomplete."""
+        """A whole message from wsproto's pieces, or ``None`` while incomplete. The
+        pieces go into one buffer as they come (text re-encoded: wsproto hands over
+        whole code points), so a message of many tiny frames costs its size, not an
+        object per frame; past ``max_message_size`` or ``max_fragments``, fail (1009)."""
         if self._skip_message or not self.heartbeat.is_open:
             self._skip_message = not event.message_finished
             return None
-        data: str | bytes = event.data if isinstance(event.data, str) else bytes(event.data)
+        data = event.data
         self._size += len(data)
+        if event.frame_finished:
+            self._fragments += 1
         if self._max_size is not None and self._size > self._max_size:
-            self._parts = None
-            self._size = 0
-            self._skip_message = not event.message_finished
-            self._apply(
-                self.heartbeat.handle(CloseRequested(now=now, code=1009, reason="message too big")),
-                now,
-                events,
-            )
+            self._drop_message(now, events, "message too big")
             return None
-        parts = self._parts
+        if self._fragments > self._max_fragments:
+            self._drop_message(now, events, "message in too many fragments")
+            return None
+        partial = self._partial
         if not event.message_finished:
-            if parts is None:
-                parts = self._parts = []
-            parts.append(data)
+            if partial is None:
+                partial = self._partial = bytearray()
+            partial += data.encode("utf-8") if isinstance(data, str) else data
             return None
-        if parts:
-            parts.append(data)
-            if isinstance(data, str):
-                data = "".join(p for p in parts if isinstance(p, str))
-            else:
-                data = b"".join(p for p in parts if isinstance(p, bytes))
-            self._parts = None
-        self._size = 0
-        return data
+        self._size = self._fragments = 0
+        if partial is None:  # a message in one piece
+            return data if isinstance(data, str) else bytes(data)
+        self._partial = None
+        if isinstance(data, str):
+            partial += data.encode("utf-8")
+            return partial.decode("utf-8")
+        partial += data
+        return bytes(partial)
+
+    def _drop_message(self, now: float, events: list[ConnectionEvent], reason: str) -> None:
+        """Refuse the message being received: fail the connection with 1009 (no more
+        of the read is parsed: the transport is released)."""
+        self._partial = None
+        self._size = self._fragments = 0
+        self._apply(self.heartbeat.fail(now, 1009, reason), now, events)
 
     def _on_message(self, data: str | bytes, now: float, events: list[ConnectionEvent]) -> None:
         """A whole message arrived while open: a heartbeat of the application's, or data."""

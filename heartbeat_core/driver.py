@@ -30,6 +30,7 @@ from heartbeat_core.connection import HeartbeatConnection, Role
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
 from heartbeat_core.policy import ServerPolicy
 from heartbeat_core.queue import ReceiveQueue
+from heartbeat_core.timers import TimerItem
 from heartbeat_core.wsevents import (
     Abort,
     Accepted,
@@ -37,6 +38,7 @@ from heartbeat_core.wsevents import (
     CloseTransport,
     Closing,
     ConnectionEvent,
+    HandshakeFailed,
     HttpRequest,
     Message,
     PeerDead,
@@ -65,7 +67,7 @@ class ServerSide(Protocol):
     def _forget(self, conn: Any) -> None: ...
 
 
-class DriverBase:
+class DriverBase(TimerItem):
     """The runtime-neutral half of a driver's connection (see the module's docstring)."""
 
     __slots__ = (
@@ -73,6 +75,7 @@ class DriverBase:
         "_logger",
         "_on_event",
         "_policy",
+        "_running",
         "close_code",
         "close_reason",
         "closed_by",
@@ -94,6 +97,7 @@ class DriverBase:
         Request: "_on_request",
         HttpRequest: "_on_request",
         Rejected: "_on_rejected",
+        HandshakeFailed: "_on_handshake_failed",
         CloseTransport: "_on_end",
         Abort: "_on_end",
     }
@@ -113,6 +117,7 @@ class DriverBase:
         on_event: EventCallback | None = None,
         policy: ServerPolicy | None = None,
     ) -> None:
+        super().__init__()  # (TimerItem: where the driver's timer wheel files it)
         #: The sans-IO connection underneath (read it only, e.g. ``core.phase``).
         self.core: HeartbeatConnection = core
         #: Messages that arrived and wait for the application.
@@ -130,6 +135,7 @@ class DriverBase:
         self.close_reason: str | None = None
         self.closed_by: str | None = None
         self._has_opened = False
+        self._running: list[ConnectionEvent] | None = None  # what _process is carrying out
 
     def __str__(self) -> str:  # formatted only when a log record is emitted
         return f"{self.core.role.value} {self.remote_address}"
@@ -206,7 +212,7 @@ class DriverBase:
         """The transport connected: the opening handshake is now bounded."""
         now = self._rt_now()
         self.core.connection_made(now)
-        self._rt_file(self.core.wake_at)
+        self._rt_file(self.core.heartbeat.wake_at)
 
     def _transport_lost(self) -> Closed:
         """The transport is gone: the final ``Closed`` (reported to ``on_event``)."""
@@ -232,32 +238,47 @@ class DriverBase:
         the core queued, end the transport if told, and file the timer anew.
 
         Handling an event may cause more (a ``Request``'s answer, the pause a full
-        queue causes): they are appended to ``events`` and carried out after it."""
+        queue causes), and so may ``on_event`` (closing the connection): they are
+        appended to ``events`` and carried out after it."""
+        running = self._running
+        if running is not None:
+            # Called again from a handler or from on_event (which closed the connection,
+            # say): these come after the events being carried out, in the core's order.
+            running += events
+            return
+        core = self.core
         if not events:  # the common call: a timer that sent a heartbeat
-            data = self.core.data_to_send()
+            data = core.data_to_send()
             if data:
                 self._rt_write(data)
-            self._rt_file(self.core.wake_at)
+            self._rt_file(core.heartbeat.wake_at)
             return
         end: type | None = None
         handlers = self._HANDLERS
-        i = 0
-        while i < len(events):
-            event = events[i]
-            i += 1
-            more = handlers[type(event)](self, event, now)
-            if more is True:
-                end = Abort if type(event) is Abort or end is Abort else CloseTransport
-            elif more:
-                events += more
-            if self._on_event is not None:
-                self._emit(event)
-        self._flush()
+        on_event = self._on_event
+        self._running = events
+        try:
+            i = 0
+            while i < len(events):
+                event = events[i]
+                i += 1
+                more = handlers[type(event)](self, event, now)
+                if more is True:
+                    end = Abort if type(event) is Abort or end is Abort else CloseTransport
+                elif more:
+                    events += more
+                if on_event is not None:
+                    self._emit(event)
+        finally:
+            self._running = None
+        data = core.data_to_send()
+        if data:
+            self._rt_write(data)
         if end is Abort:
             self._rt_abort()
         elif end is CloseTransport:
             self._rt_close()
-        self._rt_file(self.core.wake_at)
+        self._rt_file(core.heartbeat.wake_at)
 
     def _emit(self, event: ConnectionEvent) -> None:
         if self._on_event is None:
@@ -334,6 +355,15 @@ class DriverBase:
                 f"the server answered the upgrade with HTTP {event.status}, not 101: "
                 "check the URI's path and the server's logs",
                 status=event.status,
+            )
+        )
+
+    def _on_handshake_failed(self, event: HandshakeFailed, now: float) -> None:
+        self._logger.info("%s: opening handshake failed: %s", self, event.reason)
+        self._refused(
+            HandshakeError(
+                f"the opening handshake failed: {event.reason}: check that the URI points "
+                "at a WebSocket server"
             )
         )
 

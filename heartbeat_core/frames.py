@@ -9,12 +9,15 @@ between frames and messages. Anything else goes to wsproto untouched.
 
 :class:`FrameBoundary` follows frame boundaries in the bytes handed to
 wsproto (headers only; payloads are skipped by length), so the connection
-knows when wsproto holds no partial frame.
+knows when wsproto holds no partial frame, and counts the frames of the data
+message in progress, so that a message in too many frames is refused before
+wsproto parses any of them.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "MAX_FRAGMENTS",
     "OP_BINARY",
     "OP_PING",
     "OP_PONG",
@@ -29,6 +32,10 @@ OP_TEXT = 0x1
 OP_BINARY = 0x2
 OP_PING = 0x9
 OP_PONG = 0xA
+
+#: The most frames a message may come in by default: each costs a parse, and a peer that
+#: splits a message into thousands of tiny frames would make us pay for every one.
+MAX_FRAGMENTS = 1024
 
 #: The most frames simple_frames() takes from one read. More go to wsproto, which the
 #: connection stops as soon as it fails (a flood of tiny frames is not parsed to the end).
@@ -98,24 +105,30 @@ def _unmask(data: bytes, key_at: int, length: int) -> bytes:
 
 
 class FrameBoundary:
-    """Tracks whether a byte stream fed to :meth:`feed` ends between two frames."""
+    """Tracks whether a byte stream fed to :meth:`feed` ends between two frames, and
+    how many frames the data message in progress has had."""
 
-    __slots__ = ("_head", "_skip")
+    __slots__ = ("_fragments", "_head", "_skip", "max_fragments")
 
-    def __init__(self) -> None:
+    def __init__(self, max_fragments: int = MAX_FRAGMENTS) -> None:
         self._skip = 0  # payload bytes of the current frame still to come
         self._head = b""  # an incomplete frame header
+        self._fragments = 0  # non-final frames of the data message in progress
+        #: The most frames a data message may come in.
+        self.max_fragments = max_fragments
 
     @property
     def between_frames(self) -> bool:
         return not self._skip and not self._head
 
-    def feed(self, data: bytes) -> None:
-        """Account for ``data``, the next bytes of the stream."""
+    def feed(self, data: bytes) -> bool:
+        """Account for ``data``, the next bytes of the stream. False as soon as a data
+        message is seen to need more than ``max_fragments`` frames (its last header
+        read had FIN clear); the rest of ``data`` is then left unread."""
         skip = self._skip
         if skip >= len(data):
             self._skip = skip - len(data)
-            return
+            return True
         if self._head:
             data = self._head + data[skip:]
             self._head = b""
@@ -127,7 +140,7 @@ class FrameBoundary:
         while pos < end:
             if end - pos < 2:
                 self._head = data[pos:]
-                return
+                return True
             second = data[pos + 1]
             length = second & 0x7F
             size = 2 + (4 if second & 0x80 else 0)
@@ -137,10 +150,19 @@ class FrameBoundary:
                 size += 8
             if end - pos < size:
                 self._head = data[pos:]
-                return
+                return True
+            first = data[pos]
+            if not first & 0x08:  # a data frame (text, binary, continuation)
+                if first & 0x80:
+                    self._fragments = 0
+                else:
+                    self._fragments += 1
+                    if self._fragments >= self.max_fragments:
+                        return False
             if length == 126:
                 length = int.from_bytes(data[pos + 2 : pos + 4], "big")
             elif length == 127:
                 length = int.from_bytes(data[pos + 2 : pos + 10], "big")
             pos += size + length
         self._skip = pos - end
+        return True

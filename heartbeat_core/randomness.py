@@ -4,6 +4,7 @@ The core never draws random numbers on its own: whatever needs them (jittered
 heartbeat intervals, :class:`~heartbeat_core.Backoff` with full jitter) takes a
 ``random`` callable returning floats in [0, 1). :func:`default_random` makes
 one, so a driver need not import ``random`` itself, and a test can seed it.
+Whatever is given no source draws from one shared default source.
 """
 
 from __future__ import annotations
@@ -33,3 +34,17 @@ def default_random(seed: int | float | str | bytes | None = None) -> RandomSourc
             f"{seed!r}: pass e.g. seed=1 for a reproducible sequence"
         )
     return random.Random(seed).random
+
+
+# The source of everything given none (made at first use: a Mersenne Twister's state
+# is about 2.5 KB, too much to keep per connection).
+_shared: RandomSource | None = None
+
+
+def shared_random() -> RandomSource:
+    """The process's default source, for whatever was given no ``random``: one for
+    all, seeded from the operating system at first use."""
+    global _shared
+    if _shared is None:
+        _shared = default_random()
+    return _shared

@@ -74,12 +74,12 @@ from heartbeat_core.actions import (
     Action,
     CloseTransport,
     PeerDead,
-    RttSample,
     SendAppPing,
     SendAppPong,
     SendClose,
-    SendPing,
     SendPong,
+    rtt_sample,
+    send_ping,
 )
 from heartbeat_core.config import HeartbeatConfig, HeartbeatStyle, Liveness
 from heartbeat_core.errors import ConfigError, LocalProtocolError
@@ -100,7 +100,7 @@ from heartbeat_core.events import (
     ReadingResumed,
     TimerFired,
 )
-from heartbeat_core.randomness import RandomSource, default_random
+from heartbeat_core.randomness import RandomSource, shared_random
 from heartbeat_core.stats import HeartbeatStats
 
 __all__ = [
@@ -120,18 +120,6 @@ PING_FLOOD_REASON = "too many pings"
 PONG_FLOOD_REASON = "too many pongs"
 
 _NO_ACTIONS: tuple[Action, ...] = ()
-
-# One default random source for every state that was given none (made at first use:
-# a Mersenne Twister's state is about 2.5 KB, too much to keep per connection).
-_default_source: RandomSource | None = None
-
-
-def _shared_source() -> RandomSource:
-    global _default_source
-    if _default_source is None:
-        _default_source = default_random()
-    return _default_source
-
 
 class HeartbeatPhase(enum.Enum):
     """Where a connection's heartbeat stands."""
@@ -316,7 +304,7 @@ class HeartbeatState:
                 f"open_timeout must be a finite number of seconds > 0, got {open_timeout!r}"
             )
         if config.jitter > 0 and random is None:
-            random = _shared_source()
+            random = shared_random()
         self._config = config
         self._random = random
         self._open_timeout = float(open_timeout)
@@ -646,7 +634,7 @@ class HeartbeatState:
         self._pongs += 1
         rtt = now - self._last_ping_at
         self._sample(rtt)
-        return (RttSample(seq=seq, rtt=rtt),)
+        return (rtt_sample(seq, rtt),)
 
     def _sample(self, rtt: float) -> None:
         self._rtt_last = rtt
@@ -695,7 +683,7 @@ class HeartbeatState:
         if self._config.jitter:
             self._draw_offset()
         if self._protocol:
-            return (SendPing(payload=self.payload_for(seq), seq=seq),)
+            return (send_ping(self.payload_for(seq), seq),)
         return (SendAppPing(seq=seq),)
 
     def _draw_offset(self) -> None:

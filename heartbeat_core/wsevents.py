@@ -15,6 +15,7 @@ __all__ = [
     "Closed",
     "Closing",
     "ConnectionEvent",
+    "HandshakeFailed",
     "HttpRequest",
     "Message",
     "PeerDead",
@@ -67,6 +68,15 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HandshakeFailed:
+    """Client side: the server's answer is no handshake we can take (too large, not
+    HTTP, or a 101 that does not answer our request); ``reason`` says what was
+    wrong. The transport is then released."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
     """A complete text (``str``) or binary (``bytes``) message from the peer."""
 
@@ -105,6 +115,7 @@ ConnectionEvent: TypeAlias = (
     | HttpRequest
     | Accepted
     | Rejected
+    | HandshakeFailed
     | Message
     | PingAnswered
     | Closing

@@ -5,7 +5,9 @@
 Installs the wheel from DISTDIR into a fresh venv of this interpreter, checks that it
 brings in nothing but wsproto and h11, then runs ``pyright --verifytypes`` (from the
 lint group) on each package as installed there. heartbeat_core must score 100 %,
-each adapter package at least 98 %; what pyright finds missing is printed.
+each adapter package at least 98 %; what pyright finds missing is printed. Then it
+installs the extras [websockets,aiohttp] into the same venv and scores the two framework
+integrations (heartbeat_websockets, heartbeat_aiohttp), whose types come from them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ REQUIRED = {
     "heartbeat_asyncio": 0.98,
     "heartbeat_threading": 0.98,
     "heartbeat_cli": 0.98,
+    # needs no framework: plain ASGI
+    "heartbeat_asgi": 0.98,
 }
+#: The framework integrations, scored after ``pip install 'heartbeat-core[websockets,aiohttp]'``
+#: in the same venv (their types come from the framework).
+WITH_EXTRAS = {"heartbeat_websockets": 0.98, "heartbeat_aiohttp": 0.98}
+EXTRAS = "websockets,aiohttp"
 #: What ``pip install heartbeat-core`` may bring, besides what venv itself puts there.
 RUNTIME = {"heartbeat-core", "wsproto", "h11"}
 VENV_OWN = {"pip", "setuptools"}
@@ -95,17 +103,38 @@ def main() -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="hb-verifytypes-") as tmp:
         env = install(wheels[0], Path(tmp) / "venv")
-        for package, least in REQUIRED.items():
-            value, problems = score(package, env)
-            ok = value >= least
-            failed |= not ok
-            print(
-                f"verifytypes: pyright --verifytypes {package}: {value * 100:.1f} % "
-                f"(at least {least * 100:.0f} %) {'ok' if ok else 'FAILED'}"
-            )
-            if not ok:
-                print("".join(f"    {line}\n" for line in problems), end="")
+        failed |= check(REQUIRED, env)
+        subprocess.run(
+            [
+                str(env / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"{wheels[0]}[{EXTRAS}]",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        print(f"verifytypes: installed the extras [{EXTRAS}] for the integrations")
+        failed |= check(WITH_EXTRAS, env)
     return 1 if failed else 0
+
+
+def check(required: dict[str, float], env: Path) -> bool:
+    """Score each package; True when one falls short."""
+    failed = False
+    for package, least in required.items():
+        value, problems = score(package, env)
+        ok = value >= least
+        failed |= not ok
+        print(
+            f"verifytypes: pyright --verifytypes {package}: {value * 100:.1f} % "
+            f"(at least {least * 100:.0f} %) {'ok' if ok else 'FAILED'}"
+        )
+        if not ok:
+            print("".join(f"    {line}\n" for line in problems), end="")
+    return failed
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from heartbeat_asyncio.reconnect import (
     Retrying,
     connect_forever,
 )
+from heartbeat_asyncio.runner import LoopRunner
 from heartbeat_asyncio.server import Handler, HttpHandler, SelectSubprotocol, Server, serve
 from heartbeat_core import __version__
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
@@ -28,6 +29,7 @@ __all__ = [
     "EventCallback",
     "Handler",
     "HttpHandler",
+    "LoopRunner",
     "ReconnectEvent",
     "Retrying",
     "SelectSubprotocol",

@@ -219,6 +219,11 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
             now = self._loop.time()
             self._process(self.core.receive_data(bytes(self._share.view[:nbytes]), now), now)
 
+    def _timer_due(self) -> None:
+        if self._transport is not None:  # (DriverBase._timer_due, inlined: once per heartbeat)
+            now = self._loop.time()
+            self._process(self.core.timer_fired(now), now)
+
     def eof_received(self) -> bool:
         if self._transport is not None:
             self._received(None)

@@ -14,23 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Hashable
-from typing import Protocol
 
+from heartbeat_core.driver import DriverBase
 from heartbeat_core.timers import TimerWheel
 
-__all__ = ["READ_BUFFER_SIZE", "LoopShare", "TimerClient", "share_for"]
+__all__ = ["READ_BUFFER_SIZE", "LoopShare", "share_for"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
 
 #: Size of the read buffer shared by all connections of one event loop.
 READ_BUFFER_SIZE = 256 * 1024
 
-
-class TimerClient(Hashable, Protocol):
-    """What the shared timer calls when a connection's filing is due."""
-
-    def _timer_due(self) -> None: ...
 
 
 class LoopShare:
@@ -40,13 +34,13 @@ class LoopShare:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self.wheel: TimerWheel[TimerClient] = TimerWheel()
+        self.wheel: TimerWheel[DriverBase] = TimerWheel()
         self._handle: asyncio.TimerHandle | None = None
         self._firing = False
         self.buffer: bytearray = bytearray(READ_BUFFER_SIZE)
         self.view: memoryview = memoryview(self.buffer)
 
-    def file(self, conn: TimerClient, when: float | None) -> None:
+    def file(self, conn: DriverBase, when: float | None) -> None:
         """File ``conn`` to be woken at ``when`` (``None``: no timer needed)."""
         if self.wheel.file(conn, when):
             self.rearm()
@@ -58,7 +52,7 @@ class LoopShare:
         if not self._firing:
             self._arm()
 
-    def unfile(self, conn: TimerClient) -> None:
+    def unfile(self, conn: DriverBase) -> None:
         self.wheel.unfile(conn)
 
     def _arm(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl as ssl_module
 from collections.abc import AsyncGenerator, Sequence
 
@@ -65,7 +64,7 @@ async def connect_forever(
     raised, not retried.
     """
     loop = asyncio.get_running_loop()
-    delays = Backoff(backoff, random=random.Random().random)
+    delays = Backoff(backoff)
 
     def tell(event: ReconnectEvent) -> None:
         if on_state is not None:

@@ -121,7 +121,15 @@ def connect(
     )
     conn.path = where.target
     reactor.call_soon(conn._io_start)
-    reactor.start()
+    try:
+        reactor.start()
+    except RuntimeError as error:  # "can't start new thread": at the process's task limit
+        sock.close()
+        reactor.close()
+        raise RuntimeError(
+            f"could not start the connection's I/O thread ({error}): the process is at its "
+            "thread limit; close some connections or raise the limit (ulimit -u, TasksMax)"
+        ) from error
     try:
         conn._wait_open()
     except BaseException:

@@ -21,23 +21,18 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
-from typing import Protocol
+from collections.abc import Callable
 
+from heartbeat_core.driver import DriverBase
 from heartbeat_core.timers import TimerWheel
 
-__all__ = ["READ_SIZE", "Reactor", "TimerClient"]
+__all__ = ["READ_SIZE", "Reactor"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
 #: Bytes read per ``recv_into``; one buffer per loop, shared by all its sockets.
 READ_SIZE = 256 * 1024
 
-
-class TimerClient(Hashable, Protocol):
-    """What the wheel calls when a connection's filing is due."""
-
-    def _timer_due(self) -> None: ...
 
 
 class Reactor:
@@ -48,7 +43,7 @@ class Reactor:
         self.read_buffer: bytearray = bytearray(READ_SIZE)
         self.read_view: memoryview = memoryview(self.read_buffer)
         #: The connections' wake-ups. Touched on the I/O thread only (or before it starts).
-        self.wheel: TimerWheel[TimerClient] = TimerWheel()
+        self.wheel: TimerWheel[DriverBase] = TimerWheel()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -62,6 +57,14 @@ class Reactor:
 
     def start(self) -> None:
         self.thread.start()
+
+    def close(self) -> None:
+        """Release a reactor whose thread never started (its loop releases its own)."""
+        with self._lock:
+            self._finished = True
+        self.selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
     def in_loop(self) -> bool:
         """True when called from the I/O thread itself."""
@@ -90,11 +93,11 @@ class Reactor:
         if self.thread.is_alive() and not self.in_loop():
             self.thread.join()
 
-    def file(self, client: TimerClient, when: float | None) -> None:
+    def file(self, client: DriverBase, when: float | None) -> None:
         """Wake ``client`` at or after ``when`` (``None``: no timer needed). I/O thread only."""
         self.wheel.file(client, when)  # select() sleeps until wheel.timeout(): no re-arming
 
-    def unfile(self, client: TimerClient) -> None:
+    def unfile(self, client: DriverBase) -> None:
         self.wheel.unfile(client)
 
     # ------------------------------------------------------------ the loop

@@ -15,7 +15,6 @@ gives (``Retrying``). Leaving the loop closes the current connection.
 from __future__ import annotations
 
 import logging
-import random
 import ssl as ssl_module
 import time
 from collections.abc import Generator, Sequence
@@ -77,7 +76,7 @@ def connect_forever(
     raises its ``ConfigError`` from the first ``next()``, before any connection is
     tried.
     """
-    delays = Backoff(backoff, random=random.Random().random)
+    delays = Backoff(backoff)
 
     def report(event: ReconnectEvent) -> None:
         log.info("%s: %s", uri, event)

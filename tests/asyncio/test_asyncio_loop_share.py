@@ -14,6 +14,8 @@ from typing import Any
 
 from heartbeat_asyncio.loop import LoopShare, share_for
 
+from heartbeat_core.timers import TimerItem
+
 
 class FakeLoop:
     """Just enough of a loop: a clock that moves 10 ms per reading, and call_at."""
@@ -36,8 +38,11 @@ class FakeLoop:
         pass
 
 
-class Due:
+class Due(TimerItem):
+    """A connection, as far as the share is concerned (a TimerItem, as DriverBase is)."""
+
     def __init__(self, loop: FakeLoop, seen: list[float]) -> None:
+        super().__init__()
         self._loop, self._seen = loop, seen
 
     def _timer_due(self) -> None:
@@ -50,7 +55,7 @@ def test_each_due_connection_reads_the_clock_when_it_is_handled() -> None:
     seen: list[float] = []
     conns = [Due(loop, seen) for _ in range(5)]
     for conn in conns:
-        share.file(conn, 100.0)
+        share.file(conn, 100.0)  # type: ignore[arg-type]
     ((when, fire),) = loop.calls[-1:]
     assert when == share.wheel.next_wake
     fire()

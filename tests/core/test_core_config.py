@@ -211,9 +211,12 @@ class TestBackoff:
         b = Backoff(BackoffPolicy(initial=2, multiplier=2, maximum=30), random=lambda: next(draws))
         assert [b.next_delay(0.0) for _ in range(3)] == [0.0, 2.0, pytest.approx(7.992)]
 
-    def test_full_jitter_needs_random(self) -> None:
-        with pytest.raises(ConfigError, match="random source"):
-            Backoff()
+    def test_full_jitter_without_random_draws_from_the_shared_source(self) -> None:
+        b = Backoff()  # full jitter by default
+        delays = [b.next_delay(0.0) for _ in range(8)]
+        bounds = [min(30.0, 0.5 * 2.0**n) for n in range(8)]
+        assert all(0.0 <= d < bound for d, bound in zip(delays, bounds, strict=True))
+        assert len(set(delays)) > 1  # drawn, not fixed
 
     def test_reset_after_a_stable_connection(self) -> None:
         b = Backoff(BackoffPolicy(initial=1, reset_after=10, full_jitter=False))

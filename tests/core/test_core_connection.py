@@ -69,6 +69,11 @@ class TestConstruction:
         with pytest.raises(ConfigError, match="role"):
             HeartbeatConnection("client")  # type: ignore[arg-type]
 
+    @pytest.mark.parametrize("count", [0, -1, 1.5, True, None])
+    def test_bad_max_fragments(self, count: object) -> None:
+        with pytest.raises(ConfigError, match="max_fragments must be a positive int"):
+            HeartbeatConnection(Role.SERVER, max_fragments=count)  # type: ignore[arg-type]
+
     @pytest.mark.parametrize("size", [0, -1, True, 1.5, "big"])
     def test_bad_max_message_size(self, size: object) -> None:
         with pytest.raises(ConfigError, match="max_message_size"):
@@ -209,12 +214,12 @@ class TestHandshake:
         assert server.data_to_send().startswith(b"HTTP/1.1 400 Bad Request\r\n")
         assert server.receive_data(b"GET / HTTP/1.1\r\n\r\n", 0.1) == []  # already answered
 
-    def test_oversized_handshake_is_answered_400(self) -> None:
+    def test_oversized_handshake_is_answered_431(self) -> None:
         server = HeartbeatConnection(Role.SERVER)
         assert server.receive_data(b"GET / HTTP/1.1\r\n", 0.0) == []
         events = server.receive_data(b"X-Pad: " + b"a" * 17000 + b"\r\n", 0.0)
         assert events == [CloseTransport()]
-        assert server.data_to_send().startswith(b"HTTP/1.1 400 ")
+        assert server.data_to_send().startswith(b"HTTP/1.1 431 ")
 
     def test_client_hangs_up_on_a_bad_response(self) -> None:
         client = HeartbeatConnection(Role.CLIENT)
@@ -272,13 +277,16 @@ class TestMessages:
         events = p.server.receive_data(
             frame(BINARY, b"x" * 6, fin=False) + frame(CONT, b"y" * 6, fin=False), 0.0
         )
-        assert events == [Closing(code=1009, reason="message too big", by_peer=False)]
-        # The rest of the oversized message is skipped, not delivered.
+        # The connection fails at once (rule fail): the rest is not even parsed.
+        assert events == [
+            Closing(code=1009, reason="message too big", by_peer=False),
+            CloseTransport(),
+        ]
         assert p.server.receive_data(frame(CONT, b"z"), 0.0) == []
         assert frames_in(p.server.data_to_send()) == [
             (CLOSE, close_payload(1009, b"message too big"))
         ]
-        assert p.server.phase is HeartbeatPhase.CLOSING
+        assert p.server.phase is HeartbeatPhase.DRAINING
         with pytest.raises(ConnectionClosedError) as info:
             p.server.send("late")
         assert info.value.code == 1009
@@ -289,6 +297,65 @@ class TestMessages:
         p.client.send(b"12345")
         _, server_events = p.pump()
         assert server_events[0] == Closing(code=1009, reason="message too big", by_peer=False)
+
+    def test_fragments_are_assembled_on_both_roles(self) -> None:
+        # Text split inside a code point and binary, in several frames, some split
+        # across reads; each side gets the whole message once.
+        text = "h\u00e9llo w\u00f6rld \U0001f600!".encode()
+        pieces = [text[:2], text[2:7], text[7:16], text[16:]]
+        for role_masked in (True, False):
+            p = Pair(FAST, FAST)
+            p.handshake()
+            receiver = p.server if role_masked else p.client
+            wire = frame(TEXT, pieces[0], fin=False, masked=role_masked)
+            wire += b"".join(frame(CONT, x, fin=False, masked=role_masked) for x in pieces[1:-1])
+            wire += frame(CONT, pieces[-1], masked=role_masked)
+            wire += frame(BINARY, b"ab", fin=False, masked=role_masked)
+            wire += frame(CONT, b"", fin=False, masked=role_masked)
+            wire += frame(CONT, b"cd", masked=role_masked)
+            events = []
+            for i in range(0, len(wire), 5):
+                events += receiver.receive_data(wire[i : i + 5], 0.0)
+            assert events == [Message(data=text.decode()), Message(data=b"abcd")]
+
+    def test_fragments_past_max_fragments_fail_1009(self) -> None:
+        for masked in (True, False):
+            p = Pair(FAST, FAST, max_fragments=3)
+            p.handshake()
+            receiver = p.server if masked else p.client
+            three = frame(BINARY, b"a", fin=False, masked=masked)
+            three += frame(CONT, b"b", fin=False, masked=masked) + frame(CONT, b"c", masked=masked)
+            assert receiver.receive_data(three, 0.0) == [Message(data=b"abc")]
+            four = frame(TEXT, b"a", fin=False, masked=masked)
+            four += frame(CONT, b"b", fin=False, masked=masked) * 3
+            events = receiver.receive_data(four + frame(PING, b"p", masked=masked), 0.0)
+            reason = "message in too many fragments"
+            assert events == [Closing(code=1009, reason=reason, by_peer=False), CloseTransport()]
+            # Failed at once: the ping after the fourth fragment is not even parsed.
+            assert frames_in(receiver.data_to_send()) == [(CLOSE, close_payload(1009, reason))]
+            assert receiver.receive_data(frame(CONT, b"z", masked=masked), 0.0) == []
+
+    def test_a_frame_split_across_reads_is_one_fragment(self) -> None:
+        p = Pair(FAST, FAST, max_fragments=2)
+        p.handshake()
+        wire = frame(BINARY, b"x" * 300, fin=False) + frame(CONT, b"y" * 300)
+        events = []
+        for i in range(0, len(wire), 7):  # many wsproto events per frame
+            events += p.server.receive_data(wire[i : i + 7], 0.0)
+        assert events == [Message(data=b"x" * 300 + b"y" * 300)]
+
+    def test_a_fragmented_message_is_held_in_one_buffer(self) -> None:
+        # 1,000 two-byte fragments: the pending message is one bytearray of 2,000
+        # bytes, not an object per fragment.
+        p = Pair(FAST, FAST)
+        p.handshake()
+        wire = frame(TEXT, b"ab", fin=False) + frame(CONT, b"cd", fin=False) * 998
+        assert p.server.receive_data(wire, 0.0) == []
+        assert p.server._partial == b"ab" + b"cd" * 998
+        assert p.server.receive_data(frame(CONT, b"!"), 0.0) == [
+            Message(data="ab" + "cd" * 998 + "!")
+        ]
+        assert p.server._partial is None
 
     def test_messages_while_closing_are_dropped(self, pair: Pair) -> None:
         pair.server.close(0.0)

@@ -127,6 +127,28 @@ def test_a_server_connection_lives_through_the_shared_code() -> None:
     assert dict(seen)["Closing"] == 1001  # carried out before on_event saw it
 
 
+def test_on_event_that_closes_sees_the_events_in_the_cores_order() -> None:
+    # on_event closes at the first of two messages read at once: the driver is already
+    # carrying out that read's events, so the close's come after the second message.
+    seen: list[str] = []
+
+    def on_event(conn: Any, event: Any) -> None:
+        seen.append(type(event).__name__ if not isinstance(event, Message) else event.data)
+        if isinstance(event, Message) and event.data == "first":
+            conn._process(conn.core.close(conn.now, 1000, "enough"), conn.now)
+
+    server = FakeDriver(Role.SERVER, on_event=on_event, policy=ServerPolicy(logger=log))
+    client = upgraded(server)
+    client.send("first")
+    client.send("second")
+    server.now = 1.0
+    server._received(client.data_to_send())
+    assert seen[2:] == ["first", "second", "Closing"]
+    assert server.calls[-1] == ("file", 3.0)  # filed once, after everything: close_timeout
+    client.receive_data(server.take(), 1.0)  # the close frame, written once, after it all
+    assert client.close_code == 1000 and client.close_reason == "enough"
+
+
 def test_a_failing_on_event_is_logged_and_changes_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

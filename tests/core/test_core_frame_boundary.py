@@ -78,3 +78,39 @@ def test_frames_that_arrive_before_accept_are_kept(split: int) -> None:
     ping = bytes([0x89, 0x80 | 1]) + b"\0\0\0\0" + b"p"
     assert server.receive_data(ping, 0.4) == []
     assert server.data_to_send().endswith(b"\x8a\x01p")
+
+
+def _data(opcode: int, fin: bool) -> bytes:
+    return wsframes.frame(opcode, b"xy", fin=fin)
+
+
+def test_fragments_are_counted_per_message_across_feeds() -> None:
+    # max_fragments=3: a message of 3 frames passes, with pings between its
+    # fragments and every header cut; the third non-final frame of one is refused.
+    ping = wsframes.frame(wsframes.PING, b"p")
+    three = _data(wsframes.TEXT, False) + ping + _data(wsframes.CONT, False) + ping
+    three += _data(wsframes.CONT, True)
+    stream = three + three
+    for cut in range(1, len(stream)):
+        tracker = FrameBoundary(3)
+        assert tracker.feed(stream[:cut]) and tracker.feed(stream[cut:])
+        assert tracker.between_frames
+    refused = _data(wsframes.BINARY, False) + _data(wsframes.CONT, False) * 2
+    tracker = FrameBoundary(3)
+    assert tracker.feed(three + refused[:-7]) is True  # (the last header is incomplete)
+    assert tracker.feed(refused[-7:]) is False
+
+
+def test_a_message_refused_by_the_count_is_never_parsed() -> None:
+    server = HeartbeatConnection(Role.SERVER, max_fragments=2)
+    client = HeartbeatConnection(Role.CLIENT)
+    client.initiate("h")
+    server.receive_data(client.data_to_send(), 0.0)
+    server.accept(now=0.0)
+    server.data_to_send()
+    events = server.receive_data(
+        wsframes.frame(wsframes.PING, b"p") + _data(wsframes.BINARY, False) * 3, 0.0
+    )
+    # Refused before wsproto saw the read: not even the ping before it is answered.
+    assert [type(e).__name__ for e in events] == ["Closing", "CloseTransport"]
+    assert server.data_to_send() == b"\x88\x1f\x03\xf1message in too many fragments"

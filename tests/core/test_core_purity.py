@@ -46,6 +46,7 @@ from heartbeat_core import (
     RttSample,
     SendPing,
     TimerFired,
+    TimerItem,
     TimerWheel,
     default_random,
     parse_uri,
@@ -234,10 +235,11 @@ def test_driver_helpers_without_a_clock() -> None:
     queue.push("a")
     assert queue.push(b"b")
     assert queue.pop() == ("a", True)
-    wheel: TimerWheel[str] = TimerWheel()
-    assert wheel.file("conn", 1.0)
+    wheel: TimerWheel[TimerItem] = TimerWheel()
+    conn = TimerItem()
+    assert wheel.file(conn, 1.0)
     assert wheel.timeout(0.5) == pytest.approx(0.501)
-    assert wheel.pop_due(2.0) == ["conn"]
+    assert wheel.pop_due(2.0) == [conn]
     assert parse_uri("wss://[::1]:8443/chat").host_header == "[::1]:8443"
     delays = Backoff(random=default_random(3))  # the driver's seeded source, not the module's
     assert 0 <= delays.next_delay(0.0) < 0.5

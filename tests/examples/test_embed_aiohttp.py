@@ -15,13 +15,13 @@ from aiohttp import WSMsgType, web
 from examples import aiohttp_server
 from heartbeat_core import (
     JSON_CODEC,
-    Action,
     AppKind,
     HeartbeatConfig,
     HeartbeatStyle,
     PeerDead,
     RttSample,
 )
+from tests.support.docblocks import doc_block
 from tests.support.peers import FrozenPeer
 
 from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, free_socket
@@ -33,13 +33,14 @@ STYLES = [HeartbeatStyle.PROTOCOL, HeartbeatStyle.APP]
 
 
 @asynccontextmanager
-async def _server(style: HeartbeatStyle) -> AsyncIterator[tuple[int, asyncio.Queue[Action]]]:
-    actions: asyncio.Queue[Action] = asyncio.Queue()
+async def _server(style: HeartbeatStyle) -> AsyncIterator[tuple[int, asyncio.Queue[object]]]:
+    actions: asyncio.Queue[object] = asyncio.Queue()
     config = HeartbeatConfig(
         interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE_TIMEOUT, style=style
     )
     runner = web.AppRunner(
-        aiohttp_server.make_app(config, actions.put_nowait), shutdown_timeout=1.0
+        aiohttp_server.make_app(config, lambda _, event: actions.put_nowait(event)),
+        shutdown_timeout=1.0,
     )
     await runner.setup()
     sock = free_socket()
@@ -51,7 +52,7 @@ async def _server(style: HeartbeatStyle) -> AsyncIterator[tuple[int, asyncio.Que
         await runner.cleanup()
 
 
-async def _next(actions: asyncio.Queue[Action], kind: type[A]) -> A:
+async def _next(actions: asyncio.Queue[object], kind: type[A]) -> A:
     while True:
         action = await asyncio.wait_for(actions.get(), WAIT)
         if isinstance(action, kind):
@@ -103,5 +104,20 @@ def test_frozen_peer_is_closed_1011(style: HeartbeatStyle) -> None:
                 assert frames[0].opcode == (0x9 if style is HeartbeatStyle.PROTOCOL else 0x1)
             finally:
                 peer.close()
+
+    asyncio.run(main())
+
+
+def test_the_client_block_of_the_page_against_the_example() -> None:
+    """docs/howto/aiohttp.rst's client, as written, against examples/aiohttp_server.py."""
+    namespace: dict[str, object] = {}
+    exec(doc_block("docs/howto/aiohttp.rst", "aiohttp-client"), namespace)
+    client = namespace["client"]
+    assert callable(client)
+
+    async def main() -> None:
+        async with _server(HeartbeatStyle.PROTOCOL) as (port, _):
+            answer = await asyncio.wait_for(client(f"ws://127.0.0.1:{port}/ws"), WAIT)
+            assert answer == ["hello"]
 
     asyncio.run(main())

@@ -1,4 +1,5 @@
-"""examples/starlette_asgi.py on uvicorn against a websockets client and a frozen peer."""
+"""examples/starlette_asgi.py (HeartbeatMiddleware) on uvicorn against a websockets client and
+a frozen peer; and examples/fastapi_app.py, served as its runner serves it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import uvicorn
 from websockets.asyncio.client import connect
 
 from examples import starlette_asgi
-from heartbeat_core import JSON_CODEC, Action, AppKind, HeartbeatConfig, PeerDead, RttSample
+from heartbeat_core import JSON_CODEC, AppKind, HeartbeatConfig, PeerDead, RttSample
 from tests.support.peers import FrozenPeer
 
 from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT, free_socket
@@ -25,10 +26,10 @@ CONFIG = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE
 
 
 @asynccontextmanager
-async def _server() -> AsyncIterator[tuple[int, asyncio.Queue[Action]]]:
-    actions: asyncio.Queue[Action] = asyncio.Queue()
+async def _server() -> AsyncIterator[tuple[int, asyncio.Queue[object]]]:
+    actions: asyncio.Queue[object] = asyncio.Queue()
     config = uvicorn.Config(
-        starlette_asgi.make_app(CONFIG, actions.put_nowait),
+        starlette_asgi.make_app(CONFIG, lambda _, event: actions.put_nowait(event)),
         ws="websockets-sansio",
         ws_ping_interval=None,  # uvicorn's own protocol pings off: ours are the only heartbeat
         lifespan="off",
@@ -49,7 +50,7 @@ async def _server() -> AsyncIterator[tuple[int, asyncio.Queue[Action]]]:
         await asyncio.wait_for(task, WAIT)
 
 
-async def _next(actions: asyncio.Queue[Action], kind: type[A]) -> A:
+async def _next(actions: asyncio.Queue[object], kind: type[A]) -> A:
     while True:
         action = await asyncio.wait_for(actions.get(), WAIT)
         if isinstance(action, kind):

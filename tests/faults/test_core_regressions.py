@@ -6,6 +6,7 @@ from heartbeat_core import (
     Abort,
     Closed,
     CloseTransport,
+    HandshakeFailed,
     HeartbeatConfig,
     HeartbeatConnection,
     HeartbeatPhase,
@@ -23,7 +24,7 @@ def test_client_does_not_answer_a_garbage_response_with_http() -> None:
     conn.initiate("127.0.0.1")
     conn.data_to_send()
     events = conn.receive_data(b"\x00garbage\r\n\r\n", 0.0)
-    assert events == [CloseTransport()]
+    assert [type(e) for e in events] == [HandshakeFailed, CloseTransport]
     assert conn.data_to_send() == b""
     assert conn.connection_lost(0.1) == [Closed(code=1006, reason="", by="local")]
 

@@ -550,7 +550,7 @@ def test_handshake_flood_is_bounded() -> None:
             break
         driver.read(b"X-Slow-%d: %s\r\n" % (i, b"a" * 200), 0.01)
     assert driver.closing, "the handshake buffer grew past 40 KiB without a refusal"
-    assert bytes(driver.head).startswith(b"HTTP/1.1 400 ")
+    assert bytes(driver.head).startswith(b"HTTP/1.1 431 ")
     driver.lose()
 
 

@@ -7,6 +7,7 @@ take turns pinging and both keepalives are exercised.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from .harness import (
     assert_plausible_rtts,
     rtt_summary,
 )
+from .integrations import shim_for
 from .peers import AiohttpClientPeer, AiohttpServerPeer
 
 pytestmark = pytest.mark.interop
@@ -32,6 +34,17 @@ pytestmark = pytest.mark.interop
 PEER_HEARTBEAT = 0.4
 OUR_INTERVAL = 0.5
 ROUNDS = 3
+
+
+@pytest.fixture(params=["asyncio", "threading", "aiohttp-integration"])
+def adapter(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Our two adapters, and the integration this framework has (our heartbeat inside
+    the framework, talking to the same framework with its own keepalive on)."""
+    shim = shim_for(request.param)
+    try:
+        yield shim
+    finally:
+        shim.shutdown()
 
 
 def our_config() -> HeartbeatConfig:

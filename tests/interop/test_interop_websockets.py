@@ -8,6 +8,7 @@ so both keepalives run at once over several intervals.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from .harness import (
     assert_plausible_rtts,
     rtt_summary,
 )
+from .integrations import shim_for
 from .peers import WebsocketsClientPeer, WebsocketsServerPeer
 
 pytestmark = [pytest.mark.interop, pytest.mark.skipif(not HAS_WEBSOCKETS, reason=WEBSOCKETS_REASON)]
@@ -34,6 +36,17 @@ PEER_PING_INTERVAL = 0.2
 PEER_PING_TIMEOUT = 0.5
 #: Heartbeats (ours) and keepalive pings (theirs) to see before calling it "several intervals".
 ROUNDS = 6
+
+
+@pytest.fixture(params=["asyncio", "threading", "websockets-integration"])
+def adapter(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Our two adapters, and the integration this framework has (our heartbeat inside
+    the framework, talking to the same framework with its own keepalive on)."""
+    shim = shim_for(request.param)
+    try:
+        yield shim
+    finally:
+        shim.shutdown()
 
 
 def our_config() -> HeartbeatConfig:
