@@ -303,6 +303,7 @@ class _Run:
         queues = self.queues
         stalls = self.stalls
         skip = self.skip
+        stalled = [j for j in (0, 1) if stalls[j]]
         vanish = self.vanish
         cuts = self.cuts
         resume = self.resume
@@ -447,12 +448,12 @@ class _Run:
             if now > horizon:
                 break
             i = what & 1
-            if stalls[i]:
-                # Stalls of this side that ended by now can never matter again.
-                stl, k = stalls[i], skip[i]
+            for j in stalled:
+                # Stalls that ended by now can never matter again (times only go on).
+                stl, k = stalls[j], skip[j]
                 while k < len(stl) and stl[k][1] <= now:
                     k += 1
-                skip[i] = k
+                skip[j] = k
             st = states[i]
             if what < 2:
                 q = queues[i]
