@@ -1,7 +1,12 @@
 """Assertions for a user's own test suite, over a :class:`SimResult` or a :class:`SurveyResult`.
 
 Each raises :class:`AssertionError` with what happened (so pytest shows it) and
-returns nothing. For example::
+returns nothing. For example:
+
+.. fragment: two lines with the scenario elided; the page "Testing your heartbeat" shows
+   whole tests, and the tests run them
+
+.. code-block:: python
 
     result = simulate(Scenario(..., faults=(Vanish(side=Side.CLIENT, at=600),)))
     assert_detected_within(result, detection_bound(config))

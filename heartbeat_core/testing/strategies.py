@@ -2,7 +2,12 @@
 
 Needs `hypothesis <https://hypothesis.readthedocs.io>`_ (``pip install hypothesis``;
 heartbeat-core itself does not depend on it). Every strategy takes bounds, so a
-suite draws only what its deployment can meet, e.g.::
+suite draws only what its deployment can meet, e.g.:
+
+.. fragment: a test's first two lines; the page "Testing your heartbeat" shows whole
+   test functions, and the tests run them
+
+.. code-block:: python
 
     @given(config=heartbeat_configs(max_interval=30), link=links(max_rtt=0.3))
     def test_no_false_positive(config, link): ...

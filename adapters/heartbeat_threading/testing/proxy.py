@@ -1,6 +1,11 @@
 """A TCP proxy on loopback that makes a link slow, stalling, narrow or dead, in user space.
 
-For tests that need delay, jitter and loss on a machine without ``tc netem``::
+For tests that need delay, jitter and loss on a machine without ``tc netem``:
+
+.. fragment: three lines of a test (server_port and connect are the test's); the page
+   "Testing your heartbeat" shows a whole test with the proxy, and the tests run it
+
+.. code-block:: python
 
     with LinkProxy(server_port, up=Direction(delay=0.15), down=Direction(delay=0.15)) as proxy:
         connect(proxy.url("/chat"))     # a 300 ms round trip
