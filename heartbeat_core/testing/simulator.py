@@ -372,7 +372,8 @@ class _Run:
                     d += j * sqrt(-2.0 * log(1.0 - rand())) * cos(tau * rand())
                 else:
                     d -= j * log(1.0 - rand())
-                d = max(d, 0.0)
+                if d < 0.0:  # noqa: PLR1730 (a comparison is cheaper than max() here)
+                    d = 0.0
             arrive = depart + d
             p = loss[dest]
             if p:
@@ -380,7 +381,8 @@ class _Run:
                 while rand() < p:
                     arrive += wait
                     wait *= 2.0
-            arrive = max(arrive, last_arrival[dest])  # in order: it waits behind earlier bytes
+            if arrive < last_arrival[dest]:  # noqa: PLR1730 (cheaper than max())
+                arrive = last_arrival[dest]  # in order: it waits behind earlier bytes
             last_arrival[dest] = arrive
             if limit != _INF:
                 if dest == 1:
@@ -438,7 +440,8 @@ class _Run:
                 cut_at = proxy_last + limit
                 while pending and pending[0] < cut_at:
                     t = pending.popleft()
-                    proxy_last = max(proxy_last, t)
+                    if t > proxy_last:  # noqa: PLR1730 (cheaper than max())
+                        proxy_last = t
                     cut_at = proxy_last + limit
                 if cut_at <= now and cut_at <= horizon:
                     ending, proxy_cut, end = Ending.PROXY_CUT, cut_at, cut_at
