@@ -30,6 +30,7 @@ import enum
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 
 from heartbeat_core.actions import (
     PeerDead,
@@ -269,7 +270,8 @@ class _Run:
         self.skip = [0, 0]
         self.cuts = cuts
         self.proxy: Proxy | None = sc.proxy
-        self.proxy_pending: deque[float] = deque()  # client bytes on their way to it
+        # When bytes pass the proxy (a heap: some are known ahead of time).
+        self.proxy_pending: list[float] = []
 
     # ------------------------------------------------------------------ time
 
@@ -343,7 +345,6 @@ class _Run:
         proxy_last = start
 
         def send(sender: int, kind: int, payload: bytes, now: float) -> None:
-            nonlocal proxy_last
             dest = 1 - sender
             size = sizes[sender][kind] + len(payload)
             sent_bytes[sender] += size
@@ -385,10 +386,9 @@ class _Run:
                 arrive = last_arrival[dest]  # in order: it waits behind earlier bytes
             last_arrival[dest] = arrive
             if limit != _INF:
-                if dest == 1:
-                    pending.append(arrive)
-                elif depart > proxy_last:
-                    proxy_last = depart
+                # The proxy sees the bytes where it stands, beside the server. (A time may
+                # lie ahead: an answer is sent here for when its ping will be read.)
+                heappush(pending, arrive if dest == 1 else depart)
             if answer_only[dest] and not kind & 1:  # (a ping or app ping: even kinds)
                 # An endpoint without heartbeats answers at once, whenever it reads: send
                 # its answer now, stamped with the time it will be read (answers leave in
@@ -439,7 +439,7 @@ class _Run:
             if limit != _INF:
                 cut_at = proxy_last + limit
                 while pending and pending[0] < cut_at:
-                    t = pending.popleft()
+                    t = heappop(pending)
                     if t > proxy_last:  # noqa: PLR1730 (cheaper than max())
                         proxy_last = t
                     cut_at = proxy_last + limit

@@ -191,6 +191,15 @@ def test_proxy_cuts_an_idle_connection_and_keeps_a_busy_one() -> None:
     # The client's pings pass the proxy when they reach the server's side.
     client_side = simulate(only(Side.CLIENT, cfg, **base))
     assert client_side.ending is Ending.HORIZON
+    # A client heartbeat every 70 s: the proxy cuts at 60 s, before the first one passes.
+    slow = simulate(only(Side.CLIENT, HeartbeatConfig(interval=70, timeout=10), **base))
+    assert slow.ending is Ending.PROXY_CUT and slow.proxy_cut_at == 60.0
+    # Frozen from 50 s to 80 s, the answering server is pinged at 55 s, answers at 80 s:
+    # silent from the ping's arrival (55.05 s) for 24.95 s, under the limit: no cut.
+    frozen = simulate(
+        only(Side.CLIENT, cfg, faults=(Stall(side=Side.SERVER, at=50.0, duration=30.0),), **base)
+    )
+    assert frozen.ending is not Ending.PROXY_CUT
 
 
 def test_a_one_way_cut_for_good_is_a_gone_peer() -> None:
