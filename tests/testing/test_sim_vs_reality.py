@@ -72,6 +72,7 @@ def agree(real: float | None, sim: SimResult, *, what: str) -> None:
     simulated = None if sim.verdict is None else sim.verdict.at
     assert (real is None) == (simulated is None), f"{what}: real {real}, simulated {simulated}"
     if real is not None and simulated is not None:
+        print(f"{what}: real {real:.4f} s, simulated {simulated:.4f} s")  # (shown with -s)
         assert abs(real - simulated) <= AGREE, (
             f"{what}: real {real:.3f} s, simulated {simulated:.3f} s"
         )
@@ -187,6 +188,8 @@ def test_latency_added_by_a_delaying_proxy(adapter: str, timeout: float) -> None
         rtts = [e.rtt for _, _, e in server.events if isinstance(e, RttSample)]
         assert sim.server.stats is not None and sim.server.stats.last_rtt is not None
         assert len(rtts) >= 2
+        simulated = sim.server.stats.last_rtt
+        print(f"RTT: real {min(rtts):.4f}-{max(rtts):.4f} s, simulated {simulated:.4f} s")
         assert all(abs(r - sim.server.stats.last_rtt) <= AGREE for r in rtts), rtts
 
 
@@ -207,5 +210,6 @@ def test_a_proxy_that_cuts_idle_connections(adapter: str, interval: float, limit
     assert (sim.ending is Ending.PROXY_CUT) == bool(proxy.cuts), (sim.ending, proxy.cuts)
     if proxy.cuts:
         assert sim.proxy_cut_at is not None
+        print(f"proxy cut: real {proxy.cuts[0] - t0:.4f} s, simulated {sim.proxy_cut_at:.4f} s")
         assert abs((proxy.cuts[0] - t0) - sim.proxy_cut_at) <= AGREE, proxy.cuts[0] - t0
     assert server.peer_dead() == [] and sim.verdict is None
