@@ -75,5 +75,6 @@ def test_the_hypothesis_example_passes(tmp_path: Path) -> None:
 
 
 def test_the_fixtures_example_passes(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(doc_block(PAGE, "testing-conftest"), encoding="utf-8")
     out = _run_as_a_test_module(doc_block(PAGE, "testing-fixtures"), tmp_path)
     assert "2 passed" in out

@@ -8,8 +8,8 @@
 
 They use plain sockets and threads, so they serve tests of either driver (and of
 any other WebSocket code). The pytest fixtures built on them are in
-:mod:`heartbeat_threading.testing.plugin` (loaded by pytest automatically once
-heartbeat-core is installed).
+:mod:`heartbeat_threading.testing.plugin` (``pytest_plugins =
+["heartbeat_threading.testing.plugin"]`` in a root ``conftest.py``).
 """
 
 from __future__ import annotations

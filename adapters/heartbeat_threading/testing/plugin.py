@@ -1,9 +1,9 @@
 """pytest fixtures for real-socket tests of WebSocket code (a pytest plugin).
 
-Installed with heartbeat-core and loaded by pytest automatically (entry point
-``pytest11``: ``heartbeat``); without auto-loading, add
-``pytest_plugins = ["heartbeat_threading.testing.plugin"]`` to a ``conftest.py``.
-Each fixture is a factory, so a test can make several, and everything made is
+Load it in the ``conftest.py`` at the root of your tests with
+``pytest_plugins = ["heartbeat_threading.testing.plugin"]`` (it is not loaded by
+itself: a project that installs heartbeat-core gets no fixtures it did not ask
+for). Each fixture is a factory, so a test can make several, and everything made is
 closed when the test ends:
 
 * ``heartbeat_link_proxy(target_port, **options)`` -> :class:`LinkProxy`
