@@ -23,6 +23,7 @@ from heartbeat_core.testing.assertions import (
 )
 from heartbeat_core.testing.faults import Cut, Fault, Proxy, Side, Stall, StallKind, Vanish
 from heartbeat_core.testing.network import Distribution, Link, Path
+from heartbeat_core.testing.shaper import Direction, IdleWatch, LinkShaper
 from heartbeat_core.testing.simulator import (
     Ending,
     EndpointReport,
@@ -36,11 +37,14 @@ from heartbeat_core.testing.survey import StallPlan, SurveyResult, detection_bou
 
 __all__ = [
     "Cut",
+    "Direction",
     "Distribution",
     "EndpointReport",
     "Ending",
     "Fault",
+    "IdleWatch",
     "Link",
+    "LinkShaper",
     "Path",
     "Proxy",
     "Scenario",

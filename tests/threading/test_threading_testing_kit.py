@@ -122,7 +122,7 @@ def test_a_closed_end_passes_its_eof_through() -> None:
     ("options", "message"),
     [
         ({"delay": -1}, "delay must be a finite number"),
-        ({"bandwidth": 0}, "bandwidth must be a number > 0"),
+        ({"bandwidth": 0}, "bandwidth must be a finite number > 0"),
         ({"stall_every": 1.0, "stall": 1.0}, "stall .* must be shorter"),
     ],
 )

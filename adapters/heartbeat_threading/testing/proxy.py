@@ -12,102 +12,81 @@ For tests that need delay, jitter and loss on a machine without ``tc netem``:
         proxy.blackhole()               # from now on nothing passes either way
 
 Each direction (``up``: client to server, ``down``: server to client) has its own
-:class:`Direction`: a delay (spread by ``jitter``), a bandwidth cap, periodic stalls
-(every ``stall_every`` seconds nothing is delivered for ``stall`` seconds, then
-everything held back arrives at once and in order: what a lost segment and its
-retransmission look like to the application), and a blackhole (bytes are swallowed;
-the connections stay open: a peer cut off, not closed). Settings can change while
-connections run; bytes read afterwards follow the new ones. With ``idle_limit``
-the proxy also closes a connection through which nothing passed for that long, as a
-load balancer does, and records when.
+:class:`~heartbeat_core.testing.Direction`: a delay (spread by ``jitter``), a
+bandwidth cap, periodic stalls (every ``stall_every`` seconds nothing is delivered for
+``stall`` seconds, then everything held back arrives at once and in order: what a
+lost segment and its retransmission look like to the application), and a blackhole
+(bytes, and the end of the stream, are swallowed; the connections stay open: a peer
+cut off, not closed). Settings can change while connections run; bytes read
+afterwards follow the new ones. With ``idle_limit`` the proxy also closes a
+connection through which nothing passed for that long, as a load balancer does, and
+records when.
 
 Bytes are read as soon as they arrive (the sender's TCP is never slowed) and kept
-until their time comes; one thread serves every connection, each wait bounded.
+until their time comes. When that is, and when a connection has idled too long, the
+core decides (:class:`~heartbeat_core.testing.LinkShaper`,
+:class:`~heartbeat_core.testing.IdleWatch`, a :class:`~heartbeat_core.TimerWheel`);
+one thread carries it out for every connection, each wait bounded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import random
 import selectors
 import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+
+from heartbeat_core import TimerItem, TimerWheel
+from heartbeat_core.testing import Direction, IdleWatch, LinkShaper
 
 __all__ = ["Direction", "LinkProxy"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Direction:
-    """How one direction of the proxied link behaves. Times in seconds."""
+class _Pipe(TimerItem):
+    """One direction of one proxied connection: chunks read from ``src`` wait in
+    ``queue`` (filed in the wheel at the first one's release), then go to ``dst``."""
 
-    #: Added to every chunk's journey.
-    delay: float = 0.0
-    #: Each chunk's delay is spread uniformly by ``± jitter`` (order is kept).
-    jitter: float = 0.0
-    #: Bytes per second (``None``: unlimited).
-    bandwidth: float | None = None
-    #: Every this many seconds (``None``: never) the direction stalls ...
-    stall_every: float | None = None
-    #: ... for this long; what was held back then arrives at once, in order.
-    stall: float = 0.0
-    #: Swallow everything (the connection stays open).
-    blackhole: bool = False
+    __slots__ = ("conn", "dst", "eof", "name", "out", "queue", "shaper", "shut", "src")
 
-    def __post_init__(self) -> None:
-        for name in ("delay", "jitter", "stall"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-        for name in ("bandwidth", "stall_every"):
-            value = getattr(self, name)
-            if value is not None and not (
-                isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-            ):
-                raise ValueError(f"{name} must be a number > 0 or None, got {value!r}")
-        if self.stall_every is not None and self.stall >= self.stall_every:
-            raise ValueError(f"stall ({self.stall}) must be shorter than stall_every")
-
-
-class _Pipe:
-    """One direction of one proxied connection: bytes read from ``src`` wait in
-    ``queue`` for their release time, then go to ``dst``."""
-
-    __slots__ = ("dst", "eof", "free_at", "last_release", "name", "out", "queue", "shut", "src")
-
-    def __init__(self, name: str, src: socket.socket, dst: socket.socket, now: float) -> None:
+    def __init__(
+        self, name: str, src: socket.socket, dst: socket.socket, shaper: LinkShaper
+    ) -> None:
+        super().__init__()
         self.name = name
         self.src = src
         self.dst = dst
+        self.shaper = shaper
         self.queue: deque[tuple[float, bytes]] = deque()
-        self.last_release = now
-        self.free_at = now
         self.out = b""  # written partly: the rest waits for the socket to drain
-        self.eof = False  # src reached EOF: shut dst's writing down once the queue is empty
+        self.eof = False  # src reached EOF: shut dst's writing down once all is sent
         self.shut = False
+        self.conn: _Conn | None = None
 
 
-class _Conn:
-    __slots__ = ("client", "closed", "last_activity", "pipes", "server")
+class _Conn(TimerItem):
+    __slots__ = ("client", "closed", "idle", "pipes", "server")
 
-    def __init__(self, client: socket.socket, server: socket.socket, now: float) -> None:
+    def __init__(
+        self, client: socket.socket, server: socket.socket, pipes: tuple[_Pipe, _Pipe]
+    ) -> None:
+        super().__init__()
         self.client = client
         self.server = server
-        self.pipes = (_Pipe("up", client, server, now), _Pipe("down", server, client, now))
-        self.last_activity = now
+        self.pipes = pipes
+        self.idle: IdleWatch | None = None
         self.closed = False
 
 
 class LinkProxy:
     """Listens on ``127.0.0.1`` (a free port: :attr:`port`) and forwards every
     connection to ``target_host:target_port`` through the link described by
-    :attr:`up` and :attr:`down` (assign new :class:`Direction` objects at any time).
-    ``seed`` makes the jitter reproducible. Use as a context manager, or call
-    :meth:`close`."""
+    :attr:`up` and :attr:`down` (assign new :class:`~heartbeat_core.testing.Direction`
+    objects at any time). ``seed`` makes the jitter reproducible. Use as a context
+    manager, or call :meth:`close`."""
 
     def __init__(
         self,
@@ -123,12 +102,15 @@ class LinkProxy:
         self.up: Direction = up or Direction()
         self.down: Direction = down or Direction()
         self.idle_limit: float | None = idle_limit
+        if idle_limit is not None:
+            IdleWatch(idle_limit, 0.0)  # (checks the limit now, where it is given)
         #: ``time.monotonic()`` of each idle cut, in order.
         self.cuts: list[float] = []
         #: Connections accepted so far.
         self.accepted: int = 0
-        self._random = random.Random(seed)
-        self._started = time.monotonic()
+        self._random = random.Random(seed).random
+        self._origin = time.monotonic()  # every connection's stalls on one grid
+        self._wheel: TimerWheel[_Pipe | _Conn] = TimerWheel()
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
         self._listener.setblocking(False)
         self.host: str = "127.0.0.1"
@@ -193,9 +175,9 @@ class LinkProxy:
             sel.register(self._listener, selectors.EVENT_READ, None)
             sel.register(self._wake_r, selectors.EVENT_READ, None)
             while not self._stop.is_set():
-                now = time.monotonic()
-                timeout = self._due(sel, now)
-                for key, events in sel.select(timeout):
+                self._due(sel, time.monotonic())
+                timeout = self._wheel.timeout(time.monotonic())
+                for key, events in sel.select(0.05 if timeout is None else min(timeout, 0.05)):
                     obj = key.fileobj
                     if obj is self._listener:
                         self._accept(sel)
@@ -220,7 +202,16 @@ class LinkProxy:
             client.close()
             return
         now = time.monotonic()
-        conn = _Conn(client, server, now)
+        pipes = (
+            _Pipe("up", client, server, LinkShaper(self._origin, self._random)),
+            _Pipe("down", server, client, LinkShaper(self._origin, self._random)),
+        )
+        conn = _Conn(client, server, pipes)
+        for pipe in pipes:
+            pipe.conn = conn
+        if self.idle_limit is not None:
+            conn.idle = IdleWatch(self.idle_limit, now)
+            self._wheel.file(conn, conn.idle.deadline)
         for sock in (client, server):
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -246,56 +237,52 @@ class LinkProxy:
             pipe.eof = True
             pipe.shut = setting.blackhole
             self._watch(sel, conn)
+            self._settle(sel, pipe)
             return
-        if setting.blackhole:
-            return
-        release = now + setting.delay
-        if setting.jitter:
-            release += setting.jitter * (2.0 * self._random.random() - 1.0)
-        release = max(release, pipe.last_release)  # in order: it waits behind earlier bytes
-        if setting.bandwidth is not None:
-            release = max(release, pipe.free_at) + len(data) / setting.bandwidth
-            pipe.free_at = release
-        if setting.stall_every is not None:
-            into = (release - self._started) % setting.stall_every
-            if into < setting.stall:
-                release += setting.stall - into  # held until the stall ends
-        pipe.last_release = release
+        release = pipe.shaper.release(setting, len(data), now)
+        if release is None:
+            return  # swallowed
+        if not pipe.queue and not pipe.out:
+            self._wheel.file(pipe, release)
         pipe.queue.append((release, data))
 
-    def _due(self, sel: selectors.BaseSelector, now: float) -> float:
-        """Forward what is due, apply the idle limit; the time until the next thing."""
-        wait = 0.05
-        for conn in list(self._conns):
-            if conn.closed:
-                continue
-            for pipe in conn.pipes:
-                while pipe.queue and pipe.queue[0][0] <= now and not pipe.out:
-                    _, data = pipe.queue.popleft()
-                    conn.last_activity = now
-                    self._send(sel, conn, pipe, data)
-                    if conn.closed:
-                        break
-                if conn.closed:
-                    break
-                if pipe.queue:
-                    wait = min(wait, pipe.queue[0][0] - now)
-                elif pipe.eof and not pipe.out and not pipe.shut:
-                    pipe.shut = True
-                    with contextlib.suppress(OSError):
-                        pipe.dst.shutdown(socket.SHUT_WR)
-            if conn.closed:
-                continue
-            if all(p.eof and not p.queue and not p.out and p.shut for p in conn.pipes):
-                self._drop(sel, conn)
-            elif self.idle_limit is not None:
-                left = conn.last_activity + self.idle_limit - now
-                if left <= 0:
+    def _due(self, sel: selectors.BaseSelector, now: float) -> None:
+        """Carry out what the wheel says is due: a chunk to forward, an idle cut."""
+        for item in self._wheel.pop_due(now):
+            if isinstance(item, _Conn):
+                if item.closed or item.idle is None:
+                    continue
+                if item.idle.expired(now):
                     self.cuts.append(now)
-                    self._drop(sel, conn)
-                else:
-                    wait = min(wait, left)
-        return max(wait, 0.0)
+                    self._drop(sel, item)
+                else:  # (woken early: bytes passed since it was filed)
+                    self._wheel.file(item, item.idle.deadline)
+                continue
+            conn = item.conn
+            if conn is None or conn.closed or not item.queue:
+                continue
+            _, data = item.queue.popleft()
+            if conn.idle is not None:
+                conn.idle.activity(now)
+                self._wheel.file(conn, conn.idle.deadline)
+            self._send(sel, conn, item, data)
+            self._settle(sel, item)
+
+    def _settle(self, sel: selectors.BaseSelector, pipe: _Pipe) -> None:
+        """After a chunk went (or the source ended): file the next chunk, or pass the
+        EOF on once everything is out, or drop the connection once both ends are done."""
+        conn = pipe.conn
+        if conn is None or conn.closed or pipe.out:
+            return
+        if pipe.queue:
+            self._wheel.file(pipe, pipe.queue[0][0])
+            return
+        if pipe.eof and not pipe.shut:
+            pipe.shut = True
+            with contextlib.suppress(OSError):
+                pipe.dst.shutdown(socket.SHUT_WR)
+        if all(p.eof and p.shut and not p.queue and not p.out for p in conn.pipes):
+            self._drop(sel, conn)
 
     def _send(self, sel: selectors.BaseSelector, conn: _Conn, pipe: _Pipe, data: bytes) -> None:
         try:
@@ -314,6 +301,7 @@ class LinkProxy:
             if pipe.dst is sock and pipe.out:
                 data, pipe.out = pipe.out, b""
                 self._send(sel, conn, pipe, data)
+                self._settle(sel, pipe)
         self._watch(sel, conn)
 
     def _watch(self, sel: selectors.BaseSelector, conn: _Conn) -> None:
@@ -338,6 +326,9 @@ class LinkProxy:
         for sock in (conn.client, conn.server):
             with contextlib.suppress(KeyError, ValueError):
                 sel.unregister(sock)
+        for item in (conn, *conn.pipes):
+            if item in self._wheel:
+                self._wheel.unfile(item)
         with self._lock:
             _close(conn)
 
@@ -347,4 +338,3 @@ def _close(conn: _Conn) -> None:
     for sock in (conn.client, conn.server):
         with contextlib.suppress(OSError):
             sock.close()
-
