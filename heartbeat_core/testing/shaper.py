@@ -101,7 +101,7 @@ class IdleWatch:
 
     def __init__(self, limit: float, now: float) -> None:
         _seconds("idle_limit", limit, positive=True)
-        self.limit = float(limit)
+        self.limit: float = float(limit)
         self._last = now
 
     def activity(self, now: float) -> None:
