@@ -17,6 +17,7 @@ from typing import TypeAlias
 
 from heartbeat_core.connection import HeartbeatConnection
 from heartbeat_core.errors import ConfigError
+from heartbeat_core.uri import loggable
 from heartbeat_core.wsevents import ConnectionEvent, HttpRequest, Request
 
 __all__ = ["HttpAnswer", "HttpHandler", "SelectSubprotocol", "ServerPolicy", "UPGRADE_REQUIRED"]
@@ -102,11 +103,5 @@ class ServerPolicy:
                 raise TypeError(f"body must be bytes, got {type(body).__name__}")
             return status, list(headers), body
         except Exception:
-            self.logger.exception("http_handler failed on %s", _without_query(request.target))
+            self.logger.exception("http_handler failed on %s", loggable(request.target))
             return _SERVER_ERROR
-
-
-def _without_query(target: str) -> str:
-    """A request target fit for a log line: query strings may hold secrets."""
-    path, sep, _ = target.partition("?")
-    return path + ("?..." if sep else "")

@@ -10,7 +10,11 @@ import argparse
 import asyncio
 import contextlib
 import math
+import re
+import ssl
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from heartbeat_asyncio import Connection, connect
@@ -36,10 +40,22 @@ from heartbeat_core import (
     PeerDead,
     RttSample,
 )
-from heartbeat_core.errors import ConnectionClosedError
+from heartbeat_core.errors import ConnectionClosedError, HandshakeError
 from heartbeat_core.uri import parse_uri
 
-__all__ = ["PingStats", "run_ping"]
+__all__ = ["PingStats", "describe_ping_error", "flood_warning", "parse_headers", "run_ping"]
+
+# What OpenSSL says when the other end answers a TLS hello with something else.
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST")
+# An HTTP header name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def error_line(text: str) -> None:
+    """A line on stderr (a warning: the command goes on)."""
+    with contextlib.suppress(OSError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------- statistics
@@ -50,8 +66,9 @@ class PingStats:
     """Round-trip statistics in the manner of ``ping(8)``.
 
     ``rtts`` holds the answered heartbeats' round-trip times (seconds);
-    ``lost`` counts heartbeats unanswered for their whole timeout. A heartbeat
-    still within its timeout at exit is neither (see ``in_flight``).
+    ``lost`` counts heartbeats unanswered for their whole timeout; ``in_flight``
+    those still within their timeout at exit: sent, but neither answered nor
+    lost, so they count in :attr:`sent` and not in :attr:`loss`.
     """
 
     rtts: list[float] = field(default_factory=list)
@@ -67,13 +84,15 @@ class PingStats:
 
     @property
     def sent(self) -> int:
-        """Heartbeats whose fate is known: answered, or unanswered for the whole timeout."""
-        return len(self.rtts) + self.lost
+        """Every heartbeat sent: answered, lost, or in flight at exit."""
+        return len(self.rtts) + self.lost + self.in_flight
 
     @property
     def loss(self) -> float:
-        """The lost fraction of :attr:`sent` (0.0 when nothing was sent)."""
-        return self.lost / self.sent if self.sent else 0.0
+        """The lost fraction of the heartbeats whose fate is known (answered or lost);
+        0.0 when there is none."""
+        settled = len(self.rtts) + self.lost
+        return self.lost / settled if settled else 0.0
 
     @property
     def min(self) -> float | None:
@@ -115,12 +134,11 @@ class PingStats:
 
     def text_lines(self, target: str, elapsed: float) -> list[str]:
         head = f"--- {target} heartbeat statistics ---"
+        flight = f", {self.in_flight} in flight" if self.in_flight else ""
         counts = (
-            f"{self.sent} sent, {self.received} received, {self.loss * 100:.0f}% loss, "
-            f"time {elapsed * 1000:.0f}ms"
+            f"{self.sent} sent, {self.received} received{flight}, "
+            f"{self.loss * 100:.0f}% loss, time {elapsed * 1000:.0f}ms"
         )
-        if self.in_flight:
-            counts += f" ({self.in_flight} in flight at exit, not counted)"
         lines = [head, counts]
         if self.rtts:
             assert self.min is not None and self.avg is not None
@@ -131,6 +149,58 @@ class PingStats:
                 f"{self.mdev * 1000:.3f} ms"
             )
         return lines
+
+
+def parse_headers(lines: Sequence[str]) -> list[tuple[str, str]]:
+    """``-H 'Name: value'`` options as header pairs; :class:`ValueError` says what is wrong."""
+    pairs = []
+    for line in lines:
+        name, sep, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not _TOKEN.fullmatch(name) or any(c in value for c in "\r\n"):
+            raise ValueError(
+                f"bad header {line!r}: write -H 'Name: value', e.g. -H 'Authorization: Bearer xyz'"
+            )
+        pairs.append((name, value))
+    return pairs
+
+
+def flood_warning(interval: float) -> str | None:
+    """What to say when ``interval`` is below a heartbeat-core server's default flood limit."""
+    limit = HeartbeatConfig().peer_ping_min_interval
+    if interval >= limit:
+        return None
+    strikes = HeartbeatConfig().peer_ping_max_strikes
+    return (
+        f"--interval {interval:g} s is below {limit:g} s, the default flood limit of "
+        f"heartbeat-core servers (heartbeat serve included): after {strikes} pings that "
+        "close together they close the connection with 1008 'too many pings'"
+    )
+
+
+def describe_ping_error(url: str, exc: BaseException) -> str:
+    """:func:`describe_connect_error`, in plain words for TLS on one side only."""
+    scheme = url.partition(":")[0].lower()
+    if scheme == "wss" and isinstance(exc, ssl.SSLError) and not isinstance(
+        exc, ssl.SSLCertVerificationError
+    ):
+        why = getattr(exc, "reason", None) or exc
+        if why in _NOT_TLS:
+            return (
+                "the server does not speak TLS on this port (a plain ws:// server?): "
+                f"try ws:// instead of wss:// (TLS said {why})"
+            )
+    if (
+        scheme == "ws"
+        and isinstance(exc, HandshakeError)
+        and exc.status is None
+        and "closed during the opening handshake" in str(exc)
+    ):
+        return (
+            "the server closed the connection without answering the upgrade: if it "
+            "expects TLS on this port, try wss:// instead of ws://"
+        )
+    return describe_connect_error(exc)
 
 
 def _check_url(url: str) -> str | None:
@@ -163,10 +233,12 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
         return error(problem)
     json_mode: bool = args.json
     try:
+        headers = parse_headers(args.header or ())
         config = HeartbeatConfig(
             interval=args.interval,
             timeout=args.timeout,
             close_timeout=min(2.0, args.timeout),
+            ping_on_open=True,  # the first heartbeat at once, as ping(8) does
             fixed_rate=True,
             liveness=Liveness.PONG_ONLY,
             style=HeartbeatStyle.APP if args.mode == "app" else HeartbeatStyle.PROTOCOL,
@@ -174,6 +246,14 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
         )
     except HeartbeatError as exc:
         return error(str(exc))
+    except ValueError as exc:
+        return error(str(exc))
+    flood = flood_warning(args.interval)
+    if flood is not None:
+        if json_mode:
+            out.json(event="warning", message=flood)
+        else:
+            error_line(f"warning: {flood}")
 
     st = _PingState()
     target = args.url
@@ -211,7 +291,15 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
     got: list[str] = []
     install_stop(loop, stop, got)
     started = time.monotonic()
-    connecting = asyncio.ensure_future(connect(args.url, config=config, on_event=on_event))
+    connecting = asyncio.ensure_future(
+        connect(
+            args.url,
+            config=config,
+            on_event=on_event,
+            extra_headers=headers,
+            subprotocols=tuple(args.subprotocol or ()),
+        )
+    )
     await first_completed(asyncio.shield(connecting), stop.wait())
     if not connecting.done():
         connecting.cancel()
@@ -223,7 +311,7 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
     try:
         conn = connecting.result()
     except (OSError, HeartbeatError, ValueError, asyncio.TimeoutError) as exc:
-        return error(f"cannot connect to {target}: {describe_connect_error(exc)}")
+        return error(f"cannot connect to {target}: {describe_ping_error(args.url, exc)}")
 
     if not json_mode:
         style = "protocol ping frames" if args.mode == "protocol" else '{"type":"ping"} messages'
@@ -247,11 +335,11 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
     with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
         await asyncio.wait_for(drainer, 1.0)
 
+    st.stats.in_flight = max(0, conn.stats.pings_sent - st.stats.received - st.stats.lost)
     if st.done.is_set():  # --count answered heartbeats: success, whatever came after
         return _ping_summary(
             st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_OK
         )
-    st.stats.in_flight = max(0, conn.stats.pings_sent - st.stats.sent)
     if st.dead is not None:
         return _ping_summary(
             st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_FAILED

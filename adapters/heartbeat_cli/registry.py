@@ -29,7 +29,7 @@ from heartbeat_core.errors import ConfigError
 from heartbeat_core.state import HeartbeatPhase
 from heartbeat_core.wsevents import Closed, ConnectionEvent, PeerDead, Request, RttSample
 
-__all__ = ["FEED_PATH", "ConnectionRegistry", "Watched"]
+__all__ = ["FEED_PATH", "ConnectionRegistry", "Watched", "peer_style"]
 
 #: The dashboard's own WebSocket (its live feed); connections to it are marked as dashboards.
 FEED_PATH = "/_dashboard"
@@ -54,6 +54,16 @@ def _peer(address: tuple[str, int] | None) -> str:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def peer_style(stats: HeartbeatStats) -> str:
+    """How the peer's own heartbeats travel, as seen so far: ``frames`` (ping frames),
+    ``app`` (``{"type":"ping"}`` messages), ``both``, or ``none`` (it only answers ours)."""
+    app = stats.peer_app_pings
+    frames = stats.peer_pings - app
+    if app and frames:
+        return "both"
+    return "app" if app else "frames" if frames else "none"
 
 
 def _path(target: str) -> str:
@@ -199,6 +209,7 @@ class ConnectionRegistry:
             "path": row.path,
             "kind": "dashboard" if row.dashboard else "client",
             "style": row.style,
+            "peer_style": peer_style(stats),
             "state": phase,
             "dead": row.dead,
             "last_rtt_ms": _ms(stats.last_rtt),

@@ -127,9 +127,13 @@ class Served:
     #: The connection's heartbeat as the application sees it (``ws.heartbeat``,
     #: ``websocket.state.heartbeat``), once it connected.
     heartbeat: Any = None
+    #: Another hook that sees every call too (a test's metrics collector, say).
+    also: Callable[[object, Any], None] | None = None
 
     def on_event(self, conn: object, event: object) -> None:
         self.events.append((time.monotonic(), event))
+        if self.also is not None:
+            self.also(conn, event)
 
     def of(self, kind: type) -> list[tuple[float, Any]]:
         return [(t, e) for t, e in self.events if isinstance(e, kind)]
