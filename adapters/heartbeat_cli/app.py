@@ -29,6 +29,8 @@ from heartbeat_cli.operators import DEFAULT_PROBE_INTERVAL
 from heartbeat_cli.output import EXIT_OK, PROG, Output, use_color
 from heartbeat_cli.ping import run_ping
 from heartbeat_cli.serve import run_serve
+from heartbeat_cli.simulate import add_parser as add_simulate_parser
+from heartbeat_cli.simulate import run_simulate
 from heartbeat_cli.sink import LineSink, SinkHandler
 from heartbeat_core import HeartbeatConfig
 
@@ -330,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "styles, freezes one client (half-open) and restarts the server. Needs nothing "
         "else; ends by itself in about 12 seconds.",
     )
+    add_simulate_parser(sub)
     return parser
 
 
@@ -356,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": run_serve,
         "ping": run_ping,
         "demo": run_demo,
+        "simulate": run_simulate,
     }
     try:
         return asyncio.run(commands[args.command](args, out))
