@@ -24,13 +24,18 @@ async def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument(
+        "--probe-interval", type=float, default=None, help="rule probe (default: off)"
+    )
     args = parser.parse_args()
 
     async def handler(conn: Any) -> None:
         async for _ in conn:
             pass
 
-    config = HeartbeatConfig(interval=args.interval, timeout=args.timeout)
+    config = HeartbeatConfig(
+        interval=args.interval, timeout=args.timeout, probe_interval=args.probe_interval
+    )
     await serve(handler, "127.0.0.1", args.port, config=config)
     print(json.dumps({"event": "listening", "port": args.port}), flush=True)
     await asyncio.Event().wait()  # until the harness stops the process

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
@@ -20,29 +20,60 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from heartbeat_core import (
-    Abort,
-    Action,
-    BytesReceived,
-    CloseReceived,
-    CloseTransport,
-    ConnectionClosed,
-    ConnectionOpened,
-    HeartbeatConfig,
-    HeartbeatState,
-    PeerDead,
-    PingReceived,
-    PongReceived,
-    RttSample,
-    SendClose,
-    SendPing,
-    TimerFired,
-)
+from heartbeat_core import ActionRunner, EventCallback, HeartbeatConfig
 
-__all__ = ["drive", "serve", "watch"]
+__all__ = ["SansioHeartbeat", "drive", "serve", "watch"]
 
 log = logging.getLogger("heartbeat_core.examples.websockets_sansio")
-OnAction = Callable[[Action], None]
+
+
+class SansioHeartbeat(ActionRunner):
+    """The core's actions carried out with websockets' sans-IO protocol and an asyncio
+    stream (``ActionRunner`` does the dispatch): frames through ``protocol.send_*``,
+    the timer is the deadline ``drive()`` reads until."""
+
+    def __init__(
+        self,
+        protocol: ServerProtocol | ClientProtocol,
+        writer: asyncio.StreamWriter,
+        config: HeartbeatConfig | None,
+        on_event: EventCallback,
+    ) -> None:
+        super().__init__(config, on_event=on_event)
+        self.protocol, self.writer = protocol, writer
+        self.loop = asyncio.get_running_loop()
+        self.wake: float | None = None
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def file_timer(self, when: float | None) -> None:
+        self.wake = when
+
+    def flush(self) -> None:  # websockets queues bytes; b"" (half-close) is CloseTransport's
+        for data in self.protocol.data_to_send():
+            if data:
+                self.writer.write(data)
+
+    def send_ping(self, payload: bytes) -> None:
+        self.protocol.send_ping(payload)
+
+    def send_pong(self, payload: bytes) -> None:
+        """Nothing: websockets answers every ping itself (the core only counts them)."""
+
+    def send_text(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+
+    def send_close(self, code: int, reason: str) -> None:
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+
+    def close_transport(self) -> None:
+        self.flush()
+        self.writer.close()  # asyncio flushes what was written, then closes
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
 
 
 async def drive(
@@ -51,80 +82,56 @@ async def drive(
     writer: asyncio.StreamWriter,
     *,
     config: HeartbeatConfig | None,
-    on_action: OnAction,
+    on_event: EventCallback,
     on_text: Callable[[str], str | None],
 ) -> None:
     """Run one connection until its socket is gone; ``on_text``'s answers are sent back."""
-    loop = asyncio.get_running_loop()
-    state = HeartbeatState(config)
-
-    def flush() -> None:  # websockets queues bytes; b"" means "half-close", done by CloseTransport
-        for data in protocol.data_to_send():
-            if data:
-                writer.write(data)
-
-    def apply(actions: Iterable[Action]) -> None:
-        for action in actions:
-            if isinstance(action, SendPing):
-                protocol.send_ping(action.payload)
-            elif isinstance(action, SendClose) and protocol.state is State.OPEN:
-                protocol.send_close(action.code, action.reason)
-            elif isinstance(action, CloseTransport):
-                flush()
-                writer.close()  # asyncio flushes what was written, then closes
-            elif isinstance(action, Abort):
-                writer.transport.abort()
-            elif isinstance(action, (RttSample, PeerDead)):
-                on_action(action)
-            # SendPong: websockets already answered the ping itself.
-        flush()
-
-    flush()  # a client's upgrade request
-    while True:
-        deadline = state.deadline
-        timeout = None if deadline is None else max(0.0, deadline - loop.time())
-        try:
-            data = await asyncio.wait_for(reader.read(65536), timeout)
-        except TimeoutError:
-            assert deadline is not None
-            apply(state.handle(TimerFired(now=max(deadline, loop.time()))))
-            continue
-        now = loop.time()
-        if not data:  # EOF: the transport is gone
-            state.handle(ConnectionClosed(now=now))
-            writer.close()
-            return
-        if state.is_open:
-            state.handle(BytesReceived(now=now))  # any inbound byte is a sign of life
-        protocol.receive_data(data)
-        for event in protocol.events_received():
-            if isinstance(event, (Request, Response)):  # the opening handshake
-                if isinstance(event, Request):  # server side: answer it
-                    assert isinstance(protocol, ServerProtocol)
-                    protocol.send_response(response := protocol.accept(event))
-                else:
-                    response = event
-                if response.status_code != 101:  # refused (or not an upgrade): done
-                    flush()
-                    writer.close()
-                    return
-                state.handle(ConnectionOpened(now=now))
+    beat = SansioHeartbeat(protocol, writer, config, on_event)
+    beat.flush()  # a client's upgrade request
+    try:
+        while True:
+            wake = beat.wake
+            timeout = None if wake is None else max(0.0, wake - beat.now())
+            try:
+                data = await asyncio.wait_for(reader.read(65536), timeout)
+            except TimeoutError:
+                beat.timer_due()  # (early by a hair: the core waits)
+                beat.flush()
                 continue
-            assert isinstance(event, Frame)
-            if event.opcode is Opcode.PING:
-                apply(state.handle(PingReceived(now=now, payload=bytes(event.data))))
-            elif event.opcode is Opcode.PONG:
-                apply(state.handle(PongReceived(now=now, payload=bytes(event.data))))
-            elif event.opcode is Opcode.CLOSE and protocol.close_rcvd is not None:
-                close = protocol.close_rcvd
-                apply(state.handle(CloseReceived(now=now, code=close.code, reason=close.reason)))
-            elif event.opcode is Opcode.TEXT and protocol.state is State.OPEN:
-                answer = on_text(bytes(event.data).decode())  # the application
-                if answer is not None:
-                    protocol.send_text(answer.encode())
-        if protocol.parser_exc is not None and state.is_open:  # websockets failed the connection
-            apply(state.handle(CloseReceived(now=now, code=1002, error=True)))
-        flush()
+            if not data:  # EOF: the transport is gone
+                writer.close()
+                return
+            beat.received()  # any inbound byte is a sign of life
+            protocol.receive_data(data)
+            for event in protocol.events_received():
+                if isinstance(event, (Request, Response)):  # the opening handshake
+                    if isinstance(event, Request):  # server side: answer it
+                        assert isinstance(protocol, ServerProtocol)
+                        protocol.send_response(response := protocol.accept(event))
+                    else:
+                        response = event
+                    if response.status_code != 101:  # refused (or not an upgrade): done
+                        beat.flush()
+                        writer.close()
+                        return
+                    beat.opened()
+                    continue
+                assert isinstance(event, Frame)
+                if event.opcode is Opcode.PING:
+                    beat.ping_received(bytes(event.data))
+                elif event.opcode is Opcode.PONG:
+                    beat.pong_received(bytes(event.data))
+                elif event.opcode is Opcode.CLOSE and protocol.close_rcvd is not None:
+                    beat.close_received(protocol.close_rcvd.code, protocol.close_rcvd.reason)
+                elif event.opcode is Opcode.TEXT and protocol.state is State.OPEN:
+                    answer = on_text(bytes(event.data).decode())  # the application
+                    if answer is not None:
+                        protocol.send_text(answer.encode())
+            if protocol.parser_exc is not None:  # websockets failed the connection
+                beat.fail(1002)
+            beat.flush()
+    finally:
+        beat.lost()
 
 
 def _echo(text: str) -> str:
@@ -136,13 +143,13 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     config: HeartbeatConfig | None = None,
-    on_action: OnAction = lambda action: log.info("%s", action),
+    on_event: EventCallback = lambda conn, event: log.info("%s", event),
 ) -> asyncio.Server:
-    """Start the echo server; ``on_action`` sees every ``RttSample`` and ``PeerDead``."""
+    """Start the echo server; ``on_event`` sees every RTT sample, death and close."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await drive(
-            ServerProtocol(), reader, writer, config=config, on_action=on_action, on_text=_echo
+            ServerProtocol(), reader, writer, config=config, on_event=on_event, on_text=_echo
         )
 
     return await asyncio.start_server(handle, host, port)
@@ -151,7 +158,7 @@ async def serve(
 async def watch(
     uri: str,
     config: HeartbeatConfig | None = None,
-    on_action: OnAction = lambda action: log.info("%s", action),
+    on_event: EventCallback = lambda conn, event: log.info("%s", event),
     on_text: Callable[[str], None] = print,
 ) -> None:
     """Connect to ``uri`` and hand every text message to ``on_text`` until the connection
@@ -160,7 +167,7 @@ async def watch(
     reader, writer = await asyncio.open_connection(target.host, target.port)
     protocol = ClientProtocol(target)
     protocol.send_request(protocol.connect())
-    await drive(protocol, reader, writer, config=config, on_action=on_action, on_text=on_text)
+    await drive(protocol, reader, writer, config=config, on_event=on_event, on_text=on_text)
 
 
 async def _main() -> None:

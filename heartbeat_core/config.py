@@ -16,6 +16,8 @@ Defaults, and why:
 * ``liveness = ANY_INBOUND``. Any inbound byte proves the peer is alive: busy
   connections send no heartbeats, and a large message that delays a pong
   cannot get a healthy peer killed.
+* ``probe_interval = None``. No heartbeat is sent for measurement alone; set it
+  (e.g. to 5 s) to have an RTT on busy connections too (rule ``probe``).
 """
 
 from __future__ import annotations
@@ -149,6 +151,13 @@ class HeartbeatConfig:
     answer_app_pings: bool = True
     #: Opaque bytes put before every ping counter (<= 64 bytes; driver-chosen, e.g. random).
     payload_prefix: bytes = b""
+    #: Send a heartbeat at least this often, even while traffic flows, to measure the RTT
+    #: (rule ``probe``); ``None``: only when ``interval`` says. Measurement only: a probe
+    #: never declares the peer dead.
+    probe_interval: float | None = None
+    #: Send the first heartbeat as soon as the connection opens (as ``ping(8)`` does),
+    #: not ``interval`` later.
+    ping_on_open: bool = False
 
     def __post_init__(self) -> None:
         _positive("interval", self.interval)
@@ -178,6 +187,21 @@ class HeartbeatConfig:
                 "payload_prefix must be at most 64 bytes (a ping payload is limited to 125), "
                 f"got {self.payload_prefix!r}"
             )
+        if self.probe_interval is not None:
+            if isinstance(self.probe_interval, bool):
+                raise ConfigError(
+                    "probe_interval must be None or a number of seconds, "
+                    f"got {self.probe_interval!r}"
+                )
+            _positive("probe_interval", self.probe_interval)
+            if self.fixed_rate:
+                raise ConfigError(
+                    "probe_interval has no use with fixed_rate, which already sends a heartbeat "
+                    "every interval whatever arrives: drop one of them (a shorter interval gives "
+                    "more RTT samples)"
+                )
+        if not isinstance(self.ping_on_open, bool):
+            raise ConfigError(f"ping_on_open must be a bool, got {self.ping_on_open!r}")
         if self.adaptive_timeout and self.min_timeout > self.timeout:
             raise ConfigError(
                 f"min_timeout ({self.min_timeout}) must not exceed timeout ({self.timeout}) "

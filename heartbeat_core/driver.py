@@ -31,6 +31,7 @@ from heartbeat_core.errors import ConnectionClosedError, HandshakeError
 from heartbeat_core.policy import ServerPolicy
 from heartbeat_core.queue import ReceiveQueue
 from heartbeat_core.timers import TimerItem
+from heartbeat_core.uri import loggable
 from heartbeat_core.wsevents import (
     Abort,
     Accepted,
@@ -286,7 +287,8 @@ class DriverBase(TimerItem):
         try:
             self._on_event(self, event)
         except Exception:
-            self._logger.exception("on_event callback failed on %r", event)
+            # (the event's name only: a Request's repr holds the target's query and headers)
+            self._logger.exception("on_event callback failed on %s", type(event).__name__)
 
     # --------------------------------------------------------------- handlers
 
@@ -339,7 +341,9 @@ class DriverBase(TimerItem):
         self._has_opened = True
         if self.core.role is Role.CLIENT:
             self.headers = list(event.extra_headers)
-        self._logger.info("%s open: path=%s subprotocol=%s", self, self.path, self.subprotocol)
+        self._logger.info(
+            "%s open: path=%s subprotocol=%s", self, loggable(self.path), self.subprotocol
+        )
         self._opened()
 
     def _on_request(self, event: Request | HttpRequest, now: float) -> list[ConnectionEvent]:

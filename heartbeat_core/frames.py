@@ -115,7 +115,7 @@ class FrameBoundary:
         self._head = b""  # an incomplete frame header
         self._fragments = 0  # non-final frames of the data message in progress
         #: The most frames a data message may come in.
-        self.max_fragments = max_fragments
+        self.max_fragments: int = max_fragments
 
     @property
     def between_frames(self) -> bool:

@@ -91,7 +91,7 @@ class HeadReader:
 
     def __init__(self) -> None:
         #: Every byte fed so far (the head, and whatever followed it).
-        self.data = bytearray()
+        self.data: bytearray = bytearray()
         #: Where the head ends (after its blank line) once complete, else ``None``.
         self.end: int | None = None
         self._lines = 0  # complete lines so far

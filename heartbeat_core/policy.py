@@ -19,6 +19,7 @@ from typing import TypeAlias
 
 from heartbeat_core.connection import HeartbeatConnection
 from heartbeat_core.errors import ConfigError
+from heartbeat_core.uri import loggable
 from heartbeat_core.wsevents import ConnectionEvent, HttpRequest, Request
 
 __all__ = [
@@ -120,7 +121,7 @@ class ServerPolicy:
                 return None
             return _checked(answer, lowest)
         except Exception:
-            self.logger.exception("process_request failed on %s", _without_query(request.target))
+            self.logger.exception("process_request failed on %s", loggable(request.target))
             return _SERVER_ERROR
 
     def _http(self, request: HttpRequest) -> HttpAnswer:
@@ -132,7 +133,7 @@ class ServerPolicy:
                 return UPGRADE_REQUIRED
             return _checked(answer, 200)
         except Exception:
-            self.logger.exception("http_handler failed on %s", _without_query(request.target))
+            self.logger.exception("http_handler failed on %s", loggable(request.target))
             return _SERVER_ERROR
 
 
@@ -146,8 +147,3 @@ def _checked(answer: HttpAnswer, lowest: int) -> HttpAnswer:
         raise TypeError(f"body must be bytes, got {type(body).__name__}")
     return status, list(headers), body
 
-
-def _without_query(target: str) -> str:
-    """A request target fit for a log line: query strings may hold secrets."""
-    path, sep, _ = target.partition("?")
-    return path + ("?..." if sep else "")

@@ -149,6 +149,11 @@ class ActionRunner(TimerItem):
         """True while heartbeats run."""
         return self.state.is_open
 
+    @property
+    def ended(self) -> bool:
+        """True once :meth:`lost` reported the end (every input is then ignored)."""
+        return self._closed
+
     # -------------------------------------------------------- hooks: override
 
     def now(self) -> float:

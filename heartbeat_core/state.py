@@ -17,6 +17,14 @@ The rules, by name (each one is a property test in ``tests/core``):
     ``close_timeout``. Nothing is emitted after the end.
 ``rtt``
     Every matched pong is an RTT sample (last, min, max, SRTT, RTTVAR).
+``probe``
+    With ``probe_interval`` set, an open connection whose last heartbeat went
+    out ``probe_interval`` ago gets one now, even while traffic flows: a probe,
+    sent for its RTT sample only. It leaves the phase IDLE, so it sets no
+    dead-peer deadline (the heartbeat the ``interval`` rule sends is the one
+    that can find the peer dead, exactly as without probes), and it is not sent
+    while reading is paused. With ``ping_on_open`` the first heartbeat is due
+    when the connection opens.
 ``jitter``
     Each wait is spread by up to ``±jitter·interval`` from the injected random
     source. With jitter 0 the machine is deterministic.
@@ -171,6 +179,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t(_P.NEW, "TimerFired (open_timeout): abort", _P.DRAINING, "open-timeout"),
     _t(_P.NEW, "FailRequested (refused, answered, bad request)", _P.DRAINING, "fail"),
     _t(_P.IDLE, "TimerFired (heartbeat due)", _P.AWAITING, "interval"),
+    _t(_P.IDLE, "TimerFired (probe due): a heartbeat for its RTT", _P.IDLE, "probe"),
     _t(_P.AWAITING, "inbound bytes / matching pong", _P.IDLE, "one-outstanding"),
     _t(_P.AWAITING, "TimerFired late (we stalled)", _P.GRACE, "late-timer"),
     _t(_P.GRACE, "inbound bytes / matching pong", _P.IDLE, "late-timer"),
@@ -264,12 +273,15 @@ class HeartbeatState:
         "_offset",
         "_open_timeout",
         "_paused",
+        "_peer_app_pings",
         "_peer_pings",
         "_phase",
         "_ping_strikes",
         "_pong_only",
         "_pong_strikes",
         "_pongs",
+        "_probe",
+        "_probes",
         "_protocol",
         "_random",
         "_rtt_last",
@@ -325,6 +337,13 @@ class HeartbeatState:
         self._pongs = 0
         self._misses = 0
         self._peer_pings = 0
+        self._peer_app_pings = 0
+        self._probe: float | None = config.probe_interval
+        self._probes = 0
+        if config.probe_interval is not None:
+            # Rule probe lives in a subclass (same slots): with it off, every hot path is
+            # the one without it, at the same cost.
+            self.__class__ = _ProbingState
         # Made at the first peer ping / stray pong: most connections never see one.
         self._ping_strikes: _Strikes | None = None
         self._pong_strikes: _Strikes | None = None
@@ -425,6 +444,8 @@ class HeartbeatState:
             pongs_received=self._pongs,
             misses=self._misses,
             peer_pings=self._peer_pings,
+            peer_app_pings=self._peer_app_pings,
+            probes_sent=self._probes,
             peer_ping_strikes=0 if self._ping_strikes is None else self._ping_strikes.count,
             last_rtt=self._rtt_last,
             min_rtt=self._rtt_min,
@@ -541,9 +562,13 @@ class HeartbeatState:
         now = event.now
         self._phase = HeartbeatPhase.IDLE
         self._close_deadline = None
+        self._draw_offset()
+        if self._config.ping_on_open:
+            # The first heartbeat is due now: as if the last one (and the last sign of
+            # life) were one wait ago.
+            now -= self._config.interval + self._offset
         self._last_alive = now
         self._last_ping_at = now
-        self._draw_offset()
         return _NO_ACTIONS
 
     def _alive(self, now: float) -> None:
@@ -566,6 +591,7 @@ class HeartbeatState:
     def _on_app_ping(self, event: AppPingReceived) -> tuple[Action, ...]:
         if self._phase not in _OPEN_PHASES:
             return _NO_ACTIONS
+        self._peer_app_pings += 1
         flood = self._count_peer_ping(event.now)
         if flood:
             return flood
@@ -762,6 +788,57 @@ class HeartbeatState:
         self._phase = HeartbeatPhase.CLOSED
         self._close_deadline = None
         return _NO_ACTIONS
+
+
+class _ProbingState(HeartbeatState):
+    """A :class:`HeartbeatState` whose config has ``probe_interval`` (rule ``probe``): the
+    IDLE deadline is the interval rule's heartbeat or the next probe, whichever is sooner."""
+
+    __slots__ = ()
+
+    def _probe_due(self) -> float:
+        """The IDLE deadline: the heartbeat's, or the probe's if sooner (none while
+        reading is paused)."""
+        due = self._due()
+        if self._paused:
+            return due
+        assert self._probe is not None
+        probe_at = self._last_ping_at + self._probe
+        return probe_at if probe_at < due else due
+
+    @property
+    def deadline(self) -> float | None:
+        if self._phase is HeartbeatPhase.IDLE:
+            return self._probe_due()
+        return super().deadline
+
+    @property
+    def wake_at(self) -> float | None:
+        if self._phase is HeartbeatPhase.IDLE:
+            return self._probe_due()
+        wake = super().wake_at
+        if wake is None or self._paused or self._phase not in _OPEN_PHASES:
+            return wake
+        # AWAITING or GRACE: once IDLE again (a sign of life), a probe may fall due sooner.
+        assert self._probe is not None
+        probe_at = self._last_ping_at + self._probe
+        return probe_at if self._last_now < probe_at < wake else wake
+
+    def _timer(self, now: float) -> tuple[Action, ...]:
+        if self._phase is not HeartbeatPhase.IDLE:
+            return super()._timer(now)
+        # IDLE: the deadline (the sooner of the two) came, or is within timer_slack.
+        if self._probe_due() - now > self._config.timer_slack:
+            return _NO_ACTIONS
+        if self._due() - now <= self._config.timer_slack:
+            return self._send_heartbeat(now)
+        # rule probe: only the probe is due.
+        seq = self._seq = self._seq + 1
+        self._last_ping_at = now
+        self._probes += 1
+        if self._protocol:
+            return (send_ping(self.payload_for(seq), seq),)
+        return (SendAppPing(seq=seq),)
 
 
 _Handler = Callable[[HeartbeatState, Any], tuple[Action, ...]]

@@ -18,8 +18,12 @@ class HeartbeatStats:
     pongs_received: int = 0
     #: Heartbeats unanswered for the whole timeout (0 or 1: the first ends the connection).
     misses: int = 0
-    #: Pings the peer sent us.
+    #: Pings the peer sent us (ping frames and application-level pings).
     peer_pings: int = 0
+    #: Of ``peer_pings``, the application-level ones (``{"type":"ping"}``).
+    peer_app_pings: int = 0
+    #: Of ``pings_sent``, the probes (rule ``probe``: sent for their RTT only).
+    probes_sent: int = 0
     #: Current strikes against the peer for pinging too often.
     peer_ping_strikes: int = 0
     last_rtt: float | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from heartbeat_core.errors import ConfigError
 
-__all__ = ["WebSocketURI", "parse_uri"]
+__all__ = ["WebSocketURI", "log_queries", "loggable", "parse_uri"]
 
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
 _SCHEME_HINTS = {
@@ -190,3 +190,28 @@ def parse_uri(uri: str) -> WebSocketURI:
     path, _, query = path_query.partition("?")
     target = (path or "/") + (f"?{query}" if query else "")
     return WebSocketURI(secure=scheme == "wss", host=host, port=port, target=target)
+
+
+# Whether log lines show query strings (log_queries()); a list, so that no `global` is needed.
+_SHOW_QUERIES = [False]
+
+
+def log_queries(show: bool) -> None:
+    """Make the library's log lines show request targets' and URIs' query strings
+    (``show=True``) or hide them (``False``, the default: queries often carry tokens).
+    Process-wide; ``heartbeat serve --log-query`` turns them on. Raises
+    :class:`~heartbeat_core.errors.ConfigError` unless ``show`` is a bool."""
+    if not isinstance(show, bool):
+        raise ConfigError(f"log_queries() takes True or False, got {show!r}")
+    _SHOW_QUERIES[0] = show
+
+
+def loggable(target: str) -> str:
+    """A request target or URI as log lines show it: its query string replaced by
+    ``?...`` and a URI's user info by ``...@`` (both may hold secrets), unless
+    :func:`log_queries` asked for queries."""
+    target = _USERINFO.sub(r"\1...@", target)
+    if _SHOW_QUERIES[0]:
+        return target
+    path, sep, _ = target.partition("?")
+    return path + ("?..." if sep else "")

@@ -17,6 +17,11 @@ import pytest
 
 PACKAGES = ("heartbeat_core", "heartbeat_asyncio", "heartbeat_threading", "heartbeat_cli")
 
+# The public real-socket fixtures (heartbeat_link_proxy, heartbeat_frozen_peer, ...), loaded
+# as users load them. (Not by an entry point: a plugin loaded that way would import the
+# packages before coverage starts measuring them.)
+pytest_plugins = ["heartbeat_threading.testing.plugin"]
+
 
 def _origins() -> dict[str, Path]:
     return {

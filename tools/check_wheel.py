@@ -31,10 +31,11 @@ REQUIRED = {
     # needs no framework: plain ASGI
     "heartbeat_asgi": 0.98,
 }
-#: The framework integrations, scored after ``pip install 'heartbeat-core[websockets,aiohttp]'``
+#: The framework integrations and heartbeat_metrics, scored after
+#: ``pip install 'heartbeat-core[websockets,aiohttp,metrics]'``
 #: in the same venv (their types come from the framework).
-WITH_EXTRAS = {"heartbeat_websockets": 0.98, "heartbeat_aiohttp": 0.98}
-EXTRAS = "websockets,aiohttp"
+WITH_EXTRAS = {"heartbeat_websockets": 0.98, "heartbeat_aiohttp": 0.98, "heartbeat_metrics": 0.98}
+EXTRAS = "websockets,aiohttp,metrics"
 #: What ``pip install heartbeat-core`` may bring, besides what venv itself puts there.
 RUNTIME = {"heartbeat-core", "wsproto", "h11"}
 VENV_OWN = {"pip", "setuptools"}

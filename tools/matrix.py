@@ -27,7 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MINORS = (10, 11, 12, 13)
 SUITES = ("tests/core", "tests/asyncio", "tests/threading", "tests/adapters")
-PACKAGES = ("heartbeat_core", "heartbeat_asyncio", "heartbeat_threading", "heartbeat_cli")
+PACKAGES = (
+    "heartbeat_core",
+    "heartbeat_asyncio",
+    "heartbeat_threading",
+    "heartbeat_cli",
+    "heartbeat_metrics",
+)
 #: -x: the first failure is enough to mark the version; no cache written anywhere.
 PYTEST_ARGS = ("-x", "-q", "-p", "no:cacheprovider")
 SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error).*) in [\d.]+s")

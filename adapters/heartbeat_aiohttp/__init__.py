@@ -50,6 +50,7 @@ from heartbeat_core.config import DEFAULT_MAX_QUEUE
 try:
     import aiohttp
     from aiohttp import WSMessage, WSMsgType, web
+    from aiohttp.http import WS_CLOSED_MESSAGE
 except ImportError as _missing:  # pragma: no cover - depends on the environment
     raise ImportError(
         "heartbeat_aiohttp needs aiohttp >= 3.14: pip install 'heartbeat-core[aiohttp]'"
@@ -125,22 +126,19 @@ class AiohttpHeartbeat(LoopRunner):
         ws: Any = self._ws
         if ws.closed:
             return
-        self.stop()  # (first: the reading task must not see the socket go)
+        if ws._waiting:  # the reading task is in aiohttp's receive(): end it quietly
+            ws._reader.feed_data(WS_CLOSED_MESSAGE, 0)  # (a cancel would record 1006)
+        else:
+            self.stop()
         ws._closed = True  # aiohttp's own close() is now a no-op
         if isinstance(ws, web.WebSocketResponse):
             ws._close_transport()
         else:
             ws._response.close()
-        ws._close_code = self.close_code  # what we sent (1011 for a dead peer), also
-        if self._reader is not None:  # after the cancelled receive() wrote 1006
-            self._reader.add_done_callback(self._keep_code)
+        ws._close_code = self.close_code  # what we sent (1011 for a dead peer)
         # The handler's receive() ends: a close message, then nothing.
         self._deliver(WSMessage(WSMsgType.CLOSE, self.close_code, self.close_reason))
         self.loop.call_soon(self.lost)
-
-    def _keep_code(self, _: object) -> None:
-        ws: Any = self._ws
-        ws._close_code = self.close_code
 
     def abort(self) -> None:
         self.close_transport()
@@ -234,6 +232,14 @@ def _check(kwargs: dict[str, Any]) -> None:
             )
 
 
+def _close_code(heartbeat: AiohttpHeartbeat | None, framework: int | None) -> int | None:
+    """aiohttp's close code, unless the core closed the connection: then the code it
+    sent (aiohttp records 1006 when the reading task it was in ends with the socket)."""
+    if heartbeat is not None and heartbeat.closed_by == "local" and heartbeat.close_code:
+        return heartbeat.close_code
+    return framework
+
+
 class HeartbeatWebSocketResponse(web.WebSocketResponse):
     """``web.WebSocketResponse(**kwargs)`` whose liveness the core decides: ``config``,
     ``codec``, ``on_event(ws, event)``, ``random`` as for the other drivers.
@@ -280,6 +286,11 @@ class HeartbeatWebSocketResponse(web.WebSocketResponse):
         if self.heartbeat is not None:
             self.heartbeat.received()
 
+    @property
+    def close_code(self) -> int | None:
+        """aiohttp's ``close_code``; after a heartbeat verdict, 1011 (what was sent)."""
+        return _close_code(self.heartbeat, super().close_code)
+
     async def receive(self, timeout: float | None = None) -> Any:
         msg = None
         if self.heartbeat is not None:
@@ -315,6 +326,11 @@ class HeartbeatClientWebSocketResponse(aiohttp.ClientWebSocketResponse):
 
     async def _framework_receive(self) -> Any:
         return await super().receive()
+
+    @property
+    def close_code(self) -> int | None:
+        """aiohttp's ``close_code``; after a heartbeat verdict, 1011 (what was sent)."""
+        return _close_code(self.heartbeat, super().close_code)
 
     async def receive(self, timeout: float | None = None) -> Any:
         msg = None

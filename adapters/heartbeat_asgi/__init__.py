@@ -1,5 +1,5 @@
 """heartbeat_asgi: application-level heartbeats for any ASGI WebSocket (Starlette,
-FastAPI; tested under uvicorn), as one middleware.
+FastAPI; tested under uvicorn and hypercorn), as one middleware.
 
 ASGI has no ping or pong event, so the heartbeat is ``{"type":"ping"}`` answered by
 ``{"type":"pong"}`` (what a browser can answer). :class:`HeartbeatMiddleware` reads the
@@ -18,9 +18,10 @@ dead: then it sends close 1011 ``heartbeat-timeout`` and hands the application
     app = HeartbeatMiddleware(app, config=HeartbeatConfig(interval=20, timeout=10))
     uvicorn.run(app, ws_ping_interval=None)
 
-Turn the server's own protocol pings off (uvicorn: ``ws_ping_interval=None``), or the
-peer gets two heartbeats. An ASGI application cannot drop a socket: after the close
-frame, the server bounds the closing handshake itself (uvicorn: 10 s).
+Turn the server's own protocol pings off (uvicorn: ``ws_ping_interval=None``; hypercorn's
+are off unless ``websocket_ping_interval`` is set), or the peer gets two heartbeats. An
+ASGI application cannot drop a socket: after the close frame, the server bounds the
+closing handshake itself (uvicorn: 10 s).
 """
 
 from __future__ import annotations
@@ -154,8 +155,11 @@ class AsgiHeartbeat(LoopRunner):
                 self.resume_reading()
 
     async def app_receive(self) -> Message:
-        """The application's ``receive()`` once the WebSocket is accepted."""
+        """The application's ``receive()`` once the WebSocket is accepted (after the
+        end, ``websocket.disconnect`` again, as ASGI servers answer)."""
         while not self._inbox:
+            if self.ended:
+                return {"type": "websocket.disconnect", "code": self.close_code or 1006}
             self._ready.clear()
             await self._ready.wait()
         message = self._inbox.popleft()

@@ -4,7 +4,7 @@ The driver carries bytes and time to the core and carries out what it says; what
 every driver does alike lives in :class:`~heartbeat_core.driver.DriverBase`. Here:
 
 1. read into the loop's shared buffer (:class:`asyncio.BufferedProtocol`) and
-   feed the core with ``now = loop.time()``;
+   feed the core with ``now = clock()`` (:data:`.loop.clock`: the monotonic clock);
 2. write, close or abort the transport when told; pause and resume reading;
 3. file the core's ``wake_at`` with the loop's shared timer (:mod:`.loop`);
 4. hand messages to :meth:`Connection.recv` through the core's receive queue,
@@ -21,7 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TypeAlias, cast
 
-from heartbeat_asyncio.loop import LoopShare, share_for
+from heartbeat_asyncio.loop import LoopShare, clock, share_for
 from heartbeat_core import HeartbeatConfig, HeartbeatStats, Role
 from heartbeat_core.driver import DriverBase, ServerSide
 from heartbeat_core.errors import ConnectionClosedError, HandshakeError
@@ -216,12 +216,12 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._transport is not None:  # (DriverBase._received, inlined: once per read)
-            now = self._loop.time()
+            now = clock()
             self._process(self.core.receive_data(bytes(self._share.view[:nbytes]), now), now)
 
     def _timer_due(self) -> None:
         if self._transport is not None:  # (DriverBase._timer_due, inlined: once per heartbeat)
-            now = self._loop.time()
+            now = clock()
             self._process(self.core.timer_fired(now), now)
 
     def eof_received(self) -> bool:
@@ -265,7 +265,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
     # ---------------------------------------------------------------- runtime
 
     def _rt_now(self) -> float:
-        return self._loop.time()
+        return clock()
 
     def _rt_write(self, data: bytes) -> None:
         if self._transport is not None:

@@ -3,24 +3,32 @@
 Every connection of a loop reads into the same preallocated buffer
 (:class:`asyncio.BufferedProtocol`: no 256 KiB allocation per read) and files its
 next wake-up in one :class:`~heartbeat_core.timers.TimerWheel`, served by a single
-``loop.call_at`` handle. The wheel decides which connections are due and when the
+``loop.call_later`` handle. The wheel decides which connections are due and when the
 loop must wake next; this module only carries that out. Nothing is stored on the
 loop object, and nothing here depends on the loop's class: any asyncio-compatible
 loop (uvloop included) works.
+
+Times are :func:`time.monotonic` (:data:`clock`), not ``loop.time()``: uvloop's is
+libuv's millisecond clock, read once per loop iteration, which made every loopback
+RTT 0.0. The timer is armed with a delay, so the loop's own timeline never matters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 
 from heartbeat_core.driver import DriverBase
 from heartbeat_core.timers import TimerWheel
 
-__all__ = ["READ_BUFFER_SIZE", "LoopShare", "share_for"]
+__all__ = ["READ_BUFFER_SIZE", "LoopShare", "clock", "share_for"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
+
+#: The drivers' clock (every ``now`` the asyncio drivers hand the core).
+clock = time.monotonic
 
 #: Size of the read buffer shared by all connections of one event loop.
 READ_BUFFER_SIZE = 256 * 1024
@@ -59,13 +67,13 @@ class LoopShare:
         if self._handle is not None:
             self._handle.cancel()
         wake = self.wheel.next_wake
-        self._handle = None if wake is None else self._loop.call_at(wake, self._fire)
+        self._handle = None if wake is None else self._loop.call_later(wake - clock(), self._fire)
 
     def _fire(self) -> None:
         self._handle = None
         self._firing = True
         try:
-            for conn in self.wheel.pop_due(self._loop.time()):
+            for conn in self.wheel.pop_due(clock()):
                 try:
                     conn._timer_due()  # (each reads the clock itself: RTTs start there)
                 except Exception:

@@ -21,6 +21,7 @@ from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.errors import ConfigError, HeartbeatError
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT
 from heartbeat_core.tcp import TcpKeepalive
+from heartbeat_core.uri import loggable
 
 __all__ = ["Connected", "Disconnected", "ReconnectEvent", "Retrying", "connect_forever"]
 
@@ -93,7 +94,7 @@ async def connect_forever(
         except ConfigError:
             raise
         except (OSError, HeartbeatError, asyncio.TimeoutError) as exc:
-            logger.info("connecting to %s failed: %s", uri, exc)
+            logger.info("connecting to %s failed: %s", loggable(uri), exc)
             tell(Disconnected(code=None, reason=str(exc), error=exc))
         if conn is not None:
             delays.connected(loop.time())
@@ -106,6 +107,8 @@ async def connect_forever(
                     await conn.close()
             tell(Disconnected(code=conn.close_code, reason=conn.close_reason or ""))
         delay = delays.next_delay(loop.time())
-        logger.info("reconnecting to %s in %.3f s (attempt %d)", uri, delay, delays.attempt)
+        logger.info(
+            "reconnecting to %s in %.3f s (attempt %d)", loggable(uri), delay, delays.attempt
+        )
         tell(Retrying(delay=delay, attempt=delays.attempt))
         await asyncio.sleep(delay)

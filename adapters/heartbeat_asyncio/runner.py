@@ -1,7 +1,7 @@
 """The core's actions carried out on an asyncio loop, for frameworks that own the frames.
 
-:class:`LoopRunner` is :class:`~heartbeat_core.ActionRunner` with the loop's clock and
-the loop's shared timer (:mod:`heartbeat_asyncio.loop`: one ``call_at`` handle for all
+:class:`LoopRunner` is :class:`~heartbeat_core.ActionRunner` with the drivers' clock and
+the loop's shared timer (:mod:`heartbeat_asyncio.loop`: one ``call_later`` handle for all
 the connections of a loop). The framework integrations (``heartbeat_websockets``,
 ``heartbeat_aiohttp``, ``heartbeat_asgi``) subclass it and add the sends; so can an
 integration of your own.
@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from heartbeat_asyncio.loop import LoopShare, share_for
+from heartbeat_asyncio.loop import LoopShare, clock, share_for
 from heartbeat_core import JSON_CODEC, ActionRunner, AppCodec, EventCallback, HeartbeatConfig
 from heartbeat_core.randomness import RandomSource
 
@@ -21,7 +21,7 @@ __all__ = ["LoopRunner"]
 
 
 class LoopRunner(ActionRunner):
-    """An :class:`~heartbeat_core.ActionRunner` whose ``now()`` is ``loop.time()`` and
+    """An :class:`~heartbeat_core.ActionRunner` whose ``now()`` is the drivers' monotonic clock and
     whose timer is the loop's shared one. Subclasses override the sends
     (``send_ping``, ``send_pong``, ``send_text``, ``send_close``, ``close_transport``,
     ``abort``); call :meth:`lost` when the transport is gone (it unfiles the timer)."""
@@ -47,7 +47,7 @@ class LoopRunner(ActionRunner):
         self._share: LoopShare = share_for(loop)
 
     def now(self) -> float:
-        return self.loop.time()
+        return clock()
 
     def file_timer(self, when: float | None) -> None:
         # The loop's wheel is typed for the drivers' connections; a runner is a TimerItem

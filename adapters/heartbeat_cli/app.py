@@ -25,9 +25,12 @@ from typing import Any
 
 import heartbeat_core
 from heartbeat_cli.demo import run_demo
+from heartbeat_cli.operators import DEFAULT_PROBE_INTERVAL
 from heartbeat_cli.output import EXIT_OK, PROG, Output, use_color
 from heartbeat_cli.ping import run_ping
 from heartbeat_cli.serve import run_serve
+from heartbeat_cli.simulate import add_parser as add_simulate_parser
+from heartbeat_cli.simulate import run_simulate
 from heartbeat_cli.sink import LineSink, SinkHandler
 from heartbeat_core import HeartbeatConfig
 
@@ -132,13 +135,16 @@ examples:
   heartbeat serve --log-format json | jq .
 
 The live dashboard is at http://HOST:PORT/ (the JavaScript client at /heartbeat-client.js);
---no-dashboard leaves both out.
+--no-dashboard leaves both out. Prometheus metrics are at http://HOST:PORT/metrics
+(--no-metrics leaves them out). Query strings never reach the log unless --log-query.
 """
 
 _PING_EPILOG = """\
-One heartbeat is outstanding at a time: when the previous one is still unanswered as
-the next falls due, the next waits. A heartbeat unanswered for --timeout declares the
-peer dead.
+The first heartbeat goes out as soon as the connection opens, then one every
+--interval. One heartbeat is outstanding at a time: when the previous one is still
+unanswered as the next falls due, the next waits. A heartbeat unanswered for --timeout
+declares the peer dead. The summary counts every heartbeat sent; one still within its
+timeout at exit is shown "in flight", not lost.
 
 examples:
   heartbeat ping ws://127.0.0.1:8765/
@@ -218,6 +224,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="text one-liners, or one JSON object per line (default: %(default)s)",
     )
     s.add_argument(
+        "--probe-interval",
+        type=_non_negative_seconds,
+        default=DEFAULT_PROBE_INTERVAL,
+        metavar="SECONDS",
+        help="send every connection a heartbeat at least this often, even a busy one, to "
+        "measure its RTT; measurement only, it never declares a peer dead sooner "
+        "(default: %(default)g s; 0 turns probes off)",
+    )
+    s.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="do not serve Prometheus metrics at /metrics (they need the metrics extra: "
+        "pip install 'heartbeat-core[metrics]')",
+    )
+    s.add_argument(
+        "--log-query",
+        action="store_true",
+        help="show request targets' query strings in log lines and events (default: "
+        "hidden, they often carry tokens)",
+    )
+    s.add_argument(
         "--no-dashboard",
         action="store_true",
         help="do not serve the live dashboard (/), the JavaScript client "
@@ -284,6 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
         help='ping frames, or {"type":"ping"} messages (default: %(default)s)',
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="add a header to the upgrade request (repeatable), e.g. -H 'Authorization: Bearer x'",
+    )
+    p.add_argument(
+        "--subprotocol",
+        action="append",
+        metavar="NAME",
+        help="offer this subprotocol (Sec-WebSocket-Protocol; repeatable)",
+    )
 
     sub.add_parser(
         "demo",
@@ -292,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "styles, freezes one client (half-open) and restarts the server. Needs nothing "
         "else; ends by itself in about 12 seconds.",
     )
+    add_simulate_parser(sub)
     return parser
 
 
@@ -318,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": run_serve,
         "ping": run_ping,
         "demo": run_demo,
+        "simulate": run_simulate,
     }
     try:
         return asyncio.run(commands[args.command](args, out))

@@ -284,6 +284,7 @@ class Dashboard:
                             "interval": config.interval,
                             "timeout": config.timeout,
                             "answers_app_pings": config.answer_app_pings,
+                            "probe_interval": config.probe_interval,
                         },
                     },
                     separators=(",", ":"),

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -19,15 +20,19 @@ from heartbeat_cli.output import (
     EXIT_FAILED,
     EXIT_OK,
     Output,
-    describe_connect_error,
     error,
     milliseconds,
+)
+from heartbeat_cli.ping_checks import (
+    check_url,
+    describe_ping_error,
+    flood_warning,
+    parse_headers,
 )
 from heartbeat_cli.runtime import first_completed, install_stop
 from heartbeat_core import (
     Closed,
     Closing,
-    ConfigError,
     ConnectionEvent,
     HeartbeatConfig,
     HeartbeatError,
@@ -37,9 +42,14 @@ from heartbeat_core import (
     RttSample,
 )
 from heartbeat_core.errors import ConnectionClosedError
-from heartbeat_core.uri import parse_uri
 
-__all__ = ["PingStats", "run_ping"]
+__all__ = ["PingStats", "describe_ping_error", "flood_warning", "parse_headers", "run_ping"]
+
+def error_line(text: str) -> None:
+    """A line on stderr (a warning: the command goes on)."""
+    with contextlib.suppress(OSError):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 # --------------------------------------------------------------------------- statistics
@@ -50,8 +60,9 @@ class PingStats:
     """Round-trip statistics in the manner of ``ping(8)``.
 
     ``rtts`` holds the answered heartbeats' round-trip times (seconds);
-    ``lost`` counts heartbeats unanswered for their whole timeout. A heartbeat
-    still within its timeout at exit is neither (see ``in_flight``).
+    ``lost`` counts heartbeats unanswered for their whole timeout; ``in_flight``
+    those still within their timeout at exit: sent, but neither answered nor
+    lost, so they count in :attr:`sent` and not in :attr:`loss`.
     """
 
     rtts: list[float] = field(default_factory=list)
@@ -67,13 +78,15 @@ class PingStats:
 
     @property
     def sent(self) -> int:
-        """Heartbeats whose fate is known: answered, or unanswered for the whole timeout."""
-        return len(self.rtts) + self.lost
+        """Every heartbeat sent: answered, lost, or in flight at exit."""
+        return len(self.rtts) + self.lost + self.in_flight
 
     @property
     def loss(self) -> float:
-        """The lost fraction of :attr:`sent` (0.0 when nothing was sent)."""
-        return self.lost / self.sent if self.sent else 0.0
+        """The lost fraction of the heartbeats whose fate is known (answered or lost);
+        0.0 when there is none."""
+        settled = len(self.rtts) + self.lost
+        return self.lost / settled if settled else 0.0
 
     @property
     def min(self) -> float | None:
@@ -115,12 +128,11 @@ class PingStats:
 
     def text_lines(self, target: str, elapsed: float) -> list[str]:
         head = f"--- {target} heartbeat statistics ---"
+        flight = f", {self.in_flight} in flight" if self.in_flight else ""
         counts = (
-            f"{self.sent} sent, {self.received} received, {self.loss * 100:.0f}% loss, "
-            f"time {elapsed * 1000:.0f}ms"
+            f"{self.sent} sent, {self.received} received{flight}, "
+            f"{self.loss * 100:.0f}% loss, time {elapsed * 1000:.0f}ms"
         )
-        if self.in_flight:
-            counts += f" ({self.in_flight} in flight at exit, not counted)"
         lines = [head, counts]
         if self.rtts:
             assert self.min is not None and self.avg is not None
@@ -131,15 +143,6 @@ class PingStats:
                 f"{self.mdev * 1000:.3f} ms"
             )
         return lines
-
-
-def _check_url(url: str) -> str | None:
-    """``None`` when ``url`` is a usable ws:// or wss:// URL, else what is wrong."""
-    try:
-        parse_uri(url)
-    except ConfigError as exc:
-        return f"bad URL: {exc}"
-    return None
 
 
 # --------------------------------------------------------------------------- ping
@@ -159,15 +162,17 @@ class _PingState:
 async def run_ping(args: argparse.Namespace, out: Output) -> int:
     """``heartbeat ping URL``: heartbeats until ``--count`` answers, SIGINT/SIGTERM, a dead
     peer or a close; then the summary."""
-    problem = _check_url(args.url)
+    problem = check_url(args.url)
     if problem is not None:
         return error(problem)
     json_mode: bool = args.json
     try:
+        headers = parse_headers(args.header or ())
         config = HeartbeatConfig(
             interval=args.interval,
             timeout=args.timeout,
             close_timeout=min(2.0, args.timeout),
+            ping_on_open=True,  # the first heartbeat at once, as ping(8) does
             fixed_rate=True,
             liveness=Liveness.PONG_ONLY,
             style=HeartbeatStyle.APP if args.mode == "app" else HeartbeatStyle.PROTOCOL,
@@ -175,6 +180,14 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
         )
     except HeartbeatError as exc:
         return error(str(exc))
+    except ValueError as exc:
+        return error(str(exc))
+    flood = flood_warning(args.interval)
+    if flood is not None:
+        if json_mode:
+            out.json(event="warning", message=flood)
+        else:
+            error_line(f"warning: {flood}")
 
     st = _PingState()
     target = args.url
@@ -215,7 +228,15 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
     got: list[str] = []
     install_stop(loop, stop, got)
     started = time.monotonic()
-    connecting = asyncio.ensure_future(connect(args.url, config=config, on_event=on_event))
+    connecting = asyncio.ensure_future(
+        connect(
+            args.url,
+            config=config,
+            on_event=on_event,
+            extra_headers=headers,
+            subprotocols=tuple(args.subprotocol or ()),
+        )
+    )
     await first_completed(asyncio.shield(connecting), stop.wait())
     if not connecting.done():
         connecting.cancel()
@@ -227,7 +248,7 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
     try:
         conn = connecting.result()
     except (OSError, HeartbeatError, ValueError, asyncio.TimeoutError) as exc:
-        return error(f"cannot connect to {target}: {describe_connect_error(exc)}")
+        return error(f"cannot connect to {target}: {describe_ping_error(args.url, exc)}")
 
     if not json_mode:
         style = "protocol ping frames" if args.mode == "protocol" else '{"type":"ping"} messages'
@@ -251,11 +272,11 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
     with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
         await asyncio.wait_for(drainer, 1.0)
 
+    st.stats.in_flight = max(0, conn.stats.pings_sent - st.stats.received - st.stats.lost)
     if st.done.is_set():  # --count answered heartbeats: success, whatever came after
         return _ping_summary(
             st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_OK
         )
-    st.stats.in_flight = max(0, conn.stats.pings_sent - st.stats.sent)
     if st.dead is not None:
         return _ping_summary(
             st, out=out, json_mode=json_mode, target=target, started=started, status=EXIT_FAILED

@@ -28,9 +28,10 @@ from typing import Any, Protocol
 from heartbeat_core import HeartbeatConnection, HeartbeatStats, HeartbeatStyle
 from heartbeat_core.errors import ConfigError
 from heartbeat_core.state import HeartbeatPhase
+from heartbeat_core.timers import TimerItem, TimerWheel
 from heartbeat_core.wsevents import Closed, ConnectionEvent, PeerDead, Request, RttSample
 
-__all__ = ["FEED_PATH", "MAX_PATH", "ConnectionRegistry", "Watched"]
+__all__ = ["FEED_PATH", "MAX_PATH", "ConnectionRegistry", "Watched", "peer_style"]
 
 #: The dashboard's own WebSocket (its live feed); connections to it are marked as dashboards.
 FEED_PATH = "/_dashboard"
@@ -57,6 +58,16 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
 
+def peer_style(stats: HeartbeatStats) -> str:
+    """How the peer's own heartbeats travel, as seen so far: ``frames`` (ping frames),
+    ``app`` (``{"type":"ping"}`` messages), ``both``, or ``none`` (it only answers ours)."""
+    app = stats.peer_app_pings
+    frames = stats.peer_pings - app
+    if app and frames:
+        return "both"
+    return "app" if app else "frames" if frames else "none"
+
+
 #: The longest request path a snapshot shows (longer ones are cut, ending in "…").
 MAX_PATH = 200
 
@@ -67,8 +78,9 @@ def _path(target: str) -> str:
 
 
 @dataclass(slots=True)
-class _Row:
-    """One connection the registry knows about."""
+class _Row(TimerItem):
+    """One connection the registry knows about (a TimerItem: a closed row is filed
+    to leave the list ``closed_ttl`` after its close)."""
 
     id: int
     conn: Watched | None  # None once closed
@@ -84,6 +96,20 @@ class _Row:
     reason: str = ""
     by: str | None = None
     dead: bool = False
+
+    def __post_init__(self) -> None:
+        TimerItem.__init__(self)
+
+
+class _Mark(TimerItem):
+    """Every RTT sample numbered up to ``number`` is older than ``history`` once the
+    mark is due (a snapshot files one, ``history`` after it was taken)."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
 
 
 class ConnectionRegistry:
@@ -128,6 +154,12 @@ class ConnectionRegistry:
             maxlen=max_samples
         )
         self._sample_no = 0
+        # When things age out is the core's TimerWheel's decision: closed rows leave the
+        # list closed_ttl after their close; samples leave snapshots once a snapshot taken
+        # after them is history old (the page drops older points itself too).
+        self._expiry: TimerWheel[_Row] = TimerWheel(0.1)
+        self._marks: TimerWheel[_Mark] = TimerWheel(0.1)
+        self._aged = 0  # samples numbered up to this are older than history
         self._lock = threading.Lock()
 
     def on_event(self, conn: Watched, event: ConnectionEvent) -> None:
@@ -161,6 +193,7 @@ class ConnectionRegistry:
                 row.code, row.reason, row.by = event.code, event.reason, event.by
                 row.conn = None
                 self._closed.append(row)
+                self._expiry.file(row, row.closed + self.closed_ttl)
 
     def register(self, conn: Watched, target: str, *, dashboard: bool = False) -> int:
         """List ``conn`` (request target ``target``) if it is not listed yet, marked as a
@@ -205,6 +238,7 @@ class ConnectionRegistry:
             "path": row.path,
             "kind": "dashboard" if row.dashboard else "client",
             "style": row.style,
+            "peer_style": peer_style(stats),
             "state": phase,
             "dead": row.dead,
             "last_rtt_ms": _ms(stats.last_rtt),
@@ -228,17 +262,21 @@ class ConnectionRegistry:
 
     def _snapshot(self, since: int, until: int) -> dict[str, Any]:
         now = self._clock()
-        while self._closed and now - (self._closed[0].closed or now) > self.closed_ttl:
-            self._closed.popleft()
+        for row in self._expiry.pop_due(now):
+            if row in self._closed:  # (unless keep_closed pushed it out already)
+                self._closed.remove(row)
+        for mark in self._marks.pop_due(now):
+            self._aged = max(self._aged, mark.number)
+        self._marks.file(_Mark(self._sample_no), now + self.history)
+        since = max(since, self._aged)
         open_rows = list(self._rows.values())
         shown = open_rows[-self.max_rows :]
         room = self.max_rows - len(shown)
         closed_rows = list(self._closed)[-room:] if room > 0 else []
-        horizon = now - self.history
         samples = [
             [round(t - now, 3), conn_id, round(rtt, 3)]
             for number, t, conn_id, rtt in self._samples
-            if since < number <= until and t >= horizon
+            if since < number <= until
         ][-2000:]
         phases = collections.Counter(
             row.conn.core.phase for row in open_rows if row.conn is not None

@@ -14,6 +14,13 @@ from functools import partial
 from heartbeat_asyncio import Connection, serve
 
 from heartbeat_cli.dashboard import Dashboard
+from heartbeat_cli.operators import (
+    METRICS_PATH,
+    chain_http,
+    metrics_endpoint,
+    set_log_query,
+    shown_target,
+)
 from heartbeat_cli.output import (
     EXIT_OK,
     Output,
@@ -48,7 +55,11 @@ async def echo(conn: Connection) -> None:
 
 
 def _serve_config(
-    mode: str, interval: float, timeout: float, close_timeout: float
+    mode: str,
+    interval: float,
+    timeout: float,
+    close_timeout: float,
+    probe_interval: float | None = None,
 ) -> HeartbeatConfig:
     return HeartbeatConfig(
         interval=interval,
@@ -56,6 +67,7 @@ def _serve_config(
         close_timeout=close_timeout,
         style=HeartbeatStyle.APP if mode == "app" else HeartbeatStyle.PROTOCOL,
         answer_app_pings=mode != "protocol",
+        probe_interval=probe_interval or None,  # (0: off)
     )
 
 
@@ -66,7 +78,9 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
     """``heartbeat serve``: listen until SIGINT or SIGTERM, then close every connection."""
     json_mode = args.log_format == "json"
     try:
-        config = _serve_config(args.mode, args.interval, args.timeout, args.close_timeout)
+        config = _serve_config(
+            args.mode, args.interval, args.timeout, args.close_timeout, args.probe_interval
+        )
     except HeartbeatError as exc:
         return error(str(exc))
     out = out.in_background(partial(_dropped_lines, json_mode))  # never blocks the loop
@@ -107,7 +121,8 @@ async def _serve(
         peer = format_peer(conn.remote_address)
         if isinstance(event, Accepted):
             opened.add(conn)
-            log("open", f"open    {peer}  {conn.path}", peer=peer, path=conn.path)
+            path = shown_target(conn.path)  # (no query string unless --log-query)
+            log("open", f"open    {peer}  {path}", peer=peer, path=path)
         elif isinstance(event, RttSample):
             log(
                 "rtt",
@@ -143,11 +158,15 @@ async def _serve(
     got: list[str] = []
     install_stop(loop, stop, got)
     dashboard = None if args.no_dashboard else _dashboard(args)
+    set_log_query(args.log_query)
+    metrics, no_metrics = (None, None) if args.no_metrics else metrics_endpoint()
 
     def on_any_event(conn: Connection, event: ConnectionEvent) -> None:
         on_event(conn, event)
         if dashboard is not None:
             dashboard.on_event(conn, event)
+        if metrics is not None:
+            metrics.on_event(conn, event)
 
     try:
         server = await serve(
@@ -157,7 +176,10 @@ async def _serve(
             config=config,
             max_size=args.max_size,
             on_event=on_any_event,
-            http_handler=None if dashboard is None else dashboard.http_handler,
+            http_handler=chain_http(
+                None if metrics is None else metrics.http_handler,
+                None if dashboard is None else dashboard.http_handler,
+            ),
             process_request=None if dashboard is None else dashboard.process_request,
         )
     except OSError as exc:
@@ -166,13 +188,21 @@ async def _serve(
     log(
         "listening",
         f"listening on {format_peer((args.host, server.port))} (mode {args.mode}, interval "
-        f"{args.interval:g} s, timeout {args.timeout:g} s); Ctrl-C to stop",
+        f"{args.interval:g} s, timeout {args.timeout:g} s"
+        + (f", probe every {args.probe_interval:g} s" if args.probe_interval else "")
+        + "); Ctrl-C to stop",
         host=args.host,
         port=server.port,
         mode=args.mode,
         interval=args.interval,
         timeout=args.timeout,
+        probe_interval=args.probe_interval or None,
     )
+    if metrics is not None:
+        url = f"http://{format_peer((args.host, server.port))}{METRICS_PATH}"
+        log("metrics", f"metrics on {url} (--no-metrics turns them off)", url=url)
+    elif no_metrics is not None:
+        log("warning", f"warning {no_metrics}", message=no_metrics)
     if dashboard is not None:
         url = f"http://{format_peer((args.host, server.port))}/"
         log("dashboard", f"dashboard on {url} (--no-dashboard turns it off)", url=url)

@@ -38,6 +38,7 @@ from heartbeat_core.backoff import (
 from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT
 from heartbeat_core.tcp import TcpKeepalive
+from heartbeat_core.uri import loggable
 from heartbeat_threading.client import connect
 from heartbeat_threading.connection import Connection, EventCallback
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT
@@ -79,7 +80,9 @@ def connect_forever(
     delays = Backoff(backoff)
 
     def report(event: ReconnectEvent) -> None:
-        log.info("%s: %s", uri, event)
+        # (a Connected event carries the URI itself: log it as loggable() shows it)
+        shown = Connected(uri=loggable(uri)) if isinstance(event, Connected) else event
+        log.info("%s: %s", loggable(uri), shown)
         if on_state is not None:
             try:
                 on_state(event)

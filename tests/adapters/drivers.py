@@ -38,9 +38,13 @@ class Recorded:
     """Every ``on_event`` call of a server, as ``(connection, event, close_code then)``."""
 
     calls: list[tuple[Any, ConnectionEvent, int | None]] = field(default_factory=list)
+    #: Another hook that sees every call too (``serve(on_event=...)`` of a test).
+    also: Callable[[Any, ConnectionEvent], None] | None = None
 
     def __call__(self, conn: Any, event: ConnectionEvent) -> None:
         self.calls.append((conn, event, conn.close_code))
+        if self.also is not None:
+            self.also(conn, event)
 
     def names(self, conn: Any = None) -> list[str]:
         return [type(e).__name__ for c, e, _ in self.calls if conn is None or c is conn]
@@ -117,7 +121,7 @@ class AsyncioDriver(Driver):
             async for message in conn:
                 await conn.send(message)
 
-        events = Recorded()
+        events = Recorded(also=kwargs.pop("on_event", None))
         server = self.run(heartbeat_asyncio.serve(echo, "127.0.0.1", 0, on_event=events, **kwargs))
         return ServerHandle(server.port, server, events, lambda: self.run(server.close(timeout=2)))
 
@@ -170,7 +174,7 @@ class ThreadingDriver(Driver):
             for message in conn:
                 conn.send(message)
 
-        events = Recorded()
+        events = Recorded(also=kwargs.pop("on_event", None))
         server = heartbeat_threading.serve(echo, "127.0.0.1", 0, on_event=events, **kwargs)
         return ServerHandle(server.port, server, events, lambda: server.close(timeout=2))
 

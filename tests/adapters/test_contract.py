@@ -166,6 +166,23 @@ def test_jitter_works(driver: Driver) -> None:
         server.close()
 
 
+def test_loopback_rtts_are_measured_finer_than_a_millisecond(driver: Driver) -> None:
+    # uvloop's loop.time() is libuv's millisecond clock, read once per loop iteration:
+    # with it as the clock every loopback RTT came out 0.0 (or exactly 1 ms).
+    config = HeartbeatConfig(interval=0.05, timeout=1.0)
+    server = driver.serve(config=config)
+    try:
+        client = driver.connect(server.uri, config=QUIET)
+        samples = lambda: [e.rtt for _, e, _ in server.events.calls if isinstance(e, RttSample)]  # noqa: E731
+        wait_for(lambda: len(samples()) >= 5)
+        rtts = samples()
+        assert all(rtt > 0 for rtt in rtts), rtts
+        assert any(rtt % 0.001 > 1e-6 for rtt in rtts), rtts  # not whole milliseconds
+        client.close()
+    finally:
+        server.close()
+
+
 def test_a_silent_client_is_dropped_at_the_handshake_timeout(driver: Driver) -> None:
     server = driver.serve(config=QUIET, handshake_timeout=0.3)
     try:

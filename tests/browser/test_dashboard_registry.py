@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import pytest
 from heartbeat_cli.registry import ConnectionRegistry
 from heartbeat_threading import Connection, connect, serve
 
@@ -69,3 +70,18 @@ def test_the_threading_driver_feeds_the_registry() -> None:
     assert snapshot["open"] == 0 and snapshot["samples"]
     (row,) = snapshot["rows"]
     assert (row["state"], row["code"], row["by"]) == ("closed", 1000, "remote")
+
+
+@pytest.mark.parametrize(
+    ("peer_pings", "peer_app_pings", "style"),
+    [(0, 0, "none"), (3, 0, "frames"), (2, 2, "app"), (5, 2, "both")],
+)
+def test_each_connection_shows_the_peers_own_heartbeat_style(
+    peer_pings: int, peer_app_pings: int, style: str
+) -> None:
+    from heartbeat_cli.registry import peer_style
+
+    from heartbeat_core import HeartbeatStats
+
+    stats = HeartbeatStats(peer_pings=peer_pings, peer_app_pings=peer_app_pings)
+    assert peer_style(stats) == style

@@ -188,6 +188,7 @@ def test_feed_streams_snapshots_and_answers_app_pings() -> None:
                 "interval": 5.0,
                 "timeout": 5.0,
                 "answers_app_pings": False,
+                "probe_interval": None,
             }
             first = json.loads(await asyncio.wait_for(feed.recv(), SLACK))
             assert first["type"] == "snapshot"

@@ -43,7 +43,8 @@ def test_ping_stats_match_ping8_formulas() -> None:
 
 def test_ping_stats_empty_and_in_flight() -> None:
     stats = PingStats(in_flight=1)
-    assert (stats.sent, stats.received, stats.loss) == (0, 0, 0.0)
+    # Sent counts the heartbeat in flight; the loss counts only settled ones.
+    assert (stats.sent, stats.received, stats.loss) == (1, 0, 0.0)
     assert stats.min is None and stats.avg is None and stats.max is None and stats.mdev is None
     record = stats.as_json()
     assert record["min_ms"] is None and record["mdev_ms"] is None

@@ -11,9 +11,9 @@ import pytest
 import heartbeat_core
 
 PUBLIC_MODULES = sorted(
-    f"heartbeat_core.{info.name}"
-    for info in pkgutil.iter_modules(heartbeat_core.__path__)
-    if not info.name.startswith("_")
+    info.name
+    for info in pkgutil.walk_packages(heartbeat_core.__path__, prefix="heartbeat_core.")
+    if not info.name.rsplit(".", 1)[-1].startswith("_")
 )
 
 

@@ -158,8 +158,10 @@ def test_connection_full_life_without_a_clock() -> None:
 
 
 def _core_modules() -> list[str]:
+    # Subpackages too (heartbeat_core.testing and its modules).
     return [
-        f"heartbeat_core.{info.name}" for info in pkgutil.iter_modules(heartbeat_core.__path__)
+        info.name
+        for info in pkgutil.walk_packages(heartbeat_core.__path__, prefix="heartbeat_core.")
     ] + ["heartbeat_core"]
 
 

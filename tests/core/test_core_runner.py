@@ -114,7 +114,9 @@ def test_peer_dead_closes_1011_and_releases_at_once() -> None:
         "heartbeat-timeout",
         "local",
     )
+    assert not runner.ended
     closed = runner.lost()
+    assert runner.ended
     assert closed == Closed(code=1011, reason="heartbeat-timeout", by="local")
     assert seen[-1] == (runner, closed)
     assert runner.filed is None

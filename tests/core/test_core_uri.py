@@ -228,3 +228,27 @@ def test_never_raises_anything_but_config_error(uri: str) -> None:
 def test_non_str_is_config_error(value: object) -> None:
     with pytest.raises(ConfigError, match="must be a str"):
         parse_uri(value)  # type: ignore[arg-type]
+
+
+class TestLoggable:
+    """What log lines show of a target or URI (query strings and user info may be secrets)."""
+
+    def test_queries_and_user_info_are_hidden_by_default(self) -> None:
+        from heartbeat_core.uri import loggable
+
+        assert loggable("/chat?token=s3cret") == "/chat?..."
+        assert loggable("/chat") == "/chat"
+        assert loggable("wss://me:pw@example.org/x?t=1") == "wss://...@example.org/x?..."
+
+    def test_log_queries_shows_them_and_takes_only_a_bool(self) -> None:
+        from heartbeat_core.uri import log_queries, loggable
+
+        try:
+            log_queries(True)
+            assert loggable("/chat?token=s3cret") == "/chat?token=s3cret"
+            assert loggable("ws://me:pw@h/x?t=1") == "ws://...@h/x?t=1"  # (never a password)
+        finally:
+            log_queries(False)
+        assert loggable("/chat?token=s3cret") == "/chat?..."
+        with pytest.raises(ConfigError, match="True or False"):
+            log_queries("yes")  # type: ignore[arg-type]

@@ -28,15 +28,20 @@ from heartbeat_core import (
 
 from .helpers import Pair
 
-configs = st.builds(
-    HeartbeatConfig,
-    interval=st.sampled_from([0.5, 1.0, 20.0]),
-    timeout=st.sampled_from([0.3, 1.0, 5.0, 10.0]),
-    fixed_rate=st.booleans(),
-    liveness=st.sampled_from(list(Liveness)),
-    jitter=st.sampled_from([0.0, 0.2]),
-    stall_grace=st.sampled_from([0.0, 0.1]),
-)
+
+@st.composite
+def configs(draw: st.DrawFn) -> HeartbeatConfig:
+    fixed_rate = draw(st.booleans())
+    return HeartbeatConfig(
+        interval=draw(st.sampled_from([0.5, 1.0, 20.0])),
+        timeout=draw(st.sampled_from([0.3, 1.0, 5.0, 10.0])),
+        fixed_rate=fixed_rate,
+        liveness=draw(st.sampled_from(list(Liveness))),
+        jitter=draw(st.sampled_from([0.0, 0.2])),
+        stall_grace=draw(st.sampled_from([0.0, 0.1])),
+        # rule probe (not with fixed_rate, which it would add nothing to)
+        probe_interval=None if fixed_rate else draw(st.sampled_from([None, 0.2, 0.7, 3.0])),
+    )
 steps = st.lists(
     st.tuples(
         st.sampled_from(["timer", "late-timer", "bytes", "pong", "pause", "resume"]),
@@ -47,7 +52,7 @@ steps = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(config=configs, plan=steps, seed=st.integers(0, 2**16))
+@given(config=configs(), plan=steps, seed=st.integers(0, 2**16))
 def test_wake_at_is_early_enough_and_always_moves_on(
     config: HeartbeatConfig, plan: list[tuple[str, float]], seed: int
 ) -> None:

@@ -14,7 +14,7 @@ import trio
 from websockets.sync.client import connect
 
 from examples import trio_wsproto
-from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
+from heartbeat_core import HeartbeatConfig, PeerDead, RttSample
 from tests.support.peers import FrozenPeer
 
 from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT
@@ -26,14 +26,16 @@ CONFIG = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE
 
 
 @contextmanager
-def _server() -> Iterator[tuple[int, queue.Queue[Action]]]:
+def _server() -> Iterator[tuple[int, queue.Queue[object]]]:
     """The trio server in its own thread; yields its port and the actions it reports."""
-    actions: queue.Queue[Action] = queue.Queue()
+    actions: queue.Queue[object] = queue.Queue()
     ready: queue.Queue[tuple[trio.lowlevel.TrioToken, trio.CancelScope, int]] = queue.Queue()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(trio_wsproto.serve, 0, CONFIG, actions.put)
+            listeners = await nursery.start(
+                trio_wsproto.serve, 0, CONFIG, lambda _, event: actions.put(event)
+            )
             port = listeners[0].socket.getsockname()[1]
             ready.put((trio.lowlevel.current_trio_token(), nursery.cancel_scope, port))
 
@@ -48,7 +50,7 @@ def _server() -> Iterator[tuple[int, queue.Queue[Action]]]:
         assert not thread.is_alive()
 
 
-def _next(actions: queue.Queue[Action], kind: type[A]) -> A:
+def _next(actions: queue.Queue[object], kind: type[A]) -> A:
     end = time.monotonic() + WAIT
     while True:
         action = actions.get(timeout=max(0.0, end - time.monotonic()))

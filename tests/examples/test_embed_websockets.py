@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -19,7 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
 from examples import websockets_sansio
-from heartbeat_core import Action, HeartbeatConfig, PeerDead, RttSample
+from heartbeat_core import HeartbeatConfig, PeerDead, RttSample
 from tests.support.peers import FrozenPeer, FrozenServer
 
 from .helpers import CLOSE_TIMEOUT, INTERVAL, TIMEOUT, WAIT
@@ -30,13 +31,18 @@ A = TypeVar("A", RttSample, PeerDead)
 CONFIG = HeartbeatConfig(interval=INTERVAL, timeout=TIMEOUT, close_timeout=CLOSE_TIMEOUT)
 
 
-async def _server() -> tuple[asyncio.Server, int, asyncio.Queue[Action]]:
-    actions: asyncio.Queue[Action] = asyncio.Queue()
-    server = await websockets_sansio.serve("127.0.0.1", 0, CONFIG, actions.put_nowait)
+def _to(actions: asyncio.Queue[object]) -> Callable[[object, object], None]:
+    """An ``on_event`` that queues every event."""
+    return lambda _, event: actions.put_nowait(event)
+
+
+async def _server() -> tuple[asyncio.Server, int, asyncio.Queue[object]]:
+    actions: asyncio.Queue[object] = asyncio.Queue()
+    server = await websockets_sansio.serve("127.0.0.1", 0, CONFIG, _to(actions))
     return server, server.sockets[0].getsockname()[1], actions
 
 
-async def _next(actions: asyncio.Queue[Action], kind: type[A]) -> A:
+async def _next(actions: asyncio.Queue[object], kind: type[A]) -> A:
     while True:
         action = await asyncio.wait_for(actions.get(), WAIT)
         if isinstance(action, kind):
@@ -97,7 +103,7 @@ def test_client_round_trip_with_websockets_server() -> None:
     """``watch`` (ClientProtocol) against the websockets asyncio server."""
 
     async def main() -> None:
-        actions: asyncio.Queue[Action] = asyncio.Queue()
+        actions: asyncio.Queue[object] = asyncio.Queue()
         texts: asyncio.Queue[str] = asyncio.Queue()
 
         async def handler(ws: ServerConnection) -> None:
@@ -108,7 +114,10 @@ def test_client_round_trip_with_websockets_server() -> None:
             port = server.sockets[0].getsockname()[1]
             client = asyncio.create_task(
                 websockets_sansio.watch(
-                    f"ws://127.0.0.1:{port}/", CONFIG, actions.put_nowait, texts.put_nowait
+                    f"ws://127.0.0.1:{port}/",
+                    CONFIG,
+                    _to(actions),
+                    texts.put_nowait,
                 )
             )
             assert await asyncio.wait_for(texts.get(), WAIT) == "hi"
@@ -122,13 +131,15 @@ def test_client_round_trip_with_websockets_server() -> None:
 
 def test_client_finds_a_frozen_server_dead() -> None:
     async def main() -> None:
-        actions: asyncio.Queue[Action] = asyncio.Queue()
+        actions: asyncio.Queue[object] = asyncio.Queue()
         frozen = await asyncio.to_thread(FrozenServer)
         try:
             started = time.monotonic()
             client = asyncio.create_task(
                 websockets_sansio.watch(
-                    f"ws://127.0.0.1:{frozen.port}/", CONFIG, actions.put_nowait
+                    f"ws://127.0.0.1:{frozen.port}/",
+                    CONFIG,
+                    _to(actions),
                 )
             )
             dead = await _next(actions, PeerDead)

@@ -70,7 +70,11 @@ class Child:
         """The first record of ``event``, awaited (bounded)."""
         end = time.monotonic() + timeout
         while not (found := self.records(event)):
-            if time.monotonic() > end or (self.proc.poll() is not None and not found):
+            if self.proc.poll() is not None:  # exited: its last lines may still be in transit
+                self._thread.join(5.0)
+                if found := self.records(event):
+                    break
+            if time.monotonic() > end or self.proc.poll() is not None:
                 raise AssertionError(
                     f"the peer printed no {event!r} within {timeout} s: {self.lines[-10:]} "
                     f"(exit {self.proc.poll()}: {self._stderr()})"
@@ -120,9 +124,16 @@ class Served:
     path: str
     events: list[tuple[float, object]] = field(default_factory=list)
     app_messages: list[object] = field(default_factory=list)
+    #: The connection's heartbeat as the application sees it (``ws.heartbeat``,
+    #: ``websocket.state.heartbeat``), once it connected.
+    heartbeat: Any = None
+    #: Another hook that sees every call too (a test's metrics collector, say).
+    also: Callable[[object, Any], None] | None = None
 
     def on_event(self, conn: object, event: object) -> None:
         self.events.append((time.monotonic(), event))
+        if self.also is not None:
+            self.also(conn, event)
 
     def of(self, kind: type) -> list[tuple[float, Any]]:
         return [(t, e) for t, e in self.events if isinstance(e, kind)]
@@ -149,6 +160,7 @@ async def websockets_server(config: HeartbeatConfig, slow: float = 0.0) -> Async
     served = Served(0, "/")
 
     async def handler(ws: Any) -> None:
+        served.heartbeat = ws.heartbeat
         with contextlib.suppress(Exception):
             async for message in ws:
                 served.app_messages.append(message)
@@ -172,6 +184,7 @@ async def aiohttp_server(config: HeartbeatConfig, slow: float = 0.0) -> AsyncIte
     async def handler(request: web.Request) -> web.StreamResponse:
         ws = heartbeat_aiohttp.HeartbeatWebSocketResponse(config=config, on_event=served.on_event)
         await ws.prepare(request)
+        served.heartbeat = ws.heartbeat
         async for msg in ws:
             served.app_messages.append(msg.data)
             await asyncio.sleep(slow)
@@ -194,13 +207,10 @@ async def aiohttp_server(config: HeartbeatConfig, slow: float = 0.0) -> AsyncIte
 
 
 @asynccontextmanager
-async def asgi_server(
-    config: HeartbeatConfig, slow: float = 0.0, ws: str = "websockets-sansio"
-) -> AsyncIterator[Served]:
-    """A FastAPI application under uvicorn (``ws``: uvicorn's WebSocket implementation),
-    its endpoint using FastAPI's own ``receive_text``. (FastAPI resolves the endpoint's
-    annotations in this module's globals: ``WebSocket`` is imported at the top.)"""
-    import uvicorn
+async def asgi_app(config: HeartbeatConfig, slow: float) -> AsyncIterator[tuple[Served, Any]]:
+    """A FastAPI application whose endpoint uses FastAPI's own ``receive_text``, wrapped
+    in HeartbeatMiddleware. (FastAPI resolves the endpoint's annotations in this
+    module's globals: ``WebSocket`` is imported at the top.)"""
     from fastapi import FastAPI
     from heartbeat_asgi import HeartbeatMiddleware
 
@@ -210,6 +220,7 @@ async def asgi_server(
     @app.websocket("/ws")
     async def endpoint(websocket: WebSocket) -> None:
         await websocket.accept()
+        served.heartbeat = websocket.state.heartbeat
         try:
             while True:
                 text = await websocket.receive_text()
@@ -220,6 +231,24 @@ async def asgi_server(
             served.app_messages.append(("disconnect", exc.code))
 
     wrapped = HeartbeatMiddleware(app, config=config, on_event=served.on_event)
+    yield served, wrapped
+
+
+@asynccontextmanager
+async def asgi_server(
+    config: HeartbeatConfig, slow: float = 0.0, ws: str = "websockets-sansio"
+) -> AsyncIterator[Served]:
+    """:func:`asgi_app` under uvicorn (``ws``: uvicorn's WebSocket implementation; its own
+    pings off)."""
+    async with asgi_app(config, slow) as (served, wrapped), _uvicorn(wrapped, ws) as port:
+        served.port = port
+        yield served
+
+
+@asynccontextmanager
+async def _uvicorn(wrapped: Any, ws: str) -> AsyncIterator[int]:
+    import uvicorn
+
     server = uvicorn.Server(
         uvicorn.Config(wrapped, ws=ws, ws_ping_interval=None, lifespan="off", log_level="warning")
     )
@@ -230,12 +259,35 @@ async def asgi_server(
         while not server.started:  # bounded: uvicorn offers no "started" event
             assert time.monotonic() < end and not task.done(), "uvicorn did not start"
             await asyncio.sleep(0.01)
-        served.port = sock.getsockname()[1]
-        yield served
+        yield sock.getsockname()[1]
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, WAIT + 12.0)  # uvicorn's own close bound is 10 s
         sock.close()
+
+
+@asynccontextmanager
+async def hypercorn_server(config: HeartbeatConfig, slow: float = 0.0) -> AsyncIterator[Served]:
+    """The same FastAPI application under hypercorn (whose own pings are off by default:
+    ``websocket_ping_interval`` is None)."""
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    async with asgi_app(config, slow) as (served, wrapped):
+        sock = _bound_socket()
+        sock.listen(64)
+        served.port = sock.getsockname()[1]
+        cfg = Config()
+        cfg.bind = [f"fd://{sock.detach()}"]  # (hypercorn owns it, and closes it)
+        cfg.loglevel = "WARNING"
+        cfg.graceful_timeout = 1.0
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(wrapped, cfg, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        try:
+            yield served
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, WAIT + 12.0)
 
 
 def _bound_socket() -> Any:

@@ -11,6 +11,7 @@ slow handler is never declared dead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 from collections.abc import Callable, Coroutine
@@ -28,7 +29,7 @@ from heartbeat_core import (
 )
 from tests.support.frames import PING, TEXT
 
-from .harness import Child, aiohttp_server, asgi_server, websockets_server
+from .harness import Child, Served, aiohttp_server, asgi_server, hypercorn_server, websockets_server
 
 pytestmark = [
     pytest.mark.interop,
@@ -58,6 +59,7 @@ SERVERS: dict[str, tuple[Callable[..., Any], tuple[HeartbeatStyle, ...]]] = {
     # ASGI has no ping frames: application-level heartbeats only.
     "asgi-uvicorn-websockets": (_asgi("websockets-sansio"), (HeartbeatStyle.APP,)),
     "asgi-uvicorn-wsproto": (_asgi("wsproto"), (HeartbeatStyle.APP,)),
+    "asgi-hypercorn": (hypercorn_server, (HeartbeatStyle.APP,)),
 }
 CASES = [
     pytest.param(name, style, id=f"{name}-{style.value}")
@@ -100,6 +102,10 @@ def test_round_trip_rtt_and_only_our_heartbeats(server: str, style: HeartbeatSty
                 samples = await served.wait(RttSample, count=3)
                 assert [s.seq for s in samples[:3]] == [1, 2, 3]
                 assert all(0 < s.rtt < 0.5 for s in samples)
+                # The application can read the figures on its connection.
+                stats = served.heartbeat.stats
+                assert stats.pongs_received >= 3 and stats.srtt is not None
+                assert served.heartbeat.latency == stats.srtt
                 # The peer's own {"type":"ping"} was answered, its "hello" echoed.
                 while child.frames(TEXT).count("hello") < 1:
                     await asyncio.sleep(0.01)
@@ -197,3 +203,60 @@ def test_asgi_under_uvloop_finds_a_frozen_peer() -> None:
             )
 
     run(main(), loop="uvloop")
+
+
+@pytest.mark.parametrize("server", ["websockets", "aiohttp"])
+def test_a_ping_flood_is_closed_1008(server: str) -> None:
+    """The core's flood rule runs inside the framework: a peer pinging faster than
+    peer_ping_min_interval, past peer_ping_max_strikes, is closed 1008."""
+    from tests.support.frames import CLOSE, frame, parse_frames
+    from tests.support.peers import open_websocket
+
+    factory = SERVERS[server][0]
+    cfg = HeartbeatConfig(interval=5.0, timeout=5.0, close_timeout=1.0, peer_ping_max_strikes=10)
+
+    async def main() -> None:
+        async with factory(cfg) as served:
+            sock = await asyncio.to_thread(open_websocket, served.port, served.path)
+            try:
+                await asyncio.to_thread(sock.sendall, frame(PING, b"x") * 50)
+                (closing,) = [e for e in await served.wait(Closing) if e.code == 1008]
+                assert closing.reason == "too many pings"
+                data = b""
+                while not any(f.opcode == CLOSE for f in parse_frames(data)):
+                    chunk = await asyncio.to_thread(sock.recv, 65536)
+                    assert chunk, "the socket closed before the close frame came"
+                    data += chunk
+                (close,) = [f for f in parse_frames(data) if f.opcode == CLOSE]
+                assert close.close_code == 1008
+            finally:
+                sock.close()
+
+    run(main())
+
+
+def test_websockets_jitter_draws_from_the_random_source() -> None:
+    """``random=`` reaches the core: a source that always draws 0 shortens every wait by
+    jitter x interval (here to half the interval)."""
+    import heartbeat_websockets
+    from websockets.asyncio.client import connect
+
+    cfg = HeartbeatConfig(interval=0.4, timeout=1.0, jitter=0.5)
+    served = Served(0, "/")
+
+    async def handler(ws: Any) -> None:
+        await ws.wait_closed()
+
+    async def main() -> None:
+        async with heartbeat_websockets.serve(
+            handler, "127.0.0.1", 0, config=cfg, on_event=served.on_event, random=lambda: 0.0
+        ) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/", ping_interval=None):
+                samples = await served.wait(RttSample, count=4, timeout=3.0)
+                times = [t for t, _ in served.of(RttSample)][:4]
+                gaps = [b - a for a, b in itertools.pairwise(times)]
+                assert all(0.15 < gap < 0.3 for gap in gaps), gaps  # 0.2 s, not 0.4 s
+                assert len(samples) >= 4
+
+    run(main())

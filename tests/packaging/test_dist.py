@@ -27,6 +27,7 @@ PACKAGES = [
     "heartbeat_websockets",
     "heartbeat_aiohttp",
     "heartbeat_asgi",
+    "heartbeat_metrics",
 ]
 STATIC = sorted(p.name for p in (ROOT / "adapters" / "heartbeat_cli" / "static").iterdir())
 
@@ -114,7 +115,7 @@ def test_the_wheel_metadata(wheel: zipfile.ZipFile) -> None:
     assert any(c.startswith("Development Status :: ") for c in classifiers)
     # What users install: wsproto, and the rest only when they ask for it (uvloop, a
     # framework for its integration). No test or lint tool.
-    extras = ["uvloop", "websockets", "aiohttp", "asgi", "fastapi"]
+    extras = ["uvloop", "websockets", "aiohttp", "asgi", "fastapi", "metrics"]
     requires = meta.get_all("Requires-Dist") or []
     assert requires[0] == "wsproto>=1.2"
     assert all(any(f'extra == "{x}"' in r for x in extras) for r in requires[1:]), requires

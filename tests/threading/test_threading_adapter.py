@@ -6,7 +6,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import trustme
@@ -251,14 +251,13 @@ def test_plain_http_gets_426_or_the_http_handler() -> None:
         assert reply.startswith(b"HTTP/1.1 426")
 
 
-def test_non_101_answer_raises_handshake_error() -> None:
-    raw = FrozenServer(status=403)
-    try:
-        with pytest.raises(HandshakeError) as info:
-            connect(f"ws://127.0.0.1:{raw.port}/", open_timeout=SLACK)
-        assert info.value.status == 403
-    finally:
-        raw.close()
+def test_non_101_answer_raises_handshake_error(
+    heartbeat_frozen_server: Callable[..., FrozenServer],
+) -> None:
+    raw = heartbeat_frozen_server(status=403)  # (the public fixture; closed by pytest)
+    with pytest.raises(HandshakeError) as info:
+        connect(raw.url(), open_timeout=SLACK)
+    assert info.value.status == 403
 
 
 def test_refused_and_bad_uri() -> None:

@@ -15,6 +15,7 @@ const view = {
   series: new Map(), // connection id -> [[local ms, rtt ms], ...]
   snapshots: 0,
   hellos: 0,
+  server: null, // the server's heartbeat settings (from its hello)
 };
 
 const client = new HeartbeatClient('/_dashboard', {
@@ -73,6 +74,34 @@ function cell(label, text, className, detail = '') {
   return td;
 }
 
+const STYLES = { frames: 'ping frames', app: 'app messages' };
+const PEER_STYLES = {
+  frames: 'ping frames',
+  app: 'app messages',
+  both: 'ping frames and app messages',
+};
+
+// The peer's own heartbeats, as the server saw them (a peer that only answers ours: none).
+function peerText(row) {
+  if (row.peer_style === 'none') return 'peer: answers only';
+  return `peer: ${PEER_STYLES[row.peer_style]}, peer pings: ${row.peer_pings}`;
+}
+
+// Why the chart is empty, when it is: RTT comes only from the server's own heartbeats.
+function chartNote() {
+  const s = view.server;
+  if (!s) return 'Waiting for the server\u2019s first snapshot.';
+  const idle = `The server measures RTT with its own heartbeats: it pings a connection idle for ${s.interval} s`;
+  if (s.probe_interval) {
+    return `No round trip measured yet. ${idle}, and every connection at least every ` +
+      `${s.probe_interval} s (its probe), so each connection has a point here within ` +
+      `${s.probe_interval} s of opening.`;
+  }
+  return `No round trip measured yet. ${idle}. A client that sends messages or pings of its ` +
+    'own keeps its connection busy and is never pinged back, so it has no RTT here: start ' +
+    'the server with --probe-interval (heartbeat serve) or set HeartbeatConfig.probe_interval.';
+}
+
 function renderTable() {
   const fragment = document.createDocumentFragment();
   for (const row of view.rows) {
@@ -100,8 +129,9 @@ function renderTable() {
       peer.append(tag);
     }
     tr.append(peer);
-    const style = row.style === 'frames' ? 'ping frames' : 'app messages';
-    tr.append(cell('heartbeat', style, '', row.peer_pings ? `peer pings: ${row.peer_pings}` : ''));
+    tr.dataset.style = row.style;
+    tr.dataset.peerStyle = row.peer_style;
+    tr.append(cell('heartbeat', `ours: ${STYLES[row.style]}`, 'style', peerText(row)));
     tr.append(cell('last RTT', fmtMs(row.last_rtt_ms), 'num rtt'));
     tr.append(cell('smoothed', fmtMs(row.srtt_ms), 'num srtt'));
     const [state, detail] = stateText(row);
@@ -113,6 +143,10 @@ function renderTable() {
 }
 
 function drawChart() {
+  const note = $('chart-note');
+  const empty = ![...view.series.values()].some((points) => points.length);
+  note.hidden = !empty;
+  if (empty) note.textContent = chartNote();
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || 800;
   const height = canvas.clientHeight || 200;
@@ -196,8 +230,10 @@ function onHello(hello) {
   view.historyMs = hello.history * 1000;
   $('history').textContent = String(Math.round(hello.history));
   const s = hello.server;
+  view.server = s;
   const style = s.style === 'protocol' ? 'ping frames' : 'app messages';
-  $('server-config').textContent = `${style}, ${s.interval} s / ${s.timeout} s`;
+  const probe = s.probe_interval ? `, probe ${s.probe_interval} s` : '';
+  $('server-config').textContent = `${style}, ${s.interval} s / ${s.timeout} s${probe}`;
 }
 
 client.on('message', ({ data }) => {
