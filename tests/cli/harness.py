@@ -42,6 +42,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _control_c_as_in_a_terminal() -> None:
+    """In the child, before it runs: SIGINT does what Control-C does in a reader's
+    terminal. A test run started in the background (``make test &``, nohup) has SIGINT
+    ignored, as POSIX shells do for background jobs; a child would inherit that, and
+    Python keeps an ignored SIGINT ignored, so Control-C would stop nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Command:
     """``python -m heartbeat_cli ARGS...`` (or any ``argv``); stdout lines and stderr
     collected by threads."""
@@ -59,6 +67,7 @@ class Command:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_control_c_as_in_a_terminal,  # noqa: PLW1509 (one syscall, no lock)
         )
         self.lines: list[str] = []
         self.stderr = ""
