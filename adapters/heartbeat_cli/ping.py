@@ -31,6 +31,7 @@ from heartbeat_cli.ping_checks import (
 )
 from heartbeat_cli.runtime import first_completed, install_stop
 from heartbeat_core import (
+    Accepted,
     Closed,
     Closing,
     ConnectionEvent,
@@ -191,11 +192,16 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
 
     st = _PingState()
     target = args.url
+    style = "protocol ping frames" if args.mode == "protocol" else '{"type":"ping"} messages'
+    header = f"PING {target}: {style} every {args.interval:g} s, timeout {args.timeout:g} s"
 
     def on_event(conn: Connection, event: ConnectionEvent) -> None:
         if st.done.is_set():
             return  # --count reached: what arrives while we close is not reported
-        if isinstance(event, RttSample):
+        if isinstance(event, Accepted) and not json_mode:
+            # Here, not once connect() returns: the first answer may come before that.
+            out.line(header)
+        elif isinstance(event, RttSample):
             st.stats.add(event.rtt)
             if json_mode:
                 out.json(event="pong", seq=event.seq, rtt_ms=milliseconds(event.rtt))
@@ -250,9 +256,6 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
     except (OSError, HeartbeatError, ValueError, asyncio.TimeoutError) as exc:
         return error(f"cannot connect to {target}: {describe_ping_error(args.url, exc)}")
 
-    if not json_mode:
-        style = "protocol ping frames" if args.mode == "protocol" else '{"type":"ping"} messages'
-        out.line(f"PING {target}: {style} every {args.interval:g} s, timeout {args.timeout:g} s")
 
     async def drain() -> None:
         # Messages are not what we measure; read them so nothing piles up.
