@@ -67,7 +67,7 @@ class LineSink:
         self._closed = False
         self._broken = False
         #: Lines dropped so far because the stream did not keep up.
-        self.dropped = 0
+        self.dropped: int = 0
         self._thread = threading.Thread(target=self._run, name="heartbeat-output", daemon=True)
         self._thread.start()
 
