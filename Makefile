@@ -52,8 +52,8 @@ dist: $(STAMP)
 verifytypes: $(STAMP) dist
 	$(PY) tools/check_wheel.py $(DIST)
 
-# The installed wheel on every other CPython 3.10-3.13 found here: tests/core, tests/asyncio,
-# tests/threading and tests/adapters, one fresh venv per version (a line per version).
+# The installed wheel on every other CPython 3.10-3.13 found here: tests/core and tests/adapters
+# (the contract suite over both drivers), one fresh venv per version (a line per version).
 matrix: $(STAMP) dist
 	$(PY) tools/matrix.py $(DIST)
 
