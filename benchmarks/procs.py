@@ -205,9 +205,16 @@ def start_server(kind: str, interval: float, timeout: float) -> tuple[Child, int
     return server, int(line.split()[1])
 
 
-def start_client(port: int, n: int, busy: bool) -> tuple[Child, str]:
+def start_client(
+    port: int, n: int, busy: bool, *, spread: float | None = None
+) -> tuple[Child, str]:
+    """Start the load client; return it once every connection is open (its CONNECTED
+    line). ``spread``: start the connections over at least this long (``None``: the
+    client's default; 0: as fast as it can)."""
     args = [sys.executable, os.path.join(HERE, "loadclient.py"), "--port", str(port)]
     args += ["--n", str(n), "--connect-timeout", str(20.0 + n / 200)]
+    if spread is not None:
+        args += ["--spread", str(spread)]
     if busy:
         args.append("--busy")
     client = Child(args, cpus=PINNING[1] if PINNING else None)

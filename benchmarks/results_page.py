@@ -118,6 +118,35 @@ def to_markdown(report: dict[str, Any]) -> str:
                     f"{cell(r['closed_by_server'], '{:.0f}')} |"
                 )
         lines.append("")
+    if summary.get("handshake"):
+        lines += [
+            "## Opening handshakes",
+            "",
+            "N connections opened as fast as the load client can (200 handshakes in flight), "
+            "heartbeats far off (interval 60 s): the server's CPU from before the first "
+            "connection until the last was open, divided by N (accept, upgrade, 101, and what "
+            "the server sets up per connection), and the time the N connections took.",
+            "",
+            "| N | server | CPU µs per handshake (min-max) | user + sys µs | vs floor | "
+            "time for N, s (min-max) | vs floor |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in summary["handshake"]:
+            name = _LABEL.get(r["server"], r["server"])
+            if r["errors"] and not r["repeats"]:
+                lines.append(f"| {r['n']} | {name} | error: {r['errors'][0][:120]} |")
+                continue
+            cpu, secs = r["cpu_us_per_handshake_range"], r["connect_secs_range"]
+            lines.append(
+                f"| {r['n']} | {name} | {cell(r['cpu_us_per_handshake'])} "
+                f"({cell(cpu[0])}-{cell(cpu[1])}) | "
+                f"{cell(r['user_us_per_handshake'])} + {cell(r['sys_us_per_handshake'])} | "
+                f"{cell(r['cpu_us_per_handshake_vs_floor'], '{:.2f}x')} | "
+                f"{cell(r['connect_secs'], '{:.2f}')} "
+                f"({cell(secs[0], '{:.2f}')}-{cell(secs[1], '{:.2f}')}) | "
+                f"{cell(r['connect_secs_vs_floor'], '{:.2f}x')} |"
+            )
+        lines.append("")
     if summary["detect"]:
         d0 = summary["detect"][0]
         lines += [
@@ -170,7 +199,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             "",
         ]
     if summary["targets"]:
-        lines += ["## Targets (issue 5)", "", "| target | measured | met |", "|---|---|---|"]
+        lines += ["## Targets (issues 5 and 15)", "", "| target | measured | met |", "|---|---|---|"]
         for t in summary["targets"]:
             met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
             lines.append(f"| {t['target']} | {t['measured'] or '-'} | {met} |")

@@ -10,6 +10,10 @@ Every measurement starts one server (``servers.py``) and one load client
   per second are compared with N / interval.
 * **busy**: the same with every connection also sending a small text frame
   every 0.5 s: how many heartbeat pings the server still sends, and its CPU.
+* **handshake**: N connections opened as fast as the load client can, with
+  heartbeats far off: the server's CPU per opening handshake (from before the
+  first connection until the last is open, divided by N) and the time the N
+  connections took.
 * **detect**: N connections (interval 1 s, timeout 1 s), then the load client
   is frozen with SIGSTOP; the server's open file descriptors are counted every
   few milliseconds until every connection is released.
@@ -122,6 +126,38 @@ def measure_load(
         "server_threads": threads,
         "closed_by_server": m1["closed"],
         "client_cpu_percent": 100 * (m1["cpu"] - m0["cpu"]) / elapsed,
+    }
+
+
+def measure_handshakes(kind: str, n: int) -> dict[str, Any]:
+    """The opening handshake: N connections opened as fast as the load client can (no
+    spread), heartbeats far off (interval 60 s); the server's CPU from before the first
+    connection until the last is open, divided by N (accepting the TCP connection, the
+    upgrade, the 101, and whatever a server sets up per connection)."""
+    server, port = start_server(kind, 60.0, 5.0)
+    client: Child | None = None
+    try:
+        time.sleep(0.2)
+        user0, sys0 = proc_times(server.pid)
+        client, line = start_client(port, n, busy=False, spread=0.0)
+        user1, sys1 = proc_times(server.pid)
+    finally:
+        if client is not None:
+            client.kill()
+        server.kill()
+    connected = connected_fields(line)
+    opened = int(connected.get("opened", 0))
+    user, system = user1 - user0, sys1 - sys0
+    return {
+        "scenario": "handshake",
+        "server": kind,
+        "n": n,
+        "opened": opened,
+        "connect_secs": float(connected.get("secs", "nan")),
+        "server_cpu_secs": user + system,
+        "cpu_us_per_handshake": (user + system) / opened * 1e6 if opened else None,
+        "user_us_per_handshake": user / opened * 1e6 if opened else None,
+        "sys_us_per_handshake": system / opened * 1e6 if opened else None,
     }
 
 
@@ -246,6 +282,14 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
         load(kind, n, busy=False)
     for _rep, n, kind in plan(_ints(args.busy_n), args.busy_repeats):
         load(kind, n, busy=True)
+    for _rep, n, kind in plan(_ints(args.handshake_n), args.handshake_repeats):
+        waited = settle(baseline)
+        try:
+            r = measure_handshakes(kind, n)
+        except Exception as exc:  # a broken server must not stop the run
+            r = {"scenario": "handshake", "server": kind, "n": n, "error": f"{exc}"[:400]}
+        r["settled_secs"] = round(waited, 2)
+        record(r)
     if args.detect_n > 0:
         for kind in servers:
             n = args.detect_n
@@ -303,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--threading-max-n", type=int, default=5000)
+    parser.add_argument("--handshake-n", default="10000", help="connections per handshake run")
+    parser.add_argument("--handshake-repeats", type=int, default=3)
     parser.add_argument("--detect-n", type=int, default=1000)
     parser.add_argument("--detect-timeout", type=float, default=1.0)
     parser.add_argument("--detect-max-wait", type=float, default=20.0)
@@ -331,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             "busy_n": "200",
             "repeats": 1,
             "busy_repeats": 1,
+            "handshake_n": "500",
+            "handshake_repeats": 1,
             "window": 3.0,
             "warmup": 1.5,
             "detect_n": 200,
