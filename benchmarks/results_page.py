@@ -199,7 +199,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             "",
         ]
     if summary["targets"]:
-        lines += ["## Targets (issues 5 and 15)", "", "| target | measured | met |", "|---|---|---|"]
+        lines += ["## Targets (issues 5 and 15)", "", "| target | measured | met |"]
+        lines.append("|---|---|---|")
         for t in summary["targets"]:
             met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
             lines.append(f"| {t['target']} | {t['measured'] or '-'} | {met} |")
