@@ -231,15 +231,17 @@ def http_response(
 class ServerHandshake:
     """The server's side of the opening handshake."""
 
-    __slots__ = ("_fast", "_h11", "_head", "_http", "_leftover", "_raw", "_request")
+    __slots__ = ("_fast", "_h11", "_head", "_http", "_leftover", "_raw", "_reading", "_request")
 
     def __init__(self) -> None:
         # h11's handshake, made when a request needs it (see heartbeat_core.upgrade).
         self._h11: H11Handshake | None = None
         #: Whether an ordinary upgrade is read without h11 (a test turns it off).
         self._fast = True
-        # The request's bytes, bounded, until the head is complete.
-        self._head: HeadReader | None = HeadReader()
+        # The request's bytes, bounded, until the head is complete (made at the first
+        # read the fast path does not take).
+        self._head: HeadReader | None = None
+        self._reading = True  # until the head is complete
         self._request: Request | None = None
         self._http: HttpRequest | None = None
         # The head the fast path read, for h11 should the answer need it.
@@ -262,15 +264,15 @@ class ServerHandshake:
         the request's head is complete, ``None`` while more is needed. Raises
         :class:`BadRequest` (with the status to answer) when the bytes can be neither,
         or break a bound of the head or a rule of RFC 6455 (see the module)."""
-        head = self._head
-        if head is None:
+        if not self._reading:
             # Sent before our answer: a client should not, but nothing received is
             # lost (they reach the frame layer if we accept).
             self._leftover += data
             return None
+        head = self._head
         if (
             self._fast
-            and not head.data
+            and (head is None or not head.data)
             and len(data) <= MAX_HEAD_LINE
             and data.count(b"\n") <= MAX_HEADERS + 2
         ):
@@ -278,13 +280,16 @@ class ServerHandshake:
             # it is an ordinary upgrade, h11 (and our checks, which it passes) can wait.
             fast = parse_upgrade(data)
             if fast is not None:
-                self._head = None
+                self._reading = False
                 self._raw = data
                 return self._pending(fast)
+        if head is None:
+            head = self._head = HeadReader()
         if not head.feed(data):
             if head.data and head.data[0] < 0x21:  # (h11's early verdict: a TLS hello...)
                 raise BadRequest("not an HTTP request")
             return None
+        self._reading = False
         self._head = None
         words, headers = parse_head(head.lines())
         _check_upgrade(words, headers)

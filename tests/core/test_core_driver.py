@@ -295,3 +295,18 @@ def test_events_without_a_message_are_not_delivered() -> None:
     server = FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log))
     server._process([Closing(code=1000, reason="", by_peer=True), Message(data="x")], 0.0)
     assert server.queue.pop() == ("x", False)
+
+
+def test_the_open_line_is_logged_at_info_without_the_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log))
+    with caplog.at_level(logging.INFO, logger="tests.driver"):
+        upgraded(server)
+    (line,) = [r.getMessage() for r in caplog.records if " open: " in r.getMessage()]
+    assert "path=/chat" in line and "secret" not in line
+    # Not enabled: no line (and no cost of making the path loggable).
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tests.driver"):
+        upgraded(FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log)))
+    assert not [r for r in caplog.records if " open: " in r.getMessage()]

@@ -309,3 +309,11 @@ def test_hosts_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) ->
     again = parse_upgrade(altered("example.com:8765", "xn--nxasmq6b.com"))
     assert again is not None and again.host == "βόλοσ.com"
     assert parse_upgrade(altered("example.com:8765", "xn--nxasmq6b.com")) == again
+
+
+def test_an_empty_read_first_changes_nothing() -> None:
+    conn = server(True)
+    assert conn.receive_data(b"", 0.0) == []
+    assert isinstance(conn.receive_data(ORDINARY, 0.0)[0], Request)
+    hs = conn._handshake
+    assert isinstance(hs, ServerHandshake) and hs._h11 is None  # (the fast path took it)
