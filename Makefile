@@ -86,7 +86,7 @@ $(BENCH_STAMP): $(STAMP)
 bench-core: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 
-# Side-by-side server benchmarks (about 30 minutes; writes docs/benchmarks-results.md and
+# Side-by-side server benchmarks (about 33 minutes; writes docs/benchmarks-results.md and
 # benchmarks/results/full-*.json). bench-quick is a smoke run of the same (under 2 minutes).
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py

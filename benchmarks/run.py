@@ -30,7 +30,7 @@ This module is the command line and the sequence of measurements; the
 processes are started and read by ``procs.py``, the results summarized and
 written by ``report.py`` (the Markdown page: ``results_page.py``).
 
-    python benchmarks/run.py            # the full run (about 30 minutes)
+    python benchmarks/run.py            # the full run (about 33 minutes)
     python benchmarks/run.py --quick    # a smoke run (under 2 minutes)
 """
 
