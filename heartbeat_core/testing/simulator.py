@@ -309,7 +309,7 @@ class _Run:
         # a time before ``quiet[j]`` is never moved by a stall (resume() need not look).
         quiet = [stl[0][0] if stl else _INF for stl in stalls]
         ends = [stl[0][1] if stl else _INF for stl in stalls]
-        stalled = [j for j in (0, 1) if stalls[j]]
+        ended = min(ends)  # the sooner of the two
         vanish = self.vanish
         cuts = self.cuts
         resume = self.resume
@@ -448,14 +448,15 @@ class _Run:
             if now > horizon:
                 break
             i = what & 1
-            for j in stalled:
-                if now >= ends[j]:
+            if now >= ended:
+                for j in (0, 1):
                     # Stalls that ended by now can never matter again (times only go on).
                     stl, k = stalls[j], skip[j]
                     while k < len(stl) and stl[k][1] <= now:
                         k += 1
                     skip[j] = k
                     quiet[j], ends[j] = stl[k][:2] if k < len(stl) else (_INF, _INF)
+                ended = min(ends)
             st = states[i]
             if what < 2:
                 q = queues[i]
