@@ -72,6 +72,7 @@ class DriverBase(TimerItem):
     """The runtime-neutral half of a driver's connection (see the module's docstring)."""
 
     __slots__ = (
+        "_debug",
         "_has_opened",
         "_logger",
         "_on_event",
@@ -124,6 +125,9 @@ class DriverBase(TimerItem):
         #: Messages that arrived and wait for the application.
         self.queue: ReceiveQueue = queue
         self._logger = logger
+        # Per-heartbeat lines are logged if DEBUG was on when the connection was made
+        # (a disabled debug() call on every pong costs more than the rest of its logging).
+        self._debug = logger.isEnabledFor(logging.DEBUG)
         self._on_event = on_event
         self._policy = policy
         self.remote_address: tuple[str, int] | None = None
@@ -293,7 +297,8 @@ class DriverBase(TimerItem):
     # --------------------------------------------------------------- handlers
 
     def _on_rtt_sample(self, event: RttSample, now: float) -> None:
-        self._logger.debug("%s: heartbeat %d rtt=%.6f", self, event.seq, event.rtt)
+        if self._debug:
+            self._logger.debug("%s: heartbeat %d rtt=%.6f", self, event.seq, event.rtt)
 
     def _on_peer_dead(self, event: PeerDead, now: float) -> None:
         self._logger.info(
