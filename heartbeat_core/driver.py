@@ -252,7 +252,14 @@ class DriverBase(TimerItem):
             running += events
             return
         core = self.core
-        if not events:  # the common call: a timer that sent a heartbeat
+        if not events or (
+            len(events) == 1
+            and type(events[0]) is RttSample
+            and self._on_event is None
+            and not self._debug
+        ):
+            # The common calls: a timer that sent a heartbeat, and a pong with nobody to
+            # tell (_on_rtt_sample and _emit would do nothing with it).
             data = core.data_to_send()
             if data:
                 self._rt_write(data)
