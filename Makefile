@@ -87,7 +87,7 @@ bench-core: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 
 # Side-by-side server benchmarks (about 33 minutes; writes docs/benchmarks-results.md and
-# benchmarks/results/full-*.json). bench-quick is a smoke run of the same (under 2 minutes).
+# benchmarks/results/full-*.json). bench-quick is a smoke run of the same (about 2 minutes).
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
 

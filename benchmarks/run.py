@@ -31,7 +31,7 @@ processes are started and read by ``procs.py``, the results summarized and
 written by ``report.py`` (the Markdown page: ``results_page.py``).
 
     python benchmarks/run.py            # the full run (about 33 minutes)
-    python benchmarks/run.py --quick    # a smoke run (under 2 minutes)
+    python benchmarks/run.py --quick    # a smoke run (about 2 minutes)
 """
 
 from __future__ import annotations
