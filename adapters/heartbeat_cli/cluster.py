@@ -1,0 +1,208 @@
+"""A worker of ``heartbeat serve --workers N``: its channel to the supervisor, and the
+dashboard and ``/metrics`` of all workers, seen from any of them.
+
+Every worker listens on the shared port (``SO_REUSEPORT``), so a dashboard page or
+a Prometheus scrape lands on whichever worker the kernel picks. Each worker
+therefore keeps what the others report: every ``update_interval`` it sends the
+supervisor (:mod:`heartbeat_cli.workers`) a *part*, one JSON line over a socket
+pair: its own dashboard rows and counts, the RTT samples since its last part (in
+``time.monotonic()`` seconds, the same clock in every process of the machine) and,
+every :data:`METRICS_EVERY` seconds, its Prometheus exposition. The supervisor
+relays each part to the other workers unread. A worker's dashboard merges its own
+live snapshot with the latest part of every other worker (:meth:`Cluster.merge`),
+and its ``/metrics`` is every worker's exposition with a ``worker`` label
+(:func:`merge_expositions`; the other workers' figures are at most a few seconds
+old). Connection ids are numbered ``w, w + N, w + 2N, ...`` in worker ``w`` (1..N),
+so that they never collide.
+
+When the supervisor goes away (its end of the channel closes), the worker stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["METRICS_EVERY", "Cluster", "WorkerSpec", "merge_expositions", "parse_worker"]
+
+#: Seconds between two expositions a worker sends for the others' ``/metrics``.
+METRICS_EVERY = 2.0
+#: The longest line on the channel (a part: at most 200 rows and 2,000 samples).
+LINE_LIMIT = 16 * 1024 * 1024
+
+WorkerSpec = tuple[int, int, int]
+
+
+def parse_worker(text: str) -> WorkerSpec:
+    """``"INDEX,COUNT,FD"`` (the supervisor's hidden ``--worker`` argument)."""
+    index, count, fd = (int(part) for part in text.split(","))
+    return index, count, fd
+
+
+def merge_expositions(texts: dict[int, str]) -> bytes:
+    """Prometheus expositions of several workers as one, each sample labelled with its
+    ``worker`` (families merged by name)."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.registry import CollectorRegistry
+
+    families: dict[str, Metric] = {}
+    for worker, text in sorted(texts.items()):
+        for family in text_string_to_metric_families(text):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = Metric(family.name, family.documentation, family.type, family.unit)
+                families[family.name] = merged
+            for sample in family.samples:
+                labels = {**sample.labels, "worker": str(worker)}
+                merged.samples.append(sample._replace(labels=labels))
+
+    class _Merged:
+        def collect(self) -> list[Metric]:
+            return list(families.values())
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())
+    return generate_latest(registry)
+
+
+class Cluster:
+    """Worker ``index`` of ``count``, talking to the supervisor over socket ``fd``.
+
+    ``snapshot(since)`` is this worker's own dashboard snapshot (``None``: no
+    dashboard); ``exposition()`` its own metrics text (``None``: no metrics).
+    """
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        *,
+        snapshot: Callable[[int], dict[str, Any]] | None,
+        exposition: Callable[[], bytes] | None,
+        update_interval: float = 0.5,
+        history: float = 60.0,
+        max_rows: int = 200,
+        max_samples: int = 20_000,
+    ) -> None:
+        self.index, self.count, self._fd = spec
+        self._snapshot = snapshot
+        self._exposition = exposition
+        self._interval = update_interval
+        self._history = history
+        self._max_rows = max_rows
+        # What the other workers reported: worker -> (open, awaiting, rows), and texts.
+        self._parts: dict[int, tuple[int, int, list[dict[str, Any]]]] = {}
+        self._texts: dict[int, str] = {}
+        # Their RTT samples, (number, monotonic time, id, rtt ms); those numbered up to
+        # _pushed went out with the last push (a viewer's first snapshot stops there).
+        self._samples: collections.deque[tuple[int, float, int, float]] = collections.deque(
+            maxlen=max_samples
+        )
+        self._numbered = 0
+        self._pushed = 0
+        self._writer: asyncio.StreamWriter | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, port: int, lost: Callable[[], None]) -> None:
+        """Connect to the supervisor, say this worker listens on ``port``, and start
+        exchanging parts; ``lost()`` is called when the supervisor goes away."""
+        sock = socket.socket(fileno=self._fd)
+        reader, self._writer = await asyncio.open_connection(sock=sock, limit=LINE_LIMIT)
+        self._send({"kind": "ready", "worker": self.index, "port": port})
+        self._tasks.append(asyncio.ensure_future(self._read(reader, lost)))
+        if self._snapshot is not None or self._exposition is not None:
+            self._tasks.append(asyncio.ensure_future(self._report()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._writer is not None:
+            self._writer.close()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    async def _read(self, reader: asyncio.StreamReader, lost: Callable[[], None]) -> None:
+        try:
+            while line := await reader.readline():
+                self.receive(json.loads(line))
+        except (OSError, ValueError):
+            pass
+        lost()
+
+    async def _report(self) -> None:
+        since, texts_due = 0, 0.0
+        while True:
+            await asyncio.sleep(self._interval)
+            part: dict[str, Any] = {"kind": "part", "worker": self.index}
+            if self._snapshot is not None:
+                snap = self._snapshot(since)
+                now = time.monotonic()
+                since = snap["next"]
+                part.update(
+                    open=snap["open"],
+                    awaiting=snap["awaiting"],
+                    rows=snap["rows"],
+                    samples=[[now + ago, conn_id, rtt] for ago, conn_id, rtt in snap["samples"]],
+                )
+            if self._exposition is not None and time.monotonic() >= texts_due:
+                texts_due = time.monotonic() + METRICS_EVERY
+                part["metrics"] = self._exposition().decode("utf-8")
+            self._send(part)
+
+    def receive(self, part: dict[str, Any]) -> None:
+        """Keep another worker's part (the supervisor relays them)."""
+        worker = int(part["worker"])
+        if "rows" in part:
+            self._parts[worker] = (part["open"], part["awaiting"], part["rows"])
+            for t, conn_id, rtt in part["samples"]:
+                self._numbered += 1
+                self._samples.append((self._numbered, float(t), int(conn_id), float(rtt)))
+        if "metrics" in part:
+            self._texts[worker] = part["metrics"]
+
+    def merge(self, snap: dict[str, Any], first: bool) -> dict[str, Any]:
+        """This worker's dashboard snapshot ``snap`` with the other workers' rows, counts
+        and RTT samples added: those of the last ``history`` seconds for a viewer's
+        ``first`` snapshot, else those received since the last push."""
+        now = time.monotonic()
+        rows = list(snap["rows"])
+        opened, awaiting = snap["open"], snap["awaiting"]
+        for part_open, part_awaiting, part_rows in self._parts.values():
+            opened += part_open
+            awaiting += part_awaiting
+            rows += part_rows
+        live = sorted((r for r in rows if r["closed_ago_s"] is None), key=lambda r: -r["age_s"])
+        gone = sorted((r for r in rows if r["closed_ago_s"] is not None),
+                      key=lambda r: -r["closed_ago_s"])  # fmt: skip
+        shown = live[-self._max_rows :]
+        room = self._max_rows - len(shown)
+        shown += gone[-room:] if room > 0 else []
+        if first:  # the last history seconds, up to the last push (the next has the rest)
+            low, high = 0, self._pushed
+        else:
+            low, high = self._pushed, self._numbered
+            self._pushed = high
+        horizon = now - self._history
+        samples = snap["samples"] + [
+            [round(t - now, 3), conn_id, round(rtt, 3)]
+            for number, t, conn_id, rtt in self._samples
+            if low < number <= high and t >= horizon
+        ]
+        return {**snap, "open": opened, "awaiting": awaiting, "rows": shown,
+                "samples": samples[-2000:]}  # fmt: skip
+
+    def metrics(self, own: bytes) -> bytes:
+        """``/metrics`` of every worker: ``own`` (this worker's, now) and the others' last."""
+        return merge_expositions({**self._texts, self.index: own.decode("utf-8")})

@@ -1,0 +1,157 @@
+"""``heartbeat serve --workers N`` and ``--loop``: real processes on 127.0.0.1, bounded waits.
+
+Two workers share the port (the kernel spreads connections by their addresses, so
+clients connect until both workers have one, at most ``MAX_CLIENTS``); one JSON log
+stream says which worker wrote each line; one dashboard and one ``/metrics`` cover
+both; SIGTERM stops all with exit 0; a worker that dies ends the server with 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import heartbeat_threading
+from heartbeat_cli.app import main
+from heartbeat_core import HeartbeatConfig
+from tests.cli.harness import SLACK, Command
+
+#: Connections tried before giving up on seeing both workers (each lands on one at random).
+MAX_CLIENTS = 64
+QUIET = HeartbeatConfig(interval=30, timeout=10)
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[Any]]:
+    """Commands and client connections to end at teardown."""
+    started: list[Any] = []
+    yield started
+    for item in reversed(started):
+        if isinstance(item, Command):
+            item.kill()
+        else:
+            item.close()
+
+
+def start_workers(cleanup: list[Any], *args: str) -> tuple[Command, int]:
+    server = Command("serve", "--port", "0", "--log-format", "json", "--workers", "2", *args)
+    cleanup.append(server)
+    (started,) = server.wait_for("workers")
+    assert started["worker"] is None and len(started["pids"]) == 2
+    return server, int(started["port"])
+
+
+def connect_until_both_workers(server: Command, port: int, cleanup: list[Any]) -> None:
+    """Open connections (kept open) until each worker logged one."""
+    for _ in range(MAX_CLIENTS):
+        cleanup.append(heartbeat_threading.connect(f"ws://127.0.0.1:{port}/", config=QUIET))
+        opened = len(cleanup) - 1
+        server.wait_for("open", count=opened)
+        if {r["worker"] for r in server.events("open")} == {1, 2}:
+            return
+    raise AssertionError(f"one worker took all {MAX_CLIENTS} connections")
+
+
+def test_two_workers_share_the_port_in_one_log_and_stop_together(cleanup: list[Any]) -> None:
+    server, port = start_workers(cleanup, "--no-dashboard", "--no-metrics", "--loop", "asyncio")
+    listening = server.wait_for("listening", count=2)
+    assert sorted(r["worker"] for r in listening) == [1, 2]
+    assert {r["port"] for r in listening} == {port} and {r["loop"] for r in listening} == {
+        "asyncio"
+    }
+    connect_until_both_workers(server, port, cleanup)
+    server.signal(signal.SIGTERM)
+    assert server.finish() == 0
+    records = server.records()  # every line is JSON and says which worker (null: supervisor)
+    assert all("worker" in r for r in records), records
+    stopped = [r["worker"] for r in records if r["event"] == "stopped"]
+    assert sorted(stopped) == [1, 2]
+    shutdowns = [r for r in records if r["event"] == "shutdown"]
+    assert {r["signal"] for r in shutdowns} == {"SIGTERM"}
+    assert sum(r["connections"] for r in shutdowns) == len(cleanup) - 1
+    for pid in server.events("workers")[0]["pids"]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def _feed_snapshot(port: int, wanted: int) -> dict[str, Any]:
+    """The dashboard's feed until a snapshot counts ``wanted`` open client connections."""
+    feed = heartbeat_threading.connect(f"ws://127.0.0.1:{port}/_dashboard", config=QUIET)
+    try:
+        end = time.monotonic() + SLACK
+        while time.monotonic() < end:
+            message = json.loads(feed.recv(SLACK))
+            if message["type"] != "snapshot":
+                continue
+            clients = [r for r in message["rows"] if r["kind"] == "client"]
+            if len(clients) >= wanted:
+                return message
+        raise AssertionError("no snapshot with every worker's connections")
+    finally:
+        feed.close()
+
+
+def test_one_dashboard_and_one_metrics_cover_every_worker(cleanup: list[Any]) -> None:
+    server, port = start_workers(cleanup, "--interval", "0.2")
+    connect_until_both_workers(server, port, cleanup)
+    clients = len(cleanup) - 1
+    # Whichever worker the feed lands on shows the other's connections too (ids are
+    # numbered 1, 3, 5... in worker 1 and 2, 4, 6... in worker 2).
+    snap = _feed_snapshot(port, clients)
+    ids = [r["id"] for r in snap["rows"] if r["kind"] == "client"]
+    assert {i % 2 for i in ids} == {0, 1}, ids
+    assert snap["open"] >= clients
+    # /metrics: every worker's figures, labelled, whichever worker answers.
+    end = time.monotonic() + SLACK
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=SLACK) as got:
+            text = got.read().decode()
+        opened = [
+            line for line in text.splitlines()
+            if line.startswith('heartbeat_connections_opened_total{role="server"')
+        ]  # fmt: skip
+        if len(opened) == 2 or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    assert sorted(line.split('worker="')[1][0] for line in opened) == ["1", "2"], text
+    assert sum(float(line.split()[-1]) for line in opened) >= clients
+    server.signal(signal.SIGINT)
+    assert server.finish() == 0
+
+
+def test_a_worker_that_dies_is_reported_and_the_server_exits_1(cleanup: list[Any]) -> None:
+    server, _ = start_workers(cleanup, "--no-dashboard", "--no-metrics")
+    server.wait_for("listening", count=2)
+    victim = server.events("workers")[0]["pids"][0]
+    os.kill(victim, signal.SIGKILL)
+    (report,) = server.wait_for("worker-exit")
+    assert report["pid"] == victim and report["code"] == -signal.SIGKILL
+    assert report["worker"] is None and report["index"] == 1
+    assert server.finish() == 1
+    assert [r["worker"] for r in server.events("stopped")] == [2]
+
+
+@pytest.mark.parametrize("value", ["0", "x", "-1"])
+def test_bad_workers_values_are_usage_errors(value: str) -> None:
+    command = Command("serve", "--port", "0", "--workers", value)
+    assert command.finish() == 2
+    errors = [line for line in command.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--workers" in errors[0], command.stderr
+    assert "Traceback" not in command.stderr
+
+
+def test_loop_uvloop_without_uvloop_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # (import uvloop: ImportError)
+    assert main(["serve", "--port", "0", "--loop", "uvloop"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "heartbeat-core[uvloop]" in err, err
