@@ -17,10 +17,10 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 import heartbeat_threading
+import pytest
 from heartbeat_cli.app import main
+
 from heartbeat_core import HeartbeatConfig
 from tests.cli.harness import SLACK, Command
 
