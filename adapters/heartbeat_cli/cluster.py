@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import socket
 import time
@@ -87,7 +88,6 @@ class Cluster:
         snapshot: Callable[[int], dict[str, Any]] | None,
         exposition: Callable[[], bytes] | None,
         update_interval: float = 0.5,
-        history: float = 60.0,
         max_rows: int = 200,
         max_samples: int = 20_000,
     ) -> None:
@@ -95,7 +95,6 @@ class Cluster:
         self._snapshot = snapshot
         self._exposition = exposition
         self._interval = update_interval
-        self._history = history
         self._max_rows = max_rows
         # What the other workers reported: worker -> (open, awaiting, rows), and texts.
         self._parts: dict[int, tuple[int, int, list[dict[str, Any]]]] = {}
@@ -142,8 +141,8 @@ class Cluster:
         lost()
 
     async def _report(self) -> None:
-        since, texts_due = 0, 0.0
-        while True:
+        since, every = 0, max(1, round(METRICS_EVERY / self._interval))
+        for count in itertools.count():
             await asyncio.sleep(self._interval)
             part: dict[str, Any] = {"kind": "part", "worker": self.index}
             if self._snapshot is not None:
@@ -156,8 +155,7 @@ class Cluster:
                     rows=snap["rows"],
                     samples=[[now + ago, conn_id, rtt] for ago, conn_id, rtt in snap["samples"]],
                 )
-            if self._exposition is not None and time.monotonic() >= texts_due:
-                texts_due = time.monotonic() + METRICS_EVERY
+            if self._exposition is not None and count % every == 0:
                 part["metrics"] = self._exposition().decode("utf-8")
             self._send(part)
 
@@ -174,8 +172,8 @@ class Cluster:
 
     def merge(self, snap: dict[str, Any], first: bool) -> dict[str, Any]:
         """This worker's dashboard snapshot ``snap`` with the other workers' rows, counts
-        and RTT samples added: those of the last ``history`` seconds for a viewer's
-        ``first`` snapshot, else those received since the last push."""
+        and RTT samples added: for a viewer's ``first`` snapshot those kept (at most
+        ``max_samples``) up to the last push, else those received since."""
         now = time.monotonic()
         rows = list(snap["rows"])
         opened, awaiting = snap["open"], snap["awaiting"]
@@ -189,16 +187,15 @@ class Cluster:
         shown = live[-self._max_rows :]
         room = self._max_rows - len(shown)
         shown += gone[-room:] if room > 0 else []
-        if first:  # the last history seconds, up to the last push (the next has the rest)
+        if first:  # up to the last push (the next push has the rest)
             low, high = 0, self._pushed
         else:
             low, high = self._pushed, self._numbered
             self._pushed = high
-        horizon = now - self._history
-        samples = snap["samples"] + [
+        samples = snap["samples"] + [  # (the page drops those older than its history)
             [round(t - now, 3), conn_id, round(rtt, 3)]
             for number, t, conn_id, rtt in self._samples
-            if low < number <= high and t >= horizon
+            if low < number <= high
         ]
         return {**snap, "open": opened, "awaiting": awaiting, "rows": shown,
                 "samples": samples[-2000:]}  # fmt: skip
