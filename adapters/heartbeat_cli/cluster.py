@@ -157,7 +157,8 @@ class Cluster:
                 )
             if self._exposition is not None and count % every == 0:
                 part["metrics"] = self._exposition().decode("utf-8")
-            self._send(part)
+            if len(part) > 2:
+                self._send(part)
 
     def receive(self, part: dict[str, Any]) -> None:
         """Keep another worker's part (the supervisor relays them)."""

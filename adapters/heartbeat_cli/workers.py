@@ -44,7 +44,15 @@ from typing import Any
 
 from heartbeat_cli.cluster import parse_worker
 from heartbeat_cli.loops import LOOPS
-from heartbeat_cli.output import EXIT_ERROR, EXIT_FAILED, EXIT_OK, Output, error, format_peer
+from heartbeat_cli.output import (
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_OK,
+    Output,
+    error,
+    format_peer,
+    wall_clock,
+)
 from heartbeat_cli.runtime import install_stop
 
 __all__ = ["add_process_arguments", "parse_workers", "run_workers"]
@@ -178,8 +186,6 @@ async def run_workers(args: argparse.Namespace, out: Output, argv: Sequence[str]
 
 
 def _log(out: Output, args: argparse.Namespace, event: str, text: str, **fields: object) -> None:
-    from heartbeat_cli.output import wall_clock
-
     if args.log_format == "json":
         out.json(event=event, worker=None, **fields)
     else:

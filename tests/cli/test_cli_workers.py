@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -155,3 +156,42 @@ def test_loop_uvloop_without_uvloop_names_the_extra(
     assert main(["serve", "--port", "0", "--loop", "uvloop"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "heartbeat-core[uvloop]" in err, err
+
+
+def test_workers_stop_by_themselves_when_the_supervisor_is_killed(cleanup: list[Any]) -> None:
+    server, _ = start_workers(cleanup, "--no-dashboard", "--no-metrics")
+    server.wait_for("listening", count=2)
+    pids = server.events("workers")[0]["pids"]
+    server.kill()  # SIGKILL: nothing is forwarded; each worker sees its channel close
+    end = time.monotonic() + SLACK
+    while time.monotonic() < end and any(_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` runs (not a zombie; an orphan is reaped by init, or a subreaper, later)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_port_taken_by_another_server_is_one_line_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        command = Command("serve", "--port", str(port), "--workers", "2")
+        assert command.finish() == 2
+    assert command.stderr.count("\n") == 1, command.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in command.stderr
+
+
+def test_workers_auto_is_the_cpu_count() -> None:
+    from heartbeat_cli.app import build_parser
+
+    args = build_parser().parse_args(["serve", "--workers", "auto"])
+    assert args.workers == (os.cpu_count() or 1) and args.loop == "auto"
+    assert build_parser().parse_args(["serve"]).workers == 1
