@@ -85,7 +85,9 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
         )
     except HeartbeatError as exc:
         return error(str(exc))
-    out = out.in_background(partial(_dropped_lines, json_mode))  # never blocks the loop
+    # Never blocks the loop; with --workers N, N + 1 processes share stdout (whole lines).
+    shared = args.worker is not None or args.workers > 1
+    out = out.in_background(partial(_dropped_lines, json_mode), shared=shared)
     try:
         if args.worker is None and args.workers > 1:
             return await run_workers(args, out, args.argv)

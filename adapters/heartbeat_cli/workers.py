@@ -8,11 +8,13 @@ The design, and why (the simplest that keeps one dashboard and one log):
   ``heartbeat serve`` (:mod:`heartbeat_cli.serve`) listening with
   ``serve(..., reuse_port=True)``: the kernel (``SO_REUSEPORT``) spreads new
   connections among them, and no connection ever crosses a process.
-* One log stream: a worker's stdout is a pipe to the supervisor, which copies
-  whole lines, unread, to its own stdout (a worker's lines never interleave with
-  another's). Each worker's lines say which worker it is: ``"worker": 1`` in JSON,
-  ``w1`` in text; the supervisor's own lines (``workers``, ``worker-exit``) carry
-  ``"worker": null``. Workers' stderr (``-v`` logging) is shared as is.
+* One log stream: the workers inherit the supervisor's stdout and write to it
+  directly, whole lines in writes of at most ``PIPE_BUF`` bytes, which are atomic
+  on a pipe or a file (:mod:`heartbeat_cli.sink`): lines never interleave, and no
+  line costs a second process a copy. Each worker's lines say which worker it is:
+  ``"worker": 1`` in JSON, ``w1`` in text; the supervisor's own lines (``workers``,
+  ``worker-exit``) carry ``"worker": null``. Their order across workers is the
+  order of the writes. Workers' stderr (``-v`` logging) is shared as is.
 * One dashboard and ``/metrics`` for all: a viewer or a scrape reaches whichever
   worker the kernel picks, so every worker sends the supervisor a summary of its
   connections every half second, over a socket pair, and the supervisor relays it
@@ -134,13 +136,11 @@ async def run_workers(args: argparse.Namespace, out: Output, argv: Sequence[str]
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "heartbeat_cli", *argv,
                     "--port", str(port), "--worker", spec,
-                    stdout=asyncio.subprocess.PIPE,
                     pass_fds=(theirs.fileno(),),
                 )  # fmt: skip
             worker = _Worker(index, proc)
             workers.append(worker)
             reader, worker.writer = await asyncio.open_connection(sock=mine, limit=1 << 24)
-            relays.append(asyncio.ensure_future(_copy_lines(proc, out)))
             relays.append(asyncio.ensure_future(_relay(worker, reader, workers)))
         exits: dict[asyncio.Future[Any], _Worker] = {
             asyncio.ensure_future(w.proc.wait()): w for w in workers
@@ -208,20 +208,6 @@ async def _stop_all(workers: list[_Worker], close_timeout: float) -> list[int]:
                         worker.proc.kill()
             await asyncio.wait(waits, timeout=2.0)
     return [w.proc.returncode if w.proc.returncode is not None else -9 for w in workers]
-
-
-async def _copy_lines(proc: asyncio.subprocess.Process, out: Output) -> None:
-    """A worker's stdout to ours, whole lines at a time (never half a line)."""
-    assert proc.stdout is not None
-    rest = b""
-    while chunk := await proc.stdout.read(1 << 16):
-        rest += chunk
-        cut = rest.rfind(b"\n")
-        if cut >= 0:
-            out.line(rest[:cut].decode("utf-8", "replace"))
-            rest = rest[cut + 1 :]
-    if rest:
-        out.line(rest.decode("utf-8", "replace"))
 
 
 async def _relay(worker: _Worker, reader: asyncio.StreamReader, workers: list[_Worker]) -> None:
