@@ -3,17 +3,27 @@ dashboard and ``/metrics`` of all workers, seen from any of them.
 
 Every worker listens on the shared port (``SO_REUSEPORT``), so a dashboard page or
 a Prometheus scrape lands on whichever worker the kernel picks. Each worker
-therefore keeps what the others report: every ``update_interval`` it sends the
-supervisor (:mod:`heartbeat_cli.workers`) a *part*, one JSON line over a socket
-pair: its own dashboard rows and counts, the RTT samples since its last part (in
-``time.monotonic()`` seconds, the same clock in every process of the machine) and,
-every :data:`METRICS_EVERY` seconds, its Prometheus exposition. The supervisor
-relays each part to the other workers unread. A worker's dashboard merges its own
-live snapshot with the latest part of every other worker (:meth:`Cluster.merge`),
-and its ``/metrics`` is every worker's exposition with a ``worker`` label
-(:func:`merge_expositions`; the other workers' figures are at most a few seconds
-old). Connection ids are numbered ``w, w + N, w + 2N, ...`` in worker ``w`` (1..N),
-so that they never collide.
+therefore keeps what the others report, in *parts*: one JSON line over a socket
+pair to the supervisor (:mod:`heartbeat_cli.workers`), which relays it unread to
+the other workers.
+
+* Dashboard: while a page watches it, a worker sends a part every
+  ``update_interval`` (0.5 s) marked ``watched``; a worker that receives one sends
+  its own for the next two seconds: its dashboard rows and counts and the RTT
+  samples since its last part (in ``time.monotonic()`` seconds, the same clock in
+  every process of the machine). A worker's dashboard merges its own live
+  snapshot with the latest part of every other worker (:meth:`Cluster.merge`):
+  within a second of a page opening, it shows every worker's connections. While
+  nobody watches, nothing is sent (a snapshot of 10,000 connections costs about
+  10 ms).
+* ``/metrics``: a worker sends its Prometheus exposition every
+  :data:`METRICS_EVERY` seconds (it costs about 45 ms for 10,000 connections), and
+  every :data:`METRICS_SCRAPED_EVERY` seconds for five minutes after any worker
+  was scraped; a scrape gets every worker's, each series with a ``worker`` label
+  (:func:`merge_expositions`), the other workers' at most that old.
+
+Connection ids are numbered ``w, w + N, w + 2N, ...`` in worker ``w`` (1..N), so
+that they never collide.
 
 When the supervisor goes away (its end of the channel closes), the worker stops.
 """
@@ -30,10 +40,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["METRICS_EVERY", "Cluster", "WorkerSpec", "merge_expositions", "parse_worker"]
+__all__ = [
+    "METRICS_EVERY",
+    "METRICS_SCRAPED_EVERY",
+    "Cluster",
+    "WorkerSpec",
+    "merge_expositions",
+    "parse_worker",
+]
 
 #: Seconds between two expositions a worker sends for the others' ``/metrics``.
-METRICS_EVERY = 2.0
+METRICS_EVERY = 10.0
+#: The same while anyone scrapes ``/metrics`` (for five minutes after a scrape).
+METRICS_SCRAPED_EVERY = 2.0
+_SCRAPED_FOR = 300.0
+#: Seconds a worker keeps sending parts after it heard that a page watches another.
+_WANTED_FOR = 2.0
 #: The longest line on the channel (a part: at most 200 rows and 2,000 samples).
 LINE_LIMIT = 16 * 1024 * 1024
 
@@ -78,7 +100,8 @@ class Cluster:
     """Worker ``index`` of ``count``, talking to the supervisor over socket ``fd``.
 
     ``snapshot(since)`` is this worker's own dashboard snapshot (``None``: no
-    dashboard); ``exposition()`` its own metrics text (``None``: no metrics).
+    dashboard), ``watching()`` whether a page watches it; ``exposition()`` its own
+    metrics text (``None``: no metrics).
     """
 
     def __init__(
@@ -86,6 +109,7 @@ class Cluster:
         spec: WorkerSpec,
         *,
         snapshot: Callable[[int], dict[str, Any]] | None,
+        watching: Callable[[], bool] = lambda: False,
         exposition: Callable[[], bytes] | None,
         update_interval: float = 0.5,
         max_rows: int = 200,
@@ -93,7 +117,11 @@ class Cluster:
     ) -> None:
         self.index, self.count, self._fd = spec
         self._snapshot = snapshot
+        self._watching = watching
+        self._wanted = 0  # parts still to send for a page watching another worker
         self._exposition = exposition
+        self._scraped = False  # this worker answered /metrics since its last part
+        self._scrapes = 0  # parts still to carry frequent expositions
         self._interval = update_interval
         self._max_rows = max_rows
         # What the other workers reported: worker -> (open, awaiting, rows), and texts.
@@ -141,11 +169,21 @@ class Cluster:
         lost()
 
     async def _report(self) -> None:
-        since, every = 0, max(1, round(METRICS_EVERY / self._interval))
+        since = 0
+        slow, fast = (max(1, round(every / self._interval)) for every in (METRICS_EVERY,
+                                                                           METRICS_SCRAPED_EVERY))
         for count in itertools.count():
             await asyncio.sleep(self._interval)
             part: dict[str, Any] = {"kind": "part", "worker": self.index}
-            if self._snapshot is not None:
+            watched = self._watching()
+            if not (watched or self._wanted):
+                self._parts.clear()  # (nobody watches: what others sent goes stale)
+            self._wanted = max(0, self._wanted - 1)
+            self._scrapes = max(0, self._scrapes - 1)
+            if self._scraped:
+                part["scraped"], self._scraped = True, False
+            if self._snapshot is not None and (watched or self._wanted):
+                part["watched"] = watched
                 snap = self._snapshot(since)
                 now = time.monotonic()
                 since = snap["next"]
@@ -155,7 +193,7 @@ class Cluster:
                     rows=snap["rows"],
                     samples=[[now + ago, conn_id, rtt] for ago, conn_id, rtt in snap["samples"]],
                 )
-            if self._exposition is not None and count % every == 0:
+            if self._exposition is not None and count % (fast if self._scrapes else slow) == 0:
                 part["metrics"] = self._exposition().decode("utf-8")
             if len(part) > 2:
                 self._send(part)
@@ -163,6 +201,10 @@ class Cluster:
     def receive(self, part: dict[str, Any]) -> None:
         """Keep another worker's part (the supervisor relays them)."""
         worker = int(part["worker"])
+        if part.get("watched"):
+            self._wanted = round(_WANTED_FOR / self._interval)
+        if part.get("scraped"):
+            self._scrapes = round(_SCRAPED_FOR / self._interval)
         if "rows" in part:
             self._parts[worker] = (part["open"], part["awaiting"], part["rows"])
             for t, conn_id, rtt in part["samples"]:
@@ -203,4 +245,5 @@ class Cluster:
 
     def metrics(self, own: bytes) -> bytes:
         """``/metrics`` of every worker: ``own`` (this worker's, now) and the others' last."""
+        self._scraped = True
         return merge_expositions({**self._texts, self.index: own.decode("utf-8")})

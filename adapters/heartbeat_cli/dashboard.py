@@ -191,6 +191,11 @@ class Dashboard:
         #: viewer's first one): ``heartbeat serve --workers N`` adds the other workers'.
         self.merge: Callable[[dict[str, Any], bool], dict[str, Any]] | None = None
 
+    @property
+    def watching(self) -> bool:
+        """True while a page watches (its feed is open)."""
+        return bool(self._viewers)
+
     def _view(self, snap: dict[str, Any], first: bool) -> dict[str, Any]:
         return snap if self.merge is None else self.merge(snap, first)
 

@@ -177,6 +177,7 @@ async def _serve(
         cluster = Cluster(
             spec,
             snapshot=None if dashboard is None else dashboard.registry.snapshot,
+            watching=(lambda: False) if dashboard is None else (lambda: dashboard.watching),
             exposition=None if metrics is None else metrics.exposition,
         )
         if dashboard is not None:
