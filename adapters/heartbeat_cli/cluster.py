@@ -38,7 +38,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 __all__ = [
     "METRICS_EVERY",
@@ -59,7 +59,7 @@ _WANTED_FOR = 2.0
 #: The longest line on the channel (a part: at most 200 rows and 2,000 samples).
 LINE_LIMIT = 16 * 1024 * 1024
 
-WorkerSpec = tuple[int, int, int]
+WorkerSpec: TypeAlias = tuple[int, int, int]
 
 
 def parse_worker(text: str) -> WorkerSpec:
@@ -115,7 +115,10 @@ class Cluster:
         max_rows: int = 200,
         max_samples: int = 20_000,
     ) -> None:
-        self.index, self.count, self._fd = spec
+        #: This worker's number (1..count) and the number of workers.
+        self.index: int = spec[0]
+        self.count: int = spec[1]
+        self._fd = spec[2]
         self._snapshot = snapshot
         self._watching = watching
         self._wanted = 0  # parts still to send for a page watching another worker

@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 __all__ = ["LOOPS", "LoopFactory", "LoopUnavailable", "loop_factory", "run"]
 
 T = TypeVar("T")
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+LoopFactory: TypeAlias = Callable[[], asyncio.AbstractEventLoop]
 
 #: The values of ``--loop``.
-LOOPS = ("auto", "asyncio", "uvloop")
+LOOPS: tuple[str, ...] = ("auto", "asyncio", "uvloop")
 
 
 class LoopUnavailable(Exception):
