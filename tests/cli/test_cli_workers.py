@@ -196,3 +196,30 @@ def test_workers_auto_is_the_cpu_count() -> None:
     args = build_parser().parse_args(["serve", "--workers", "auto"])
     assert args.workers == (os.cpu_count() or 1) and args.loop == "auto"
     assert build_parser().parse_args(["serve"]).workers == 1
+
+
+def _row(conn_id: int, age: float, closed_ago: float | None = None) -> dict[str, Any]:
+    return {"id": conn_id, "kind": "client", "age_s": age, "closed_ago_s": closed_ago}
+
+
+def test_a_workers_dashboard_merges_the_others_parts() -> None:
+    """What Cluster.merge makes of another worker's parts (no processes needed)."""
+    from heartbeat_cli.cluster import Cluster
+
+    cluster = Cluster((1, 2, -1), snapshot=None, exposition=None, max_rows=3)
+    now = time.monotonic()
+    cluster.receive({"kind": "part", "worker": 2, "open": 2, "awaiting": 1,
+                     "rows": [_row(2, 9.0), _row(4, 1.0), _row(6, 5.0, closed_ago=3.0)],
+                     "samples": [[now - 1.0, 2, 0.5]]})  # fmt: skip
+    own = {"type": "snapshot", "open": 1, "awaiting": 0, "rows": [_row(1, 4.0)],
+           "samples": [[-0.5, 1, 0.25]], "next": 7}  # fmt: skip
+    first = cluster.merge(own, True)  # a new page: nothing pushed yet, so no remote sample
+    assert (first["open"], first["awaiting"], first["next"]) == (3, 1, 7)
+    assert [r["id"] for r in first["rows"]] == [2, 1, 4]  # open rows first, oldest first
+    assert first["samples"] == [[-0.5, 1, 0.25]]
+    pushed = cluster.merge(own, False)  # the next push has the other's new samples
+    assert [s[1:] for s in pushed["samples"]] == [[1, 0.25], [2, 0.5]]
+    assert -1.5 < pushed["samples"][1][0] < -0.9
+    assert cluster.merge(own, False)["samples"] == [[-0.5, 1, 0.25]]  # (sent once)
+    later = cluster.merge(own, True)  # a page opened later: the history up to the last push
+    assert [s[1] for s in later["samples"]] == [1, 2]
