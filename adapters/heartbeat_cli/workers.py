@@ -56,6 +56,8 @@ from heartbeat_cli.output import (
     wall_clock,
 )
 from heartbeat_cli.runtime import install_stop
+from heartbeat_core.errors import ConfigError
+from heartbeat_core.tcp import check_reuse_port
 
 __all__ = ["add_process_arguments", "parse_workers", "run_workers"]
 
@@ -113,6 +115,10 @@ async def run_workers(args: argparse.Namespace, out: Output, argv: Sequence[str]
     """Supervise ``args.workers`` workers serving ``argv`` (the command line); returns the
     exit status (see the module's docstring)."""
     count: int = args.workers
+    try:
+        check_reuse_port(True, available=hasattr(socket, "SO_REUSEPORT"))
+    except ConfigError as exc:
+        return error(f"--workers {count}: {exc}")
     try:
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         hold = socket.socket(family, socket.SOCK_STREAM)

@@ -223,3 +223,12 @@ def test_a_workers_dashboard_merges_the_others_parts() -> None:
     assert cluster.merge(own, False)["samples"] == [[-0.5, 1, 0.25]]  # (sent once)
     later = cluster.merge(own, True)  # a page opened later: the history up to the last push
     assert [s[1] for s in later["samples"]] == [1, 2]
+
+
+def test_workers_without_so_reuseport_is_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delattr(socket, "SO_REUSEPORT", raising=False)
+    assert main(["serve", "--port", "0", "--workers", "2", "--loop", "asyncio"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SO_REUSEPORT" in err, err
