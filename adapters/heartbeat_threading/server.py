@@ -4,7 +4,8 @@ One reactor thread accepts, hand-shakes and supervises every connection (all
 heartbeats, one timer wheel); each open connection's ``handler(conn)`` runs in a
 thread of its own, started by a launcher thread so that a burst of new
 connections never holds up the reactor. When the handler returns, the
-connection closes with 1000 (1011 if it raised). What the server answers
+connection closes with 1000 (1011 if it raised). With ``on_message`` instead, an
+idle connection holds no thread (:mod:`heartbeat_threading.dispatch`). What the server answers
 (subprotocols, plain HTTP, 503 while shutting down) is decided by the core's
 :class:`~heartbeat_core.policy.ServerPolicy`, the opening handshake is bounded by
 the core (``handshake_timeout``, rule ``open-timeout``).
@@ -31,13 +32,14 @@ from typing import TypeAlias
 
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
 from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
-from heartbeat_core.errors import ConnectionClosedError
+from heartbeat_core.errors import ConfigError, ConnectionClosedError
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
 from heartbeat_core.pacing import RESOURCE_ERRNOS, AcceptBackoff, RateLimit
 from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase, validate_close
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 from heartbeat_threading.connection import Connection, EventCallback
+from heartbeat_threading.dispatch import DEFAULT_MAX_WORKERS, Dispatcher, MessageHandler
 from heartbeat_threading.reactor import Reactor, TimerTask
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
 
@@ -56,7 +58,7 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | None,
         sock: socket.socket,
         options: ConnectionOptions,
         policy: ServerPolicy,
@@ -64,8 +66,9 @@ class Server:
         ssl: ssl_module.SSLContext | None,
         on_event: EventCallback | None,
         write_limit: int,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
-        self._handler = handler
+        self._handler, self._dispatcher = handler, dispatcher  # (None: on_message's workers)
         self._options = options
         self._policy = policy
         self._ssl = ssl
@@ -146,6 +149,8 @@ class Server:
         self._reactor.stop()
         self._launches.put(None)
         self._launcher.join()
+        if self._dispatcher is not None:
+            self._dispatcher.close(1.0)  # (what was received is still delivered)
         with self._cond:  # every socket is released: handlers see ConnectionClosedError
             if not self._cond.wait_for(lambda: not self._handlers - {me}, 1.0):
                 logger.warning("handler threads %s did not return after close()", self._handlers)
@@ -228,6 +233,7 @@ class Server:
             server=self,
             write_limit=self._write_limit,
             tls_handshake=self._ssl is not None,
+            dispatch=self._dispatcher,
         )
         with self._cond:
             self._conns.add(conn)
@@ -237,7 +243,8 @@ class Server:
         """The handshake completed: run the application's handler."""
         with self._cond:
             self._open.add(conn)
-        self._launches.put(conn)
+        if self._dispatcher is None:
+            self._launches.put(conn)
 
     def _forget(self, conn: Connection) -> None:
         with self._cond:
@@ -299,6 +306,7 @@ class Server:
     def _run_handler(self, conn: Connection) -> None:
         code, reason = 1000, ""
         try:
+            assert self._handler is not None  # (no handler threads with on_message)
             self._handler(conn)
         except ConnectionClosedError as exc:  # the peer went away mid-send: a normal end
             logger.debug("%s: handler stopped: %s", conn, exc)
@@ -313,7 +321,7 @@ class Server:
 
 
 def serve(
-    handler: Handler,
+    handler: Handler | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
@@ -331,6 +339,8 @@ def serve(
     process_request: ProcessRequest | None = None,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     backlog: int = 1024,
+    on_message: MessageHandler | None = None,
+    max_workers: int = DEFAULT_MAX_WORKERS,
 ) -> Server:
     """Listen on ``host:port`` (0: any free port, see ``Server.port``) and serve
     WebSocket connections with heartbeats; ``handler(conn)`` runs once per connection
@@ -355,32 +365,36 @@ def serve(
     reading until the handler has taken half of both (meanwhile nobody is declared
     dead: the core's ``paused-reading`` rule).
 
+    ``on_message(conn, message)`` instead of ``handler``: no thread per connection
+    (about 16 KB each); worker threads (at most ``max_workers``) call it for each message,
+    in order, one at a time per connection; if it raises, the connection closes with 1011.
+
     Every option is validated before anything listens: a bad one raises
     :class:`~heartbeat_core.errors.ConfigError` here.
     """
+    if (handler is None) == (on_message is None):
+        raise ConfigError(
+            "serve() takes a handler(conn) or on_message=(conn, message), exactly one: "
+            "pass handler for a thread per connection, on_message for worker threads"
+        )
     options = ConnectionOptions(
-        config=config,
-        codec=codec,
-        max_size=max_size,
-        max_queue=max_queue,
-        max_queue_bytes=max_queue_bytes,
-        open_timeout=handshake_timeout,
-        keepalive=keepalive,
-    )
+        config=config, codec=codec, max_size=max_size, max_queue=max_queue,
+        max_queue_bytes=max_queue_bytes, open_timeout=handshake_timeout, keepalive=keepalive,
+    )  # fmt: skip
     policy = ServerPolicy(
-        select_subprotocol=select_subprotocol,
-        http_handler=http_handler,
-        process_request=process_request,
-        logger=logger,
-    )
+        select_subprotocol=select_subprotocol, http_handler=http_handler,
+        process_request=process_request, logger=logger,
+    )  # fmt: skip
+    dispatcher = None if on_message is None else Dispatcher(on_message, max_workers)
     options.new_core(Role.SERVER)  # the core's own checks, before listening
     check_write_limit(write_limit)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family, backlog=backlog)
     try:
         return Server(
-            handler, sock, options, policy, ssl=ssl, on_event=on_event, write_limit=write_limit
-        )
+            handler, sock, options, policy,
+            ssl=ssl, on_event=on_event, write_limit=write_limit, dispatcher=dispatcher,
+        )  # fmt: skip
     except BaseException:
         sock.close()
         raise

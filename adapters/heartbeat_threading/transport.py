@@ -107,7 +107,7 @@ class Transport:
         self._reading = True
         self._closing = False
         self._mask = 0
-        self._wq: deque[bytes] = deque()
+        self._wq: deque[bytes] | None = None  # (made when needed: an idle socket has none)
         self._wpos = 0
 
     @property
@@ -126,6 +126,8 @@ class Transport:
 
     def write(self, data: bytes) -> None:
         if self.sock is not None:
+            if self._wq is None:
+                self._wq = deque()
             self._wq.append(data)
             self._flush()
 
@@ -246,9 +248,11 @@ class Transport:
                 self._wpos = 0
         if written:
             self._protocol._written(written)
-        if self._closing and not wq:
-            self._release(None)
-            return
+        if not wq:
+            self._wq = None
+            if self._closing:
+                self._release(None)
+                return
         self._interest()
 
     def _release(self, error: OSError | None) -> None:
@@ -260,7 +264,7 @@ class Transport:
             self._reactor.selector.unregister(sock)
             self._mask = 0
         sock.close()
-        self._wq.clear()
+        self._wq = None
         # Forget the protocol: no cycle keeps a released connection alive until the
         # garbage collector runs (a flood of abandoned handshakes is freed at once).
         protocol, self._protocol = self._protocol, _RELEASED
