@@ -15,6 +15,7 @@ from heartbeat_threading import Connection, connect, serve
 
 from heartbeat_core import HeartbeatConfig
 from heartbeat_core.errors import ConfigError
+from tests.support.docblocks import doc_block
 from tests.support.waiting import wait_until
 
 QUIET = HeartbeatConfig(interval=30.0, timeout=10.0, close_timeout=1.0)
@@ -207,3 +208,7 @@ def test_serve_needs_exactly_one_of_handler_and_on_message(kwargs: dict[str, Any
 def test_serve_rejects_a_bad_max_workers_before_listening(value: Any) -> None:
     with pytest.raises(ConfigError, match=rf"max_workers must be a positive int.*got {value!r}"):
         serve(on_message=echo, max_workers=value)
+
+
+def test_the_reference_page_example_runs() -> None:
+    exec(doc_block("docs/reference/threading.rst", "threading-on-message"), {})
