@@ -69,6 +69,7 @@ class Dispatcher:
         self._idle = 0
         self._queued = 0
         self._scheduled = 0
+        self._closed = False
         self._serving = threading.local()  # .conn: the connection this worker serves
         self._no_thread_log = RateLimit(1.0)
 
@@ -85,20 +86,26 @@ class Dispatcher:
         me = threading.current_thread()
         with self._cond:
             if not self._cond.wait_for(lambda: self._scheduled <= mine, timeout):
-                logger.warning("%d connections' messages were not delivered", self._scheduled)
-            workers = list(self._workers)
-        for _ in workers:
-            self._ready.put(None)
-        for thread in workers:
-            if thread is not me:
-                thread.join(1.0)
+                logger.warning(
+                    "on_message did not return in time: the messages of %d connections "
+                    "were not delivered", self._scheduled - mine,
+                )  # fmt: skip
+            self._closed = True  # no new workers
+            for _ in self._workers:
+                self._ready.put(None)
+            if not self._cond.wait_for(lambda: not set(self._workers) - {me}, 1.0):
+                logger.warning("worker threads %s did not return after close()", self._workers)
 
     # --------------------------------------------------------------- internal
 
     def _enqueue(self, conn: Connection) -> None:
         with self._cond:
             self._queued += 1
-            start = self._queued > self._idle and len(self._workers) < self._max_workers
+            start = (
+                self._queued > self._idle
+                and len(self._workers) < self._max_workers
+                and not self._closed
+            )
             if start:
                 thread = threading.Thread(
                     target=self._work, name=f"heartbeat-worker-{len(self._workers)}", daemon=True
@@ -129,6 +136,9 @@ class Dispatcher:
                 if conn is not None:
                     self._queued -= 1
             if conn is None:
+                with self._cond:
+                    self._workers.remove(threading.current_thread())
+                    self._cond.notify_all()
                 return
             self._serving.conn = conn
             try:
