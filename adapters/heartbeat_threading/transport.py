@@ -125,11 +125,28 @@ class Transport:
         self._interest()
 
     def write(self, data: bytes) -> None:
-        if self.sock is not None:
-            if self._wq is None:
-                self._wq = deque()
-            self._wq.append(data)
-            self._flush()
+        sock = self.sock
+        if sock is None:
+            return
+        if self._wq is None and not self._closing:
+            # Nothing waits (a heartbeat, mostly): straight to the socket, queue the rest.
+            try:
+                n = sock.send(data)
+            except _WOULD_BLOCK:
+                n = 0
+            except OSError as exc:
+                logger.debug("writing to %s failed: %s", self._protocol, exc)
+                self._release(exc)
+                return
+            if n:
+                self._protocol._written(n)
+            if n == len(data):
+                return
+            data = data[n:]
+        if self._wq is None:
+            self._wq = deque()
+        self._wq.append(data)
+        self._flush()
 
     def close(self) -> None:
         """Stop reading; close the socket once everything queued is written."""
