@@ -53,13 +53,13 @@ from procs import (  # noqa: E402
     connected_fields,
     mark,
     proc_fds,
-    proc_rss,
     proc_threads,
-    proc_times,
     settle,
     start_client,
     start_server,
     tcp_sockets,
+    tree_rss,
+    tree_times,
 )
 from profile_server import profile  # noqa: E402
 from report import brief, git_state, log, machine_info, versions, write_results  # noqa: E402
@@ -78,16 +78,16 @@ def measure_load(
     client: Child | None = None
     try:
         time.sleep(0.2)
-        rss0 = proc_rss(server.pid)
+        rss0 = tree_rss(server.pid)
         client, line = start_client(port, n, busy)
         connected = connected_fields(line)
         time.sleep(warmup)
         m0 = mark(client)
-        user0, sys0 = proc_times(server.pid)
+        user0, sys0 = tree_times(server.pid)
         time.sleep(window)
         m1 = mark(client)
-        user1, sys1 = proc_times(server.pid)
-        rss1 = proc_rss(server.pid)
+        user1, sys1 = tree_times(server.pid)  # (every process of the server)
+        rss1 = tree_rss(server.pid)
         threads = proc_threads(server.pid)
     finally:
         if client is not None:
@@ -244,6 +244,12 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
 
     for _rep, n, kind in plan(_ints(args.n), args.repeats):
         load(kind, n, busy=False)
+    # All cores: `heartbeat serve --workers 2` at N against one worker at N / 2 (the CLI
+    # both times, CPU and RSS summed over the supervisor and its workers).
+    for _rep in range(args.repeats if _ints(args.workers_n) else 0):
+        for n in _ints(args.workers_n):
+            load("ours-cli", n // 2, busy=False)
+            load("ours-cli-workers2", n, busy=False)
     for _rep, n, kind in plan(_ints(args.busy_n), args.busy_repeats):
         load(kind, n, busy=True)
     if args.detect_n > 0:
@@ -296,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default=",".join(KINDS))
     parser.add_argument("--n", default="1000,5000,10000", help="idle connection counts")
     parser.add_argument("--busy-n", default="1000,10000", help="busy connection counts")
+    parser.add_argument(
+        "--workers-n",
+        default="20000",
+        help="connections for `heartbeat serve --workers 2`, against one worker at half "
+        "as many ('' skips it)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--busy-repeats", type=int, default=3)
     parser.add_argument("--window", type=float, default=10.0)
@@ -329,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         defaults = {
             "n": "200",
             "busy_n": "200",
+            "workers_n": "400",
             "repeats": 1,
             "busy_repeats": 1,
             "window": 3.0,

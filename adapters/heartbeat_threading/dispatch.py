@@ -29,7 +29,10 @@ from heartbeat_core.pacing import RateLimit
 if TYPE_CHECKING:
     from heartbeat_threading.connection import Connection
 
-__all__ = ["BATCH", "DEFAULT_MAX_WORKERS", "Dispatcher", "MessageHandler", "check_max_workers"]
+__all__ = [
+    "BATCH", "DEFAULT_MAX_WORKERS", "Dispatcher", "MessageHandler", "check_max_workers",
+    "make_dispatcher",
+]  # fmt: skip
 
 logger: logging.Logger = logging.getLogger("heartbeat_threading")
 
@@ -53,6 +56,21 @@ def check_max_workers(max_workers: int) -> int:
             f"pass e.g. the default {DEFAULT_MAX_WORKERS}"
         )
     return max_workers
+
+
+def make_dispatcher(
+    handler: object, on_message: MessageHandler | None, max_workers: int
+) -> Dispatcher | None:
+    """``serve()``'s choice: ``None`` for a thread per connection running ``handler``,
+    or a :class:`Dispatcher` for ``on_message``. Raises :class:`ConfigError` unless
+    exactly one of them is given, or if ``max_workers`` is not a positive int."""
+    check_max_workers(max_workers)
+    if (handler is None) == (on_message is None):
+        raise ConfigError(
+            "serve() takes a handler(conn) or on_message=(conn, message), exactly one: "
+            "pass handler for a thread per connection, on_message for worker threads"
+        )
+    return None if on_message is None else Dispatcher(on_message, max_workers)
 
 
 class Dispatcher:

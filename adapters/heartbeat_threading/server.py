@@ -4,11 +4,10 @@ One reactor thread accepts, hand-shakes and supervises every connection (all
 heartbeats, one timer wheel); each open connection's ``handler(conn)`` runs in a
 thread of its own, started by a launcher thread so that a burst of new
 connections never holds up the reactor. When the handler returns, the
-connection closes with 1000 (1011 if it raised). With ``on_message`` instead, an
-idle connection holds no thread (:mod:`heartbeat_threading.dispatch`). What the server answers
-(subprotocols, plain HTTP, 503 while shutting down) is decided by the core's
-:class:`~heartbeat_core.policy.ServerPolicy`, the opening handshake is bounded by
-the core (``handshake_timeout``, rule ``open-timeout``).
+connection closes with 1000 (1011 if it raised); with ``on_message`` instead, an idle
+connection holds no thread (``dispatch.py``). What the server answers is decided by the
+core's :class:`~heartbeat_core.policy.ServerPolicy` (subprotocols, plain HTTP, 503 while
+shutting down); the core bounds the opening handshake (rule ``open-timeout``).
 
 Out of resources, the server sheds load and keeps serving: when ``accept()`` runs
 out of file descriptors it stops accepting for a short, growing pause
@@ -32,14 +31,14 @@ from typing import TypeAlias
 
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
 from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
-from heartbeat_core.errors import ConfigError, ConnectionClosedError
+from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
 from heartbeat_core.pacing import RESOURCE_ERRNOS, AcceptBackoff, RateLimit
 from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase, validate_close
-from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
+from heartbeat_core.tcp import TcpKeepalive, apply_keepalive, check_reuse_port
+from heartbeat_threading import dispatch
 from heartbeat_threading.connection import Connection, EventCallback
-from heartbeat_threading.dispatch import DEFAULT_MAX_WORKERS, Dispatcher, MessageHandler
 from heartbeat_threading.reactor import Reactor, TimerTask
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
 
@@ -66,7 +65,7 @@ class Server:
         ssl: ssl_module.SSLContext | None,
         on_event: EventCallback | None,
         write_limit: int,
-        dispatcher: Dispatcher | None = None,
+        dispatcher: dispatch.Dispatcher | None = None,
     ) -> None:
         self._handler, self._dispatcher = handler, dispatcher  # (None: on_message's workers)
         self._options = options
@@ -339,8 +338,9 @@ def serve(
     process_request: ProcessRequest | None = None,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     backlog: int = 1024,
-    on_message: MessageHandler | None = None,
-    max_workers: int = DEFAULT_MAX_WORKERS,
+    reuse_port: bool = False,
+    on_message: dispatch.MessageHandler | None = None,
+    max_workers: int = dispatch.DEFAULT_MAX_WORKERS,
 ) -> Server:
     """Listen on ``host:port`` (0: any free port, see ``Server.port``) and serve
     WebSocket connections with heartbeats; ``handler(conn)`` runs once per connection
@@ -363,20 +363,19 @@ def serve(
     ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
     connection, the messages that wait unread: at either bound the connection stops
     reading until the handler has taken half of both (meanwhile nobody is declared
-    dead: the core's ``paused-reading`` rule).
+    dead: the core's ``paused-reading`` rule). ``reuse_port=True`` sets
+    ``SO_REUSEPORT`` on the listening socket: several processes (or servers) that all
+    ask for it may listen on the same port, and the kernel spreads new connections
+    among them (a :class:`~heartbeat_core.errors.ConfigError` where the platform has
+    no ``SO_REUSEPORT``).
 
-    ``on_message(conn, message)`` instead of ``handler``: no thread per connection
-    (about 16 KB each); worker threads (at most ``max_workers``) call it for each message,
-    in order, one at a time per connection; if it raises, the connection closes with 1011.
+    ``on_message(conn, message)`` instead of ``handler``: no thread per connection (about
+    16 KB each); worker threads (at most ``max_workers``) call it for each message, in order,
+    one at a time per connection; if it raises, the connection closes with 1011.
 
     Every option is validated before anything listens: a bad one raises
     :class:`~heartbeat_core.errors.ConfigError` here.
     """
-    if (handler is None) == (on_message is None):
-        raise ConfigError(
-            "serve() takes a handler(conn) or on_message=(conn, message), exactly one: "
-            "pass handler for a thread per connection, on_message for worker threads"
-        )
     options = ConnectionOptions(
         config=config, codec=codec, max_size=max_size, max_queue=max_queue,
         max_queue_bytes=max_queue_bytes, open_timeout=handshake_timeout, keepalive=keepalive,
@@ -385,11 +384,12 @@ def serve(
         select_subprotocol=select_subprotocol, http_handler=http_handler,
         process_request=process_request, logger=logger,
     )  # fmt: skip
-    dispatcher = None if on_message is None else Dispatcher(on_message, max_workers)
+    dispatcher = dispatch.make_dispatcher(handler, on_message, max_workers)  # None: handlers
     options.new_core(Role.SERVER)  # the core's own checks, before listening
     check_write_limit(write_limit)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=backlog)
+    reuse_port = check_reuse_port(reuse_port, available=hasattr(socket, "SO_REUSEPORT"))
+    address, family = (host, port), socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server(address, family=family, backlog=backlog, reuse_port=reuse_port)
     try:
         return Server(
             handler, sock, options, policy,
