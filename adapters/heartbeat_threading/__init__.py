@@ -14,6 +14,7 @@ from heartbeat_core import __version__
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
 from heartbeat_threading.client import connect
 from heartbeat_threading.connection import Connection, EventCallback
+from heartbeat_threading.dispatch import MessageHandler
 from heartbeat_threading.reconnect import (
     Connected,
     Disconnected,
@@ -37,6 +38,7 @@ __all__ = [
     "EventCallback",
     "Handler",
     "HttpHandler",
+    "MessageHandler",
     "ProcessRequest",
     "ReconnectEvent",
     "Retrying",

@@ -1,22 +1,20 @@
 """``Connection``: one WebSocket for threaded code, driven by a :class:`Reactor` thread.
 
 The driver carries bytes and time to the core and carries out what it says; what
-every driver does alike lives in :class:`~heartbeat_core.driver.DriverBase`. Here:
+every driver does alike lives in :class:`~heartbeat_core.driver.DriverBase`. The
+reactor's I/O thread owns the socket (a :class:`Transport`) and the core: methods
+named ``_io_*`` and ``_rt_*`` run only there. It feeds the core with
+``now = time.monotonic()``, writes, closes or drops the socket when told, pauses and
+resumes reading, and files the core's ``wake_at`` in the reactor's timer wheel.
+Application threads call the blocking methods (``send``, ``recv``, ``ping``,
+``close``), which hand work to the I/O thread and wait on the connection's
+condition; heartbeats therefore run whether or not anyone reads.
 
-1. the reactor's I/O thread owns the socket (a :class:`Transport`) and the core:
-   methods named ``_io_*`` and ``_rt_*`` run only there. It feeds the core with
-   ``now = time.monotonic()``, writes, closes or drops the socket when told,
-   pauses and resumes reading, and files the core's ``wake_at`` in the reactor's
-   timer wheel;
-2. application threads call the blocking methods (``send``, ``recv``, ``ping``,
-   ``close``), which hand work to the I/O thread and wait on the connection's
-   condition. Heartbeats therefore run whether or not anyone reads.
-
-Messages reach :meth:`Connection.recv` through the core's
-:class:`~heartbeat_core.queue.ReceiveQueue`, touched only under the condition:
-the I/O thread pushes (and pauses reading when the push says so), ``recv()``
-pops, and when the pop says so the I/O thread resumes reading. ``send()`` blocks
-while more than ``write_limit`` bytes wait to be written.
+Messages wait in the core's :class:`~heartbeat_core.queue.ReceiveQueue`, touched
+only under the condition: the I/O thread pushes (and pauses reading when the push
+says so), ``recv()`` (or a server's ``on_message`` worker) pops, and when the pop
+says so the I/O thread resumes reading. ``send()`` blocks while more than
+``write_limit`` bytes wait to be written.
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ from heartbeat_core.options import ConnectionOptions
 from heartbeat_core.policy import ServerPolicy
 from heartbeat_core.state import validate_close
 from heartbeat_core.wsevents import ConnectionEvent
+from heartbeat_threading.dispatch import Dispatcher
 from heartbeat_threading.reactor import Reactor
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, Transport, check_write_limit
 
@@ -58,8 +57,9 @@ class Connection(DriverBase):
     """
 
     __slots__ = (
-        "_closed", "_cond", "_done", "_handshake", "_is_open", "_owns_reactor", "_pending",
-        "_pings", "_reactor", "_send_waiters", "_server", "_transport", "_wlen", "_write_limit",
+        "_cond", "_dispatch", "_done", "_handshake", "_is_open", "_owns_reactor",
+        "_pending", "_pings", "_reactor", "_scheduled", "_send_waiters", "_server", "_transport",
+        "_wlen", "_write_limit",
     )  # fmt: skip
 
     def __init__(
@@ -75,6 +75,7 @@ class Connection(DriverBase):
         write_limit: int = DEFAULT_WRITE_LIMIT,
         owns_reactor: bool = False,
         tls_handshake: bool = False,
+        dispatch: Dispatcher | None = None,
     ) -> None:
         super().__init__(
             core, options.new_queue(), logger=logger, on_event=on_event, policy=policy
@@ -89,14 +90,14 @@ class Connection(DriverBase):
             self.remote_address = (str(peer[0]), int(peer[1]))
         except (OSError, IndexError, TypeError, ValueError):
             self.remote_address = None
-        # Shared with application threads: under _cond.
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards what application threads share:
         self._is_open = False
-        self._done = False  # the socket was released
+        self._done = False  # the socket was released (and every waiter told)
         self._wlen = 0  # bytes written to the transport, not yet to the kernel
         self._pending = 0  # bytes handed to send() but not yet framed by the I/O thread
         self._send_waiters = 0
-        self._closed = threading.Event()
+        self._dispatch = dispatch  # a server's on_message: messages go to its workers
+        self._scheduled = False  # handed to the dispatcher, not yet given back
         # Client: resolved with None (accepted) or an exception; server: None.
         self._handshake: concurrent.futures.Future[None] | None = (
             concurrent.futures.Future() if core.role is Role.CLIENT else None
@@ -194,7 +195,7 @@ class Connection(DriverBase):
         """Start the closing handshake (bounded by the config's ``close_timeout``) and
         return once the socket is released. Closing twice is harmless."""
         validate_close(code, reason)
-        if self._closed.is_set():
+        if self._done:
             return
         self._reactor.call_soon(lambda: self._io_call(self.core.close, code, reason))
         if not self._reactor.in_loop():
@@ -209,7 +210,8 @@ class Connection(DriverBase):
 
     def wait_closed(self) -> None:
         """Block until the socket is released."""
-        self._closed.wait()
+        with self._cond:
+            self._cond.wait_for(lambda: self._done)
         if self._owns_reactor and not self._reactor.in_loop():
             self._reactor.thread.join()
 
@@ -287,7 +289,6 @@ class Connection(DriverBase):
         self._reactor.unfile(self)
         self._transport_lost()  # the final Closed: close_code & co. are set before waking
         with self._cond:
-            self._done = True
             self._is_open = False
             self._wlen = 0
             self._cond.notify_all()
@@ -295,15 +296,13 @@ class Connection(DriverBase):
             if future.set_running_or_notify_cancel():
                 future.set_exception(self._closed_error("ping"))
         self._pings.clear()
-        self._fail_handshake(
-            error
-            if error is not None
-            else HandshakeError(
-                "the connection closed during the opening handshake: "
-                "check that the URI points at a WebSocket server"
-            )
-        )
-        self._closed.set()
+        self._fail_handshake(error or HandshakeError(
+            "the connection closed during the opening handshake: "
+            "check that the URI points at a WebSocket server"
+        ))  # fmt: skip
+        with self._cond:  # recv() raises, wait_closed() returns
+            self._done = True
+            self._cond.notify_all()
         if self._server is not None:
             self._server._forget(self)
         if self._owns_reactor:
@@ -348,6 +347,10 @@ class Connection(DriverBase):
         with self._cond:
             pause = self.queue.push(data)
             self._cond.notify_all()
+            dispatch = None if self._scheduled else self._dispatch
+            self._scheduled = self._scheduled or dispatch is not None
+        if dispatch is not None:
+            dispatch.schedule(self)
         return pause
 
     def _rt_stop_pausing(self) -> bool:

@@ -4,10 +4,10 @@ One reactor thread accepts, hand-shakes and supervises every connection (all
 heartbeats, one timer wheel); each open connection's ``handler(conn)`` runs in a
 thread of its own, started by a launcher thread so that a burst of new
 connections never holds up the reactor. When the handler returns, the
-connection closes with 1000 (1011 if it raised). What the server answers
-(subprotocols, plain HTTP, 503 while shutting down) is decided by the core's
-:class:`~heartbeat_core.policy.ServerPolicy`, the opening handshake is bounded by
-the core (``handshake_timeout``, rule ``open-timeout``).
+connection closes with 1000 (1011 if it raised); with ``on_message`` instead, an idle
+connection holds no thread (``dispatch.py``). What the server answers is decided by the
+core's :class:`~heartbeat_core.policy.ServerPolicy` (subprotocols, plain HTTP, 503 while
+shutting down); the core bounds the opening handshake (rule ``open-timeout``).
 
 Out of resources, the server sheds load and keeps serving: when ``accept()`` runs
 out of file descriptors it stops accepting for a short, growing pause
@@ -37,6 +37,7 @@ from heartbeat_core.pacing import RESOURCE_ERRNOS, AcceptBackoff, RateLimit
 from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase, validate_close
 from heartbeat_core.tcp import TcpKeepalive, apply_keepalive, check_reuse_port
+from heartbeat_threading import dispatch
 from heartbeat_threading.connection import Connection, EventCallback
 from heartbeat_threading.reactor import Reactor, TimerTask
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
@@ -56,7 +57,7 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | None,
         sock: socket.socket,
         options: ConnectionOptions,
         policy: ServerPolicy,
@@ -64,8 +65,9 @@ class Server:
         ssl: ssl_module.SSLContext | None,
         on_event: EventCallback | None,
         write_limit: int,
+        dispatcher: dispatch.Dispatcher | None = None,
     ) -> None:
-        self._handler = handler
+        self._handler, self._dispatcher = handler, dispatcher  # (None: on_message's workers)
         self._options = options
         self._policy = policy
         self._ssl = ssl
@@ -146,6 +148,8 @@ class Server:
         self._reactor.stop()
         self._launches.put(None)
         self._launcher.join()
+        if self._dispatcher is not None:
+            self._dispatcher.close(1.0)  # (what was received is still delivered)
         with self._cond:  # every socket is released: handlers see ConnectionClosedError
             if not self._cond.wait_for(lambda: not self._handlers - {me}, 1.0):
                 logger.warning("handler threads %s did not return after close()", self._handlers)
@@ -228,6 +232,7 @@ class Server:
             server=self,
             write_limit=self._write_limit,
             tls_handshake=self._ssl is not None,
+            dispatch=self._dispatcher,
         )
         with self._cond:
             self._conns.add(conn)
@@ -237,7 +242,8 @@ class Server:
         """The handshake completed: run the application's handler."""
         with self._cond:
             self._open.add(conn)
-        self._launches.put(conn)
+        if self._dispatcher is None:
+            self._launches.put(conn)
 
     def _forget(self, conn: Connection) -> None:
         with self._cond:
@@ -299,6 +305,7 @@ class Server:
     def _run_handler(self, conn: Connection) -> None:
         code, reason = 1000, ""
         try:
+            assert self._handler is not None  # (no handler threads with on_message)
             self._handler(conn)
         except ConnectionClosedError as exc:  # the peer went away mid-send: a normal end
             logger.debug("%s: handler stopped: %s", conn, exc)
@@ -313,7 +320,7 @@ class Server:
 
 
 def serve(
-    handler: Handler,
+    handler: Handler | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
@@ -332,6 +339,8 @@ def serve(
     write_limit: int = DEFAULT_WRITE_LIMIT,
     backlog: int = 1024,
     reuse_port: bool = False,
+    on_message: dispatch.MessageHandler | None = None,
+    max_workers: int = dispatch.DEFAULT_MAX_WORKERS,
 ) -> Server:
     """Listen on ``host:port`` (0: any free port, see ``Server.port``) and serve
     WebSocket connections with heartbeats; ``handler(conn)`` runs once per connection
@@ -360,35 +369,32 @@ def serve(
     among them (a :class:`~heartbeat_core.errors.ConfigError` where the platform has
     no ``SO_REUSEPORT``).
 
+    ``on_message(conn, message)`` instead of ``handler``: no thread per connection (about
+    16 KB each); worker threads (at most ``max_workers``) call it for each message, in order,
+    one at a time per connection; if it raises, the connection closes with 1011.
+
     Every option is validated before anything listens: a bad one raises
     :class:`~heartbeat_core.errors.ConfigError` here.
     """
     options = ConnectionOptions(
-        config=config,
-        codec=codec,
-        max_size=max_size,
-        max_queue=max_queue,
-        max_queue_bytes=max_queue_bytes,
-        open_timeout=handshake_timeout,
-        keepalive=keepalive,
-    )
+        config=config, codec=codec, max_size=max_size, max_queue=max_queue,
+        max_queue_bytes=max_queue_bytes, open_timeout=handshake_timeout, keepalive=keepalive,
+    )  # fmt: skip
     policy = ServerPolicy(
-        select_subprotocol=select_subprotocol,
-        http_handler=http_handler,
-        process_request=process_request,
-        logger=logger,
-    )
+        select_subprotocol=select_subprotocol, http_handler=http_handler,
+        process_request=process_request, logger=logger,
+    )  # fmt: skip
+    dispatcher = dispatch.make_dispatcher(handler, on_message, max_workers)  # None: handlers
     options.new_core(Role.SERVER)  # the core's own checks, before listening
     check_write_limit(write_limit)
     reuse_port = check_reuse_port(reuse_port, available=hasattr(socket, "SO_REUSEPORT"))
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server(
-        (host, port), family=family, backlog=backlog, reuse_port=reuse_port
-    )
+    address, family = (host, port), socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server(address, family=family, backlog=backlog, reuse_port=reuse_port)
     try:
         return Server(
-            handler, sock, options, policy, ssl=ssl, on_event=on_event, write_limit=write_limit
-        )
+            handler, sock, options, policy,
+            ssl=ssl, on_event=on_event, write_limit=write_limit, dispatcher=dispatcher,
+        )  # fmt: skip
     except BaseException:
         sock.close()
         raise

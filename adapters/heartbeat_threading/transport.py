@@ -107,7 +107,7 @@ class Transport:
         self._reading = True
         self._closing = False
         self._mask = 0
-        self._wq: deque[bytes] = deque()
+        self._wq: deque[bytes] | None = None  # (made when needed: an idle socket has none)
         self._wpos = 0
 
     @property
@@ -125,9 +125,28 @@ class Transport:
         self._interest()
 
     def write(self, data: bytes) -> None:
-        if self.sock is not None:
-            self._wq.append(data)
-            self._flush()
+        sock = self.sock
+        if sock is None:
+            return
+        if self._wq is None and not self._closing:
+            # Nothing waits (a heartbeat, mostly): straight to the socket, queue the rest.
+            try:
+                n = sock.send(data)
+            except _WOULD_BLOCK:
+                n = 0
+            except OSError as exc:
+                logger.debug("writing to %s failed: %s", self._protocol, exc)
+                self._release(exc)
+                return
+            if n:
+                self._protocol._written(n)
+            if n == len(data):
+                return
+            data = data[n:]
+        if self._wq is None:
+            self._wq = deque()
+        self._wq.append(data)
+        self._flush()
 
     def close(self) -> None:
         """Stop reading; close the socket once everything queued is written."""
@@ -246,9 +265,11 @@ class Transport:
                 self._wpos = 0
         if written:
             self._protocol._written(written)
-        if self._closing and not wq:
-            self._release(None)
-            return
+        if not wq:
+            self._wq = None
+            if self._closing:
+                self._release(None)
+                return
         self._interest()
 
     def _release(self, error: OSError | None) -> None:
@@ -260,7 +281,7 @@ class Transport:
             self._reactor.selector.unregister(sock)
             self._mask = 0
         sock.close()
-        self._wq.clear()
+        self._wq = None
         # Forget the protocol: no cycle keeps a released connection alive until the
         # garbage collector runs (a flood of abandoned handshakes is freed at once).
         protocol, self._protocol = self._protocol, _RELEASED
