@@ -5,9 +5,10 @@
 KIND is one of ``floor``, ``websockets``, ``aiohttp``, ``ours-asyncio``,
 ``ours-threading``. Each binds 127.0.0.1 on a free port, prints
 ``READY <port>`` and serves until its stdin closes (or it is killed). Every
-server consumes and discards the messages it receives, and heartbeats with
-the given interval and timeout (aiohttp has no timeout setting: its pong
-deadline is half its heartbeat).
+server echoes the messages it receives (the busy scenario measures the whole
+message path: in, to the application, out), and heartbeats with the given
+interval and timeout (aiohttp has no timeout setting: its pong deadline is
+half its heartbeat).
 
 ``floor`` is the practical Python limit: plain asyncio, ``BufferedProtocol``
 reading into one shared preallocated buffer, pre-built ping frames, one loop
@@ -109,6 +110,22 @@ class _Floor:
             self.handle = self.loop.call_at(self.armed, self.fire)
 
 
+def _echo(b0: int, data: bytes, start: int, length: int) -> bytes:
+    """The unmasked echo of a whole masked message whose payload starts at ``start``
+    (the masking key is the 4 bytes before it; no validation: the floor trusts its client)."""
+    key = data[start - 4 : start]
+    if length > 4:
+        key = (key * (length // 4 + 1))[:length]
+    else:
+        key = key[:length]
+    body = (
+        int.from_bytes(data[start : start + length], "little") ^ int.from_bytes(key, "little")
+    ).to_bytes(length, "little")
+    if length < 126:
+        return bytes((b0, length)) + body
+    return bytes((b0, 126)) + length.to_bytes(2, "big") + body
+
+
 class FloorProtocol(asyncio.BufferedProtocol):
     """One connection of the floor server."""
 
@@ -198,10 +215,13 @@ class FloorProtocol(asyncio.BufferedProtocol):
             end = i + head + length
             if end > size:
                 break
-            if b0 & 0x0F == 0x8 and self.transport is not None:
+            opcode = b0 & 0x0F
+            if opcode == 0x8 and self.transport is not None:
                 self.transport.write(b"\x88\x02\x03\xe8")
                 self.transport.close()
                 return
+            if (opcode == 0x1 or opcode == 0x2) and b0 & 0x80 and self.transport is not None:
+                self.transport.write(_echo(b0, data, end - length, length))
             i = end
         if i < size:
             self.pending = data[i:]
@@ -231,8 +251,8 @@ async def _serve_websockets(interval: float, timeout: float, ready: Callable[[in
     from websockets.asyncio.server import ServerConnection, serve
 
     async def handler(ws: ServerConnection) -> None:
-        async for _ in ws:
-            pass
+        async for message in ws:
+            await ws.send(message)
 
     async with serve(
         handler,
@@ -253,8 +273,11 @@ async def _serve_aiohttp(interval: float, timeout: float, ready: Callable[[int],
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=interval, compress=False)
         await ws.prepare(request)
-        async for _ in ws:
-            pass
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                await ws.send_str(message.data)
+            elif message.type == web.WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
         return ws
 
     app = web.Application()
@@ -277,8 +300,8 @@ async def _serve_ours_asyncio(
     from heartbeat_core import HeartbeatConfig
 
     async def handler(conn: Any) -> None:
-        async for _ in conn:
-            pass
+        async for message in conn:
+            await conn.send(message)
 
     server = await serve(
         handler, "127.0.0.1", 0, config=HeartbeatConfig(interval=interval, timeout=timeout)
@@ -294,8 +317,8 @@ def _serve_ours_threading(interval: float, timeout: float, ready: Callable[[int]
     from heartbeat_core import HeartbeatConfig
 
     def handler(conn: Any) -> None:
-        for _ in conn:
-            pass
+        for message in conn:
+            conn.send(message)
 
     server = serve(
         handler, "127.0.0.1", 0, config=HeartbeatConfig(interval=interval, timeout=timeout)
