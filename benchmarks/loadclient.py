@@ -254,7 +254,7 @@ class LoadClient:
                 self.closed += 1
                 self._drop(conn)
                 return
-            elif opcode == 0x1 or opcode == 0x2:
+            elif opcode in (0x1, 0x2):
                 self.echoes += 1  # (the servers echo every message)
             else:
                 self.frames_other += 1

@@ -114,10 +114,7 @@ def _echo(b0: int, data: bytes, start: int, length: int) -> bytes:
     """The unmasked echo of a whole masked message whose payload starts at ``start``
     (the masking key is the 4 bytes before it; no validation: the floor trusts its client)."""
     key = data[start - 4 : start]
-    if length > 4:
-        key = (key * (length // 4 + 1))[:length]
-    else:
-        key = key[:length]
+    key = (key * (length // 4 + 1))[:length] if length > 4 else key[:length]
     body = (
         int.from_bytes(data[start : start + length], "little") ^ int.from_bytes(key, "little")
     ).to_bytes(length, "little")
@@ -220,7 +217,7 @@ class FloorProtocol(asyncio.BufferedProtocol):
                 self.transport.write(b"\x88\x02\x03\xe8")
                 self.transport.close()
                 return
-            if (opcode == 0x1 or opcode == 0x2) and b0 & 0x80 and self.transport is not None:
+            if opcode in (0x1, 0x2) and b0 & 0x80 and self.transport is not None:
                 self.transport.write(_echo(b0, data, end - length, length))
             i = end
         if i < size:

@@ -252,7 +252,7 @@ class DriverBase(TimerItem):
             # The common read of a busy connection: one message, handed over here. (Its
             # handler pauses reading when the queue is full: the pause's own events, none
             # today, are carried out below like any others.)
-            events = self._on_message(events[0], now) or []  # type: ignore[arg-type]
+            events = self._on_message(events[0], now) or []
         if not events:  # the common call: a timer that sent a heartbeat
             data = core.data_to_send()
             if data:
