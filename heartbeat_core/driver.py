@@ -72,6 +72,7 @@ class DriverBase(TimerItem):
     """The runtime-neutral half of a driver's connection (see the module's docstring)."""
 
     __slots__ = (
+        "_debug",
         "_has_opened",
         "_logger",
         "_on_event",
@@ -124,6 +125,9 @@ class DriverBase(TimerItem):
         #: Messages that arrived and wait for the application.
         self.queue: ReceiveQueue = queue
         self._logger = logger
+        # Per-heartbeat lines are logged if DEBUG was on when the connection was made
+        # (a disabled debug() call on every pong costs more than the rest of its logging).
+        self._debug = logger.isEnabledFor(logging.DEBUG)
         self._on_event = on_event
         self._policy = policy
         self.remote_address: tuple[str, int] | None = None
@@ -253,7 +257,14 @@ class DriverBase(TimerItem):
             # handler pauses reading when the queue is full: the pause's own events, none
             # today, are carried out below like any others.)
             events = self._on_message(events[0], now) or []
-        if not events:  # the common call: a timer that sent a heartbeat
+        if not events or (
+            len(events) == 1
+            and type(events[0]) is RttSample
+            and self._on_event is None
+            and not self._debug
+        ):
+            # The common calls: a timer that sent a heartbeat, and a pong with nobody to
+            # tell (_on_rtt_sample and _emit would do nothing with it).
             data = core.data_to_send()
             if data:
                 self._rt_write(data)
@@ -298,7 +309,8 @@ class DriverBase(TimerItem):
     # --------------------------------------------------------------- handlers
 
     def _on_rtt_sample(self, event: RttSample, now: float) -> None:
-        self._logger.debug("%s: heartbeat %d rtt=%.6f", self, event.seq, event.rtt)
+        if self._debug:
+            self._logger.debug("%s: heartbeat %d rtt=%.6f", self, event.seq, event.rtt)
 
     def _on_peer_dead(self, event: PeerDead, now: float) -> None:
         self._logger.info(

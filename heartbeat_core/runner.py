@@ -85,6 +85,7 @@ class ActionRunner(TimerItem):
 
     __slots__ = (
         "_closed",
+        "_debug",
         "_logger",
         "_on_event",
         "close_code",
@@ -121,6 +122,8 @@ class ActionRunner(TimerItem):
         self.owner: object = self if owner is None else owner
         self._on_event = on_event
         self._logger = _logger if logger is None else logger
+        # Per-heartbeat lines: logged if DEBUG was on when the runner was made.
+        self._debug = self._logger.isEnabledFor(logging.DEBUG)
         #: The close code sent or received first (``None`` while open).
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -359,7 +362,8 @@ class ActionRunner(TimerItem):
         self._emit(action)
 
     def _do_rtt(self, action: RttSample) -> None:
-        self._logger.debug("%s: heartbeat %d rtt=%.6f", self.owner, action.seq, action.rtt)
+        if self._debug:
+            self._logger.debug("%s: heartbeat %d rtt=%.6f", self.owner, action.seq, action.rtt)
         self._emit(action)
 
     def _do_dead(self, action: PeerDead) -> None:

@@ -129,6 +129,7 @@ PONG_FLOOD_REASON = "too many pongs"
 
 _NO_ACTIONS: tuple[Action, ...] = ()
 
+
 class HeartbeatPhase(enum.Enum):
     """Where a connection's heartbeat stands."""
 
@@ -263,14 +264,16 @@ class HeartbeatState:
 
     __slots__ = (
         "_acked",
+        "_adaptive",
         "_close_deadline",
         "_config",
+        "_expect",
+        "_fixed_rate",
         "_grace_until",
         "_last_alive",
         "_last_now",
         "_last_ping_at",
         "_misses",
-        "_offset",
         "_open_timeout",
         "_paused",
         "_peer_app_pings",
@@ -280,6 +283,7 @@ class HeartbeatState:
         "_pong_only",
         "_pong_strikes",
         "_pongs",
+        "_prefix",
         "_probe",
         "_probes",
         "_protocol",
@@ -289,7 +293,10 @@ class HeartbeatState:
         "_rtt_min",
         "_rttvar",
         "_seq",
+        "_slack",
         "_srtt",
+        "_timeout",
+        "_wait",
     )
 
     def __init__(
@@ -322,11 +329,20 @@ class HeartbeatState:
         self._open_timeout = float(open_timeout)
         self._pong_only = config.liveness is Liveness.PONG_ONLY
         self._protocol = config.style is HeartbeatStyle.PROTOCOL
+        # The config's figures the hot paths read, copied once (a config is frozen).
+        self._fixed_rate = config.fixed_rate
+        self._adaptive = config.adaptive_timeout
+        self._timeout = config.timeout
+        self._slack = config.timer_slack
+        self._prefix = config.payload_prefix
+        # The payload of the outstanding protocol heartbeat (None: none sent yet, or the
+        # app style, whose pongs carry no payload).
+        self._expect: bytes | None = None
         self._phase = HeartbeatPhase.NEW
         self._last_now = -math.inf
         self._last_alive = 0.0
         self._last_ping_at = 0.0
-        self._offset = 0.0
+        self._wait = config.interval  # interval + offset: from a sign of life to the next heartbeat
         self._grace_until = 0.0
         self._paused = False
         # NEW: the open deadline once the handshake started; CLOSING/DRAINING: the
@@ -387,16 +403,14 @@ class HeartbeatState:
     @property
     def effective_timeout(self) -> float:
         """The timeout in force: the configured one, or the adaptive one."""
-        cfg = self._config
-        if cfg.adaptive_timeout and self._srtt is not None and self._rttvar is not None:
+        if self._adaptive and self._srtt is not None and self._rttvar is not None:
+            cfg = self._config
             return min(cfg.timeout, max(cfg.min_timeout, self._srtt + 4 * self._rttvar))
-        return cfg.timeout
+        return self._timeout
 
     def _due(self) -> float:
         """When the next heartbeat is due (rule ``interval``): the IDLE deadline."""
-        cfg = self._config
-        base = self._last_ping_at if cfg.fixed_rate else self._last_alive
-        return base + cfg.interval + self._offset
+        return (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
 
     @property
     def deadline(self) -> float | None:
@@ -422,18 +436,24 @@ class HeartbeatState:
         ``None``: no timer needed."""
         phase = self._phase
         if phase is HeartbeatPhase.IDLE:  # the common case
-            return self._due()
-        deadline = self.deadline
-        if deadline is not None and (
-            phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE
-        ):
-            # The soonest a sign of life now could make the next heartbeat due.
-            last = self._last_now
-            cfg = self._config
-            base = self._last_ping_at if cfg.fixed_rate else last
-            soonest = base + cfg.interval + self._offset
-            if last < soonest < deadline:  # (not yet passed: waking then does nothing)
-                return soonest
+            return (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
+        if phase is HeartbeatPhase.AWAITING:  # the other common case: a heartbeat out
+            if self._paused:
+                return None
+            deadline = self._last_ping_at + (
+                self.effective_timeout if self._adaptive else self._timeout
+            )
+        elif phase is HeartbeatPhase.GRACE:
+            if self._paused:
+                return None
+            deadline = self._grace_until
+        else:
+            return self.deadline
+        # The soonest a sign of life now could make the next heartbeat due.
+        last = self._last_now
+        soonest = (self._last_ping_at if self._fixed_rate else last) + self._wait
+        if last < soonest < deadline:  # (not yet passed: waking then does nothing)
+            return soonest
         return deadline
 
     @property
@@ -456,7 +476,7 @@ class HeartbeatState:
 
     def payload_for(self, seq: int) -> bytes:
         """The ping payload of heartbeat number ``seq``."""
-        return self._config.payload_prefix + b"%d" % seq
+        return self._prefix + b"%d" % seq
 
     # ------------------------------------------------------------------ input
 
@@ -484,7 +504,14 @@ class HeartbeatState:
     def bytes_received(self, now: float) -> None:
         """``handle(BytesReceived(now=now))``, which never returns actions."""
         phase = self._phase
-        if not (now >= self._last_now and phase in _OPEN_PHASES):
+        if not (
+            now >= self._last_now
+            and (
+                phase is HeartbeatPhase.IDLE
+                or phase is HeartbeatPhase.AWAITING
+                or phase is HeartbeatPhase.GRACE
+            )
+        ):
             self._admit(now, "BytesReceived", False)  # raises, unless we are closing
         elif not self._pong_only:
             self._last_alive = now
@@ -498,16 +525,38 @@ class HeartbeatState:
         A pong answering a ping of the driver's own goes through ``handle()``
         with ``solicited=True`` instead (rule ``peer-ping``)."""
         seq = self._seq
+        phase = self._phase
         if (
-            self._acked < seq
+            payload == self._expect
+            and self._acked < seq
             and now >= self._last_now
-            and self._phase in _OPEN_PHASES
-            and self._protocol
-            and payload == self.payload_for(seq)
+            and (
+                phase is HeartbeatPhase.AWAITING
+                or phase is HeartbeatPhase.IDLE
+                or phase is HeartbeatPhase.GRACE
+            )
         ):
-            # The common pong, recognised without parsing: the latest heartbeat's.
-            self._last_now = now
-            return self._acknowledge(seq, now)
+            # The common pong, recognised without parsing: the latest heartbeat's
+            # (what _acknowledge and _sample do, inline).
+            self._last_now = self._last_alive = now
+            self._acked = seq
+            self._phase = HeartbeatPhase.IDLE
+            self._pongs += 1
+            rtt = now - self._last_ping_at
+            self._rtt_last = rtt
+            srtt = self._srtt
+            if srtt is None:
+                self._sample(rtt)
+            else:
+                rttvar = self._rttvar
+                assert rttvar is not None
+                self._rttvar = 0.75 * rttvar + 0.25 * (srtt - rtt if srtt > rtt else rtt - srtt)
+                self._srtt = 0.875 * srtt + 0.125 * rtt
+                if rtt < self._rtt_min:  # type: ignore[operator]
+                    self._rtt_min = rtt
+                elif rtt > self._rtt_max:  # type: ignore[operator]
+                    self._rtt_max = rtt
+            return (rtt_sample(seq, rtt),)
         self._admit(now, "PongReceived", False)
         result = self._pong(now, payload, False)
         self._last_now = now
@@ -518,7 +567,8 @@ class HeartbeatState:
         if (
             self._phase is HeartbeatPhase.IDLE
             and now >= self._last_now
-            and self._due() - now <= self._config.timer_slack
+            and (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait - now
+            <= self._slack
         ):
             # The common timer: a heartbeat due (or due within timer_slack).
             self._last_now = now
@@ -566,7 +616,7 @@ class HeartbeatState:
         if self._config.ping_on_open:
             # The first heartbeat is due now: as if the last one (and the last sign of
             # life) were one wait ago.
-            now -= self._config.interval + self._offset
+            now -= self._wait
         self._last_alive = now
         self._last_ping_at = now
         return _NO_ACTIONS
@@ -709,13 +759,15 @@ class HeartbeatState:
         if self._config.jitter:
             self._draw_offset()
         if self._protocol:
-            return (send_ping(self.payload_for(seq), seq),)
+            payload = self._expect = self._prefix + b"%d" % seq
+            return (send_ping(payload, seq),)
         return (SendAppPing(seq=seq),)
 
     def _draw_offset(self) -> None:
         jitter = self._config.jitter
         if jitter and self._random is not None:
-            self._offset = (2.0 * self._random() - 1.0) * jitter * self._config.interval
+            interval = self._config.interval
+            self._wait = interval + (2.0 * self._random() - 1.0) * jitter * interval
 
     def _declare_dead(self, now: float) -> tuple[Action, ...]:
         self._misses += 1
@@ -837,7 +889,8 @@ class _ProbingState(HeartbeatState):
         self._last_ping_at = now
         self._probes += 1
         if self._protocol:
-            return (send_ping(self.payload_for(seq), seq),)
+            payload = self._expect = self._prefix + b"%d" % seq
+            return (send_ping(payload, seq),)
         return (SendAppPing(seq=seq),)
 
 

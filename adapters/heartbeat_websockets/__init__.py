@@ -45,6 +45,7 @@ from heartbeat_core import (
 try:
     from websockets.asyncio.client import ClientConnection
     from websockets.asyncio.client import connect as _ws_connect
+    from websockets.asyncio.connection import Connection
     from websockets.asyncio.server import Server, ServerConnection
     from websockets.asyncio.server import serve as _ws_serve
     from websockets.frames import Frame, Opcode
@@ -92,7 +93,7 @@ class WebsocketsHeartbeat(LoopRunner):
 
     __slots__ = ("_conn",)
 
-    def __init__(self, conn: ServerConnection | ClientConnection, settings: Settings) -> None:
+    def __init__(self, conn: Connection, settings: Settings) -> None:
         super().__init__(
             conn.loop,
             settings.config,
@@ -145,9 +146,9 @@ class WebsocketsHeartbeat(LoopRunner):
         self._conn.transport.abort()
 
 
-class _Heartbeats:
-    """What both connection classes add to websockets' (the mixin's methods run on
-    the event loop, in websockets' own callbacks)."""
+class _Heartbeats(Connection):
+    """What both connection classes add to websockets' ``Connection``, their common
+    base (these methods run on the event loop, in websockets' own callbacks)."""
 
     #: Set on the subclass each :func:`serve` / :func:`connect` call makes.
     settings: ClassVar[Settings] = Settings()
@@ -155,10 +156,11 @@ class _Heartbeats:
     pending_pings: dict[bytes, Any]
     _classify: bool
 
-    def _hb_init(self, conn: ServerConnection | ClientConnection) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         settings = type(self).settings
         #: This connection's heartbeat (``stats``, ``latency``, ``close_code``).
-        self.heartbeat = WebsocketsHeartbeat(conn, settings)
+        self.heartbeat = WebsocketsHeartbeat(self, settings)
         config = settings.config
         self._classify = config.style is HeartbeatStyle.APP or config.answer_app_pings
 
@@ -193,15 +195,6 @@ class _Heartbeats:
             return heartbeat.text_received(text)
         return False
 
-
-class HeartbeatServerConnection(_Heartbeats, ServerConnection):
-    """websockets' ``ServerConnection`` whose liveness the core decides
-    (``create_connection=`` of ``websockets.asyncio.server.serve``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._hb_init(self)
-
     def start_keepalive(self) -> None:
         """The connection opened: heartbeats start (websockets' keepalive stays off)."""
         self._hb_open()
@@ -227,47 +220,24 @@ class HeartbeatServerConnection(_Heartbeats, ServerConnection):
         self.heartbeat.lost()
 
 
+class HeartbeatServerConnection(_Heartbeats, ServerConnection):
+    """websockets' ``ServerConnection`` whose liveness the core decides
+    (``create_connection=`` of ``websockets.asyncio.server.serve``)."""
+
+
 class HeartbeatClientConnection(_Heartbeats, ClientConnection):
     """websockets' ``ClientConnection`` whose liveness the core decides
     (``create_connection=`` of ``websockets.asyncio.client.connect``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._hb_init(self)
 
-    def start_keepalive(self) -> None:
-        """The connection opened: heartbeats start (websockets' keepalive stays off)."""
-        self._hb_open()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        _watch_pauses(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.heartbeat.received()  # (before the opening, this does nothing)
-        super().data_received(data)
-
-    def process_event(self, event: Any) -> None:
-        if isinstance(event, Frame) and self._hb_frame(event):
-            return
-        super().process_event(event)
-        if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
-            _close_received(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.heartbeat.closing_seen()
-        self.heartbeat.lost()
-
-
-def _close_received(conn: HeartbeatServerConnection | HeartbeatClientConnection) -> None:
+def _close_received(conn: _Heartbeats) -> None:
     conn.heartbeat.closing_seen()  # our close came first: the peer's is its answer
     close = conn.protocol.close_rcvd
     if close is not None:
         conn.heartbeat.close_received(int(close.code), close.reason)
 
 
-def _watch_pauses(conn: HeartbeatServerConnection | HeartbeatClientConnection) -> None:
+def _watch_pauses(conn: _Heartbeats) -> None:
     """When websockets stops reading (its message queue is full: the handler is slow),
     the peer cannot be heard: the core declares nobody dead meanwhile, and gives an
     outstanding heartbeat a fresh timeout when reading resumes (rule paused-reading)."""

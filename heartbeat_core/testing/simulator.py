@@ -305,7 +305,11 @@ class _Run:
         queues = self.queues
         stalls = self.stalls
         skip = self.skip
-        stalled = [j for j in (0, 1) if stalls[j]]
+        # Per side: the start and the end of the first stall that has not ended (skip[j]);
+        # a time before ``quiet[j]`` is never moved by a stall (resume() need not look).
+        quiet = [stl[0][0] if stl else _INF for stl in stalls]
+        ends = [stl[0][1] if stl else _INF for stl in stalls]
+        ended = min(ends)  # the sooner of the two
         vanish = self.vanish
         cuts = self.cuts
         resume = self.resume
@@ -319,12 +323,10 @@ class _Run:
         free_at = self.free_at
         # Per destination (0: to the client, 1: to the server): the path's figures.
         paths = self.paths
-        delay = [p.delay for p in paths]
-        jitter = [p.jitter for p in paths]
-        dist = [_DIST_CODES[p.distribution] for p in paths]
-        loss = [p.loss for p in paths]
-        rto = [p.rto for p in paths]
-        bandwidth = [p.bandwidth for p in paths]
+        figures = [
+            (p.delay, p.jitter, _DIST_CODES[p.distribution], p.loss, p.rto, p.bandwidth)
+            for p in paths
+        ]
         # Frame sizes by sender and kind (a ping or pong adds its payload).
         sizes = (
             (6, 6, 6 + _APP_PING_SIZE, 6 + _APP_PONG_SIZE),
@@ -359,14 +361,11 @@ class _Run:
                         if until is None:
                             return  # never arrives
                         depart = until
-            bw = bandwidth[dest]
+            d, j, code, p, wait, bw = figures[dest]
             if bw is not None:
                 depart = max(depart, free_at[dest]) + size / bw
                 free_at[dest] = depart
-            d = delay[dest]
-            j = jitter[dest]
             if j:
-                code = dist[dest]
                 if code == 0:
                     d += j * (2.0 * rand() - 1.0)
                 elif code == 1:
@@ -376,9 +375,7 @@ class _Run:
                 if d < 0.0:  # noqa: PLR1730 (a comparison is cheaper than max() here)
                     d = 0.0
             arrive = depart + d
-            p = loss[dest]
             if p:
-                wait = rto[dest]
                 while rand() < p:
                     arrive += wait
                     wait *= 2.0
@@ -393,7 +390,7 @@ class _Run:
                 # An endpoint without heartbeats answers at once, whenever it reads: send
                 # its answer now, stamped with the time it will be read (answers leave in
                 # the order their pings arrive, so the wire stays in order).
-                if stalls[dest]:
+                if arrive >= quiet[dest]:
                     arrive = resume(dest, arrive, False)
                 if arrive < vanish[dest]:
                     answers[dest] += 1
@@ -410,7 +407,7 @@ class _Run:
                 return
             q = queues[dest]
             if not q:
-                tq[dest] = resume(dest, arrive, False) if stalls[dest] else arrive
+                tq[dest] = resume(dest, arrive, False) if arrive >= quiet[dest] else arrive
             q.append((arrive, kind, payload))
 
         for i in (0, 1):
@@ -451,19 +448,22 @@ class _Run:
             if now > horizon:
                 break
             i = what & 1
-            for j in stalled:
-                # Stalls that ended by now can never matter again (times only go on).
-                stl, k = stalls[j], skip[j]
-                while k < len(stl) and stl[k][1] <= now:
-                    k += 1
-                skip[j] = k
+            if now >= ended:
+                for j in (0, 1):
+                    # Stalls that ended by now can never matter again (times only go on).
+                    stl, k = stalls[j], skip[j]
+                    while k < len(stl) and stl[k][1] <= now:
+                        k += 1
+                    skip[j] = k
+                    quiet[j], ends[j] = stl[k][:2] if k < len(stl) else (_INF, _INF)
+                ended = min(ends)
             st = states[i]
             if what < 2:
                 q = queues[i]
                 _, kind, payload = q.popleft()
                 if q:
                     t = q[0][0]
-                    if stalls[i]:
+                    if t >= quiet[i]:
                         t = resume(i, t, False)
                     tq[i] = t if t > now else now  # (read meanwhile: now, in order)
                 else:
@@ -541,7 +541,7 @@ class _Run:
             # An overdue timer fires at once; a state with no deadline has no timer.
             w = st.wake_at
             w = _INF if w is None else w
-            if stalls[i]:
+            if w >= quiet[i]:
                 w = resume(i, w, True)
             tt[i] = w if w > now else now
         if record:

@@ -320,3 +320,21 @@ def test_events_without_a_message_are_not_delivered() -> None:
     server = FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log))
     server._process([Closing(code=1000, reason="", by_peer=True), Message(data="x")], 0.0)
     assert server.queue.pop() == ("x", False)
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO])
+def test_each_round_trip_is_logged_only_if_debug_was_on_at_the_start(
+    level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(level, logger="tests.driver"):
+        server = FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log))
+    client = upgraded(server)
+    with caplog.at_level(logging.DEBUG, logger="tests.driver"):
+        server.now = 30.0
+        server._timer_due()
+        client.receive_data(server.take(), 30.0)
+        server.now = 30.25
+        server._received(client.data_to_send())
+    assert server.core.heartbeat.stats.last_rtt == 0.25
+    logged = "heartbeat 1 rtt=0.250000" in caplog.text
+    assert logged is (level == logging.DEBUG)

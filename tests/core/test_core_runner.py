@@ -315,3 +315,20 @@ def test_a_hook_that_ends_the_connection_stops_the_filing() -> None:
     runner.fire()
     assert runner.filed is None
     assert runner.calls[-1] == ("close_transport",)
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO])
+def test_each_round_trip_is_logged_only_if_debug_was_on_at_the_start(
+    level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    logger = logging.getLogger("test.runner.rtt")
+    with caplog.at_level(level, logger="test.runner.rtt"):
+        runner = Fake(logger=logger)
+    runner.opened()
+    with caplog.at_level(logging.DEBUG, logger="test.runner.rtt"):
+        runner.fire()
+        runner.clock = 1.25
+        runner.pong_received(b"1")
+    assert runner.latency == 0.25
+    logged = "heartbeat 1 rtt=0.250000" in caplog.text
+    assert logged is (level == logging.DEBUG)
