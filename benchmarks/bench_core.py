@@ -4,8 +4,11 @@ Prints the cost of one ``HeartbeatState.handle()`` call for the hot events
 (bytes received, pong received, timer fired -> ping) and of a full server-side
 ping/pong cycle (build the ping bytes, parse the client's masked pong) through
 ``HeartbeatConnection``, side by side with the same cycle through wsproto alone
-and through websockets' sans-IO ``ServerProtocol``, all measured in the same
-run. Each figure is the median of several repeats of a timed batch; events are
+and through websockets' sans-IO ``ServerProtocol``; then a server's opening
+handshake (a new connection object, the upgrade request in, the 101 out)
+through ``HeartbeatConnection``, through it with h11 and wsproto (no fast path),
+through the floor server's protocol and through websockets, all measured in the
+same run. Each figure is the median of several repeats of a timed batch; events are
 built before the clock starts, so the figures are the cost of the calls. The
 clock is this process's CPU time, so time spent preempted by other processes
 on a shared machine does not count.
@@ -270,6 +273,81 @@ def _check_websockets_parses() -> None:
     assert isinstance(frame, Frame) and frame.opcode is Opcode.PONG and frame.data == b"1"
 
 
+# ------------------------------------------------------------- opening handshake
+
+
+def bench_handshake_ours(
+    batch: int, repeats: int, *, fast: bool = True
+) -> tuple[float, list[float]]:
+    """A server's opening handshake through HeartbeatConnection: a new connection, the
+    client's upgrade request in, ``accept()``, the 101 out. ``fast=False``: the same
+    through h11 and wsproto (the fast path turned off, as the tests do)."""
+    cfg = HeartbeatConfig(interval=1.0, timeout=5.0)
+
+    def timed() -> float:
+        t0 = _clock()
+        for _ in range(batch):
+            conn = HeartbeatConnection(Role.SERVER, cfg)
+            if not fast:
+                conn._handshake._fast = False  # type: ignore[union-attr]
+            conn.connection_made(0.0)
+            conn.receive_data(_HANDSHAKE, 0.0)
+            conn.accept(now=0.0)
+            conn.data_to_send()
+        return (_clock() - t0) / batch
+
+    return _median_ns(timed, repeats)
+
+
+class _Transport:
+    """Enough of an asyncio transport for the floor's handshake."""
+
+    __slots__ = ("written",)
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def bench_handshake_floor(batch: int, repeats: int) -> tuple[float, list[float]]:
+    """The same for the floor server's protocol (benchmarks/servers.py): a new protocol,
+    the request read into the shared buffer, the 101 written."""
+    from types import SimpleNamespace
+
+    from servers import FloorProtocol
+
+    floor: Any = SimpleNamespace(open=set())
+    size = len(_HANDSHAKE)
+
+    def timed() -> float:
+        floor.open.clear()
+        t0 = _clock()
+        for _ in range(batch):
+            proto = FloorProtocol(floor)
+            proto.connection_made(_Transport())  # type: ignore[arg-type]
+            proto.get_buffer(size)[:size] = _HANDSHAKE
+            proto.buffer_updated(size)
+        elapsed = _clock() - t0
+        assert len(floor.open) == batch, "the floor did not upgrade every connection"
+        return elapsed / batch
+
+    return _median_ns(timed, repeats)
+
+
+def bench_handshake_websockets(batch: int, repeats: int) -> tuple[float, list[float]]:
+    """The same through websockets' sans-IO ServerProtocol."""
+
+    def timed() -> float:
+        t0 = _clock()
+        for _ in range(batch):
+            _open_websockets()
+        return (_clock() - t0) / batch
+
+    return _median_ns(timed, repeats)
+
+
 # ------------------------------------------------------------------------ report
 
 
@@ -286,6 +364,11 @@ def run(batch: int = 20000, repeats: int = 7) -> dict[str, Any]:
     results["cycle.heartbeat_connection"] = bench_cycle_ours(batch, repeats)
     results["cycle.wsproto_only"] = bench_cycle_wsproto(batch, repeats)
     results["cycle.websockets_protocol"] = bench_cycle_websockets(batch, repeats)
+    small = max(1, batch // 10)  # (a handshake costs tens of round trips)
+    results["handshake.heartbeat_connection"] = bench_handshake_ours(small, repeats)
+    results["handshake.h11_path"] = bench_handshake_ours(small, repeats, fast=False)
+    results["handshake.floor"] = bench_handshake_floor(small, repeats)
+    results["handshake.websockets_protocol"] = bench_handshake_websockets(small, repeats)
     return {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -321,6 +404,10 @@ _LABELS = {
     "cycle.heartbeat_connection": "cycle: HeartbeatConnection (timer -> ping, masked pong in)",
     "cycle.wsproto_only": "cycle: wsproto alone (send Ping, parse masked pong)",
     "cycle.websockets_protocol": "cycle: websockets ServerProtocol (send_ping, parse masked pong)",
+    "handshake.heartbeat_connection": "handshake: HeartbeatConnection (new, request in, accept)",
+    "handshake.h11_path": "handshake: the same through h11 and wsproto (no fast path)",
+    "handshake.floor": "handshake: the floor server's protocol (new, request in, 101 out)",
+    "handshake.websockets_protocol": "handshake: websockets ServerProtocol (request in, accept)",
 }
 
 
@@ -328,14 +415,21 @@ def format_table(result: dict[str, Any]) -> str:
     """The figures as a Markdown table (µs per operation, median and range)."""
     figures = result["ns_per_op"]
     ws_cycle = figures["cycle.websockets_protocol"]["median"]
+    floor = figures.get("handshake.floor", {}).get("median")
     lines = [
-        "| operation | median µs | min-max µs | vs websockets cycle |",
+        "| operation | median µs | min-max µs | vs websockets cycle, or vs floor handshake |",
         "|---|---|---|---|",
     ]
     for key, label in _LABELS.items():
+        if key not in figures:  # (a result from before the row existed)
+            continue
         med = figures[key]["median"]
         samples = figures[key]["samples"]
-        ratio = f"{med / ws_cycle:.2f}x" if key.startswith("cycle.") else ""
+        ratio = ""
+        if key.startswith("cycle."):
+            ratio = f"{med / ws_cycle:.2f}x"
+        elif key.startswith("handshake.") and floor:
+            ratio = f"{med / floor:.2f}x"
         lines.append(
             f"| {label} | {med / 1000:.2f} | {min(samples) / 1000:.2f}-"
             f"{max(samples) / 1000:.2f} | {ratio} |"

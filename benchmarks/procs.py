@@ -16,6 +16,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +65,35 @@ def proc_rss(pid: int) -> int:
     """Resident set size of a process, in bytes."""
     with open(f"/proc/{pid}/statm", "rb") as fh:
         return int(fh.read().split()[1]) * _PAGE
+
+
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (e.g. the workers of ``heartbeat serve --workers N``)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # (gone meanwhile)
+            children.setdefault(ppid, []).append(int(name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
+def tree_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) summed over ``pid``'s process tree, in seconds."""
+    times = [proc_times(p) for p in proc_tree(pid)]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
+
+
+def tree_rss(pid: int) -> int:
+    """RSS summed over ``pid``'s process tree, in bytes."""
+    return sum(proc_rss(p) for p in proc_tree(pid))
 
 
 def proc_threads(pid: int) -> int:
@@ -170,6 +200,11 @@ class Child:
                     stream.close()
 
 
+#: ``heartbeat serve`` itself (JSON log, no dashboard, no metrics, the standard loop), with
+#: one worker or two (``--workers 2``: a supervisor and two processes on one port).
+CLI_KINDS = {"ours-cli": 1, "ours-cli-workers2": 2}
+
+
 def start_server(kind: str, interval: float, timeout: float) -> tuple[Child, int]:
     """Start a server process. ``KIND@DIR`` runs KIND with the packages of another
     checkout in DIR (its root and ``adapters/`` first on ``PYTHONPATH``), to measure a
@@ -180,6 +215,8 @@ def start_server(kind: str, interval: float, timeout: float) -> tuple[Child, int
         env = dict(os.environ)
         paths = [tree, os.path.join(tree, "adapters"), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    if kind in CLI_KINDS:
+        return _start_cli(CLI_KINDS[kind], interval, timeout, env)
     server = Child(
         [
             sys.executable,
@@ -205,9 +242,43 @@ def start_server(kind: str, interval: float, timeout: float) -> tuple[Child, int
     return server, int(line.split()[1])
 
 
-def start_client(port: int, n: int, busy: bool) -> tuple[Child, str]:
+def _start_cli(
+    workers: int, interval: float, timeout: float, env: dict[str, str] | None
+) -> tuple[Child, int]:
+    """``heartbeat serve`` on a free port; ready at its ``workers`` (or ``listening``) line.
+    Its stdout is not read after that: the command drops log lines nobody reads."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(env or os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (env.get("PYTHONPATH", ""), ROOT, os.path.join(ROOT, "adapters")) if p
+    )
+    args = [sys.executable, "-m", "heartbeat_cli", "serve", "--port", str(port)]
+    args += ["--interval", str(interval), "--timeout", str(timeout), "--mode", "protocol"]
+    args += ["--log-format", "json", "--no-dashboard", "--no-metrics", "--loop", "asyncio"]
+    args += ["--workers", str(workers)]
+    server = Child(args, env=env, cpus=PINNING[0] if PINNING else None)
+    ready = '"event":"workers"' if workers > 1 else '"event":"listening"'
+    try:
+        while ready not in server.readline(30.0):
+            pass
+    except (TimeoutError, EOFError):
+        server.kill()
+        raise
+    return server, port
+
+
+def start_client(
+    port: int, n: int, busy: bool, *, spread: float | None = None
+) -> tuple[Child, str]:
+    """Start the load client; return it once every connection is open (its CONNECTED
+    line). ``spread``: start the connections over at least this long (``None``: the
+    client's default; 0: as fast as it can)."""
     args = [sys.executable, os.path.join(HERE, "loadclient.py"), "--port", str(port)]
     args += ["--n", str(n), "--connect-timeout", str(20.0 + n / 200)]
+    if spread is not None:
+        args += ["--spread", str(spread)]
     if busy:
         args.append("--busy")
     client = Child(args, cpus=PINNING[1] if PINNING else None)

@@ -100,6 +100,11 @@ def brief(r: dict[str, Any]) -> str:
             f"released {r['released']}/{r['open_at_freeze']} min {r['min']:.2f} "
             f"median {r['median']:.2f} p99 {r['p99']:.2f} max {r['max']:.2f} s"
         )
+    if r["scenario"] == "handshake":
+        return (
+            f"opened {r['opened']} in {r['connect_secs']:.2f} s, server cpu "
+            f"{cell(r['cpu_us_per_handshake'])} us/handshake"
+        )
     per = r["cpu_us_per_round_trip"]
     return (
         f"opened {r['opened']} cpu {r['cpu_percent']:.0f}% "
@@ -156,6 +161,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
             "rss_kb_per_connection",
             "cpu_us_per_message",
             "texts_per_sec",
+            "echoes_per_sec",
             "closed_by_server",
             "opened",
             "client_cpu_percent",
@@ -175,14 +181,79 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         for ref in ("websockets", "floor"):
             other = index.get((row["scenario"], ref, row["n"]))
             mine = row["cpu_us_per_round_trip"]
-            if row["scenario"] == "busy":
-                mine = row["cpu_percent"]
-                theirs = other["cpu_percent"] if other else None
+            if row["scenario"] == "busy":  # per echoed message
+                mine = row["cpu_us_per_message"]
+                theirs = other["cpu_us_per_message"] if other else None
             else:
                 theirs = other["cpu_us_per_round_trip"] if other else None
             row[f"cpu_ratio_to_{ref}"] = (mine / theirs) if mine and theirs else None
     detect = [r for r in results if r["scenario"] == "detect"]
-    return {"load": rows, "detect": detect, "targets": _targets(rows, detect)}
+    handshakes = _handshakes(results)
+    return {
+        "load": rows,
+        "handshake": handshakes,
+        "detect": detect,
+        "targets": _targets(rows, detect) + _handshake_targets(handshakes),
+    }
+
+
+def _handshakes(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Medians per (server, n) of the handshake runs, with ratios to the floor."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in results:
+        if r["scenario"] == "handshake":
+            groups.setdefault((r["server"], r["n"]), []).append(r)
+    rows: list[dict[str, Any]] = []
+    for (server, n), rs in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        ok = [r for r in rs if "error" not in r]
+        row: dict[str, Any] = {
+            "server": server,
+            "n": n,
+            "repeats": len(ok),
+            "errors": [r["error"] for r in rs if "error" in r],
+        }
+        for key in (
+            "cpu_us_per_handshake",
+            "user_us_per_handshake",
+            "sys_us_per_handshake",
+            "connect_secs",
+            "opened",
+        ):
+            row[key] = _med([r.get(key) for r in ok])
+            row[key + "_range"] = [
+                min((r[key] for r in ok if r.get(key) is not None), default=None),
+                max((r[key] for r in ok if r.get(key) is not None), default=None),
+            ]
+        rows.append(row)
+    floor = {r["n"]: r for r in rows if r["server"] == "floor"}
+    for row in rows:
+        ref = floor.get(row["n"])
+        for key in ("cpu_us_per_handshake", "connect_secs"):
+            mine, theirs = row[key], ref[key] if ref else None
+            row[key + "_vs_floor"] = mine / theirs if mine and theirs else None
+    return rows
+
+
+def _handshake_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 15's handshake targets, for our asyncio server at the largest N."""
+    ours = [r for r in rows if r["server"] == "ours-asyncio"]
+    if not ours:
+        return []
+    row = max(ours, key=lambda r: r["n"])
+    out = []
+    for key, what, limit in (
+        ("cpu_us_per_handshake", "server CPU per opening handshake", 2.0),
+        ("connect_secs", f"time to open {row['n']} connections", 1.3),
+    ):
+        ratio = row[key + "_vs_floor"]
+        out.append(
+            {
+                "target": f"{what} <= {limit} x floor",
+                "measured": None if ratio is None else f"{ratio:.2f} x",
+                "met": None if ratio is None else ratio <= limit,
+            }
+        )
+    return out
 
 
 def _targets(rows: list[dict[str, Any]], detect: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -221,6 +292,19 @@ def _targets(rows: list[dict[str, Any]], detect: list[dict[str, Any]]) -> list[d
                     "target": f"RSS per idle connection at N={n} <= 8 KB",
                     "measured": f"{ours['rss_kb_per_connection']:.1f} KB",
                     "met": ours["rss_kb_per_connection"] <= 8,
+                }
+            )
+    busy_ns = sorted({n for _, n in busy})
+    ours_busy = busy.get(("ours-asyncio", busy_ns[-1])) if busy_ns else None
+    if ours_busy and ours_busy["cpu_us_per_message"]:
+        for ref, limit in (("floor", 2.0), ("websockets", 0.4)):
+            ratio = ours_busy.get(f"cpu_ratio_to_{ref}")
+            out.append(
+                {
+                    "target": f"CPU per echoed message at N={busy_ns[-1]} (busy) "
+                    f"<= {limit} x {ref}",
+                    "measured": None if ratio is None else f"{ratio:.2f} x",
+                    "met": None if ratio is None else ratio <= limit,
                 }
             )
     for (server, n), r in sorted(busy.items()):

@@ -82,11 +82,12 @@ def to_markdown(report: dict[str, Any]) -> str:
             ]
         else:
             lines += [
-                "Every connection also sends a small text frame every 0.5 s.",
+                "Every connection also sends a small text frame every 0.5 s, which the "
+                "server echoes; echoes/s below messages/s means the run fell behind.",
                 "",
-                "| N | server | heartbeat pings/s | messages/s | CPU % | CPU µs per message | "
-                "CPU vs websockets | closed by server |",
-                "|---|---|---|---|---|---|---|---|",
+                "| N | server | heartbeat pings/s | messages/s | echoes/s | CPU % | "
+                "CPU µs per echoed message | vs websockets | vs floor | closed by server |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
         for r in rows:
             name = _LABEL.get(r["server"], r["server"])
@@ -112,11 +113,42 @@ def to_markdown(report: dict[str, Any]) -> str:
                 lines.append(
                     f"| {r['n']} | {name} | {cell(r['pings_per_sec'], '{:.1f}')} | "
                     f"{cell(r.get('texts_per_sec'), '{:.0f}')} | "
+                    f"{cell(r.get('echoes_per_sec'), '{:.0f}')} | "
                     f"{cell(r['cpu_percent'], '{:.0f}')} | "
                     f"{cell(r['cpu_us_per_message'])} | "
                     f"{cell(r['cpu_ratio_to_websockets'], '{:.2f}x')} | "
+                    f"{cell(r['cpu_ratio_to_floor'], '{:.2f}x')} | "
                     f"{cell(r['closed_by_server'], '{:.0f}')} |"
                 )
+        lines.append("")
+    if summary.get("handshake"):
+        lines += [
+            "## Opening handshakes",
+            "",
+            "N connections opened as fast as the load client can (200 handshakes in flight), "
+            "heartbeats far off (interval 60 s): the server's CPU from before the first "
+            "connection until the last was open, divided by N (accept, upgrade, 101, and what "
+            "the server sets up per connection), and the time the N connections took.",
+            "",
+            "| N | server | CPU µs per handshake (min-max) | user + sys µs | vs floor | "
+            "time for N, s (min-max) | vs floor |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in summary["handshake"]:
+            name = _LABEL.get(r["server"], r["server"])
+            if r["errors"] and not r["repeats"]:
+                lines.append(f"| {r['n']} | {name} | error: {r['errors'][0][:120]} |")
+                continue
+            cpu, secs = r["cpu_us_per_handshake_range"], r["connect_secs_range"]
+            lines.append(
+                f"| {r['n']} | {name} | {cell(r['cpu_us_per_handshake'])} "
+                f"({cell(cpu[0])}-{cell(cpu[1])}) | "
+                f"{cell(r['user_us_per_handshake'])} + {cell(r['sys_us_per_handshake'])} | "
+                f"{cell(r['cpu_us_per_handshake_vs_floor'], '{:.2f}x')} | "
+                f"{cell(r['connect_secs'], '{:.2f}')} "
+                f"({cell(secs[0], '{:.2f}')}-{cell(secs[1], '{:.2f}')}) | "
+                f"{cell(r['connect_secs_vs_floor'], '{:.2f}x')} |"
+            )
         lines.append("")
     if summary["detect"]:
         d0 = summary["detect"][0]
@@ -170,7 +202,8 @@ def to_markdown(report: dict[str, Any]) -> str:
             "",
         ]
     if summary["targets"]:
-        lines += ["## Targets (issue 5)", "", "| target | measured | met |", "|---|---|---|"]
+        lines += ["## Targets (issues 5 and 15)", "", "| target | measured | met |"]
+        lines.append("|---|---|---|")
         for t in summary["targets"]:
             met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")
             lines.append(f"| {t['target']} | {t['measured'] or '-'} | {met} |")

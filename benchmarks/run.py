@@ -11,6 +11,10 @@ Every measurement starts one server (``servers.py``) and one load client
 * **busy**: the same with every connection also sending a small text frame
   every 0.5 s, which every server echoes: how many heartbeat pings the server
   still sends, and its CPU per echoed message.
+* **handshake**: N connections opened as fast as the load client can, with
+  heartbeats far off: the server's CPU per opening handshake (from before the
+  first connection until the last is open, divided by N) and the time the N
+  connections took.
 * **detect**: N connections (interval 1 s, timeout 1 s), then the load client
   is frozen with SIGSTOP; the server's open file descriptors are counted every
   few milliseconds until every connection is released.
@@ -27,8 +31,8 @@ This module is the command line and the sequence of measurements; the
 processes are started and read by ``procs.py``, the results summarized and
 written by ``report.py`` (the Markdown page: ``results_page.py``).
 
-    python benchmarks/run.py            # the full run (about 30 minutes)
-    python benchmarks/run.py --quick    # a smoke run (under 2 minutes)
+    python benchmarks/run.py            # the full run (about 33 minutes)
+    python benchmarks/run.py --quick    # a smoke run (about 2 minutes)
 """
 
 from __future__ import annotations
@@ -54,13 +58,13 @@ from procs import (  # noqa: E402
     connected_fields,
     mark,
     proc_fds,
-    proc_rss,
     proc_threads,
-    proc_times,
     settle,
     start_client,
     start_server,
     tcp_sockets,
+    tree_rss,
+    tree_times,
 )
 from profile_server import profile  # noqa: E402
 from report import brief, git_state, log, machine_info, versions, write_results  # noqa: E402
@@ -79,16 +83,16 @@ def measure_load(
     client: Child | None = None
     try:
         time.sleep(0.2)
-        rss0 = proc_rss(server.pid)
+        rss0 = tree_rss(server.pid)
         client, line = start_client(port, n, busy)
         connected = connected_fields(line)
         time.sleep(warmup)
         m0 = mark(client)
-        user0, sys0 = proc_times(server.pid)
+        user0, sys0 = tree_times(server.pid)
         time.sleep(window)
         m1 = mark(client)
-        user1, sys1 = proc_times(server.pid)
-        rss1 = proc_rss(server.pid)
+        user1, sys1 = tree_times(server.pid)  # (every process of the server)
+        rss1 = tree_rss(server.pid)
         threads = proc_threads(server.pid)
     finally:
         if client is not None:
@@ -125,6 +129,38 @@ def measure_load(
         "server_threads": threads,
         "closed_by_server": m1["closed"],
         "client_cpu_percent": 100 * (m1["cpu"] - m0["cpu"]) / elapsed,
+    }
+
+
+def measure_handshakes(kind: str, n: int) -> dict[str, Any]:
+    """The opening handshake: N connections opened as fast as the load client can (no
+    spread), heartbeats far off (interval 60 s); the server's CPU from before the first
+    connection until the last is open, divided by N (accepting the TCP connection, the
+    upgrade, the 101, and whatever a server sets up per connection)."""
+    server, port = start_server(kind, 60.0, 5.0)
+    client: Child | None = None
+    try:
+        time.sleep(0.2)
+        user0, sys0 = tree_times(server.pid)
+        client, line = start_client(port, n, busy=False, spread=0.0)
+        user1, sys1 = tree_times(server.pid)
+    finally:
+        if client is not None:
+            client.kill()
+        server.kill()
+    connected = connected_fields(line)
+    opened = int(connected.get("opened", 0))
+    user, system = user1 - user0, sys1 - sys0
+    return {
+        "scenario": "handshake",
+        "server": kind,
+        "n": n,
+        "opened": opened,
+        "connect_secs": float(connected.get("secs", "nan")),
+        "server_cpu_secs": user + system,
+        "cpu_us_per_handshake": (user + system) / opened * 1e6 if opened else None,
+        "user_us_per_handshake": user / opened * 1e6 if opened else None,
+        "sys_us_per_handshake": system / opened * 1e6 if opened else None,
     }
 
 
@@ -247,8 +283,22 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
 
     for _rep, n, kind in plan(_ints(args.n), args.repeats):
         load(kind, n, busy=False)
+    # All cores: `heartbeat serve --workers 2` at N against one worker at N / 2 (the CLI
+    # both times, CPU and RSS summed over the supervisor and its workers).
+    for _rep in range(args.repeats if _ints(args.workers_n) else 0):
+        for n in _ints(args.workers_n):
+            load("ours-cli", n // 2, busy=False)
+            load("ours-cli-workers2", n, busy=False)
     for _rep, n, kind in plan(_ints(args.busy_n), args.busy_repeats):
         load(kind, n, busy=True)
+    for _rep, n, kind in plan(_ints(args.handshake_n), args.handshake_repeats):
+        waited = settle(baseline)
+        try:
+            r = measure_handshakes(kind, n)
+        except Exception as exc:  # a broken server must not stop the run
+            r = {"scenario": "handshake", "server": kind, "n": n, "error": f"{exc}"[:400]}
+        r["settled_secs"] = round(waited, 2)
+        record(r)
     if args.detect_n > 0:
         for kind in servers:
             n = args.detect_n
@@ -299,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default=",".join(KINDS))
     parser.add_argument("--n", default="1000,5000,10000", help="idle connection counts")
     parser.add_argument("--busy-n", default="1000,10000", help="busy connection counts")
+    parser.add_argument(
+        "--workers-n",
+        default="20000",
+        help="connections for `heartbeat serve --workers 2`, against one worker at half "
+        "as many ('' skips it)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--busy-repeats", type=int, default=3)
     parser.add_argument("--window", type=float, default=10.0)
@@ -306,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--threading-max-n", type=int, default=5000)
+    parser.add_argument("--handshake-n", default="10000", help="connections per handshake run")
+    parser.add_argument("--handshake-repeats", type=int, default=3)
     parser.add_argument("--detect-n", type=int, default=1000)
     parser.add_argument("--detect-timeout", type=float, default=1.0)
     parser.add_argument("--detect-max-wait", type=float, default=20.0)
@@ -332,8 +390,11 @@ def main(argv: list[str] | None = None) -> int:
         defaults = {
             "n": "200",
             "busy_n": "200",
+            "workers_n": "400",
             "repeats": 1,
             "busy_repeats": 1,
+            "handshake_n": "500",
+            "handshake_repeats": 1,
             "window": 3.0,
             "warmup": 1.5,
             "detect_n": 200,

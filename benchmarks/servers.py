@@ -10,10 +10,14 @@ message path: in, to the application, out), and heartbeats with the given
 interval and timeout (aiohttp has no timeout setting: its pong deadline is
 half its heartbeat).
 
-``floor`` is the practical Python limit: plain asyncio, ``BufferedProtocol``
-reading into one shared preallocated buffer, pre-built ping frames, one loop
-timer over a heap of deadlines for all connections, and the same liveness rule
-as ours (any inbound bytes count).
+``floor`` is the practical Python limit, built as the reference harness's
+floor is (../shared/bench): plain asyncio, ``BufferedProtocol`` reading every
+connection into one shared preallocated buffer, one loop timer for all
+connections on an absolute grid (every ``interval``), one pre-built empty ping,
+and a one-comparison path for the client's 6-byte masked empty pong. Any byte
+received counts as an answer (ours has the same rule), and a connection that
+sent a data frame since the last tick is not pinged (ours pings only after an
+interval without input).
 """
 
 from __future__ import annotations
@@ -22,9 +26,8 @@ import argparse
 import asyncio
 import base64
 import hashlib
-import heapq
-import itertools
 import logging
+import math
 import os
 import sys
 import threading
@@ -42,72 +45,56 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # ------------------------------------------------------------------ the floor
 
-_PING = b"\x89\x02hb"
+_PING = b"\x89\x00"  # the floor's one ping: empty, built once
+_PONG_LEN = 6  # a client's empty pong: 0x8A, 0x80, and the 4-byte mask
+_CLOSE_1000 = b"\x88\x02\x03\xe8"
 _CLOSE_1011 = b"\x88\x02\x03\xf3"
+_SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+)
+# One receive buffer for every connection: asyncio reads into it and calls
+# buffer_updated() at once, so no two connections ever hold it together.
+_RECV = bytearray(64 * 1024)
+_RECV_VIEW = memoryview(_RECV)
 
 
 class _Floor:
-    """Shared state of the floor server: one heap of (deadline, seq, protocol), one timer."""
+    """The floor server's connections and its one timer, which fires on a grid
+    (``start + k * interval``, so it never drifts). At each tick every open
+    connection is pinged, except one that sent a data frame since the last tick
+    (it is alive, and needs no ping, as ours needs none); a connection whose
+    oldest unanswered ping is ``ticks`` ticks old is closed with 1011. Any byte
+    received answers the pings (the liveness rule ours has)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, interval: float, timeout: float) -> None:
         self.loop = loop
         self.interval = interval
-        self.timeout = timeout
-        self.heap: list[tuple[float, int, FloorProtocol]] = []
-        self.seq = itertools.count()
-        self.buffer = bytearray(256 * 1024)
-        self.view = memoryview(self.buffer)
-        self.handle: asyncio.TimerHandle | None = None
-        self.armed = float("inf")
+        self.ticks = max(1, math.ceil(timeout / interval - 1e-9))
+        self.open: set[FloorProtocol] = set()
+        self.start = loop.time()
+        self.tick = 0
 
-    def push(self, when: float, proto: FloorProtocol) -> None:
-        """Look at ``proto`` by ``when``: push only when its wake-up moves earlier."""
-        if when >= proto.wake:
-            return
-        proto.wake = when
-        heapq.heappush(self.heap, (when, next(self.seq), proto))
-        if when < self.armed:
-            if self.handle is not None:
-                self.handle.cancel()
-            self.armed = when
-            self.handle = self.loop.call_at(when, self.fire)
+    def run(self) -> None:
+        self.loop.call_at(self.start + self.interval, self.fire)
 
     def fire(self) -> None:
-        self.handle = None
-        self.armed = float("inf")
-        now = self.loop.time()
-        heap = self.heap
-        limit = now + 0.001
-        interval, timeout = self.interval, self.timeout
-        later: list[tuple[float, FloorProtocol]] = []
-        while heap and heap[0][0] <= limit:
-            when, _, proto = heapq.heappop(heap)
-            if proto.transport is None or when != proto.wake:
-                continue  # gone, or a stale entry (an earlier one was pushed since)
-            proto.wake = float("inf")
-            if proto.awaiting:
-                if proto.last_alive > proto.ping_at:
-                    proto.awaiting = False  # answered: fall through to the idle rule
-                elif now >= proto.ping_at + timeout:
-                    proto.dead()
-                    continue
-                else:
-                    later.append((proto.ping_at + timeout, proto))
-                    continue
-            due = proto.last_alive + interval
-            if due > limit:
-                later.append((due, proto))
+        tick = self.tick = self.tick + 1
+        overdue = tick - self.ticks  # a ping sent at or before this tick went unanswered
+        dead = []
+        for proto in self.open:
+            if proto.busy:
+                proto.busy = False
                 continue
-            proto.transport.write(_PING)
-            proto.ping_at = now
-            proto.awaiting = True
-            later.append((now + timeout, proto))
-        for when, proto in later:
-            proto.wake = when
-            heapq.heappush(heap, (when, next(self.seq), proto))
-        if heap:
-            self.armed = heap[0][0]
-            self.handle = self.loop.call_at(self.armed, self.fire)
+            if not proto.unanswered:
+                proto.unanswered = tick
+            elif proto.unanswered <= overdue:
+                dead.append(proto)
+                continue
+            proto.transport.write(_PING)  # type: ignore[union-attr]
+        for proto in dead:
+            proto.close(_CLOSE_1011)
+        self.loop.call_at(self.start + (tick + 1) * self.interval, self.fire)
 
 
 def _echo(b0: int, data: bytes, start: int, length: int) -> bytes:
@@ -124,54 +111,40 @@ def _echo(b0: int, data: bytes, start: int, length: int) -> bytes:
 
 
 class FloorProtocol(asyncio.BufferedProtocol):
-    """One connection of the floor server."""
+    """One connection of the floor server: reads into the shared buffer; an empty
+    pong (the common read) costs one comparison."""
 
-    __slots__ = (
-        "awaiting",
-        "floor",
-        "last_alive",
-        "pending",
-        "ping_at",
-        "transport",
-        "upgraded",
-        "wake",
-    )
+    __slots__ = ("busy", "floor", "pending", "transport", "unanswered", "upgraded")
 
     def __init__(self, floor: _Floor) -> None:
         self.floor = floor
         self.transport: asyncio.Transport | None = None
         self.upgraded = False
-        self.pending = b""
-        self.last_alive = 0.0
-        self.ping_at = 0.0
-        self.awaiting = False
-        self.wake = float("inf")
+        self.pending = b""  # an incomplete head or frame
+        self.unanswered = 0  # the tick of the oldest unanswered ping (0: none)
+        self.busy = False  # a data frame since the last tick
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.floor.view
+        return _RECV_VIEW
 
     def buffer_updated(self, nbytes: int) -> None:
-        floor = self.floor
-        now = floor.loop.time()
-        data = floor.view[:nbytes].tobytes()
+        if nbytes == _PONG_LEN and _RECV[0] == 0x8A and not self.pending and self.upgraded:
+            self.unanswered = 0
+            return
+        data = _RECV_VIEW[:nbytes].tobytes()
         if self.pending:
             data = self.pending + data
             self.pending = b""
-        if not self.upgraded:
-            self._handshake(data, now)
-            return
-        was_awaiting = self.awaiting
-        self.last_alive = now
-        if was_awaiting:
-            self.awaiting = False
-            floor.push(now + floor.interval, self)
-        self._frames(data)
+        if self.upgraded:
+            self.unanswered = 0
+            self._frames(data)
+        else:
+            self._handshake(data)
 
-    def _handshake(self, data: bytes, now: float) -> None:
+    def _handshake(self, data: bytes) -> None:
         end = data.find(b"\r\n\r\n")
         if end < 0:
             self.pending = data
@@ -182,53 +155,47 @@ class FloorProtocol(asyncio.BufferedProtocol):
             if name.strip().lower() == b"sec-websocket-key":
                 key = value.strip()
         accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-        assert self.transport is not None
-        self.transport.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-        )
+        self.transport.write(_SWITCHING + accept + b"\r\n\r\n")  # type: ignore[union-attr]
         self.upgraded = True
-        self.last_alive = now
-        self.floor.push(now + self.floor.interval, self)
-        rest = data[end + 4 :]
-        if rest:
-            self._frames(rest)
+        self.floor.open.add(self)
+        if end + 4 < len(data):
+            self._frames(data[end + 4 :])
 
     def _frames(self, data: bytes) -> None:
+        """Client frames (always masked): a data frame marks the connection busy, a
+        close frame is answered and the connection closed; the rest is skipped."""
         i, size = 0, len(data)
-        while size - i >= 2:
-            b0, b1 = data[i], data[i + 1]
-            length, head = b1 & 0x7F, 2
+        while size - i >= 6:
+            opcode, length = data[i] & 0x0F, data[i + 1] & 0x7F
+            head = 6
             if length == 126:
-                if size - i < 4:
-                    break
-                length, head = int.from_bytes(data[i + 2 : i + 4], "big"), 4
+                length, head = int.from_bytes(data[i + 2 : i + 4], "big"), 8
             elif length == 127:
-                if size - i < 10:
+                if size - i < 14:
                     break
-                length, head = int.from_bytes(data[i + 2 : i + 10], "big"), 10
-            if b1 & 0x80:
-                head += 4
+                length, head = int.from_bytes(data[i + 2 : i + 10], "big"), 14
             end = i + head + length
             if end > size:
                 break
-            opcode = b0 & 0x0F
-            if opcode == 0x8 and self.transport is not None:
-                self.transport.write(b"\x88\x02\x03\xe8")
-                self.transport.close()
+            if opcode == 0x8:
+                self.close(_CLOSE_1000)
                 return
-            if opcode in (0x1, 0x2) and b0 & 0x80 and self.transport is not None:
-                self.transport.write(_echo(b0, data, end - length, length))
+            if opcode < 0x8:
+                self.busy = True
+                if opcode in (0x1, 0x2) and data[i] & 0x80:  # a whole message: echoed
+                    self.transport.write(_echo(data[i], data, end - length, length))  # type: ignore[union-attr]
             i = end
         if i < size:
             self.pending = data[i:]
 
-    def dead(self) -> None:
+    def close(self, frame: bytes) -> None:
+        self.floor.open.discard(self)
         if self.transport is not None:
-            self.transport.write(_CLOSE_1011)
+            self.transport.write(frame)
             self.transport.close()  # flushes, then releases the socket
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.floor.open.discard(self)
         self.transport = None
 
 
@@ -236,6 +203,7 @@ async def _serve_floor(interval: float, timeout: float, ready: Callable[[int], N
     loop = asyncio.get_running_loop()
     floor = _Floor(loop, interval, timeout)
     server = await loop.create_server(lambda: FloorProtocol(floor), "127.0.0.1", 0, backlog=BACKLOG)
+    floor.run()
     ready(server.sockets[0].getsockname()[1])
     await _until_stdin_closes()
     server.close()

@@ -358,9 +358,10 @@ class DriverBase(TimerItem):
         self._has_opened = True
         if self.core.role is Role.CLIENT:
             self.headers = list(event.extra_headers)
-        self._logger.info(
-            "%s open: path=%s subprotocol=%s", self, loggable(self.path), self.subprotocol
-        )
+        if self._logger.isEnabledFor(logging.INFO):  # (loggable() costs a regex)
+            self._logger.info(
+                "%s open: path=%s subprotocol=%s", self, loggable(self.path), self.subprotocol
+            )
         self._opened()
 
     def _on_request(self, event: Request | HttpRequest, now: float) -> list[ConnectionEvent]:

@@ -15,12 +15,15 @@ refuses, before anything else reads it, an upgrade that is not HTTP/1.1 (505),
 that has a body (``Transfer-Encoding``, or a ``Content-Length`` other than 0) or a
 ``Sec-WebSocket-Key`` that is not 16 bytes in base64 (400), or that asks for
 another protocol version than 13 (426, with ``Sec-WebSocket-Version: 13``).
+
+An ordinary upgrade request that comes whole in the first read (nearly all of
+them: it passes every check above) is read, and its 101 written, without h11
+(:mod:`heartbeat_core.upgrade`); anything else goes through the checks above and
+then h11 and wsproto, and so does an answer that needs their checks.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TypeAlias
@@ -32,6 +35,7 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
+from heartbeat_core.upgrade import accept_response, parse_upgrade, valid_key
 from heartbeat_core.wsevents import Accepted, HttpRequest, Rejected, Request
 
 __all__ = [
@@ -166,17 +170,8 @@ def _check_upgrade(words: list[bytes], headers: list[tuple[bytes, bytes]]) -> No
             [(b"Sec-WebSocket-Version", b"13")],
         )
     keys = fields.get(b"sec-websocket-key", [])
-    if len(keys) != 1 or not _valid_key(keys[0]):
+    if len(keys) != 1 or not valid_key(keys[0]):
         raise BadRequest("Sec-WebSocket-Key must be one 16-byte value in base64")
-
-
-def _valid_key(key: bytes) -> bool:
-    if len(key) != 24 or not key.endswith(b"=="):  # 16 bytes in base64: 22 + padding
-        return False
-    try:
-        return len(base64.b64decode(key, validate=True)) == 16
-    except binascii.Error:
-        return False
 
 
 def _plain_http(words: list[bytes], headers: list[tuple[bytes, bytes]]) -> HttpRequest:
@@ -194,6 +189,17 @@ def _plain_http(words: list[bytes], headers: list[tuple[bytes, bytes]]) -> HttpR
             headers=headers,
         )
     raise BadRequest("not a WebSocket upgrade request")
+
+
+def _request(event: object) -> Request:
+    """The :class:`Request` for wsproto's."""
+    assert isinstance(event, ws.Request)  # the only event a server's handshake has
+    return Request(
+        host=event.host,
+        target=event.target,
+        subprotocols=list(event.subprotocols),
+        extra_headers=list(event.extra_headers),
+    )
 
 
 def header_pairs(headers: HeaderPairs) -> list[tuple[bytes, bytes]]:
@@ -225,19 +231,26 @@ def http_response(
 class ServerHandshake:
     """The server's side of the opening handshake."""
 
-    __slots__ = ("_h11", "_head", "_http", "_leftover", "_request")
+    __slots__ = ("_fast", "_h11", "_head", "_http", "_leftover", "_raw", "_reading", "_request")
 
     def __init__(self) -> None:
-        self._h11 = H11Handshake(ConnectionType.SERVER)
-        # The request's bytes, bounded, until the head is complete.
-        self._head: HeadReader | None = HeadReader()
-        self._request: ws.Request | None = None
+        # h11's handshake, made when a request needs it (see heartbeat_core.upgrade).
+        self._h11: H11Handshake | None = None
+        #: Whether an ordinary upgrade is read without h11 (a test turns it off).
+        self._fast = True
+        # The request's bytes, bounded, until the head is complete (made at the first
+        # read the fast path does not take).
+        self._head: HeadReader | None = None
+        self._reading = True  # until the head is complete
+        self._request: Request | None = None
         self._http: HttpRequest | None = None
+        # The head the fast path read, for h11 should the answer need it.
+        self._raw = b""
         # Bytes after the request's blank line: the first input of the frame layer.
         self._leftover = b""
 
     @property
-    def request(self) -> ws.Request | None:
+    def request(self) -> Request | None:
         """The pending upgrade request (between :class:`Request` and the answer)."""
         return self._request
 
@@ -251,37 +264,51 @@ class ServerHandshake:
         the request's head is complete, ``None`` while more is needed. Raises
         :class:`BadRequest` (with the status to answer) when the bytes can be neither,
         or break a bound of the head or a rule of RFC 6455 (see the module)."""
-        head = self._head
-        if head is None:
+        if not self._reading:
             # Sent before our answer: a client should not, but nothing received is
             # lost (they reach the frame layer if we accept).
             self._leftover += data
             return None
+        head = self._head
+        if (
+            self._fast
+            and (head is None or not head.data)
+            and len(data) <= MAX_HEAD_LINE
+            and data.count(b"\n") <= MAX_HEADERS + 2
+        ):
+            # The usual first read: a whole head, within every bound of HeadReader. If
+            # it is an ordinary upgrade, h11 (and our checks, which it passes) can wait.
+            fast = parse_upgrade(data)
+            if fast is not None:
+                self._reading = False
+                self._raw = data
+                return self._pending(fast)
+        if head is None:
+            head = self._head = HeadReader()
         if not head.feed(data):
             if head.data and head.data[0] < 0x21:  # (h11's early verdict: a TLS hello...)
                 raise BadRequest("not an HTTP request")
             return None
+        self._reading = False
         self._head = None
         words, headers = parse_head(head.lines())
         _check_upgrade(words, headers)
         request_bytes = bytes(head.data)
+        h11 = self._h11 = H11Handshake(ConnectionType.SERVER)
         try:
-            self._h11.receive_data(request_bytes)
-            request = next(self._h11.events(), None)
+            h11.receive_data(request_bytes)
+            event = next(h11.events(), None)
         except HANDSHAKE_ERRORS:
             self._http = _plain_http(words, headers)
             return self._http
-        if request is None:  # (h11 wants more: a head it does not end where we do)
+        if event is None:  # (h11 wants more: a head it does not end where we do)
             raise BadRequest("not an HTTP request")
-        assert isinstance(request, ws.Request)  # the only event a server's handshake has
-        self._request = request
         self._leftover = request_bytes[head.end :]
-        return Request(
-            host=request.host,
-            target=request.target,
-            subprotocols=list(request.subprotocols),
-            extra_headers=list(request.extra_headers),
-        )
+        return self._pending(_request(event))
+
+    def _pending(self, request: Request) -> Request:
+        self._request = request
+        return request
 
     def accept(
         self, subprotocol: str | None, pairs: list[tuple[bytes, bytes]]
@@ -289,24 +316,43 @@ class ServerHandshake:
         """Accept the pending upgrade: ``(the 101 response, the Accepted event, the bytes
         that followed the request)``. The caller checks that an upgrade is pending and
         that the client offered ``subprotocol``."""
-        data = self._h11.send(ws.AcceptConnection(subprotocol=subprotocol, extra_headers=pairs))
+        request = self._request
+        assert request is not None
+        data = None
+        if self._h11 is None:  # the fast path read the request: answer it alike
+            data = accept_response(request, subprotocol, pairs)
+        if data is None:
+            accept = ws.AcceptConnection(subprotocol=subprotocol, extra_headers=pairs)
+            data = self._wsproto().send(accept)
         self._request = None
         return data, Accepted(subprotocol=subprotocol, extra_headers=pairs), self._leftover
 
     def reject(self, status: int, body: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
         """Refuse the pending upgrade with an HTTP response."""
+        h11 = self._wsproto()
         self._request = None
         pairs = [*pairs]
         pairs.append((b"content-length", b"%d" % len(body)))
-        return self._h11.send(
+        return h11.send(
             ws.RejectConnection(status_code=status, headers=pairs, has_body=True)
-        ) + self._h11.send(ws.RejectData(data=body, body_finished=True))
+        ) + h11.send(ws.RejectData(data=body, body_finished=True))
 
     def respond(self, status: int, body: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
         """Answer the pending plain HTTP request (no body for HEAD)."""
         request, self._http = self._http, None
         head = request is not None and request.method == "HEAD"
         return http_response(status, body, pairs, head=head)
+
+    def _wsproto(self) -> H11Handshake:
+        """h11's handshake holding the pending request (given the head the fast path
+        read, when it did: h11 then answers exactly as if it had read it first)."""
+        h11 = self._h11
+        if h11 is None:
+            h11 = self._h11 = H11Handshake(ConnectionType.SERVER)
+            h11.receive_data(self._raw)
+            replayed = next(h11.events(), None)
+            assert _request(replayed) == self._request  # (what the fast path read)
+        return h11
 
 
 class ClientHandshake:

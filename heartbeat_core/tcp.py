@@ -4,7 +4,8 @@
 the options to set. :func:`apply_keepalive` sets them on a socket the driver
 owns: it resolves the names on the platform's ``socket`` module (the one place
 the core touches ``socket``, for its constants; it does no I/O), skips those
-the platform lacks, and calls ``setsockopt``.
+the platform lacks, and calls ``setsockopt``. :func:`check_reuse_port` is the
+rule both drivers' ``serve(reuse_port=...)`` follow.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Protocol
 
 from heartbeat_core.errors import ConfigError
 
-__all__ = ["SupportsSetsockopt", "TcpKeepalive", "apply_keepalive"]
+__all__ = ["SupportsSetsockopt", "TcpKeepalive", "apply_keepalive", "check_reuse_port"]
 
 logger: logging.Logger = logging.getLogger("heartbeat_core")
 
@@ -94,3 +95,22 @@ def apply_keepalive(sock: SupportsSetsockopt, keepalive: TcpKeepalive) -> list[s
         sock.setsockopt(level, option, value)
         applied.append(option_name)
     return applied
+
+
+def check_reuse_port(reuse_port: object, *, available: bool) -> bool:
+    """``serve(reuse_port=...)``: whether to set ``SO_REUSEPORT`` on the listening sockets.
+
+    With it, several processes (or servers) may listen on the same address and port,
+    and the kernel spreads new connections among them. ``available`` says whether the
+    platform's ``socket`` module has ``SO_REUSEPORT`` (the driver looks). Raises
+    :class:`~heartbeat_core.errors.ConfigError` when ``reuse_port`` is not a bool, or
+    is true where the platform has no ``SO_REUSEPORT`` (e.g. Windows).
+    """
+    if not isinstance(reuse_port, bool):
+        raise ConfigError(f"reuse_port must be True or False, got {reuse_port!r}")
+    if reuse_port and not available:
+        raise ConfigError(
+            "reuse_port=True needs SO_REUSEPORT, which this platform does not have; "
+            "run one server process per port instead"
+        )
+    return reuse_port

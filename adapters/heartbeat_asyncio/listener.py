@@ -29,11 +29,17 @@ _ACCEPTS_PER_EVENT = 64
 
 
 async def bind(
-    loop: asyncio.AbstractEventLoop, host: str | None, port: int, *, backlog: int = 1024
+    loop: asyncio.AbstractEventLoop,
+    host: str | None,
+    port: int,
+    *,
+    backlog: int = 1024,
+    reuse_port: bool = False,
 ) -> list[socket.socket]:
     """Listening sockets on every address ``host`` resolves to (``None`` or ``""``: all
-    interfaces), as ``loop.create_server`` makes them. Raises :class:`OSError` (e.g.
-    the address is in use) with nothing left open."""
+    interfaces), as ``loop.create_server`` makes them (``SO_REUSEPORT`` set when
+    ``reuse_port``). Raises :class:`OSError` (e.g. the address is in use) with nothing
+    left open."""
     infos = await loop.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )
@@ -43,6 +49,8 @@ async def bind(
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)

@@ -23,7 +23,7 @@ from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
 from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase
-from heartbeat_core.tcp import TcpKeepalive
+from heartbeat_core.tcp import TcpKeepalive, check_reuse_port
 
 __all__ = ["Handler", "HttpHandler", "ProcessRequest", "SelectSubprotocol", "Server", "serve"]
 
@@ -175,6 +175,7 @@ async def serve(
     http_handler: HttpHandler | None = None,
     process_request: ProcessRequest | None = None,
     backlog: int = 1024,
+    reuse_port: bool = False,
 ) -> Server:
     """Listen on ``host:port`` and run ``handler(conn)`` for every WebSocket connection.
 
@@ -198,6 +199,11 @@ async def serve(
     out but nobody is declared dead (the core's ``paused-reading`` rule).
 
     ``backlog`` is the listening sockets' queue of connections not yet accepted.
+    ``reuse_port=True`` sets ``SO_REUSEPORT`` on them: several processes (or
+    servers) that all ask for it may listen on the same port, and the kernel spreads
+    new connections among them (``heartbeat serve --workers N`` runs on it). Where
+    the platform has no ``SO_REUSEPORT`` it raises
+    :class:`~heartbeat_core.errors.ConfigError`.
 
     Every option is validated before anything listens: a bad one raises
     :class:`~heartbeat_core.errors.ConfigError` here.
@@ -218,6 +224,7 @@ async def serve(
         logger=logger,
     )
     options.new_core(Role.SERVER)  # the core's own checks, before listening
+    reuse_port = check_reuse_port(reuse_port, available=hasattr(socket, "SO_REUSEPORT"))
     loop = asyncio.get_running_loop()
     server = Server(handler)
 
@@ -229,7 +236,7 @@ async def serve(
 
     listener = Listener(
         loop,
-        await bind(loop, host, port, backlog=backlog),
+        await bind(loop, host, port, backlog=backlog, reuse_port=reuse_port),
         factory,
         ssl=ssl,
         ssl_handshake_timeout=options.open_timeout if ssl is not None else None,

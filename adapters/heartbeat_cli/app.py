@@ -25,13 +25,15 @@ from typing import Any
 
 import heartbeat_core
 from heartbeat_cli.demo import run_demo
+from heartbeat_cli.loops import LoopFactory, LoopUnavailable, loop_factory, run
 from heartbeat_cli.operators import DEFAULT_PROBE_INTERVAL
-from heartbeat_cli.output import EXIT_OK, PROG, Output, use_color
+from heartbeat_cli.output import EXIT_OK, PROG, Output, error, use_color
 from heartbeat_cli.ping import run_ping
 from heartbeat_cli.serve import run_serve
 from heartbeat_cli.simulate import add_parser as add_simulate_parser
 from heartbeat_cli.simulate import run_simulate
 from heartbeat_cli.sink import LineSink, SinkHandler
+from heartbeat_cli.workers import add_process_arguments
 from heartbeat_core import HeartbeatConfig
 
 __all__ = ["build_parser", "main", "parse_size"]
@@ -266,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a web origin (e.g. https://ops.example.org) whose pages may read the "
         "dashboard's feed, besides the dashboard itself (repeatable)",
     )
+    add_process_arguments(s)  # --workers, --loop
     s.add_argument(
         "--dashboard-viewers",
         type=_positive_int,
@@ -361,8 +364,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": run_demo,
         "simulate": run_simulate,
     }
+    factory: LoopFactory = asyncio.new_event_loop
+    if args.command == "serve":
+        try:
+            args.loop_name, factory = loop_factory(args.loop)
+        except LoopUnavailable as exc:
+            return error(str(exc))
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return asyncio.run(commands[args.command](args, out))
+        return run(commands[args.command](args, out), factory)
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the handlers were installed
         return EXIT_OK
     finally:

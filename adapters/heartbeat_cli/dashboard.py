@@ -187,6 +187,17 @@ class Dashboard:
             max_samples=max_samples,
         )
         self._files: dict[str, bytes] = {}
+        #: What the viewers get instead of the registry's snapshot ``snap`` (``first``: a
+        #: viewer's first one): ``heartbeat serve --workers N`` adds the other workers'.
+        self.merge: Callable[[dict[str, Any], bool], dict[str, Any]] | None = None
+
+    @property
+    def watching(self) -> bool:
+        """True while a page watches (its feed is open)."""
+        return bool(self._viewers)
+
+    def _view(self, snap: dict[str, Any], first: bool) -> dict[str, Any]:
+        return snap if self.merge is None else self.merge(snap, first)
 
     # ------------------------------------------------------------ registry
 
@@ -291,7 +302,7 @@ class Dashboard:
                 )
             )
             # Its own first snapshot: the samples until the last push (the next has the rest).
-            first = self.registry.snapshot(0, until=self._since)
+            first = self._view(self.registry.snapshot(0, until=self._since), True)
             await conn.send(json.dumps(first, separators=(",", ":")))
             self._viewers[conn] = None
             starting.cancel()
@@ -314,6 +325,7 @@ class Dashboard:
             await asyncio.sleep(self.update_interval)
             snap = self.registry.snapshot(self._since)
             self._since = snap["next"]
+            snap = self._view(snap, False)
             text = json.dumps(snap, separators=(",", ":"))
             for conn, sending in list(self._viewers.items()):
                 if sending is None or sending.done():

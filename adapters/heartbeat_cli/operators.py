@@ -64,15 +64,23 @@ class MetricsEndpoint:
         self._metrics = HeartbeatMetrics(registry=self._registry)
         self._generate = generate_latest
         self._content_type: str = CONTENT_TYPE_LATEST
+        #: What a scrape gets instead of :meth:`exposition` (``heartbeat serve --workers N``
+        #: adds the other workers' figures).
+        self.merge: Callable[[bytes], bytes] | None = None
 
     def on_event(self, conn: Any, event: ConnectionEvent) -> None:
         self._metrics.on_event(conn, event)
+
+    def exposition(self) -> bytes:
+        """This server's figures in Prometheus' text format."""
+        body: bytes = self._generate(self._registry)
+        return body
 
     def http_handler(self, target: str) -> HttpAnswer | None:
         """The exposition at :data:`METRICS_PATH` (any query ignored); ``None`` otherwise."""
         if target.partition("?")[0] != METRICS_PATH:
             return None
-        body: bytes = self._generate(self._registry)
+        body = self.exposition() if self.merge is None else self.merge(self.exposition())
         return 200, [("Content-Type", self._content_type), ("Cache-Control", "no-cache")], body
 
 

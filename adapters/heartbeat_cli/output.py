@@ -69,11 +69,13 @@ class Output:
         self._broken = False
         self._sink = sink
 
-    def in_background(self, notice: Callable[[int], str]) -> Output:
+    def in_background(self, notice: Callable[[int], str], *, shared: bool = False) -> Output:
         """The same output, written by a thread of its own (a :class:`LineSink`): a stream
         nobody reads never blocks the caller; lines it cannot take are dropped, and
-        ``notice(count)`` stands in their place. :meth:`close` it when done."""
-        return Output(self._stream, color=self._color, sink=LineSink(self._stream, notice=notice))
+        ``notice(count)`` stands in their place. ``shared``: other processes write to the
+        stream too (whole lines in atomic writes). :meth:`close` it when done."""
+        sink = LineSink(self._stream, notice=notice, shared=shared)
+        return Output(self._stream, color=self._color, sink=sink)
 
     @property
     def dropped(self) -> int:

@@ -162,6 +162,12 @@ class ConnectionRegistry:
         self._aged = 0  # samples numbered up to this are older than history
         self._lock = threading.Lock()
 
+    def number_from(self, start: int, step: int) -> None:
+        """Number the connections listed from now on ``start``, ``start + step``, ...
+        (``heartbeat serve --workers N``: ids unique among the workers)."""
+        with self._lock:
+            self._ids = itertools.count(start, step)
+
     def on_event(self, conn: Watched, event: ConnectionEvent) -> None:
         """The server's ``on_event`` hook: follows every connection's life (it is listed
         from its :class:`~heartbeat_core.Request` on)."""

@@ -13,6 +13,7 @@ from functools import partial
 
 from heartbeat_asyncio import Connection, serve
 
+from heartbeat_cli.cluster import Cluster
 from heartbeat_cli.dashboard import Dashboard
 from heartbeat_cli.operators import (
     METRICS_PATH,
@@ -30,6 +31,7 @@ from heartbeat_cli.output import (
     wall_clock,
 )
 from heartbeat_cli.runtime import install_stop
+from heartbeat_cli.workers import run_workers
 from heartbeat_core import (
     Accepted,
     Closed,
@@ -83,8 +85,12 @@ async def run_serve(args: argparse.Namespace, out: Output) -> int:
         )
     except HeartbeatError as exc:
         return error(str(exc))
-    out = out.in_background(partial(_dropped_lines, json_mode))  # never blocks the loop
+    # Never blocks the loop; with --workers N, N + 1 processes share stdout (whole lines).
+    shared = args.worker is not None or args.workers > 1
+    out = out.in_background(partial(_dropped_lines, json_mode), shared=shared)
     try:
+        if args.worker is None and args.workers > 1:
+            return await run_workers(args, out, args.argv)
         return await _serve(args, out, config, json_mode)
     finally:
         out.close()
@@ -109,11 +115,17 @@ async def _serve(
     args: argparse.Namespace, out: Output, config: HeartbeatConfig, json_mode: bool
 ) -> int:
 
+    spec = args.worker  # (a worker of heartbeat serve --workers N: heartbeat_cli.workers)
+    tag = "" if spec is None else f"w{spec[0]}  "
+
     def log(event: str, text: str, **fields: object) -> None:
         if json_mode:
-            out.json(event=event, **fields)
+            if spec is None:
+                out.json(event=event, **fields)
+            else:
+                out.json(event=event, worker=spec[0], **fields)
         else:
-            out.line(f"{wall_clock()}  {text}")
+            out.line(f"{wall_clock()}  {tag}{text}")
 
     opened: set[Connection] = set()
 
@@ -160,6 +172,19 @@ async def _serve(
     dashboard = None if args.no_dashboard else _dashboard(args)
     set_log_query(args.log_query)
     metrics, no_metrics = (None, None) if args.no_metrics else metrics_endpoint()
+    cluster = None
+    if spec is not None:
+        cluster = Cluster(
+            spec,
+            snapshot=None if dashboard is None else dashboard.registry.snapshot,
+            watching=(lambda: False) if dashboard is None else (lambda: dashboard.watching),
+            exposition=None if metrics is None else metrics.exposition,
+        )
+        if dashboard is not None:
+            dashboard.registry.number_from(spec[0], spec[1])
+            dashboard.merge = cluster.merge
+        if metrics is not None:
+            metrics.merge = cluster.metrics
 
     def on_any_event(conn: Connection, event: ConnectionEvent) -> None:
         on_event(conn, event)
@@ -181,6 +206,7 @@ async def _serve(
                 None if dashboard is None else dashboard.http_handler,
             ),
             process_request=None if dashboard is None else dashboard.process_request,
+            reuse_port=cluster is not None,
         )
     except OSError as exc:
         what = exc.strerror or str(exc)
@@ -190,13 +216,14 @@ async def _serve(
         f"listening on {format_peer((args.host, server.port))} (mode {args.mode}, interval "
         f"{args.interval:g} s, timeout {args.timeout:g} s"
         + (f", probe every {args.probe_interval:g} s" if args.probe_interval else "")
-        + "); Ctrl-C to stop",
+        + f"; loop {args.loop_name}); Ctrl-C to stop",
         host=args.host,
         port=server.port,
         mode=args.mode,
         interval=args.interval,
         timeout=args.timeout,
         probe_interval=args.probe_interval or None,
+        loop=args.loop_name,
     )
     if metrics is not None:
         url = f"http://{format_peer((args.host, server.port))}{METRICS_PATH}"
@@ -208,6 +235,8 @@ async def _serve(
         log("dashboard", f"dashboard on {url} (--no-dashboard turns it off)", url=url)
     for finding in config.findings():
         log("warning", f"warning {finding}", message=finding)
+    if cluster is not None:
+        await cluster.start(server.port, lost=stop.set)
     await stop.wait()
     count = len(server.connections)
     log(
@@ -218,6 +247,8 @@ async def _serve(
     )
     await server.close(1001, "going away", timeout=max(args.close_timeout, 0.1))
     await server.wait_closed()
+    if cluster is not None:
+        await cluster.close()
     if out.dropped:
         log("stopped", f"stopped ({out.dropped} log lines dropped)", dropped=out.dropped)
     else:

@@ -8,6 +8,12 @@ the file descriptor. At most ``max_lines`` lines wait; past that, lines are drop
 counted (:attr:`LineSink.dropped`) and reported by a line of their own, in their
 place, once the stream takes lines again. :class:`SinkHandler` does the same for
 ``logging`` records.
+
+Several processes may share one stream (``heartbeat serve --workers N``): a sink
+made with ``shared=True`` writes whole lines only, in ``write()`` calls of at most
+``PIPE_BUF`` bytes (4096 on Linux), which POSIX makes atomic on a pipe (and Linux
+on a file), so that one process's line is never cut by another's. (A line longer
+than that is written alone, in as many calls as it takes.)
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import collections
 import contextlib
 import logging
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -53,8 +60,10 @@ class LineSink:
         *,
         max_lines: int = 1000,
         notice: Callable[[int], str] = _default_notice,
+        shared: bool = False,
     ) -> None:
         self._stream = stream
+        self._shared = shared
         try:
             self._fd: int | None = stream.fileno()
         except (AttributeError, OSError, ValueError):  # e.g. io.StringIO: write to it
@@ -109,16 +118,32 @@ class LineSink:
                 if not self._queue:
                     return
                 batch, self._queue = self._queue, collections.deque()
-            text = "".join(
+            lines = [
                 (self._notice(item.count) if isinstance(item, _Dropped) else item) + "\n"
                 for item in batch
-            )
-            if not self._write(text):
+            ]
+            if not all(self._write(text) for text in self._chunks(lines)):
                 with self._cond:
                     self._broken = True
                     self._queue.clear()
                 return
             time.sleep(_GATHER)  # lines arriving meanwhile make one write, not one each
+
+    def _chunks(self, lines: list[str]) -> list[str]:
+        """``lines`` in one write, or (``shared``) in writes of whole lines, each at most
+        ``PIPE_BUF`` bytes where the lines allow it."""
+        if not self._shared:
+            return ["".join(lines)]
+        chunks: list[str] = []
+        size, start = 0, 0
+        for i, line in enumerate(lines):
+            length = len(line.encode("utf-8", "replace")) if not line.isascii() else len(line)
+            if size and size + length > select.PIPE_BUF:
+                chunks.append("".join(lines[start:i]))
+                size, start = 0, i
+            size += length
+        chunks.append("".join(lines[start:]))
+        return chunks
 
     def _write(self, text: str) -> bool:
         """False once the reader went away (e.g. ``| head``)."""

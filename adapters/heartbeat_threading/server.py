@@ -36,7 +36,7 @@ from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, Conne
 from heartbeat_core.pacing import RESOURCE_ERRNOS, AcceptBackoff, RateLimit
 from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
 from heartbeat_core.state import HeartbeatPhase, validate_close
-from heartbeat_core.tcp import TcpKeepalive, apply_keepalive
+from heartbeat_core.tcp import TcpKeepalive, apply_keepalive, check_reuse_port
 from heartbeat_threading.connection import Connection, EventCallback
 from heartbeat_threading.reactor import Reactor, TimerTask
 from heartbeat_threading.transport import DEFAULT_WRITE_LIMIT, check_write_limit
@@ -331,6 +331,7 @@ def serve(
     process_request: ProcessRequest | None = None,
     write_limit: int = DEFAULT_WRITE_LIMIT,
     backlog: int = 1024,
+    reuse_port: bool = False,
 ) -> Server:
     """Listen on ``host:port`` (0: any free port, see ``Server.port``) and serve
     WebSocket connections with heartbeats; ``handler(conn)`` runs once per connection
@@ -353,7 +354,11 @@ def serve(
     ``max_queue`` (default 32) and ``max_queue_bytes`` (default 16 MiB) bound, per
     connection, the messages that wait unread: at either bound the connection stops
     reading until the handler has taken half of both (meanwhile nobody is declared
-    dead: the core's ``paused-reading`` rule).
+    dead: the core's ``paused-reading`` rule). ``reuse_port=True`` sets
+    ``SO_REUSEPORT`` on the listening socket: several processes (or servers) that all
+    ask for it may listen on the same port, and the kernel spreads new connections
+    among them (a :class:`~heartbeat_core.errors.ConfigError` where the platform has
+    no ``SO_REUSEPORT``).
 
     Every option is validated before anything listens: a bad one raises
     :class:`~heartbeat_core.errors.ConfigError` here.
@@ -375,8 +380,11 @@ def serve(
     )
     options.new_core(Role.SERVER)  # the core's own checks, before listening
     check_write_limit(write_limit)
+    reuse_port = check_reuse_port(reuse_port, available=hasattr(socket, "SO_REUSEPORT"))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=backlog)
+    sock = socket.create_server(
+        (host, port), family=family, backlog=backlog, reuse_port=reuse_port
+    )
     try:
         return Server(
             handler, sock, options, policy, ssl=ssl, on_event=on_event, write_limit=write_limit

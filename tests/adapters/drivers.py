@@ -122,7 +122,10 @@ class AsyncioDriver(Driver):
                 await conn.send(message)
 
         events = Recorded(also=kwargs.pop("on_event", None))
-        server = self.run(heartbeat_asyncio.serve(echo, "127.0.0.1", 0, on_event=events, **kwargs))
+        port = kwargs.pop("port", 0)
+        server = self.run(
+            heartbeat_asyncio.serve(echo, "127.0.0.1", port, on_event=events, **kwargs)
+        )
         return ServerHandle(server.port, server, events, lambda: self.run(server.close(timeout=2)))
 
     def connect(self, uri: str, **kwargs: Any) -> Client:
@@ -175,7 +178,8 @@ class ThreadingDriver(Driver):
                 conn.send(message)
 
         events = Recorded(also=kwargs.pop("on_event", None))
-        server = heartbeat_threading.serve(echo, "127.0.0.1", 0, on_event=events, **kwargs)
+        port = kwargs.pop("port", 0)
+        server = heartbeat_threading.serve(echo, "127.0.0.1", port, on_event=events, **kwargs)
         return ServerHandle(server.port, server, events, lambda: server.close(timeout=2))
 
     def connect(self, uri: str, **kwargs: Any) -> Client:

@@ -246,6 +246,7 @@ def test_backpressure_pauses_reading_and_resumes(driver: Driver) -> None:
         {"config": {"interval": 1}},
         {"select_subprotocol": "chat"},
         {"http_handler": 42},
+        {"reuse_port": "yes"},
     ],
 )
 def test_a_bad_option_is_raised_by_serve_before_anything_listens(
@@ -300,3 +301,39 @@ def test_process_request_sees_every_request_first_and_may_refuse_it(driver: Driv
     assert refused.startswith(b"HTTP/1.1 403 ") and refused.endswith(b"Forbidden\n")
     assert plain.startswith(b"HTTP/1.1 200 ") and plain.endswith(b"ok")
     assert seen == ["Request", "HttpRequest", "Request"]
+
+
+def test_reuse_port_lets_servers_share_a_port_and_spreads_connections(driver: Driver) -> None:
+    """Issue 15: ``serve(reuse_port=True)`` (SO_REUSEPORT) under ``heartbeat serve --workers``."""
+    first = driver.serve(config=QUIET, reuse_port=True)
+    try:
+        # Without reuse_port, the port is taken; with it, a second server shares it.
+        with pytest.raises(OSError):
+            driver.serve(config=QUIET, port=first.port).close()
+        second = driver.serve(config=QUIET, port=first.port, reuse_port=True)
+        try:
+            for handle in (first, second):
+                sock = handle.server.sockets[0]
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) != 0
+            # The kernel spreads connections by their addresses: both get some soon.
+            for _ in range(200):
+                if all("Accepted" in h.events.names() for h in (first, second)):
+                    break
+                client = driver.connect(first.uri, config=QUIET)
+                client.send("x")
+                assert client.recv() == "x"
+                client.close()
+            accepted = [h.events.names().count("Accepted") for h in (first, second)]
+            assert all(accepted), accepted
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
+def test_reuse_port_without_so_reuseport_is_a_config_error(
+    driver: Driver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(socket, "SO_REUSEPORT", raising=False)
+    with pytest.raises(ConfigError, match="SO_REUSEPORT"):
+        driver.serve(config=QUIET, reuse_port=True)

@@ -70,3 +70,33 @@ def test_a_reader_that_went_away_ends_the_writing_quietly() -> None:
         sink.put("nobody will read this")
         assert sink.close(5.0)
         sink.put("nor this")
+
+
+def test_shared_sinks_on_one_pipe_never_cut_each_others_lines() -> None:
+    """``heartbeat serve --workers N``: N processes write to one stdout (issue 15)."""
+    r, w = os.pipe()
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.extend(_read_all(r).splitlines()))
+    reader.start()
+    with os.fdopen(w, "w") as stream:
+        sinks = [LineSink(stream, max_lines=100_000, shared=True) for _ in range(2)]
+
+        def fill(k: int) -> None:
+            for i in range(5000):  # (batches far larger than a pipe's atomic write)
+                sinks[k].put(f"{k} {i:05d} " + "xy"[k] * 150 + " end")
+
+        writers = [threading.Thread(target=fill, args=(k,)) for k in range(2)]
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join(10.0)
+        assert all(sink.close(10.0) for sink in sinks)
+    reader.join(10.0)
+    os.close(r)
+    assert len(got) == 10_000
+    for line in got:
+        k, _, body = line.partition(" ")
+        assert body[6:] == "xy"[int(k)] * 150 + " end", line
+    expected = [f"{i:05d}" for i in range(5000)]
+    for k in "01":
+        assert [line.split()[1] for line in got if line[0] == k] == expected

@@ -322,6 +322,21 @@ def test_events_without_a_message_are_not_delivered() -> None:
     assert server.queue.pop() == ("x", False)
 
 
+def test_the_open_line_is_logged_at_info_without_the_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log))
+    with caplog.at_level(logging.INFO, logger="tests.driver"):
+        upgraded(server)
+    (line,) = [r.getMessage() for r in caplog.records if " open: " in r.getMessage()]
+    assert "path=/chat" in line and "secret" not in line
+    # Not enabled: no line (and no cost of making the path loggable).
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tests.driver"):
+        upgraded(FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log)))
+    assert not [r for r in caplog.records if " open: " in r.getMessage()]
+
+
 @pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO])
 def test_each_round_trip_is_logged_only_if_debug_was_on_at_the_start(
     level: int, caplog: pytest.LogCaptureFixture

@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from heartbeat_core.tcp import SupportsSetsockopt, TcpKeepalive, apply_keepalive
+from heartbeat_core.errors import ConfigError
+from heartbeat_core.tcp import SupportsSetsockopt, TcpKeepalive, apply_keepalive, check_reuse_port
 
 
 class Recorder:
@@ -78,3 +79,21 @@ def test_a_real_socket() -> None:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 7
         if "TCP_KEEPCNT" in applied:
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+
+
+class TestCheckReusePort:
+    """The rule of ``serve(reuse_port=...)`` in both drivers."""
+
+    def test_true_where_available_and_false_anywhere(self) -> None:
+        assert check_reuse_port(True, available=True) is True
+        assert check_reuse_port(False, available=True) is False
+        assert check_reuse_port(False, available=False) is False
+
+    def test_true_without_so_reuseport_says_so(self) -> None:
+        with pytest.raises(ConfigError, match="SO_REUSEPORT"):
+            check_reuse_port(True, available=False)
+
+    @pytest.mark.parametrize("value", [1, "yes", None])
+    def test_not_a_bool_is_refused(self, value: object) -> None:
+        with pytest.raises(ConfigError, match="reuse_port must be True or False"):
+            check_reuse_port(value, available=True)
