@@ -52,6 +52,23 @@ _H11_ONLY = frozenset((b"content-length", b"transfer-encoding", b"host"))
 # sends much the same Host. Bounded: cleared when full.
 _HOSTS: dict[bytes, str] = {}
 _MAX_HOSTS = 64
+# Header names and values nearly every client sends, one object each: a server keeps
+# every connection's request headers (``conn.headers``), and 10,000 connections would
+# otherwise hold 10,000 copies of b"sec-websocket-version" and b"13".
+_SHARED: dict[bytes, bytes] = {
+    word: word
+    for word in (
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"origin",
+        b"user-agent",
+        b"websocket",
+        b"Upgrade",
+        b"13",
+    )
+}
 
 
 def valid_key(key: bytes) -> bool:
@@ -90,7 +107,9 @@ def parse_upgrade(data: bytes) -> Request | None:
     headers: list[tuple[bytes, bytes]] = []
     for raw_name, raw_value in _LINE.findall(match[2]):
         name = raw_name.lower()
+        name = _SHARED.get(name, name)
         value = raw_value.strip(b" ")  # (h11 strips the spaces around a value)
+        value = _SHARED.get(value, value)
         if name in _SINGLE:
             if name in single:
                 return None

@@ -51,6 +51,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         "__weakref__",
         "_closed",
         "_drain",
+        "_ended",
         "_handshake",
         "_loop",
         "_options",
@@ -85,8 +86,11 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         self._transport: asyncio.Transport | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
-        self._pings: dict[bytes, asyncio.Future[float]] = {}
-        self._closed: asyncio.Future[None] = self._loop.create_future()
+        # Made when first needed (most connections never ping, and nobody waits for
+        # most of them to close): each idle connection costs less memory.
+        self._pings: dict[bytes, asyncio.Future[float]] | None = None
+        self._closed: asyncio.Future[None] | None = None  # wait_closed()'s
+        self._ended = False  # the socket is released
         # Client: resolved with None (accepted) or an exception; server: None.
         self._handshake: asyncio.Future[None] | None = (
             self._loop.create_future() if role is Role.CLIENT else None
@@ -136,7 +140,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         """The next message. Raises :class:`ConnectionClosedError` once closed and drained."""
         queue = self.queue
         while not queue:
-            if self._closed.done():
+            if self._ended:
                 raise self._closed_error("receive")
             waiter = self._recv_waiter
             if waiter is None or waiter.done():  # done: a cancelled recv() left it behind
@@ -160,12 +164,15 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         """Send one ping of our own (not a heartbeat) and return its round-trip time in seconds."""
         payload = self.core.ping(self._rt_now())
         waiter: asyncio.Future[float] = self._loop.create_future()
-        self._pings[payload] = waiter
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = {}
+        pings[payload] = waiter
         self._flush()
         try:
             return await asyncio.shield(waiter)
         finally:
-            self._pings.pop(payload, None)
+            pings.pop(payload, None)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (bounded by ``close_timeout``); return once the
@@ -175,7 +182,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
 
     def close_nowait(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake without waiting for it to finish."""
-        if self._closed.done():
+        if self._ended:
             return
         if self._transport is None:
             raise ConnectionClosedError("cannot close: the connection was never opened")
@@ -185,7 +192,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
     def fail(self, code: int = 1011, reason: str = "") -> None:
         """Fail the connection: a close frame, then the socket is released without
         waiting for the peer's (bounded by ``close_timeout``)."""
-        if self._closed.done() or self._transport is None:
+        if self._ended or self._transport is None:
             return
         now = self._rt_now()
         self._process(self.core.fail(now, code, reason), now)
@@ -197,7 +204,12 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
 
     async def wait_closed(self) -> None:
         """Return once the socket is released."""
-        await asyncio.shield(self._closed)
+        if self._ended:
+            return
+        closed = self._closed
+        if closed is None:
+            closed = self._closed = self._loop.create_future()
+        await asyncio.shield(closed)
 
     # ------------------------------------------------------- asyncio protocol
 
@@ -240,16 +252,17 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        if self._closed.done():
+        if self._ended:
             return
         self._share.unfile(self)
         self._transport_lost()
         self.resume_writing()
         self._wake_reader()
-        error = self._closed_error("ping")
-        for waiter in self._pings.values():
-            if not waiter.done():
-                waiter.set_exception(error)
+        if self._pings:
+            error = self._closed_error("ping")
+            for waiter in self._pings.values():
+                if not waiter.done():
+                    waiter.set_exception(error)
         self._fail_handshake(
             exc
             if isinstance(exc, OSError)  # ssl.SSLError is an OSError
@@ -258,7 +271,9 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
                 "check that the URI points at a WebSocket server"
             )
         )
-        self._closed.set_result(None)
+        self._ended = True
+        if self._closed is not None:
+            self._closed.set_result(None)
         if self._server is not None:
             self._server._forget(self)
 
@@ -319,7 +334,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         self._fail_handshake(error)
 
     def _ping_answered(self, payload: bytes, rtt: float) -> None:
-        waiter = self._pings.get(payload)
+        waiter = self._pings.get(payload) if self._pings else None
         if waiter is not None and not waiter.done():
             waiter.set_result(rtt)
 

@@ -103,7 +103,7 @@ async def connect_forever(
                 yield conn
                 await conn.wait_closed()
             finally:
-                if not conn._closed.done():
+                if not conn._ended:
                     await conn.close()
             tell(Disconnected(code=conn.close_code, reason=conn.close_reason or ""))
         delay = delays.next_delay(loop.time())
