@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 GROUPS := --group test --group lint --group docs --group interop
 DIST := build/dist
 
-.PHONY: test demo lint typecheck pytest dist verifytypes matrix bench-core bench bench-quick clean fuzz docs soak
+.PHONY: test demo lint typecheck pytest dist verifytypes matrix bench-core bench-message bench bench-quick clean fuzz docs soak
 
 $(BASE): pyproject.toml heartbeat_core/__init__.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -85,6 +85,9 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-core: $(STAMP)
 	$(PY) benchmarks/bench_core.py
+
+bench-message: $(STAMP)
+	$(PY) benchmarks/bench_message.py
 
 # Side-by-side server benchmarks (about 33 minutes; writes docs/benchmarks-results.md and
 # benchmarks/results/full-*.json). bench-quick is a smoke run of the same (about 2 minutes).

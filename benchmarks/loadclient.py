@@ -6,7 +6,8 @@ handshakes in flight, started over at least ``--spread`` seconds so that the
 first heartbeats do not all fall due in the same millisecond), answers every
 ping frame with a masked pong carrying the same payload, and counts what it
 sees. With ``--busy`` every connection also sends a small masked text frame
-every ``--busy-period`` seconds (spread evenly).
+every ``--busy-period`` seconds (spread evenly); the servers echo it, and the
+echoes are counted.
 
 Control is line-based: it prints ``CONNECTED ...`` once every connection is
 open (or has failed); on stdin, ``MARK`` prints the counters as one JSON line
@@ -107,6 +108,7 @@ class LoadClient:
         self.pings = 0
         self.pongs = 0
         self.texts_sent = 0
+        self.echoes = 0
         self.frames_other = 0
         self.close_frames = 0
         self.announced = False
@@ -252,6 +254,8 @@ class LoadClient:
                 self.closed += 1
                 self._drop(conn)
                 return
+            elif opcode in (0x1, 0x2):
+                self.echoes += 1  # (the servers echo every message)
             else:
                 self.frames_other += 1
             i = end
@@ -270,6 +274,7 @@ class LoadClient:
             "pings": self.pings,
             "pongs": self.pongs,
             "texts_sent": self.texts_sent,
+            "echoes": self.echoes,
             "frames_other": self.frames_other,
             "close_frames": self.close_frames,
             "cpu": sum(os.times()[:2]),

@@ -82,11 +82,12 @@ def to_markdown(report: dict[str, Any]) -> str:
             ]
         else:
             lines += [
-                "Every connection also sends a small text frame every 0.5 s.",
+                "Every connection also sends a small text frame every 0.5 s, which the "
+                "server echoes; echoes/s below messages/s means the run fell behind.",
                 "",
-                "| N | server | heartbeat pings/s | messages/s | CPU % | CPU µs per message | "
-                "CPU vs websockets | closed by server |",
-                "|---|---|---|---|---|---|---|---|",
+                "| N | server | heartbeat pings/s | messages/s | echoes/s | CPU % | "
+                "CPU µs per echoed message | vs websockets | vs floor | closed by server |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
         for r in rows:
             name = _LABEL.get(r["server"], r["server"])
@@ -112,9 +113,11 @@ def to_markdown(report: dict[str, Any]) -> str:
                 lines.append(
                     f"| {r['n']} | {name} | {cell(r['pings_per_sec'], '{:.1f}')} | "
                     f"{cell(r.get('texts_per_sec'), '{:.0f}')} | "
+                    f"{cell(r.get('echoes_per_sec'), '{:.0f}')} | "
                     f"{cell(r['cpu_percent'], '{:.0f}')} | "
                     f"{cell(r['cpu_us_per_message'])} | "
                     f"{cell(r['cpu_ratio_to_websockets'], '{:.2f}x')} | "
+                    f"{cell(r['cpu_ratio_to_floor'], '{:.2f}x')} | "
                     f"{cell(r['closed_by_server'], '{:.0f}')} |"
                 )
         lines.append("")

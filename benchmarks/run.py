@@ -9,7 +9,8 @@ Every measurement starts one server (``servers.py``) and one load client
   client sent, RSS growth is divided by N, and the pings the client received
   per second are compared with N / interval.
 * **busy**: the same with every connection also sending a small text frame
-  every 0.5 s: how many heartbeat pings the server still sends, and its CPU.
+  every 0.5 s, which every server echoes: how many heartbeat pings the server
+  still sends, and its CPU per echoed message.
 * **handshake**: N connections opened as fast as the load client can, with
   heartbeats far off: the server's CPU per opening handshake (from before the
   first connection until the last is open, divided by N) and the time the N
@@ -103,6 +104,7 @@ def measure_load(
     pongs = m1["pongs"] - m0["pongs"]
     pings = m1["pings"] - m0["pings"]
     texts = m1["texts_sent"] - m0["texts_sent"]
+    echoes = m1["echoes"] - m0["echoes"]
     opened = int(connected.get("opened", 0))
     return {
         "scenario": "busy" if busy else "idle",
@@ -120,7 +122,8 @@ def measure_load(
         "user_us_per_round_trip": (user / pongs * 1e6) if pongs else None,
         "sys_us_per_round_trip": (system / pongs * 1e6) if pongs else None,
         "texts_per_sec": texts / elapsed,
-        "cpu_us_per_message": (cpu / texts * 1e6) if texts else None,
+        "echoes_per_sec": echoes / elapsed,
+        "cpu_us_per_message": (cpu / echoes * 1e6) if echoes else None,
         "rss_kb_per_connection": (rss1 - rss0) / 1024 / max(opened, 1),
         "rss_mb": rss1 / 2**20,
         "server_threads": threads,

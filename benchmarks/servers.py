@@ -5,9 +5,10 @@
 KIND is one of ``floor``, ``websockets``, ``aiohttp``, ``ours-asyncio``,
 ``ours-threading``. Each binds 127.0.0.1 on a free port, prints
 ``READY <port>`` and serves until its stdin closes (or it is killed). Every
-server consumes and discards the messages it receives, and heartbeats with
-the given interval and timeout (aiohttp has no timeout setting: its pong
-deadline is half its heartbeat).
+server echoes the messages it receives (the busy scenario measures the whole
+message path: in, to the application, out), and heartbeats with the given
+interval and timeout (aiohttp has no timeout setting: its pong deadline is
+half its heartbeat).
 
 ``floor`` is the practical Python limit, built as the reference harness's
 floor is (../shared/bench): plain asyncio, ``BufferedProtocol`` reading every
@@ -96,6 +97,19 @@ class _Floor:
         self.loop.call_at(self.start + (tick + 1) * self.interval, self.fire)
 
 
+def _echo(b0: int, data: bytes, start: int, length: int) -> bytes:
+    """The unmasked echo of a whole masked message whose payload starts at ``start``
+    (the masking key is the 4 bytes before it; no validation: the floor trusts its client)."""
+    key = data[start - 4 : start]
+    key = (key * (length // 4 + 1))[:length] if length > 4 else key[:length]
+    body = (
+        int.from_bytes(data[start : start + length], "little") ^ int.from_bytes(key, "little")
+    ).to_bytes(length, "little")
+    if length < 126:
+        return bytes((b0, length)) + body
+    return bytes((b0, 126)) + length.to_bytes(2, "big") + body
+
+
 class FloorProtocol(asyncio.BufferedProtocol):
     """One connection of the floor server: reads into the shared buffer; an empty
     pong (the common read) costs one comparison."""
@@ -168,6 +182,8 @@ class FloorProtocol(asyncio.BufferedProtocol):
                 return
             if opcode < 0x8:
                 self.busy = True
+                if opcode in (0x1, 0x2) and data[i] & 0x80:  # a whole message: echoed
+                    self.transport.write(_echo(data[i], data, end - length, length))  # type: ignore[union-attr]
             i = end
         if i < size:
             self.pending = data[i:]
@@ -200,8 +216,8 @@ async def _serve_websockets(interval: float, timeout: float, ready: Callable[[in
     from websockets.asyncio.server import ServerConnection, serve
 
     async def handler(ws: ServerConnection) -> None:
-        async for _ in ws:
-            pass
+        async for message in ws:
+            await ws.send(message)
 
     async with serve(
         handler,
@@ -222,8 +238,11 @@ async def _serve_aiohttp(interval: float, timeout: float, ready: Callable[[int],
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=interval, compress=False)
         await ws.prepare(request)
-        async for _ in ws:
-            pass
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                await ws.send_str(message.data)
+            elif message.type == web.WSMsgType.BINARY:
+                await ws.send_bytes(message.data)
         return ws
 
     app = web.Application()
@@ -246,8 +265,8 @@ async def _serve_ours_asyncio(
     from heartbeat_core import HeartbeatConfig
 
     async def handler(conn: Any) -> None:
-        async for _ in conn:
-            pass
+        async for message in conn:
+            await conn.send(message)
 
     server = await serve(
         handler, "127.0.0.1", 0, config=HeartbeatConfig(interval=interval, timeout=timeout)
@@ -263,8 +282,8 @@ def _serve_ours_threading(interval: float, timeout: float, ready: Callable[[int]
     from heartbeat_core import HeartbeatConfig
 
     def handler(conn: Any) -> None:
-        for _ in conn:
-            pass
+        for message in conn:
+            conn.send(message)
 
     server = serve(
         handler, "127.0.0.1", 0, config=HeartbeatConfig(interval=interval, timeout=timeout)

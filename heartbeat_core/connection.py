@@ -58,6 +58,7 @@ from heartbeat_core.frames import (
     OP_PONG,
     OP_TEXT,
     FrameBoundary,
+    server_data_frame,
     server_frame,
     simple_frames,
 )
@@ -363,9 +364,13 @@ class HeartbeatConnection:
             simple = simple_frames(data, masked=True)
             if simple is not None:
                 events: list[ConnectionEvent] = []
-                if len(simple) == 1 and simple[0][0] == OP_PONG:  # the common read: one pong
-                    self._on_pong_frame(simple[0][1], now, events)
-                    return events
+                if len(simple) == 1:
+                    opcode, payload = simple[0]
+                    if opcode == OP_PONG:  # the common read of an idle connection: one pong
+                        self._on_pong_frame(payload, now, events)
+                        return events
+                    if opcode != OP_PING and self._one_message(opcode, payload, now, events):
+                        return events  # the common read of a busy one: one short message
                 decoded = self._decode(simple)
                 if decoded is not None:
                     if decoded is not simple:  # (not a lone ping: it counts itself)
@@ -431,6 +436,13 @@ class HeartbeatConnection:
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes str or bytes, got {type(data).__name__}")
         self._require_open("send a message")
+        if self._frames is not None and self._fast_path:
+            # An open server: unmasked frames, built as wsproto would, without it.
+            if isinstance(data, str):
+                self._out.append(server_data_frame(OP_TEXT, data.encode("utf-8")))
+            else:
+                self._out.append(server_data_frame(OP_BINARY, bytes(data)))
+            return
         payload = data if isinstance(data, str) else bytes(data)
         self._out.append(self._frame_layer().send(ws.Message(data=payload)))  # type: ignore[type-var]
 
@@ -562,6 +574,26 @@ class HeartbeatConnection:
             self._out.append(self._frame_layer().send(ws.Ping(payload=payload)))
         else:
             self._out.append(self._frame_layer().send(ws.Pong(payload=payload)))
+
+    def _one_message(
+        self, opcode: int, payload: bytes, now: float, events: list[ConnectionEvent]
+    ) -> bool:
+        """A read of exactly one whole short text or binary message: what :meth:`_decode`
+        and :meth:`_on_frames` do with it, without their lists. False (nothing changed)
+        when wsproto must take the read: invalid UTF-8 or a message over the limit."""
+        limit = self._max_size
+        if opcode == OP_TEXT:
+            try:
+                data: str | bytes = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+        else:
+            data = payload
+        if limit is not None and len(data) > limit:
+            return False
+        self.heartbeat.bytes_received(now)
+        self._on_message(data, now, events)
+        return True
 
     def _decode(self, frames: list[tuple[int, bytes]]) -> list[_Frame] | None:
         """The fast path's frames with text decoded, or ``None`` (nothing changed) when

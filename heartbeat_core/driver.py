@@ -252,6 +252,11 @@ class DriverBase(TimerItem):
             running += events
             return
         core = self.core
+        if len(events) == 1 and type(events[0]) is Message and self._on_event is None:
+            # The common read of a busy connection: one message, handed over here. (Its
+            # handler pauses reading when the queue is full: the pause's own events, none
+            # today, are carried out below like any others.)
+            events = self._on_message(events[0], now) or []
         if not events or (
             len(events) == 1
             and type(events[0]) is RttSample

@@ -24,6 +24,7 @@ __all__ = [
     "OP_TEXT",
     "MAX_SIMPLE_FRAMES",
     "FrameBoundary",
+    "server_data_frame",
     "server_frame",
     "simple_frames",
 ]
@@ -48,6 +49,24 @@ _SIMPLE_HEADS = frozenset({0x80 | OP_TEXT, 0x80 | OP_BINARY, 0x80 | OP_PING, 0x8
 def server_frame(opcode: int, payload: bytes) -> bytes:
     """An unmasked (server-to-client) control frame; ``payload`` is at most 125 bytes."""
     return bytes((0x80 | opcode, len(payload))) + payload
+
+
+# Headers of unmasked, unfragmented data frames with a 7-bit length, by opcode and length.
+_DATA_HEADS = {
+    opcode: tuple(bytes((0x80 | opcode, n)) for n in range(126)) for opcode in (OP_TEXT, OP_BINARY)
+}
+
+
+def server_data_frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked (server-to-client), unfragmented text or binary frame: what wsproto's
+    server sends for a whole message, built without it. ``opcode`` is :data:`OP_TEXT`
+    (``payload`` already UTF-8) or :data:`OP_BINARY`."""
+    length = len(payload)
+    if length < 126:
+        return _DATA_HEADS[opcode][length] + payload
+    if length < 65536:
+        return bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big") + payload
+    return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big") + payload
 
 
 def simple_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heartbeat_core import (
     JSON_CODEC,
@@ -164,10 +167,36 @@ class TestCodec:
             ("hello", None),
             ("", None),
             ('{"type":"ping","pad":"' + "x" * 300 + '"}', None),  # too long to look at
+            ('{"type":"data","v":1}', None),  # ordinary traffic: no "ping" in it, no parse
+            ('{"type":"p\\u0069ng"}', AppKind.PING),  # an escape: parsed after all
+            ('{"type":"\\u0070ong"}', AppKind.PONG),
+            ('{"type":"chat","text":"\\n"}', None),
         ],
     )
     def test_classify(self, text: str, kind: AppKind | None) -> None:
         assert JSON_CODEC.classify(text) is kind
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        value=st.dictionaries(
+            st.sampled_from(["type", "ts", "text", "op"]),
+            st.one_of(
+                st.sampled_from(["ping", "pong", "data", "pingpong", " ping"]),
+                st.integers(),
+                st.text(max_size=8),
+            ),
+            max_size=4,
+        ),
+        ascii_only=st.booleans(),
+    )
+    def test_classify_agrees_with_parsing_every_candidate(
+        self, value: dict[str, object], ascii_only: bool
+    ) -> None:
+        # The shortcut that skips the JSON parse must never change the answer.
+        text = json.dumps(value, ensure_ascii=ascii_only)
+        tag = value.get("type") if len(text) <= JSON_CODEC.max_length else None
+        want = {"ping": AppKind.PING, "pong": AppKind.PONG}.get(tag)  # type: ignore[call-overload]
+        assert JSON_CODEC.classify(text) is want
 
     def test_exact_only(self) -> None:
         codec = AppCodec(ping_text="PING", pong_text="PONG", json_type_key=None)

@@ -127,6 +127,31 @@ def test_a_server_connection_lives_through_the_shared_code() -> None:
     assert dict(seen)["Closing"] == 1001  # carried out before on_event saw it
 
 
+@pytest.mark.parametrize("watched", [False, True])
+def test_one_message_per_read_is_delivered_alike_with_or_without_on_event(
+    watched: bool,
+) -> None:
+    # Without on_event, a read of one message takes a shorter way through _process:
+    # delivered, reading paused at max_queue (2), the timer filed after each read.
+    seen: list[str] = []
+    server = FakeDriver(
+        Role.SERVER,
+        on_event=(lambda conn, event: seen.append(type(event).__name__)) if watched else None,
+        policy=ServerPolicy(logger=log),
+    )
+    client = upgraded(server)
+    del server.calls[:]
+    for i, text in enumerate(("a", "b", "c"), start=1):
+        client.send(text)
+        server.now = float(i)
+        server._received(client.data_to_send())
+    assert [server.queue.pop()[0] for _ in range(3)] == ["a", "b", "c"]
+    assert server.core.reading_paused
+    # (the second message fills the queue; interval 30 s after each message)
+    assert server.calls == [("file", 31.0), "pause", ("file", 32.0), ("file", 33.0)]
+    assert seen == (["Request", "Accepted"] + ["Message"] * 3 if watched else [])
+
+
 def test_on_event_that_closes_sees_the_events_in_the_cores_order() -> None:
     # on_event closes at the first of two messages read at once: the driver is already
     # carrying out that read's events, so the close's come after the second message.

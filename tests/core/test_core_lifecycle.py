@@ -29,6 +29,7 @@ from heartbeat_core import (
     HeartbeatState,
     HeartbeatStyle,
     LocalProtocolError,
+    Message,
     PingAnswered,
     Request,
     Role,
@@ -259,28 +260,31 @@ class TestConstruction:
 # ------------------------------------------------------------------ fast path
 
 
-def _frame(kind: str, payload: bytes, fin: bool) -> bytes:
+def _frame(kind: str, payload: bytes, fin: bool, rsv: int = 0) -> bytes:
     opcode = {"text": 0x1, "binary": 0x2, "ping": 0x9, "pong": 0xA, "close": 0x8, "cont": 0x0}
-    return masked(opcode[kind], payload, fin=fin)
+    return frame(opcode[kind], payload, fin=fin, rsv=rsv)
 
 
 _payloads = st.one_of(
     st.sampled_from([b"1", b"0", b"u1", b'{"type":"ping"}', b'{"type":"pong"}', b"\xff\xfe"]),
     st.binary(max_size=40),
     st.binary(min_size=120, max_size=300),
+    st.text(max_size=70).map(lambda t: t.encode("utf-8")),  # any code points, valid UTF-8
 )
 _streams = st.lists(
     st.tuples(
         st.sampled_from(["text", "binary", "ping", "pong", "close", "cont"]),
         _payloads,
         st.booleans(),
+        # Reserved bits: mostly none; when set, the frame is a protocol error (1002).
+        st.sampled_from([0] * 12 + [1, 4]),
     ),
     min_size=1,
     max_size=8,
 ).map(
     lambda frames: b"".join(
-        _frame(kind, payload[:125] if kind in ("ping", "pong", "close") else payload, fin)
-        for kind, payload, fin in frames
+        _frame(kind, payload[:125] if kind in ("ping", "pong", "close") else payload, fin, rsv)
+        for kind, payload, fin, rsv in frames
         # (control frames are never fragmented on the wire)
         if kind not in ("ping", "pong", "close") or fin
     )
@@ -288,13 +292,19 @@ _streams = st.lists(
 
 
 def _observe(server: HeartbeatConnection, stream: bytes, cuts: list[int]) -> tuple[object, ...]:
+    """Feed ``stream`` in pieces cut at ``cuts``; echo every message while open (an echo
+    server: the send path is compared too); what came out, and the state after."""
     events: list[object] = []
     out = []
     points = sorted({c % (len(stream) + 1) for c in cuts} | {len(stream)})
     prev, now = 0, 1.5
     for point in points:
         if point > prev:
-            events += server.receive_data(stream[prev:point], now)
+            got = server.receive_data(stream[prev:point], now)
+            for event in got:
+                if isinstance(event, Message) and server.is_open:
+                    server.send(event.data)
+            events += got
             out.append(server.data_to_send())
             prev = point
         now += 0.01

@@ -17,6 +17,7 @@ from heartbeat_core.frames import (
     OP_PONG,
     OP_TEXT,
     FrameBoundary,
+    server_data_frame,
     server_frame,
     simple_frames,
 )
@@ -250,3 +251,25 @@ def test_a_flood_longer_than_the_fast_path_takes_is_failed_by_the_general_path()
     assert events == [Closing(code=1008, reason="too many pings", by_peer=False), CloseTransport()]
     out = server.data_to_send()
     assert out[:1] == b"\x88" and b"\x8a" not in out  # one close frame, no pong
+
+
+SERVER = fp.FrameProtocol(client=False, extensions=[])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=st.booleans(),
+    payload=st.one_of(
+        st.binary(max_size=130),
+        st.integers(65530, 65540).map(os.urandom),  # both sides of the 16-bit length
+    ),
+)
+def test_server_data_frames_are_byte_for_byte_what_wsproto_sends(
+    text: bool, payload: bytes
+) -> None:
+    if text:
+        message = payload.decode("latin-1")  # any code points, some of two UTF-8 bytes
+        want = bytes(SERVER.send_data(message, True))
+        assert server_data_frame(OP_TEXT, message.encode("utf-8")) == want
+    else:
+        assert server_data_frame(OP_BINARY, payload) == bytes(SERVER.send_data(payload, True))
