@@ -6,6 +6,7 @@ heartbeat_core.state) and the link's figures, not read off a run.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -171,6 +172,37 @@ def test_a_throttled_tab_still_answers_but_its_timers_wait() -> None:
     client_timers = [e for e in res.events if e.side is Side.CLIENT and e.what == "timer"]
     assert client_timers == []  # (the client's 15 s timer fell in the window)
     assert res.server.heartbeats >= 4 and res.client.answers == res.server.heartbeats
+
+
+def test_a_throttled_tab_reads_messages_that_queued_behind_each_other() -> None:
+    """StallKind.TIMERS on a slow link: a one-way delay of 2 s keeps two of the server's
+    frames in flight to the client at once (say, a pong sent at 9.5 s and a ping at
+    11 s), and the client reads each when it arrives, stall or not; none of its own
+    heartbeats leaves meanwhile."""
+    stall = Stall(side=Side.CLIENT, at=10.0, duration=30.0, kind=StallKind.TIMERS)
+    res = simulate(
+        Scenario(
+            client=HeartbeatConfig(interval=1.5, timeout=10),
+            server=HeartbeatConfig(interval=1, timeout=10),
+            link=Link.symmetric(rtt=4.0),
+            faults=(stall,),
+            duration=40.0,
+        ),
+        record=True,
+    )
+    assert res.verdict is None
+    sent = [e.at for e in res.events if e.side is Side.SERVER and e.what == "sent"]
+    overlapping = [(a, b) for a, b in itertools.pairwise(sent) if b < a + 2.0 and a + 2.0 >= 10.0]
+    assert overlapping  # (the case this test is about)
+    received = [e.at for e in res.events if e.side is Side.CLIENT and e.what == "received"]
+    during = [t for t in received if 10.0 <= t < 40.0]
+    assert len(during) >= 10
+    # Read when they arrive: each exactly one one-way delay after its send.
+    arrivals = {round(t + 2.0, 9) for t in sent}
+    assert all(round(t, 9) in arrivals for t in during)
+    assert not [
+        e for e in res.events if e.side is Side.CLIENT and e.what == "timer" and 10.0 <= e.at < 40.0
+    ]
 
 
 def test_proxy_cuts_an_idle_connection_and_keeps_a_busy_one() -> None:
