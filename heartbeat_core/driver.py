@@ -49,10 +49,22 @@ from heartbeat_core.wsevents import (
     RttSample,
 )
 
-__all__ = ["DriverBase", "EventCallback", "ServerSide"]
+__all__ = ["DriverBase", "EventCallback", "ServerSide", "report_event"]
 
 #: ``on_event(connection, event)``: every event of every connection.
 EventCallback: TypeAlias = Callable[[Any, ConnectionEvent], None]
+
+
+def report_event(
+    on_event: EventCallback, owner: object, event: ConnectionEvent, logger: logging.Logger
+) -> None:
+    """``on_event(owner, event)``; what it raises is logged on ``logger`` and goes no
+    further (a failing callback never breaks the connection that called it)."""
+    try:
+        on_event(owner, event)
+    except Exception:
+        # (the event's name only: a Request's repr holds the target's query and headers)
+        logger.exception("on_event callback failed on %s", type(event).__name__)
 
 
 class ServerSide(Protocol):
@@ -298,13 +310,8 @@ class DriverBase(TimerItem):
         self._rt_file(core.heartbeat.wake_at)
 
     def _emit(self, event: ConnectionEvent) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(self, event)
-        except Exception:
-            # (the event's name only: a Request's repr holds the target's query and headers)
-            self._logger.exception("on_event callback failed on %s", type(event).__name__)
+        if self._on_event is not None:
+            report_event(self._on_event, self, event, self._logger)
 
     # --------------------------------------------------------------- handlers
 

@@ -46,7 +46,7 @@ from heartbeat_core.actions import (
 )
 from heartbeat_core.codec import JSON_CODEC, AppCodec, AppKind
 from heartbeat_core.config import HeartbeatConfig
-from heartbeat_core.driver import EventCallback
+from heartbeat_core.driver import EventCallback, report_event
 from heartbeat_core.errors import ConfigError
 from heartbeat_core.events import (
     AppPingReceived,
@@ -322,12 +322,8 @@ class ActionRunner(TimerItem):
             self.file_timer(self.state.wake_at)
 
     def _emit(self, event: ConnectionEvent) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(self.owner, event)
-        except Exception:
-            self._logger.exception("on_event callback failed on %r", event)
+        if self._on_event is not None:
+            report_event(self._on_event, self.owner, event, self._logger)
 
     def _closing(self, code: int, reason: str, by: str) -> None:
         self.close_code, self.close_reason, self.closed_by = code, reason, by
