@@ -31,6 +31,7 @@ import asyncio
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from heartbeat_asyncio import LoopRunner
@@ -232,6 +233,38 @@ def _check(kwargs: dict[str, Any]) -> None:
             )
 
 
+async def _receive(
+    heartbeat: AiohttpHeartbeat | None,
+    timeout: float | None,
+    framework_receive: Callable[[], Awaitable[Any]],
+) -> Any:
+    """Both classes' ``receive()``: the next message the heartbeat's reader passed on
+    (it holds heartbeat messages back), else aiohttp's own ``receive()``."""
+    msg = None if heartbeat is None else await heartbeat.next_message(timeout)
+    return await framework_receive() if msg is None else msg
+
+
+async def _close(
+    ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    heartbeat: AiohttpHeartbeat | None,
+    code: int,
+    message: bytes,
+    framework_close: Callable[[], Awaitable[bool]],
+) -> bool:
+    """Both classes' ``close()``: the core learns of a close the application began before
+    aiohttp sends it (no heartbeat after it), or of aiohttp's answer to the peer's."""
+    answering = ws._closing
+    if heartbeat is not None and not ws.closed and not answering:
+        heartbeat.framework_closing(code, message)  # first: no heartbeat after it
+    done = await framework_close()
+    if heartbeat is not None:
+        if answering:  # aiohttp answered the peer's close frame
+            heartbeat.framework_closing(code, message)
+        heartbeat.stop()
+        heartbeat.lost()
+    return done
+
+
 def _close_code(heartbeat: AiohttpHeartbeat | None, framework: int | None) -> int | None:
     """aiohttp's close code, unless the core closed the connection: then the code it
     sent (aiohttp records 1006 when the reading task it was in ends with the socket)."""
@@ -292,22 +325,12 @@ class HeartbeatWebSocketResponse(web.WebSocketResponse):
         return _close_code(self.heartbeat, super().close_code)
 
     async def receive(self, timeout: float | None = None) -> Any:
-        msg = None
-        if self.heartbeat is not None:
-            msg = await self.heartbeat.next_message(timeout or self._receive_timeout)
-        return await super().receive(timeout) if msg is None else msg
+        wait = timeout or self._receive_timeout
+        return await _receive(self.heartbeat, wait, partial(super().receive, timeout))
 
     async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-        heartbeat, answering = self.heartbeat, self._closing
-        if heartbeat is not None and not self.closed and not answering:
-            heartbeat.framework_closing(code, message)  # first: no heartbeat after it
-        done = await super().close(code=code, message=message, drain=drain)
-        if heartbeat is not None:
-            if answering:  # aiohttp answered the peer's close frame
-                heartbeat.framework_closing(code, message)
-            heartbeat.stop()
-            heartbeat.lost()
-        return done
+        parent = partial(super().close, code=code, message=message, drain=drain)
+        return await _close(self, self.heartbeat, code, message, parent)
 
 
 class HeartbeatClientWebSocketResponse(aiohttp.ClientWebSocketResponse):
@@ -333,22 +356,12 @@ class HeartbeatClientWebSocketResponse(aiohttp.ClientWebSocketResponse):
         return _close_code(self.heartbeat, super().close_code)
 
     async def receive(self, timeout: float | None = None) -> Any:
-        msg = None
-        if self.heartbeat is not None:
-            msg = await self.heartbeat.next_message(timeout or self._timeout.ws_receive)
-        return await super().receive(timeout) if msg is None else msg
+        wait = timeout or self._timeout.ws_receive
+        return await _receive(self.heartbeat, wait, partial(super().receive, timeout))
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
-        heartbeat, answering = self.heartbeat, self._closing
-        if heartbeat is not None and not self.closed and not answering:
-            heartbeat.framework_closing(code, message)  # first: no heartbeat after it
-        done = await super().close(code=code, message=message)
-        if heartbeat is not None:
-            if answering:  # aiohttp answered the peer's close frame
-                heartbeat.framework_closing(code, message)
-            heartbeat.stop()
-            heartbeat.lost()
-        return done
+        parent = partial(super().close, code=code, message=message)
+        return await _close(self, self.heartbeat, code, message, parent)
 
 
 async def ws_connect(
