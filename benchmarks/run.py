@@ -286,7 +286,13 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
     # All cores: `heartbeat serve --workers 2` at N against one worker at N / 2 (the CLI
     # both times, CPU and RSS summed over the supervisor and its workers).
     for _rep in range(args.repeats if _ints(args.workers_n) else 0):
-        for n in _ints(args.workers_n):
+        for asked in _ints(args.workers_n):
+            # The load client holds every connection in one process: N must fit under its
+            # open-file limit (a hard limit of 20,000 makes 20,000 impossible; 19,000 runs).
+            room = (raise_nofile_limit() - 500) // 1000 * 1000
+            n = min(asked, room)
+            if n < asked:
+                log(f"--workers-n {asked}: the open-file limit allows {room}; measuring {n}")
             load("ours-cli", n // 2, busy=False)
             load("ours-cli-workers2", n, busy=False)
     for _rep, n, kind in plan(_ints(args.busy_n), args.busy_repeats):
@@ -340,7 +346,8 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
 
 
 def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
+    """The positive counts in a comma-separated list ("" or "0": none)."""
+    return [n for n in (int(x) for x in text.split(",") if x) if n > 0]
 
 
 def main(argv: list[str] | None = None) -> int:
