@@ -46,7 +46,7 @@ from heartbeat_core import (
     TimerFired,
 )
 
-__all__ = ["main", "run"]
+__all__ = ["main", "median_ns", "run"]
 
 _KEY = b"\x12\x34\x56\x78"
 _HANDSHAKE = (
@@ -74,7 +74,7 @@ def masked_frame(opcode: int, payload: bytes, key: bytes = _KEY) -> bytes:
 _clock = time.process_time_ns
 
 
-def _median_ns(batch_ns: Callable[[], float], repeats: int) -> tuple[float, list[float]]:
+def median_ns(batch_ns: Callable[[], float], repeats: int) -> tuple[float, list[float]]:
     """Call ``batch_ns`` (it builds its inputs untimed and returns ns per operation)
     ``repeats`` times with the garbage collector off; return the median and the samples."""
     samples: list[float] = []
@@ -106,7 +106,7 @@ def bench_bytes_received(batch: int, repeats: int) -> tuple[float, list[float]]:
             handle(ev)
         return (_clock() - t0) / batch
 
-    return _median_ns(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 def bench_timer_and_pong(batch: int, repeats: int) -> dict[str, tuple[float, list[float]]]:
@@ -198,7 +198,7 @@ def bench_cycle_ours(batch: int, repeats: int) -> tuple[float, list[float]]:
         assert conn.stats.pongs_received == first + batch - 1, "a pong did not match"
         return elapsed / batch
 
-    return _median_ns(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 def _open_wsproto() -> wsproto.WSConnection:
@@ -229,7 +229,7 @@ def bench_cycle_wsproto(batch: int, repeats: int) -> tuple[float, list[float]]:
                 pass
         return (_clock() - t0) / batch
 
-    return _median_ns(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 def _open_websockets() -> ServerProtocol:
@@ -262,7 +262,7 @@ def bench_cycle_websockets(batch: int, repeats: int) -> tuple[float, list[float]
             events()
         return (_clock() - t0) / batch
 
-    return _median_ns(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 def _check_websockets_parses() -> None:
@@ -296,7 +296,7 @@ def bench_handshake_ours(
             conn.data_to_send()
         return (_clock() - t0) / batch
 
-    return _median_ns(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 class _Transport:
@@ -333,7 +333,7 @@ def bench_handshake_floor(batch: int, repeats: int) -> tuple[float, list[float]]
         assert len(floor.open) == batch, "the floor did not upgrade every connection"
         return elapsed / batch
 
-    return _median_ns(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 def bench_handshake_websockets(batch: int, repeats: int) -> tuple[float, list[float]]:
@@ -345,7 +345,7 @@ def bench_handshake_websockets(batch: int, repeats: int) -> tuple[float, list[fl
             _open_websockets()
         return (_clock() - t0) / batch
 
-    return _median_ns(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 # ------------------------------------------------------------------------ report

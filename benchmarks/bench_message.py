@@ -25,11 +25,11 @@ import gc
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import wsproto
 import wsproto.events as ws
+from bench_core import median_ns
 from websockets.frames import Frame, Opcode
 from websockets.server import ServerProtocol
 
@@ -61,18 +61,6 @@ def masked_frame(opcode: int, payload: bytes, key: bytes = _KEY) -> bytes:
 
 _FRAME = masked_frame(0x1, _TEXT.encode())
 _ECHO = b"\x81" + bytes((len(_TEXT),)) + _TEXT.encode()
-
-
-def _median(timed: Callable[[], float], repeats: int) -> tuple[float, list[float]]:
-    samples: list[float] = []
-    for _ in range(repeats):
-        gc.collect()
-        gc.disable()
-        try:
-            samples.append(timed())
-        finally:
-            gc.enable()
-    return statistics.median(samples), samples
 
 
 # ---------------------------------------------------------------------- sans-IO
@@ -107,7 +95,7 @@ def bench_core(batch: int, repeats: int) -> tuple[float, list[float]]:
     assert events == [Message(data=_TEXT)], events
     conn.send(_TEXT)
     assert conn.data_to_send() == _ECHO
-    return _median(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 def bench_wsproto(batch: int, repeats: int) -> tuple[float, list[float]]:
@@ -126,7 +114,7 @@ def bench_wsproto(batch: int, repeats: int) -> tuple[float, list[float]]:
                 send(ws.Message(data=event.data))  # type: ignore[attr-defined]
         return (_clock() - t0) / batch
 
-    return _median(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 def bench_websockets(batch: int, repeats: int) -> tuple[float, list[float]]:
@@ -155,7 +143,7 @@ def bench_websockets(batch: int, repeats: int) -> tuple[float, list[float]]:
     proto.receive_data(_FRAME)
     (event,) = proto.events_received()
     assert isinstance(event, Frame) and event.opcode is Opcode.TEXT
-    return _median(timed, repeats)
+    return median_ns(timed, repeats)
 
 
 # ---------------------------------------------------------------------- asyncio
