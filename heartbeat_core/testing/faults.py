@@ -19,11 +19,11 @@
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 from typing import TypeAlias
 
 from heartbeat_core.errors import ConfigError
+from heartbeat_core.testing._checks import number
 
 __all__ = ["Cut", "Fault", "Proxy", "Side", "Stall", "StallKind", "Vanish"]
 
@@ -49,18 +49,6 @@ class StallKind(enum.Enum):
     TIMERS = "timers"
 
 
-def _time(name: str, value: object, *, positive: bool = False) -> float:
-    if not (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > 0 if positive else value >= 0)
-    ):
-        bound = "> 0" if positive else ">= 0"
-        raise ConfigError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return float(value)
-
-
 def _side(value: object) -> None:
     if not isinstance(value, Side):
         raise ConfigError(f"side must be Side.CLIENT or Side.SERVER, got {value!r}")
@@ -77,8 +65,8 @@ class Stall:
 
     def __post_init__(self) -> None:
         _side(self.side)
-        _time("at", self.at)
-        _time("duration", self.duration, positive=True)
+        number("at", self.at)
+        number("duration", self.duration, positive=True)
         if not isinstance(self.kind, StallKind):
             raise ConfigError(f"kind must be a StallKind, got {self.kind!r}")
 
@@ -97,7 +85,7 @@ class Vanish:
 
     def __post_init__(self) -> None:
         _side(self.side)
-        _time("at", self.at)
+        number("at", self.at)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,8 +99,8 @@ class Cut:
 
     def __post_init__(self) -> None:
         _side(self.sender)
-        _time("at", self.at)
-        if self.until is not None and _time("until", self.until) <= self.at:
+        number("at", self.at)
+        if self.until is not None and number("until", self.until) <= self.at:
             raise ConfigError(f"until ({self.until}) must be after at ({self.at})")
 
 
@@ -125,7 +113,7 @@ class Proxy:
     idle_limit: float
 
     def __post_init__(self) -> None:
-        _time("idle_limit", self.idle_limit, positive=True)
+        number("idle_limit", self.idle_limit, positive=True)
 
 
 #: Anything :func:`~heartbeat_core.testing.simulate` takes in ``faults``.

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from heartbeat_core.errors import ConfigError
+from heartbeat_core.testing._checks import number
 
 __all__ = ["Distribution", "Link", "Path"]
 
@@ -28,18 +29,6 @@ class Distribution(enum.Enum):
     NORMAL = "normal"
     #: ``delay`` plus an exponential tail of mean ``jitter`` (queueing: delays only add).
     EXPONENTIAL = "exponential"
-
-
-def _seconds(name: str, value: object, *, positive: bool = False) -> None:
-    ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > 0 if positive else value >= 0)
-    )
-    if not ok:
-        bound = "> 0" if positive else ">= 0"
-        raise ConfigError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,9 +51,9 @@ class Path:
     bandwidth: float | None = None
 
     def __post_init__(self) -> None:
-        _seconds("delay", self.delay)
-        _seconds("jitter", self.jitter)
-        _seconds("rto", self.rto, positive=True)
+        number("delay", self.delay)
+        number("jitter", self.jitter)
+        number("rto", self.rto, positive=True)
         if not isinstance(self.distribution, Distribution):
             raise ConfigError(f"distribution must be a Distribution, got {self.distribution!r}")
         if not (
@@ -111,8 +100,8 @@ class Link:
     ) -> Link:
         """The same path both ways: each direction takes half of ``rtt`` and half of
         ``jitter``, and loses segments with probability ``loss``."""
-        _seconds("rtt", rtt)
-        _seconds("jitter", jitter)
+        number("rtt", rtt)
+        number("jitter", jitter)
         path = Path(
             delay=rtt / 2,
             jitter=jitter / 2,

@@ -10,25 +10,13 @@ taken here, from the ``now`` the proxy passes in.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from heartbeat_core.errors import ConfigError
 from heartbeat_core.randomness import RandomSource
+from heartbeat_core.testing._checks import number
 
 __all__ = ["Direction", "IdleWatch", "LinkShaper"]
-
-
-def _seconds(name: str, value: object, *, positive: bool) -> None:
-    ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > 0 if positive else value >= 0)
-    )
-    if not ok:
-        bound = "> 0" if positive else ">= 0"
-        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,11 +38,12 @@ class Direction:
     blackhole: bool = False
 
     def __post_init__(self) -> None:
+        # (the messages name no unit: bandwidth is in bytes per second)
         for name in ("delay", "jitter", "stall"):
-            _seconds(name, getattr(self, name), positive=False)
+            number(name, getattr(self, name), unit="")
         for name in ("bandwidth", "stall_every"):
             if getattr(self, name) is not None:
-                _seconds(name, getattr(self, name), positive=True)
+                number(name, getattr(self, name), positive=True, unit="")
         if self.stall_every is not None and self.stall >= self.stall_every:
             raise ConfigError(f"stall ({self.stall}) must be shorter than stall_every")
 
@@ -100,7 +89,7 @@ class IdleWatch:
     __slots__ = ("_last", "limit")
 
     def __init__(self, limit: float, now: float) -> None:
-        _seconds("idle_limit", limit, positive=True)
+        number("idle_limit", limit, positive=True, unit="")
         self.limit: float = float(limit)
         self._last = now
 
