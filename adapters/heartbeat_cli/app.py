@@ -27,7 +27,7 @@ import heartbeat_core
 from heartbeat_cli.demo import run_demo
 from heartbeat_cli.loops import LoopFactory, LoopUnavailable, loop_factory, run
 from heartbeat_cli.operators import DEFAULT_PROBE_INTERVAL
-from heartbeat_cli.output import EXIT_OK, PROG, Output, error, use_color
+from heartbeat_cli.output import EXIT_OK, PROG, Output, error, positive_int, use_color
 from heartbeat_cli.ping import run_ping
 from heartbeat_cli.serve import run_serve
 from heartbeat_cli.simulate import add_parser as add_simulate_parser
@@ -59,16 +59,6 @@ def _non_negative_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
     return value
 
 
@@ -271,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_process_arguments(s)  # --workers, --loop
     s.add_argument(
         "--dashboard-viewers",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         metavar="N",
         help="the most dashboard pages watching at once (default: %(default)s)",
@@ -303,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--count",
         "-c",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="stop after N answered heartbeats (default: until interrupted)",
     )

@@ -7,6 +7,7 @@ connection that could not be opened. Every subcommand writes through these.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -31,6 +32,7 @@ __all__ = [
     "error",
     "format_peer",
     "milliseconds",
+    "positive_int",
     "use_color",
     "wall_clock",
 ]
@@ -111,6 +113,17 @@ class Output:
             return text
         codes = ";".join(self._STYLES[s] for s in styles)
         return f"\x1b[{codes}m{text}\x1b[0m"
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1 (a count of runs, pings, workers...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
+    return value
 
 
 def use_color(stream: TextIO) -> bool:

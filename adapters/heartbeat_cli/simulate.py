@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, NoReturn
 
-from heartbeat_cli.output import EXIT_ERROR, PROG, Output, error
+from heartbeat_cli.output import EXIT_ERROR, PROG, Output, error, positive_int
 from heartbeat_cli.simulate_report import report
 from heartbeat_core import ConfigError, HeartbeatConfig, HeartbeatStyle
 from heartbeat_core.testing import (
@@ -75,16 +75,6 @@ def parse_fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"expected a fraction such as 2% or 0.02 (below 100 %), got {text!r}"
         )
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
     return value
 
 
@@ -240,11 +230,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "the client when both send heartbeats)",
     )
     a("--hours", type=_hours, default=1.0, help="hours per run (default: %(default)g)")
-    a("--runs", type=_count, default=100, help="runs (default: %(default)s)")
+    a("--runs", type=positive_int, default=100, help="runs (default: %(default)s)")
     a("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     a(
         "--workers",
-        type=_count,
+        type=positive_int,
         default=None,
         help="processes to split the runs over (default: the number of CPUs, at most 8)",
     )
