@@ -46,10 +46,10 @@ from heartbeat_core import (
     TimerFired,
 )
 
-__all__ = ["main", "median_ns", "run"]
+__all__ = ["HANDSHAKE", "main", "masked_frame", "median_ns", "run"]
 
 _KEY = b"\x12\x34\x56\x78"
-_HANDSHAKE = (
+HANDSHAKE = (
     b"GET / HTTP/1.1\r\n"
     b"Host: 127.0.0.1\r\n"
     b"Upgrade: websocket\r\n"
@@ -166,7 +166,7 @@ def bench_timer_and_pong(batch: int, repeats: int) -> dict[str, tuple[float, lis
 
 def _open_heartbeat_connection(cfg: HeartbeatConfig) -> HeartbeatConnection:
     conn = HeartbeatConnection(Role.SERVER, cfg)
-    conn.receive_data(_HANDSHAKE, 0.0)
+    conn.receive_data(HANDSHAKE, 0.0)
     conn.accept(now=0.0)
     assert conn.data_to_send().startswith(b"HTTP/1.1 101")
     return conn
@@ -203,7 +203,7 @@ def bench_cycle_ours(batch: int, repeats: int) -> tuple[float, list[float]]:
 
 def _open_wsproto() -> wsproto.WSConnection:
     conn = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-    conn.receive_data(_HANDSHAKE)
+    conn.receive_data(HANDSHAKE)
     for event in conn.events():
         if isinstance(event, ws.Request):
             conn.send(ws.AcceptConnection())
@@ -234,7 +234,7 @@ def bench_cycle_wsproto(batch: int, repeats: int) -> tuple[float, list[float]]:
 
 def _open_websockets() -> ServerProtocol:
     proto = ServerProtocol()
-    proto.receive_data(_HANDSHAKE)
+    proto.receive_data(HANDSHAKE)
     (request,) = proto.events_received()
     response = proto.accept(request)  # type: ignore[arg-type]
     proto.send_response(response)
@@ -291,7 +291,7 @@ def bench_handshake_ours(
             if not fast:
                 conn._handshake._fast = False  # type: ignore[union-attr]
             conn.connection_made(0.0)
-            conn.receive_data(_HANDSHAKE, 0.0)
+            conn.receive_data(HANDSHAKE, 0.0)
             conn.accept(now=0.0)
             conn.data_to_send()
         return (_clock() - t0) / batch
@@ -319,7 +319,7 @@ def bench_handshake_floor(batch: int, repeats: int) -> tuple[float, list[float]]
     from servers import FloorProtocol
 
     floor: Any = SimpleNamespace(open=set())
-    size = len(_HANDSHAKE)
+    size = len(HANDSHAKE)
 
     def timed() -> float:
         floor.open.clear()
@@ -327,7 +327,7 @@ def bench_handshake_floor(batch: int, repeats: int) -> tuple[float, list[float]]
         for _ in range(batch):
             proto = FloorProtocol(floor)
             proto.connection_made(_Transport())  # type: ignore[arg-type]
-            proto.get_buffer(size)[:size] = _HANDSHAKE
+            proto.get_buffer(size)[:size] = HANDSHAKE
             proto.buffer_updated(size)
         elapsed = _clock() - t0
         assert len(floor.open) == batch, "the floor did not upgrade every connection"

@@ -29,7 +29,7 @@ from typing import Any
 
 import wsproto
 import wsproto.events as ws
-from bench_core import median_ns
+from bench_core import HANDSHAKE, masked_frame, median_ns
 from websockets.frames import Frame, Opcode
 from websockets.server import ServerProtocol
 
@@ -38,25 +38,8 @@ from heartbeat_core.wsevents import Message
 
 __all__ = ["main", "run"]
 
-_KEY = b"\x37\xfa\x21\x3d"
 _TEXT = '{"type":"data","v":1}'  # what benchmarks/loadclient.py --busy sends
-_HANDSHAKE = (
-    b"GET / HTTP/1.1\r\n"
-    b"Host: 127.0.0.1\r\n"
-    b"Upgrade: websocket\r\n"
-    b"Connection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 13\r\n\r\n"
-)
 _clock = time.process_time_ns
-
-
-def masked_frame(opcode: int, payload: bytes, key: bytes = _KEY) -> bytes:
-    n = len(payload)
-    assert n <= 125
-    rep = (key * (n // 4 + 1))[:n]
-    body = (int.from_bytes(payload, "big") ^ int.from_bytes(rep, "big")).to_bytes(n, "big")
-    return bytes((0x80 | opcode, 0x80 | n)) + key + body
 
 
 _FRAME = masked_frame(0x1, _TEXT.encode())
@@ -68,7 +51,7 @@ _ECHO = b"\x81" + bytes((len(_TEXT),)) + _TEXT.encode()
 
 def bench_core(batch: int, repeats: int) -> tuple[float, list[float]]:
     conn = HeartbeatConnection(Role.SERVER, HeartbeatConfig(interval=1.0, timeout=5.0))
-    conn.receive_data(_HANDSHAKE, 0.0)
+    conn.receive_data(HANDSHAKE, 0.0)
     conn.accept(now=0.0)
     conn.data_to_send()
     clock = [0.0]
@@ -100,7 +83,7 @@ def bench_core(batch: int, repeats: int) -> tuple[float, list[float]]:
 
 def bench_wsproto(batch: int, repeats: int) -> tuple[float, list[float]]:
     conn = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
-    conn.receive_data(_HANDSHAKE)
+    conn.receive_data(HANDSHAKE)
     for event in conn.events():
         if isinstance(event, ws.Request):
             conn.send(ws.AcceptConnection())
@@ -119,7 +102,7 @@ def bench_wsproto(batch: int, repeats: int) -> tuple[float, list[float]]:
 
 def bench_websockets(batch: int, repeats: int) -> tuple[float, list[float]]:
     proto = ServerProtocol()
-    proto.receive_data(_HANDSHAKE)
+    proto.receive_data(HANDSHAKE)
     (request,) = proto.events_received()
     proto.send_response(proto.accept(request))  # type: ignore[arg-type]
     proto.data_to_send()
@@ -181,8 +164,8 @@ async def _asyncio_batches(batch: int, repeats: int) -> dict[str, tuple[float, l
     transport = _CountingTransport()
     conn.connection_made(transport)
     view = conn.get_buffer(-1)
-    view[: len(_HANDSHAKE)] = _HANDSHAKE
-    conn.buffer_updated(len(_HANDSHAKE))
+    view[: len(HANDSHAKE)] = HANDSHAKE
+    conn.buffer_updated(len(HANDSHAKE))
     assert conn.is_open
     view[: len(_FRAME)] = _FRAME
     size = len(_FRAME)
