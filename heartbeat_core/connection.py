@@ -61,6 +61,7 @@ from heartbeat_core.frames import (
     server_data_frame,
     server_frame,
     simple_frames,
+    unmask,
 )
 from heartbeat_core.handshake import (
     BadRequest,
@@ -92,6 +93,16 @@ _Frame = tuple[int, "bytes | str"]
 class Role(enum.Enum):
     CLIENT = "client"
     SERVER = "server"
+
+
+# Enum members read per connection or per message, as module constants (see the note on
+# the phases in heartbeat_core.state: cheaper than reading them off their class on 3.10/3.11).
+_SERVER = Role.SERVER
+_APP = HeartbeatStyle.APP
+_WS_OPEN = ConnectionState.OPEN
+_APP_PING = AppKind.PING
+_APP_PONG = AppKind.PONG
+_DATA_OPCODES = frozenset({OP_TEXT, OP_BINARY})
 
 
 class HeartbeatConnection:
@@ -153,11 +164,11 @@ class HeartbeatConnection:
         )
         self._config = self.heartbeat.config
         self._codec = codec
-        self._classify = self._config.style is HeartbeatStyle.APP or self._config.answer_app_pings
+        self._classify = self._config.style is _APP or self._config.answer_app_pings
         self._max_size = max_message_size
         self._max_fragments = max_fragments
         self._handshake: ServerHandshake | ClientHandshake | None = (
-            ServerHandshake() if role is Role.SERVER else ClientHandshake()
+            ServerHandshake() if role is _SERVER else ClientHandshake()
         )
         # wsproto's frame layer once open. An open server makes it at first use (None
         # until then, see _frame_layer): most reads never need it.
@@ -194,7 +205,7 @@ class HeartbeatConnection:
         """True while messages can be sent."""
         frame_layer = self._ws
         return self.heartbeat.is_open and (
-            frame_layer is None or frame_layer.state is ConnectionState.OPEN
+            frame_layer is None or frame_layer.state is _WS_OPEN
         )
 
     @property
@@ -335,8 +346,9 @@ class HeartbeatConnection:
         """Feed bytes read from the transport (``None`` at end of file)."""
         if self._done:
             raise LocalProtocolError("receive_data() after connection_lost(): the connection ended")
-        self._check_now(now)
         hb = self.heartbeat
+        if not now >= hb.last_now:
+            self._check_now(now)  # raises
         if self._transport_closing:
             # The transport is being released: nothing read from now on is needed; it
             # is dropped unparsed.
@@ -361,15 +373,21 @@ class HeartbeatConnection:
         ):
             # The common read on an open server: a pong, a ping, a short message or a
             # few, complete, while wsproto holds no partial frame or message.
+            size = len(data)
+            if 6 <= size <= 131 and data[0] == 0x8A and data[1] == size + 0x7A:
+                # The common read of an idle connection: exactly one masked pong
+                # (0x8A: FIN and the pong opcode; then the mask bit and the payload
+                # length, size - 6).
+                events: list[ConnectionEvent] = []
+                self._on_pong_frame(unmask(data, 2, size - 6), now, events)
+                return events
             simple = simple_frames(data, masked=True)
             if simple is not None:
-                events: list[ConnectionEvent] = []
+                events = []
                 if len(simple) == 1:
                     opcode, payload = simple[0]
-                    if opcode == OP_PONG:  # the common read of an idle connection: one pong
-                        self._on_pong_frame(payload, now, events)
-                        return events
-                    if opcode != OP_PING and self._one_message(opcode, payload, now, events):
+                    # (a lone pong never comes here: it took the branch above)
+                    if opcode in _DATA_OPCODES and self._one_message(opcode, payload, now, events):
                         return events  # the common read of a busy one: one short message
                 decoded = self._decode(simple)
                 if decoded is not None:
@@ -395,7 +413,11 @@ class HeartbeatConnection:
         actions = self.heartbeat.timer_fired(now)
         events: list[ConnectionEvent] = []
         if actions:
-            self._apply(actions, now, events)
+            if len(actions) == 1 and type(actions[0]) is SendPing and self._frames is not None:
+                # The common timer of an open server: a heartbeat (what _apply does).
+                self._out.append(server_frame(OP_PING, actions[0].payload))
+            else:
+                self._apply(actions, now, events)
         return events
 
     def pause_reading(self, now: float) -> list[ConnectionEvent]:
@@ -760,10 +782,10 @@ class HeartbeatConnection:
         """A whole message arrived while open: a heartbeat of the application's, or data."""
         if isinstance(data, str) and self._classify:
             kind = self._codec.classify(data)
-            if kind is AppKind.PING:
+            if kind is _APP_PING:
                 self._apply(self.heartbeat.handle(AppPingReceived(now=now)), now, events)
                 return
-            if kind is AppKind.PONG:
+            if kind is _APP_PONG:
                 self._apply(self.heartbeat.handle(AppPongReceived(now=now)), now, events)
                 return
         events.append(Message(data=data))

@@ -51,6 +51,8 @@ from heartbeat_core.wsevents import (
 
 __all__ = ["DriverBase", "EventCallback", "ServerSide", "report_event"]
 
+_CLIENT = Role.CLIENT  # (a global: cheaper than the enum's attribute on 3.10/3.11)
+
 #: ``on_event(connection, event)``: every event of every connection.
 EventCallback: TypeAlias = Callable[[Any, ConnectionEvent], None]
 
@@ -363,7 +365,7 @@ class DriverBase(TimerItem):
     def _on_accepted(self, event: Accepted, now: float) -> None:
         self.subprotocol = event.subprotocol
         self._has_opened = True
-        if self.core.role is Role.CLIENT:
+        if self.core.role is _CLIENT:
             self.headers = list(event.extra_headers)
         if self._logger.isEnabledFor(logging.INFO):  # (loggable() costs a regex)
             self._logger.info(

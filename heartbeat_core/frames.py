@@ -27,6 +27,7 @@ __all__ = [
     "server_data_frame",
     "server_frame",
     "simple_frames",
+    "unmask",
 ]
 
 OP_TEXT = 0x1
@@ -81,7 +82,7 @@ def simple_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
         first, length = data[0], data[1] - 0x80
         if length == end - 6 and length <= 125 and first in _SIMPLE_HEADS:
             # The common read: exactly one short masked frame (length >= 0: mask bit set).
-            return [(first & 0x0F, _unmask(data, 2, length))]
+            return [(first & 0x0F, unmask(data, 2, length))]
     frames: list[tuple[int, bytes]] = []
     pos = 0
     key_size = 4 if masked else 0
@@ -106,13 +107,13 @@ def simple_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
             return None
         if len(frames) == MAX_SIMPLE_FRAMES:
             return None
-        payload = _unmask(data, at, length) if masked else bytes(data[start:stop])
+        payload = unmask(data, at, length) if masked else bytes(data[start:stop])
         frames.append((first & 0x0F, payload))
         pos = stop
     return frames
 
 
-def _unmask(data: bytes, key_at: int, length: int) -> bytes:
+def unmask(data: bytes, key_at: int, length: int) -> bytes:
     """The ``length`` payload bytes after the 4-byte masking key at ``key_at``, unmasked."""
     start = key_at + 4
     if length <= 4:  # the key needs no repeating (a heartbeat pong's payload is short)

@@ -158,6 +158,19 @@ class HeartbeatPhase(enum.Enum):
 
 _OPEN_PHASES = frozenset({HeartbeatPhase.IDLE, HeartbeatPhase.AWAITING, HeartbeatPhase.GRACE})
 
+# The phases as module constants, which the hot paths read as (cached) globals: on
+# Python 3.11 a member read off its enum class goes through EnumType.__getattr__, which
+# the interpreter cannot cache (about 800 machine instructions each, several per heartbeat).
+_NEW = HeartbeatPhase.NEW
+_IDLE = HeartbeatPhase.IDLE
+_AWAITING = HeartbeatPhase.AWAITING
+_GRACE = HeartbeatPhase.GRACE
+_CLOSING = HeartbeatPhase.CLOSING
+_DRAINING = HeartbeatPhase.DRAINING
+_CLOSED = HeartbeatPhase.CLOSED
+_PONG_ONLY = Liveness.PONG_ONLY
+_PROTOCOL = HeartbeatStyle.PROTOCOL
+
 
 @dataclass(frozen=True, slots=True)
 class Transition:
@@ -327,8 +340,8 @@ class HeartbeatState:
         self._config = config
         self._random = random
         self._open_timeout = float(open_timeout)
-        self._pong_only = config.liveness is Liveness.PONG_ONLY
-        self._protocol = config.style is HeartbeatStyle.PROTOCOL
+        self._pong_only = config.liveness is _PONG_ONLY
+        self._protocol = config.style is _PROTOCOL
         # The config's figures the hot paths read, copied once (a config is frozen).
         self._fixed_rate = config.fixed_rate
         self._adaptive = config.adaptive_timeout
@@ -338,7 +351,7 @@ class HeartbeatState:
         # The payload of the outstanding protocol heartbeat (None: none sent yet, or the
         # app style, whose pongs carry no payload).
         self._expect: bytes | None = None
-        self._phase = HeartbeatPhase.NEW
+        self._phase = _NEW
         self._last_now = -math.inf
         self._last_alive = 0.0
         self._last_ping_at = 0.0
@@ -416,13 +429,13 @@ class HeartbeatState:
     def deadline(self) -> float | None:
         """When the driver must next deliver ``TimerFired``; ``None`` for no timer."""
         phase = self._phase
-        if phase is HeartbeatPhase.IDLE:
+        if phase is _IDLE:
             return self._due()
-        if phase is HeartbeatPhase.AWAITING:
+        if phase is _AWAITING:
             return None if self._paused else self._last_ping_at + self.effective_timeout
-        if phase is HeartbeatPhase.GRACE:
+        if phase is _GRACE:
             return None if self._paused else self._grace_until
-        if phase is HeartbeatPhase.CLOSED:
+        if phase is _CLOSED:
             return None
         return self._close_deadline  # NEW (open-timeout), CLOSING, DRAINING
 
@@ -435,15 +448,15 @@ class HeartbeatState:
         filing when a pong arrives; waking early is harmless (rule ``early-timer``).
         ``None``: no timer needed."""
         phase = self._phase
-        if phase is HeartbeatPhase.IDLE:  # the common case
+        if phase is _IDLE:  # the common case
             return (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
-        if phase is HeartbeatPhase.AWAITING:  # the other common case: a heartbeat out
+        if phase is _AWAITING:  # the other common case: a heartbeat out
             if self._paused:
                 return None
             deadline = self._last_ping_at + (
                 self.effective_timeout if self._adaptive else self._timeout
             )
-        elif phase is HeartbeatPhase.GRACE:
+        elif phase is _GRACE:
             if self._paused:
                 return None
             deadline = self._grace_until
@@ -507,16 +520,16 @@ class HeartbeatState:
         if not (
             now >= self._last_now
             and (
-                phase is HeartbeatPhase.IDLE
-                or phase is HeartbeatPhase.AWAITING
-                or phase is HeartbeatPhase.GRACE
+                phase is _IDLE
+                or phase is _AWAITING
+                or phase is _GRACE
             )
         ):
             self._admit(now, "BytesReceived", False)  # raises, unless we are closing
         elif not self._pong_only:
             self._last_alive = now
-            if phase is not HeartbeatPhase.IDLE:
-                self._phase = HeartbeatPhase.IDLE
+            if phase is not _IDLE:
+                self._phase = _IDLE
         self._last_now = now
 
     def pong_received(self, now: float, payload: bytes) -> tuple[Action, ...]:
@@ -531,16 +544,16 @@ class HeartbeatState:
             and self._acked < seq
             and now >= self._last_now
             and (
-                phase is HeartbeatPhase.AWAITING
-                or phase is HeartbeatPhase.IDLE
-                or phase is HeartbeatPhase.GRACE
+                phase is _AWAITING
+                or phase is _IDLE
+                or phase is _GRACE
             )
         ):
             # The common pong, recognised without parsing: the latest heartbeat's
             # (what _acknowledge and _sample do, inline).
             self._last_now = self._last_alive = now
             self._acked = seq
-            self._phase = HeartbeatPhase.IDLE
+            self._phase = _IDLE
             self._pongs += 1
             rtt = now - self._last_ping_at
             self._rtt_last = rtt
@@ -565,7 +578,7 @@ class HeartbeatState:
     def timer_fired(self, now: float) -> tuple[Action, ...]:
         """``handle(TimerFired(now=now))``."""
         if (
-            self._phase is HeartbeatPhase.IDLE
+            self._phase is _IDLE
             and now >= self._last_now
             and (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait - now
             <= self._slack
@@ -589,28 +602,28 @@ class HeartbeatState:
                 f"now={self._last_now!r}; pass a monotonic clock (time.monotonic())"
             )
         phase = self._phase
-        if phase is HeartbeatPhase.CLOSED:
+        if phase is _CLOSED:
             raise LocalProtocolError(f"{name} after ConnectionClosed: the connection has ended")
-        if phase is HeartbeatPhase.NEW and not when_new:
+        if phase is _NEW and not when_new:
             raise LocalProtocolError(f"{name} before ConnectionOpened: open the connection first")
 
     # Each handler may raise only before it changes anything.
 
     def _on_handshake_started(self, event: HandshakeStarted) -> tuple[Action, ...]:
-        if self._phase is not HeartbeatPhase.NEW:
+        if self._phase is not _NEW:
             raise LocalProtocolError("HandshakeStarted after the connection opened or failed")
         if self._close_deadline is None:  # (twice: the first start counts)
             self._close_deadline = event.now + self._open_timeout
         return _NO_ACTIONS
 
     def _on_opened(self, event: ConnectionOpened) -> tuple[Action, ...]:
-        if self._phase is not HeartbeatPhase.NEW:
+        if self._phase is not _NEW:
             raise LocalProtocolError(
                 f"ConnectionOpened in phase {self._phase.value}: the connection is already "
                 "open or has failed"
             )
         now = event.now
-        self._phase = HeartbeatPhase.IDLE
+        self._phase = _IDLE
         self._close_deadline = None
         self._draw_offset()
         if self._config.ping_on_open:
@@ -623,8 +636,8 @@ class HeartbeatState:
 
     def _alive(self, now: float) -> None:
         self._last_alive = now
-        if self._phase is not HeartbeatPhase.IDLE:
-            self._phase = HeartbeatPhase.IDLE
+        if self._phase is not _IDLE:
+            self._phase = _IDLE
 
     def _on_bytes(self, event: BytesReceived) -> tuple[Action, ...]:
         self.bytes_received(event.now)
@@ -706,7 +719,7 @@ class HeartbeatState:
         if seq != self._seq:
             return _NO_ACTIONS  # an earlier ping: acknowledged, but the latest still counts
         self._last_alive = now  # a matching pong is a sign of life under either liveness
-        self._phase = HeartbeatPhase.IDLE
+        self._phase = _IDLE
         self._pongs += 1
         rtt = now - self._last_ping_at
         self._sample(rtt)
@@ -736,26 +749,26 @@ class HeartbeatState:
         if now < deadline:
             # early-timer: nothing changes, except that a heartbeat due within
             # timer_slack goes out now (one wake-up serves many connections).
-            if phase is HeartbeatPhase.IDLE and deadline - now <= self._config.timer_slack:
+            if phase is _IDLE and deadline - now <= self._config.timer_slack:
                 return self._send_heartbeat(now)
             return _NO_ACTIONS
-        if phase is HeartbeatPhase.IDLE:
+        if phase is _IDLE:
             return self._send_heartbeat(now)
-        if phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE:
+        if phase is _AWAITING or phase is _GRACE:
             if now - deadline > self._config.stall_threshold:
-                self._phase = HeartbeatPhase.GRACE
+                self._phase = _GRACE
                 self._grace_until = now + self._config.stall_grace
                 return _NO_ACTIONS
             return self._declare_dead(now)
         # NEW (open-timeout), CLOSING or DRAINING (close_timeout): too long; drop it.
-        self._phase = HeartbeatPhase.DRAINING
+        self._phase = _DRAINING
         self._close_deadline = None
         return (Abort(),)
 
     def _send_heartbeat(self, now: float) -> tuple[Action, ...]:
         seq = self._seq = self._seq + 1
         self._last_ping_at = now
-        self._phase = HeartbeatPhase.AWAITING
+        self._phase = _AWAITING
         if self._config.jitter:
             self._draw_offset()
         if self._protocol:
@@ -780,9 +793,9 @@ class HeartbeatState:
     def _fail(self, now: float, code: int, reason: str) -> tuple[Action, ...]:
         """Rule ``fail``: a close frame if open, then release the transport at once."""
         phase = self._phase
-        if phase is HeartbeatPhase.DRAINING:
+        if phase is _DRAINING:
             return _NO_ACTIONS  # already releasing
-        self._phase = HeartbeatPhase.DRAINING
+        self._phase = _DRAINING
         self._close_deadline = now + self._config.close_timeout
         if phase in _OPEN_PHASES:
             return (SendClose(code=code, reason=reason), CloseTransport())
@@ -803,9 +816,9 @@ class HeartbeatState:
             return _NO_ACTIONS  # resuming when not paused is harmless
         self._paused = False
         phase = self._phase
-        if phase is HeartbeatPhase.AWAITING or phase is HeartbeatPhase.GRACE:
+        if phase is _AWAITING or phase is _GRACE:
             # The peer's answer may be waiting unread: a full timeout to read it.
-            self._phase = HeartbeatPhase.GRACE
+            self._phase = _GRACE
             self._grace_until = event.now + self.effective_timeout
         return _NO_ACTIONS
 
@@ -813,17 +826,17 @@ class HeartbeatState:
         validate_close(event.code, event.reason)
         if self._phase not in _OPEN_PHASES:
             return _NO_ACTIONS  # already closing: closing twice is harmless
-        self._phase = HeartbeatPhase.CLOSING
+        self._phase = _CLOSING
         self._close_deadline = event.now + self._config.close_timeout
         return (SendClose(code=event.code, reason=event.reason),)
 
     def _on_close_received(self, event: CloseReceived) -> tuple[Action, ...]:
         phase = self._phase
-        if phase is HeartbeatPhase.DRAINING:
+        if phase is _DRAINING:
             return _NO_ACTIONS
-        self._phase = HeartbeatPhase.DRAINING
+        self._phase = _DRAINING
         self._close_deadline = event.now + self._config.close_timeout
-        if phase is HeartbeatPhase.CLOSING:
+        if phase is _CLOSING:
             return (CloseTransport(),)
         # Echo the peer's code (RFC 6455 5.5.1), or send the parse error's. A code that
         # may not be sent (1005, 1006, ...) becomes 1000, or 1002 for an error.
@@ -837,7 +850,7 @@ class HeartbeatState:
         return (SendClose(code=code, reason=""), CloseTransport())
 
     def _on_closed(self, event: ConnectionClosed) -> tuple[Action, ...]:
-        self._phase = HeartbeatPhase.CLOSED
+        self._phase = _CLOSED
         self._close_deadline = None
         return _NO_ACTIONS
 
@@ -860,13 +873,13 @@ class _ProbingState(HeartbeatState):
 
     @property
     def deadline(self) -> float | None:
-        if self._phase is HeartbeatPhase.IDLE:
+        if self._phase is _IDLE:
             return self._probe_due()
         return super().deadline
 
     @property
     def wake_at(self) -> float | None:
-        if self._phase is HeartbeatPhase.IDLE:
+        if self._phase is _IDLE:
             return self._probe_due()
         wake = super().wake_at
         if wake is None or self._paused or self._phase not in _OPEN_PHASES:
@@ -877,7 +890,7 @@ class _ProbingState(HeartbeatState):
         return probe_at if self._last_now < probe_at < wake else wake
 
     def _timer(self, now: float) -> tuple[Action, ...]:
-        if self._phase is not HeartbeatPhase.IDLE:
+        if self._phase is not _IDLE:
             return super()._timer(now)
         # IDLE: the deadline (the sooner of the two) came, or is within timer_slack.
         if self._probe_due() - now > self._config.timer_slack:

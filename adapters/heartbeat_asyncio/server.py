@@ -263,9 +263,10 @@ async def serve(
     reuse_port = check_reuse_port(reuse_port, available=hasattr(socket, "SO_REUSEPORT"))
     loop = asyncio.get_running_loop()
     server = Server(handler, on_message)
+    role = Role.SERVER  # (read once: an enum's attribute is slow on 3.10/3.11)
 
     def factory() -> Connection:
-        conn = Connection(Role.SERVER, options, on_event=on_event, policy=policy, loop=loop)
+        conn = Connection(role, options, on_event=on_event, policy=policy, loop=loop)
         conn._server, conn._delivery = server, server._delivery
         server._all.add(conn)
         return conn
