@@ -29,6 +29,7 @@ __all__ = [
     "ProcessRequest",
     "SelectSubprotocol",
     "ServerPolicy",
+    "check_application",
 ]
 
 #: ``select_subprotocol(offered) -> chosen or None``.
@@ -48,6 +49,28 @@ UPGRADE_REQUIRED: HttpAnswer = (
     b"Upgrade Required: this is a WebSocket endpoint.\n",
 )
 _SERVER_ERROR: HttpAnswer = (500, [], b"Internal Server Error\n")
+
+
+def check_application(
+    handler: object, on_message: object, *, handler_runs: str, on_message_runs: str, kind: str
+) -> None:
+    """``serve(handler, on_message=...)``: raise :class:`ConfigError` unless exactly one
+    of them is given, and it is callable. ``handler_runs`` and ``on_message_runs`` say,
+    for the message, what each choice costs in the driver (e.g. "a thread per
+    connection"); ``kind`` is how the application writes them (``"def"`` or
+    ``"async def"``)."""
+    if (handler is None) == (on_message is None):
+        raise ConfigError(
+            "serve() takes a handler(conn) or on_message=(conn, message), exactly one: "
+            f"pass handler for {handler_runs}, on_message for {on_message_runs}"
+        )
+    if handler is not None and not callable(handler):
+        raise ConfigError(f"handler must be a callable ({kind} handler(conn)), got {handler!r}")
+    if on_message is not None and not callable(on_message):
+        raise ConfigError(
+            f"on_message must be a callable ({kind} on_message(conn, message)), "
+            f"got {on_message!r}"
+        )
 
 
 def _callable_or_none(name: str, value: object) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from heartbeat_asyncio.client import connect
 from heartbeat_asyncio.connection import Connection, EventCallback
+from heartbeat_asyncio.delivery import MessageHandler
 from heartbeat_asyncio.reconnect import (
     Connected,
     Disconnected,
@@ -37,6 +38,7 @@ __all__ = [
     "Handler",
     "HttpHandler",
     "LoopRunner",
+    "MessageHandler",
     "ProcessRequest",
     "ReconnectEvent",
     "Retrying",

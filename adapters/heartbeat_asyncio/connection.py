@@ -52,6 +52,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
     __slots__ = (
         "__weakref__",
         "_closed",
+        "_delivery",
         "_drain",
         "_ended",
         "_handshake",
@@ -85,6 +86,8 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop() if loop is None else loop
         self._share: LoopShare = share_for(self._loop)
         self._server: ServerSide | None = None  # set by the server that accepted it
+        # serve(on_message=...): called when a message is queued (starts a delivery task).
+        self._delivery: Callable[[Connection], None] | None = None
         self._transport: asyncio.Transport | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -148,11 +151,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
             if waiter is None or waiter.done():  # done: a cancelled recv() left it behind
                 waiter = self._recv_waiter = self._loop.create_future()
             await waiter  # no shield: cancelling recv() cancels only this private future
-        data, resume = queue.pop()
-        if resume and self._transport is not None:
-            now = self._rt_now()
-            self._process(self._resume(now), now)
-        return data
+        return self._take()
 
     async def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Iterate over messages; ends quietly when the connection closes (see ``close_code``)."""
@@ -332,6 +331,8 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
     def _rt_deliver(self, data: str | bytes) -> bool:
         pause = self.queue.push(data)
         self._wake_reader()
+        if self._delivery is not None:
+            self._delivery(self)
         return pause
 
     def _rt_stop_pausing(self) -> bool:
@@ -361,6 +362,15 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         if handshake is not None and not handshake.done():
             handshake.set_exception(error)
             handshake.exception()  # whoever awaits it sees it; nobody else is warned
+
+    def _take(self) -> str | bytes:
+        """The oldest waiting message (the queue is not empty): for recv() and on_message.
+        Reading resumes when the queue says so."""
+        data, resume = self.queue.pop()
+        if resume and self._transport is not None:
+            now = self._rt_now()
+            self._process(self._resume(now), now)
+        return data
 
     def _wake_reader(self) -> None:
         waiter, self._recv_waiter = self._recv_waiter, None

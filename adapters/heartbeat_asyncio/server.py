@@ -1,5 +1,8 @@
 """The asyncio WebSocket server: ``serve(handler, host, port)`` and graceful shutdown.
 
+Each open connection's ``handler(conn)`` runs in a task of its own; with
+``on_message`` instead, an idle connection holds no task (:mod:`.delivery`).
+
 Connections are accepted by our own accept loop (:mod:`heartbeat_asyncio.listener`),
 the same on every asyncio loop, which pauses briefly instead of spinning when the
 process runs out of file descriptors.
@@ -16,12 +19,19 @@ from types import TracebackType
 from typing import TypeAlias
 
 from heartbeat_asyncio.connection import Connection, EventCallback
+from heartbeat_asyncio.delivery import Delivery, MessageHandler
 from heartbeat_asyncio.listener import Listener, bind
 from heartbeat_core import JSON_CODEC, AppCodec, HeartbeatConfig, Role
 from heartbeat_core.config import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES
 from heartbeat_core.errors import ConnectionClosedError
 from heartbeat_core.options import DEFAULT_MAX_SIZE, DEFAULT_OPEN_TIMEOUT, ConnectionOptions
-from heartbeat_core.policy import HttpHandler, ProcessRequest, SelectSubprotocol, ServerPolicy
+from heartbeat_core.policy import (
+    HttpHandler,
+    ProcessRequest,
+    SelectSubprotocol,
+    ServerPolicy,
+    check_application,
+)
 from heartbeat_core.state import HeartbeatPhase
 from heartbeat_core.tcp import TcpKeepalive, check_reuse_port
 
@@ -39,12 +49,14 @@ class Server:
     or keep the object and call :meth:`close`.
     """
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler | None, on_message: MessageHandler | None = None) -> None:
         self._handler = handler
         self._listener: Listener | None = None
         self._all: set[Connection] = set()
         self._open: set[Connection] = set()
+        # The handlers' tasks, or on_message's delivery tasks (only while messages wait).
         self._tasks: set[asyncio.Task[None]] = set()
+        self._delivery = None if on_message is None else Delivery(on_message, self._tasks)
         self._closing: asyncio.Task[None] | None = None
         self._port = 0
         self._closed = asyncio.get_running_loop().create_future()
@@ -77,7 +89,8 @@ class Server:
         self, code: int = 1001, reason: str = "going away", timeout: float = 5.0
     ) -> None:
         """Stop accepting, close every connection with ``code`` and wait up to ``timeout``
-        seconds for them and their handlers; then abort and cancel what is left."""
+        seconds for them and their handlers (or ``on_message`` calls, which still get the
+        messages received before the close); then abort and cancel what is left."""
         if self._closing is None:
             self._closing = asyncio.ensure_future(self._shutdown(code, reason, timeout))
         await asyncio.shield(self._closing)
@@ -140,15 +153,18 @@ class Server:
         self._open.discard(conn)
 
     def _start(self, conn: Connection) -> None:
-        """The handshake completed: run the application's handler."""
+        """The handshake completed: run the application's handler (with on_message, a
+        task starts only when a message waits: :class:`.Delivery`)."""
         self._open.add(conn)
-        task = asyncio.get_running_loop().create_task(self._run(conn))
+        if self._handler is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(conn, self._handler))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, conn: Connection) -> None:
+    async def _run(self, conn: Connection, handler: Handler) -> None:
         try:
-            await self._handler(conn)
+            await handler(conn)
         except ConnectionClosedError:
             pass  # the peer went away while the handler was talking to it
         except Exception:
@@ -158,7 +174,7 @@ class Server:
 
 
 async def serve(
-    handler: Handler,
+    handler: Handler | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
@@ -176,8 +192,10 @@ async def serve(
     process_request: ProcessRequest | None = None,
     backlog: int = 1024,
     reuse_port: bool = False,
+    on_message: MessageHandler | None = None,
 ) -> Server:
-    """Listen on ``host:port`` and run ``handler(conn)`` for every WebSocket connection.
+    """Listen on ``host:port`` and run ``handler(conn)`` for every WebSocket connection
+    (in a task of its own), or ``await on_message(conn, message)`` for every message.
 
     When the handler returns, its connection is closed with 1000 (1011 if it
     raised). Heartbeats follow ``config``; ``on_event`` sees every event the core
@@ -205,9 +223,27 @@ async def serve(
     the platform has no ``SO_REUSEPORT`` it raises
     :class:`~heartbeat_core.errors.ConfigError`.
 
+    ``on_message`` (an ``async def``) instead of ``handler``: an idle connection holds no
+    task (a waiting handler's costs about 2 KB). When a message arrives for a connection
+    that has no delivery task running, one starts: it awaits ``on_message(conn,
+    message)`` for each waiting message, in order and one at a time, and ends when none
+    waits. The messages wait in the receive queue as they would for ``recv()``, so its
+    bounds pause reading while ``on_message`` is slow. If it raises, the error is logged
+    and the connection closes with 1011 and gets no more messages (a
+    :class:`~heartbeat_core.errors.ConnectionClosedError` is ignored, as from a handler).
+    As no handler returns, nothing closes the connection but the peer, your code or
+    :meth:`Server.close`; messages received before a close are still delivered. Pass
+    exactly one of ``handler`` and ``on_message``.
+
     Every option is validated before anything listens: a bad one raises
     :class:`~heartbeat_core.errors.ConfigError` here.
     """
+    check_application(
+        handler, on_message,
+        handler_runs="a task per connection",
+        on_message_runs="a task only while a connection's messages wait",
+        kind="async def",
+    )  # fmt: skip
     options = ConnectionOptions(
         config=config,
         codec=codec,
@@ -226,12 +262,12 @@ async def serve(
     options.new_core(Role.SERVER)  # the core's own checks, before listening
     reuse_port = check_reuse_port(reuse_port, available=hasattr(socket, "SO_REUSEPORT"))
     loop = asyncio.get_running_loop()
-    server = Server(handler)
+    server = Server(handler, on_message)
     role = Role.SERVER  # (read once: an enum's attribute is slow on 3.10/3.11)
 
     def factory() -> Connection:
         conn = Connection(role, options, on_event=on_event, policy=policy, loop=loop)
-        conn._server = server
+        conn._server, conn._delivery = server, server._delivery
         server._all.add(conn)
         return conn
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from heartbeat_core.errors import ConfigError, ConnectionClosedError
 from heartbeat_core.pacing import RateLimit
+from heartbeat_core.policy import check_application
 
 if TYPE_CHECKING:
     from heartbeat_threading.connection import Connection
@@ -63,13 +64,12 @@ def make_dispatcher(
 ) -> Dispatcher | None:
     """``serve()``'s choice: ``None`` for a thread per connection running ``handler``,
     or a :class:`Dispatcher` for ``on_message``. Raises :class:`ConfigError` unless
-    exactly one of them is given, or if ``max_workers`` is not a positive int."""
+    exactly one of them is given and callable, or if ``max_workers`` is not a positive int."""
     check_max_workers(max_workers)
-    if (handler is None) == (on_message is None):
-        raise ConfigError(
-            "serve() takes a handler(conn) or on_message=(conn, message), exactly one: "
-            "pass handler for a thread per connection, on_message for worker threads"
-        )
+    check_application(
+        handler, on_message,
+        handler_runs="a thread per connection", on_message_runs="worker threads", kind="def",
+    )  # fmt: skip
     return None if on_message is None else Dispatcher(on_message, max_workers)
 
 

@@ -5,13 +5,16 @@ heartbeat_threading, or did not work in one of them (commit d061d09): HEAD
 answers, a raising ``select_subprotocol``, bad URIs, the order of ``on_event``,
 ``Closed`` for sockets that never opened, jitter, the opening-handshake deadline,
 backpressure, the bound on closing after an HTTP answer, and configuration
-checked before anything listens. asyncio runs on the standard loop and on uvloop
+checked before anything listens. ``serve(on_message=...)`` (no task or thread per
+idle connection) behaves alike in both. asyncio runs on the standard loop and on uvloop
 (whose transports are not subclasses of asyncio's).
 """
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +32,8 @@ from heartbeat_core import (
     Request,
     RttSample,
 )
-from tests.adapters.drivers import DRIVERS, Driver, make_driver
+from tests.adapters.drivers import DRIVERS, ECHO, Driver, OnMessage, make_driver
+from tests.support.waiting import wait_until
 
 QUIET = HeartbeatConfig(interval=30, timeout=10, close_timeout=0.5)
 UPGRADE = (
@@ -234,6 +238,124 @@ def test_backpressure_pauses_reading_and_resumes(driver: Driver) -> None:
         client.close()
     finally:
         server.close()
+
+
+# ------------------------------------------------------------- on_message
+
+#: Text and binary, small and larger: order and type must survive.
+MESSAGES: list[str | bytes] = [
+    f"text {i:03d} ".ljust(10 + 97 * i, "t") if i % 2 == 0 else f"bin {i:03d} ".encode() * i
+    for i in range(60)
+]
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_on_message_gets_each_connections_messages_in_order_one_at_a_time(
+    driver: Driver, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = threading.Event()  # held while the messages are sent: they wait in the queue
+    spec = OnMessage(gate=gate)  # an echo
+    server = driver.serve(config=QUIET, on_message=spec)
+    try:
+        clients = [driver.connect(server.uri, config=QUIET) for _ in range(3)]
+        for message in MESSAGES:
+            for client in clients:
+                client.send(message)
+        gate.set()
+        for client in clients:
+            assert [client.recv() for _ in MESSAGES] == MESSAGES
+        for client in clients:
+            client.close()
+    finally:
+        gate.set()
+        server.close()
+    assert len(spec.seen) == 3 and all(seen == MESSAGES for seen in spec.seen.values())
+    assert spec.overlaps == 0
+    assert errors(caplog) == []
+
+
+def test_a_raising_on_message_closes_with_1011_and_gets_nothing_more(
+    driver: Driver, caplog: pytest.LogCaptureFixture
+) -> None:
+    def reply(message: str | bytes) -> str | bytes:
+        if message == "boom":
+            raise ValueError("boom")
+        return message
+
+    gate = threading.Event()  # (held until all three are sent: the close comes after)
+    spec = OnMessage(reply=reply, gate=gate)
+    server = driver.serve(config=QUIET, on_message=spec)
+    try:
+        client = driver.connect(server.uri, config=QUIET)
+        for message in ["first?q=secret", "boom", "after"]:
+            client.send(message)
+        gate.set()
+        assert client.recv() == "first?q=secret"
+        client.wait_closed()
+        assert (client.conn.close_code, client.conn.close_reason) == (1011, "internal error")
+        assert client.conn.closed_by == "remote"
+    finally:
+        gate.set()
+        server.close()
+    assert spec.messages() == ["first?q=secret", "boom"]  # nothing after the failure
+    (record,) = errors(caplog)
+    assert record.name == (
+        "heartbeat_threading" if driver.name == "threading" else "heartbeat_asyncio"
+    )
+    assert record.exc_info is not None and record.exc_info[0] is ValueError
+    text = record.getMessage()
+    assert "on_message" in text and "1011" in text
+    assert "secret" not in text and "first" not in text  # no message content in the log
+
+
+@pytest.mark.parametrize(
+    ("application", "match"),
+    [
+        ({"handler": None}, "exactly one"),
+        ({"handler": ECHO, "on_message": OnMessage()}, "exactly one"),
+        ({"on_message": 42}, "on_message must be a callable .*got 42"),
+        ({"handler": "echo"}, "handler must be a callable .*got 'echo'"),
+    ],
+    ids=["neither", "both", "on_message not callable", "handler not callable"],
+)
+def test_serve_needs_exactly_one_callable_handler_or_on_message(
+    driver: Driver, application: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match) as caught:
+        driver.serve(config=QUIET, **application)
+    if match == "exactly one":  # the message says what to pass
+        assert "pass handler for" in str(caught.value) and "on_message for" in str(caught.value)
+
+
+def test_on_message_gets_the_messages_queued_before_the_peer_closed(
+    driver: Driver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing received is lost: the peer closes while nine messages wait behind a
+    slow on_message; all ten are delivered, in order. (Their echoes fail: the
+    ConnectionClosedError raised by send() in on_message is ignored.)"""
+    gate = threading.Event()
+    spec = OnMessage(gate=gate)
+    server = driver.serve(config=QUIET, on_message=spec)
+    try:
+        client = driver.connect(server.uri, config=QUIET)
+        for message in MESSAGES[:10]:
+            client.send(message)
+        wait_until(lambda: spec.messages() == MESSAGES[:1], what="the first message")
+        (conn,) = driver.call(lambda: list(server.server.connections))
+        wait_until(lambda: driver.call(lambda: len(conn.queue)) == 9, what="9 waiting")
+        client.close()
+        wait_until(lambda: "Closed" in server.events.names(), what="the server's Closed")
+        gate.set()
+        wait_until(lambda: len(spec.messages()) == 10, what="10 messages delivered")
+    finally:
+        gate.set()
+        server.close()
+    assert spec.messages() == MESSAGES[:10]
+    assert (conn.close_code, conn.closed_by) == (1000, "remote")
+    assert errors(caplog) == []
 
 
 @pytest.mark.parametrize(
