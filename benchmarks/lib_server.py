@@ -1,7 +1,8 @@
 """``heartbeat_asyncio.serve`` alone, with no CLI around it, for ../shared/bench's harness.
 
 The reference harness measures ``heartbeat serve``, whose JSON log writes a line per
-heartbeat; this server measures the library itself. Usage, from ../shared/bench:
+heartbeat; this server measures the library itself, with a handler task per connection
+or, with ``--on-message``, with ``serve(on_message=...)``. Usage, from ../shared/bench:
 
     heartbeat_load.py --server "ours-lib=.venv/bin/python benchmarks/lib_server.py --port {port}
         --interval {interval} --timeout {timeout}" --peer floor -n 10000 -r 3
@@ -27,16 +28,27 @@ async def main() -> None:
     parser.add_argument(
         "--probe-interval", type=float, default=None, help="rule probe (default: off)"
     )
+    parser.add_argument(
+        "--on-message",
+        action="store_true",
+        help="serve(on_message=...): no task per idle connection (default: a handler task each)",
+    )
     args = parser.parse_args()
 
     async def handler(conn: Any) -> None:
         async for _ in conn:
             pass
 
+    async def on_message(conn: Any, message: str | bytes) -> None:
+        pass
+
     config = HeartbeatConfig(
         interval=args.interval, timeout=args.timeout, probe_interval=args.probe_interval
     )
-    await serve(handler, "127.0.0.1", args.port, config=config)
+    if args.on_message:
+        await serve(None, "127.0.0.1", args.port, config=config, on_message=on_message)
+    else:
+        await serve(handler, "127.0.0.1", args.port, config=config)
     print(json.dumps({"event": "listening", "port": args.port}), flush=True)
     await asyncio.Event().wait()  # until the harness stops the process
 
