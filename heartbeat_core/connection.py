@@ -378,8 +378,18 @@ class HeartbeatConnection:
                 # The common read of an idle connection: exactly one masked pong
                 # (0x8A: FIN and the pong opcode; then the mask bit and the payload
                 # length, size - 6).
+                payload = unmask(data, 2, size - 6)
                 events: list[ConnectionEvent] = []
-                self._on_pong_frame(unmask(data, 2, size - 6), now, events)
+                if self._user_pings:
+                    self._on_pong_frame(payload, now, events)
+                    return events
+                # What _on_pong_frame does when no ping() of the driver's waits, inline.
+                actions = hb.pong_received(now, payload)
+                if actions:
+                    if type(actions[0]) is RttSample:
+                        events.append(actions[0])
+                    else:  # stray pongs flood us (rule peer-ping): the state fails it
+                        self._apply(actions, now, events)
                 return events
             simple = simple_frames(data, masked=True)
             if simple is not None:

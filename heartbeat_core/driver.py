@@ -266,19 +266,24 @@ class DriverBase(TimerItem):
             running += events
             return
         core = self.core
-        if len(events) == 1 and type(events[0]) is Message and self._on_event is None:
-            # The common read of a busy connection: one message, handed over here. (Its
-            # handler pauses reading when the queue is full: the pause's own events, none
-            # today, are carried out below like any others.)
-            events = self._on_message(events[0], now) or []
-        if not events or (
-            len(events) == 1
-            and type(events[0]) is RttSample
-            and self._on_event is None
-            and not self._debug
-        ):
-            # The common calls: a timer that sent a heartbeat, and a pong with nobody to
-            # tell (_on_rtt_sample and _emit would do nothing with it).
+        if len(events) == 1 and self._on_event is None:
+            event = events[0]
+            if type(event) is RttSample and not self._debug:
+                # The common read of an idle connection: a pong with nobody to tell
+                # (_on_rtt_sample and _emit would do nothing with it), and nothing to
+                # write (a pong queues no frame). A pong is a sign of life, which never
+                # brings wake_at earlier (HeartbeatState.wake_at): a connection filed at
+                # (or before) the last wake_at needs no new filing.
+                if self._timer_key is None:  # (TimerItem's: not filed in a wheel)
+                    self._rt_file(core.heartbeat.wake_at)
+                return
+            if type(event) is Message:
+                # The common read of a busy connection: one message, handed over here.
+                # (Its handler pauses reading when the queue is full: the pause's own
+                # events, none today, are carried out below like any others.)
+                events = self._on_message(event, now) or []
+        if not events:
+            # The other common call: a timer that sent a heartbeat.
             data = core.data_to_send()
             if data:
                 self._rt_write(data)

@@ -735,6 +735,19 @@ class TestAfterTheEnd:
         assert events[0] == Closing(code=1008, reason="too many pongs", by_peer=False)
         assert events[-1] == CloseTransport()
 
+    def test_stray_pongs_one_per_read_are_a_flood_too(self) -> None:
+        # Each read is exactly one masked pong: the server's shortest path, which must
+        # count strikes and fail the connection as the general path does.
+        strict = HeartbeatConfig(peer_ping_max_strikes=1)
+        p = Pair(strict, strict)
+        p.handshake()
+        assert p.server.receive_data(frame(PONG, b"?"), 0.0) == []
+        assert p.server.receive_data(frame(PONG, b"?"), 0.0) == []  # the first strike
+        events = p.server.receive_data(frame(PONG, b"?"), 0.0)  # one too many
+        reason = "too many pongs"
+        assert events == [Closing(code=1008, reason=reason, by_peer=False), CloseTransport()]
+        assert frames_in(p.server.data_to_send()) == [(CLOSE, close_payload(1008, reason.encode()))]
+
     def test_a_client_fails_a_stray_pong_flood_too(self) -> None:
         strict = HeartbeatConfig(peer_ping_max_strikes=1)
         p = Pair(strict, strict)

@@ -30,6 +30,7 @@ from heartbeat_core import (
     Role,
     ServerPolicy,
 )
+from heartbeat_core.timers import TimerWheel
 
 QUIET = HeartbeatConfig(interval=30, timeout=10, close_timeout=2)
 log = logging.getLogger("tests.driver")
@@ -353,3 +354,54 @@ def test_each_round_trip_is_logged_only_if_debug_was_on_at_the_start(
     assert server.core.heartbeat.stats.last_rtt == 0.25
     logged = "heartbeat 1 rtt=0.250000" in caplog.text
     assert logged is (level == logging.DEBUG)
+
+
+class WheelDriver(FakeDriver):
+    """Files its timer in a real TimerWheel, as both adapters do."""
+
+    def __init__(self, wheel: TimerWheel[Any], **kwargs: Any) -> None:
+        super().__init__(Role.SERVER, policy=ServerPolicy(logger=log), **kwargs)
+        self.wheel = wheel
+
+    def _rt_file(self, when: float | None) -> None:
+        super()._rt_file(when)
+        self.wheel.file(self, when)
+
+
+def test_a_pong_leaves_a_filed_connection_where_it_is_and_heartbeats_keep_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wheel: TimerWheel[Any] = TimerWheel()
+    with caplog.at_level(logging.INFO, logger="tests.driver"):  # (no RTT debug lines)
+        server = WheelDriver(wheel)
+    client = upgraded(server)
+    pong_at = None
+    for beat in range(1, 4):
+        ping = b""
+        while not ping:  # (the first wake-up is the opening handshake's deadline)
+            due = wheel.next_wake
+            assert due is not None
+            (conn,) = wheel.pop_due(due)
+            server.now = due
+            conn._timer_due()  # the heartbeat goes out; filed again
+            ping = server.take()
+        if pong_at is not None:  # interval (30 s) after the last pong, 1 ms late at most
+            assert pong_at + 30 <= server.now <= pong_at + 30.001
+        client.receive_data(ping, server.now)
+        filed = wheel.next_wake
+        server.calls.clear()
+        server.now += 0.001
+        server._received(client.data_to_send())  # the pong: no filing asked for
+        pong_at = server.now
+        assert server.calls == [] and wheel.next_wake == filed and server in wheel
+        assert server.core.heartbeat.stats.pongs_received == beat
+    # Not filed (it never is, say, while reading is paused): the pong files it.
+    wheel.unfile(server)
+    server.now = 200.0
+    server._timer_due()
+    client.receive_data(server.take(), server.now)
+    wheel.unfile(server)
+    server.now = 200.001
+    server._received(client.data_to_send())
+    assert server.calls[-1] == ("file", server.core.heartbeat.wake_at) and server in wheel
+
