@@ -56,6 +56,12 @@ async def echo(conn: Connection) -> None:
         pass
 
 
+async def echo_message(conn: Connection, message: str | bytes) -> None:
+    """Echo one message back: ``echo`` for ``serve(on_message=...)``, which holds no task
+    per idle connection (used when no dashboard needs a handler for its feed)."""
+    await conn.send(message)
+
+
 def _serve_config(
     mode: str,
     interval: float,
@@ -195,9 +201,10 @@ async def _serve(
 
     try:
         server = await serve(
-            echo if dashboard is None else dashboard.handler(echo),
+            None if dashboard is None else dashboard.handler(echo),
             args.host,
             args.port,
+            on_message=echo_message if dashboard is None else None,
             config=config,
             max_size=args.max_size,
             on_event=on_any_event,

@@ -154,11 +154,13 @@ PONG_TEXT = '{"type":"pong"}'
     ("mode", "answer"),
     [("protocol", PING_TEXT), ("app", PONG_TEXT), ("both", PONG_TEXT)],
 )
+@pytest.mark.parametrize("dashboard", [(), ("--no-dashboard",)], ids=["dashboard", "no-dashboard"])
 def test_serve_modes_echo_or_answer_app_pings(
-    mode: str, answer: str, cleanup: list[Command]
+    mode: str, answer: str, dashboard: tuple[str, ...], cleanup: list[Command]
 ) -> None:
-    """protocol: an app ping is an ordinary, echoed message; app/both: it is answered."""
-    server, port = start_server("--mode", mode)
+    """protocol: an app ping is an ordinary, echoed message; app/both: it is answered.
+    (Without a dashboard the server echoes through ``on_message``, with a handler else.)"""
+    server, port = start_server("--mode", mode, *dashboard)
     cleanup.append(server)
     got = asyncio.run(asyncio.wait_for(_exchange(port, ["hello", b"\x00\x01", PING_TEXT]), SLACK))
     assert got == ["hello", b"\x00\x01", answer]
