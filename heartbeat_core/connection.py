@@ -420,14 +420,16 @@ class HeartbeatConnection:
 
     def timer_fired(self, now: float) -> list[ConnectionEvent]:
         """The timer armed at :attr:`wake_at` went off (early calls change nothing)."""
-        actions = self.heartbeat.timer_fired(now)
+        hb = self.heartbeat
+        if self._frames is not None:  # an open server: a heartbeat is an unmasked ping frame
+            payload = hb.ping_due(now)
+            if payload is not None:  # the common timer (what _apply does with its SendPing)
+                self._out.append(server_frame(OP_PING, payload))
+                return []
+        actions = hb.timer_fired(now)
         events: list[ConnectionEvent] = []
         if actions:
-            if len(actions) == 1 and type(actions[0]) is SendPing and self._frames is not None:
-                # The common timer of an open server: a heartbeat (what _apply does).
-                self._out.append(server_frame(OP_PING, actions[0].payload))
-            else:
-                self._apply(actions, now, events)
+            self._apply(actions, now, events)
         return events
 
     def pause_reading(self, now: float) -> list[ConnectionEvent]:

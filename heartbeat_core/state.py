@@ -591,6 +591,24 @@ class HeartbeatState:
         self._last_now = now
         return result
 
+    def ping_due(self, now: float) -> bytes | None:
+        """The common ``timer_fired(now)``, for a driver that frames pings itself: when a
+        protocol heartbeat is due (or due within ``timer_slack``) it is sent, the state
+        changes exactly as ``timer_fired`` changes it, and the ping's payload is returned
+        (the ``SendPing`` it would return is not built). Otherwise ``None``, and nothing
+        changed: call :meth:`timer_fired`."""
+        if (
+            self._protocol
+            and self._phase is _IDLE
+            and now >= self._last_now
+            and (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait - now
+            <= self._slack
+        ):
+            self._last_now = now
+            payload = self._expect = self._prefix + b"%d" % self._start_heartbeat(now)
+            return payload
+        return None
+
     def fail(self, now: float, code: int = 1002, reason: str = "") -> tuple[Action, ...]:
         """``handle(FailRequested(now=now, code=code, reason=reason))`` (rule ``fail``)."""
         return self.handle(FailRequested(now=now, code=code, reason=reason))
@@ -766,15 +784,20 @@ class HeartbeatState:
         return (Abort(),)
 
     def _send_heartbeat(self, now: float) -> tuple[Action, ...]:
+        seq = self._start_heartbeat(now)
+        if self._protocol:
+            payload = self._expect = self._prefix + b"%d" % seq
+            return (send_ping(payload, seq),)
+        return (SendAppPing(seq=seq),)
+
+    def _start_heartbeat(self, now: float) -> int:
+        """The next heartbeat goes out at ``now``: returns its number."""
         seq = self._seq = self._seq + 1
         self._last_ping_at = now
         self._phase = _AWAITING
         if self._config.jitter:
             self._draw_offset()
-        if self._protocol:
-            payload = self._expect = self._prefix + b"%d" % seq
-            return (send_ping(payload, seq),)
-        return (SendAppPing(seq=seq),)
+        return seq
 
     def _draw_offset(self) -> None:
         jitter = self._config.jitter
