@@ -19,6 +19,8 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Callable
+from math import ceil
 
 from heartbeat_core.driver import DriverBase
 from heartbeat_core.timers import TimerWheel
@@ -28,7 +30,7 @@ __all__ = ["READ_BUFFER_SIZE", "LoopShare", "clock", "share_for"]
 logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
 
 #: The drivers' clock (every ``now`` the asyncio drivers hand the core).
-clock = time.monotonic
+clock: Callable[[], float] = time.monotonic
 
 #: Size of the read buffer shared by all connections of one event loop.
 READ_BUFFER_SIZE = 256 * 1024
@@ -66,8 +68,13 @@ class LoopShare:
     def _arm(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
-        wake = self.wheel.next_wake
-        self._handle = None if wake is None else self._loop.call_later(wake - clock(), self._fire)
+        wait = self.wheel.timeout(clock())
+        # In whole milliseconds, rounded up: uvloop's timers count whole milliseconds and
+        # run one due in less than half of one at once, which made the loop fire, find
+        # nothing due and re-arm, over and over, until the wheel's bucket ended.
+        self._handle = (
+            None if wait is None else self._loop.call_later(ceil(wait * 1000) / 1000, self._fire)
+        )
 
     def _fire(self) -> None:
         self._handle = None

@@ -78,3 +78,21 @@ def test_a_share_belongs_to_its_loop_and_is_not_stored_on_it() -> None:
         loop.close()
     del share
     gc.collect()
+
+
+def test_the_timer_is_armed_in_whole_milliseconds_never_less_than_one_if_not_due() -> None:
+    # Regression: a wake-up due in under half a millisecond was armed as such, which
+    # uvloop runs at once (it counts whole milliseconds): the loop fired, found nothing
+    # due and re-armed, over and over, until the wheel's bucket ended.
+    seen: list[float] = []
+    for ahead in (0.0002, 0.0004, 0.0013, 0.25, 2.0):
+        loop = FakeLoop()
+        share = LoopShare(loop)  # type: ignore[arg-type]
+        share.file(Due(loop, seen), clock() + ahead)  # type: ignore[arg-type]
+        ((delay, _),) = loop.calls
+        assert delay >= 0.001 and round(delay * 1000) == delay * 1000, (ahead, delay)
+        assert delay <= ahead + 0.002, (ahead, delay)  # the next millisecond, no later
+    loop = FakeLoop()
+    share = LoopShare(loop)  # type: ignore[arg-type]
+    share.file(Due(loop, seen), clock() - 1.0)  # type: ignore[arg-type]
+    assert loop.calls == [(0, share._fire)]  # due already: at once
