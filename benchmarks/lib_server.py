@@ -20,8 +20,9 @@ from heartbeat_asyncio import serve
 from heartbeat_core import HeartbeatConfig
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def parse_args(description: str | None) -> argparse.Namespace:
+    """The harness's arguments, and ``--on-message``: for this server and its threading twin."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=5.0)
@@ -31,9 +32,13 @@ async def main() -> None:
     parser.add_argument(
         "--on-message",
         action="store_true",
-        help="serve(on_message=...): no task per idle connection (default: a handler task each)",
+        help="serve(on_message=...): no handler per idle connection (default: one each)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+async def main() -> None:
+    args = parse_args(__doc__)
 
     async def handler(conn: Any) -> None:
         async for _ in conn:

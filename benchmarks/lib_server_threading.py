@@ -13,26 +13,18 @@ Usage, from ../shared/bench:
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import resource
 
 from heartbeat_threading import Connection, serve
+from lib_server import parse_args
 
 from heartbeat_core import HeartbeatConfig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--timeout", type=float, default=5.0)
-    parser.add_argument(
-        "--probe-interval", type=float, default=None, help="rule probe (default: off)"
-    )
-    parser.add_argument("--on-message", action="store_true", help="on_message, no handler")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a descriptor per connection
     logging.basicConfig(level=logging.WARNING)
