@@ -106,6 +106,21 @@ def test_no_metrics_leaves_the_path_out() -> None:
         server.kill()
 
 
+def test_no_rtt_log_leaves_out_the_line_per_heartbeat_and_nothing_else() -> None:
+    server, port = start_server("--no-rtt-log", "--interval", "0.1", "--timeout", "1")
+    try:
+        # An idle client: the server's own heartbeats (every 0.1 s) are answered.
+        pinger = Command("ping", f"ws://127.0.0.1:{port}/quiet", "-i", "0.5", "-c", "2")
+        wait_until(lambda: value(port, "heartbeat_rtt_seconds_count") >= 3, SLACK)
+        assert pinger.finish() == 0
+        (opened,) = server.wait_for("open")
+        (closed,) = server.wait_for("close")
+        assert opened["path"] == "/quiet" and closed["code"] == 1000
+        assert not server.events("rtt")  # measured (above), not logged
+    finally:
+        server.kill()
+
+
 # --------------------------------------------------------------------------- privacy
 
 
