@@ -577,15 +577,18 @@ class HeartbeatState:
 
     def timer_fired(self, now: float) -> tuple[Action, ...]:
         """``handle(TimerFired(now=now))``."""
-        if (
-            self._phase is _IDLE
-            and now >= self._last_now
-            and (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait - now
-            <= self._slack
-        ):
-            # The common timer: a heartbeat due (or due within timer_slack).
-            self._last_now = now
-            return self._send_heartbeat(now)
+        if self._phase is _IDLE and now >= self._last_now:
+            left = (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait - now
+            if left <= self._slack:
+                # The common timer: a heartbeat due (or due within timer_slack).
+                self._last_now = now
+                return self._send_heartbeat(now)
+            if self._probe is None:
+                # The other common one (rule early-timer): woken at the wake_at filed
+                # when the last heartbeat went out, which its pong put off. Nothing is
+                # due (what _timer finds, sooner); a probe might be, hence the test.
+                self._last_now = now
+                return _NO_ACTIONS
         self._admit(now, "TimerFired", True)
         result = self._timer(now)
         self._last_now = now

@@ -1,0 +1,86 @@
+"""``HeartbeatState.timer_fired``: its short paths (a heartbeat due, or nothing due yet)
+must answer and change the state exactly as ``handle(TimerFired(...))`` does."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heartbeat_core import (
+    ConnectionOpened,
+    HeartbeatConfig,
+    HeartbeatState,
+    ReadingPaused,
+    ReadingResumed,
+    TimerFired,
+)
+
+from .test_core_ping_due import seen
+from .test_core_wake_at import configs
+
+plans = st.lists(
+    st.tuples(
+        st.sampled_from(["timer", "early-timer", "late-timer", "bytes", "pong", "pause", "resume"]),
+        st.floats(min_value=0.0, max_value=1.0),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(config=configs(), plan=plans, seed=st.integers(0, 2**16))
+def test_timer_fired_is_handle_timer_fired(
+    config: HeartbeatConfig, plan: list[tuple[str, float]], seed: int
+) -> None:
+    """Twins fed the same events, timers through handle() in one and timer_fired() in
+    the other, answer alike and stay alike: at wake_at, after it, and before it (a
+    timer woken early, as a driver's is when a pong put the next heartbeat off)."""
+    plain = HeartbeatState(config, random=random.Random(seed).random)
+    quick = HeartbeatState(config, random=random.Random(seed).random)
+    for hb in (plain, quick):
+        hb.handle(ConnectionOpened(now=0.0))
+    now = 0.0
+    for kind, fraction in plan:
+        wake = plain.wake_at
+        if wake is None:
+            if kind == "resume":
+                for hb in (plain, quick):
+                    hb.handle(ReadingResumed(now=now))
+            continue
+        if kind.endswith("timer"):
+            if kind == "early-timer":
+                now = max(now, now + fraction * ((plain.deadline or wake) - now))
+            else:
+                now = max(now, wake) + (fraction if kind == "late-timer" else 0.0)
+            assert quick.timer_fired(now) == plain.handle(TimerFired(now=now))
+        elif kind in ("bytes", "pong") and plain.is_open:
+            now = max(now, now + fraction * (wake - now))  # a sign of life before the wake
+            for hb in (plain, quick):
+                if kind == "bytes":
+                    hb.bytes_received(now)
+                else:
+                    hb.pong_received(now, hb.payload_for(hb.seq))
+        elif kind == "pause" and plain.is_open:
+            for hb in (plain, quick):
+                hb.handle(ReadingPaused(now=now))
+        elif kind == "resume":
+            for hb in (plain, quick):
+                hb.handle(ReadingResumed(now=now))
+        assert seen(quick) == seen(plain)
+        if not plain.is_open:
+            break
+
+
+def test_a_timer_woken_before_the_heartbeat_is_due_does_nothing_but_note_the_time() -> None:
+    hb = HeartbeatState(HeartbeatConfig(interval=1.0, timeout=5.0))
+    hb.handle(ConnectionOpened(now=0.0))
+    (ping,) = hb.timer_fired(1.0)
+    wake = hb.wake_at  # what a driver files the connection at, as the heartbeat goes out
+    assert wake == 2.0
+    hb.pong_received(1.010, ping.payload)  # type: ignore[union-attr]
+    assert hb.wake_at == 2.010  # the pong put the next heartbeat off; the filing stays
+    assert hb.timer_fired(wake) == ()  # 10 ms early, beyond timer_slack: nothing
+    assert hb.last_now == 2.0 and hb.seq == 1 and hb.wake_at == 2.010
+    assert [type(a).__name__ for a in hb.timer_fired(2.010)] == ["SendPing"]
