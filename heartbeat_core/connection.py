@@ -418,6 +418,19 @@ class HeartbeatConnection:
         self._on_frames(self._parsed(layer, now, events), now, events)
         return events
 
+    def ping_due(self, now: float) -> bytes | None:
+        """The common :meth:`timer_fired` of an open server, for a driver to write at once:
+        when a protocol heartbeat is due (:meth:`HeartbeatState.ping_due`) and no other
+        bytes wait to be sent, the ping frame is returned instead of queued, and the
+        state changes exactly as ``timer_fired(now)`` changes it. Otherwise ``None``,
+        and nothing changed: call :meth:`timer_fired`."""
+        if self._frames is None or self._out:
+            return None  # (not an open server, or the ping would have to queue behind)
+        payload = self.heartbeat.ping_due(now)
+        if payload is None:
+            return None
+        return server_frame(OP_PING, payload)
+
     def timer_fired(self, now: float) -> list[ConnectionEvent]:
         """The timer armed at :attr:`wake_at` went off (early calls change nothing)."""
         hb = self.heartbeat

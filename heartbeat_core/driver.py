@@ -225,7 +225,13 @@ class DriverBase(TimerItem):
     def _timer_due(self) -> None:
         """The timer filed with :meth:`_rt_file` is due (or early: harmless)."""
         now = self._rt_now()
-        self._process(self.core.timer_fired(now), now)
+        core = self.core
+        frame = core.ping_due(now)
+        if frame is not None:  # the common timer: a heartbeat (what _process does with it)
+            self._rt_write(frame)
+            self._rt_file(core.heartbeat.wake_at)
+            return
+        self._process(core.timer_fired(now), now)
 
     def _transport_made(self) -> None:
         """The transport connected: the opening handshake is now bounded."""

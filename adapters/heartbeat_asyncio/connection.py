@@ -237,14 +237,12 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         if transport is not None:  # (DriverBase._timer_due, inlined: once per heartbeat)
             now = clock()
             core = self.core
-            events = core.timer_fired(now)
-            if events:
-                self._process(events, now)
+            frame = core.ping_due(now)
+            if frame is None:
+                self._process(core.timer_fired(now), now)
                 return
-            # The common timer: a heartbeat written, or nothing (what _process does then).
-            data = core.data_to_send()
-            if data:
-                transport.write(data)
+            # The common timer: a heartbeat (what _process does with it).
+            transport.write(frame)
             if self._share.wheel.file(self, core.heartbeat.wake_at):
                 self._share.rearm()
 
