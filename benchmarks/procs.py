@@ -200,8 +200,9 @@ class Child:
                     stream.close()
 
 
-#: ``heartbeat serve`` itself (JSON log, no dashboard, no metrics, the standard loop), with
-#: one worker or two (``--workers 2``: a supervisor and two processes on one port).
+#: ``heartbeat serve`` itself (JSON log without the line per heartbeat, no dashboard, no
+#: metrics, the standard loop), with one worker or two (``--workers 2``: a supervisor and two
+#: processes on one port).
 CLI_KINDS = {"ours-cli": 1, "ours-cli-workers2": 2}
 
 
@@ -256,7 +257,8 @@ def _start_cli(
     )
     args = [sys.executable, "-m", "heartbeat_cli", "serve", "--port", str(port)]
     args += ["--interval", str(interval), "--timeout", str(timeout), "--mode", "protocol"]
-    args += ["--log-format", "json", "--no-dashboard", "--no-metrics", "--loop", "asyncio"]
+    args += ["--log-format", "json", "--no-rtt-log", "--no-dashboard", "--no-metrics"]
+    args += ["--loop", "asyncio"]
     args += ["--workers", str(workers)]
     server = Child(args, env=env, cpus=PINNING[0] if PINNING else None)
     ready = '"event":"workers"' if workers > 1 else '"event":"listening"'
