@@ -204,9 +204,7 @@ class HeartbeatConnection:
     def is_open(self) -> bool:
         """True while messages can be sent."""
         frame_layer = self._ws
-        return self.heartbeat.is_open and (
-            frame_layer is None or frame_layer.state is _WS_OPEN
-        )
+        return self.heartbeat.is_open and (frame_layer is None or frame_layer.state is _WS_OPEN)
 
     @property
     def deadline(self) -> float | None:

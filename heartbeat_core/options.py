@@ -69,9 +69,7 @@ class ConnectionOptions:
             raise ConfigError(f"keepalive must be a TcpKeepalive or None, got {self.keepalive!r}")
         ReceiveQueue(self.max_queue, self.max_queue_bytes)  # validates both bounds
 
-    def new_core(
-        self, role: Role, *, random: RandomSource | None = None
-    ) -> HeartbeatConnection:
+    def new_core(self, role: Role, *, random: RandomSource | None = None) -> HeartbeatConnection:
         """A fresh sans-IO connection with these options."""
         return HeartbeatConnection(
             role,

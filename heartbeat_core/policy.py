@@ -68,8 +68,7 @@ def check_application(
         raise ConfigError(f"handler must be a callable ({kind} handler(conn)), got {handler!r}")
     if on_message is not None and not callable(on_message):
         raise ConfigError(
-            f"on_message must be a callable ({kind} on_message(conn, message)), "
-            f"got {on_message!r}"
+            f"on_message must be a callable ({kind} on_message(conn, message)), got {on_message!r}"
         )
 
 
@@ -169,4 +168,3 @@ def _checked(answer: HttpAnswer, lowest: int) -> HttpAnswer:
     if not isinstance(body, bytes):
         raise TypeError(f"body must be bytes, got {type(body).__name__}")
     return status, list(headers), body
-

@@ -518,12 +518,7 @@ class HeartbeatState:
         """``handle(BytesReceived(now=now))``, which never returns actions."""
         phase = self._phase
         if not (
-            now >= self._last_now
-            and (
-                phase is _IDLE
-                or phase is _AWAITING
-                or phase is _GRACE
-            )
+            now >= self._last_now and (phase is _IDLE or phase is _AWAITING or phase is _GRACE)
         ):
             self._admit(now, "BytesReceived", False)  # raises, unless we are closing
         elif not self._pong_only:
@@ -543,11 +538,7 @@ class HeartbeatState:
             payload == self._expect
             and self._acked < seq
             and now >= self._last_now
-            and (
-                phase is _AWAITING
-                or phase is _IDLE
-                or phase is _GRACE
-            )
+            and (phase is _AWAITING or phase is _IDLE or phase is _GRACE)
         ):
             # The common pong, recognised without parsing: the latest heartbeat's
             # (what _acknowledge and _sample do, inline).

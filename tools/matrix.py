@@ -46,9 +46,16 @@ SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error).*) in [\d.]+s")
 def _version_of(python: str) -> tuple[int, int, int] | None:
     try:
         out = subprocess.run(
-            [python, "-c", "import sys, platform; print(platform.python_implementation(),"
-             " *sys.version_info[:3])"],
-            capture_output=True, text=True, timeout=30, check=True,
+            [
+                python,
+                "-c",
+                "import sys, platform; print(platform.python_implementation(),"
+                " *sys.version_info[:3])",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -82,20 +89,24 @@ def _run(cmd: list[str], log: Path, **kwargs: object) -> int:
     with log.open("a") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
-        return subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False,
-                              **kwargs).returncode  # type: ignore[call-overload]
+        return subprocess.run(
+            cmd, stdout=out, stderr=subprocess.STDOUT, check=False, **kwargs
+        ).returncode  # type: ignore[call-overload]
 
 
 def _scratch_tests(where: Path) -> None:
     """The tests and what they read (the README's examples), with no source beside them;
     pytest's settings from pyproject.toml, less ``pythonpath`` (which names the source)."""
-    shutil.copytree(ROOT / "tests", where / "tests",
-                    ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+    shutil.copytree(
+        ROOT / "tests",
+        where / "tests",
+        ignore=shutil.ignore_patterns("__pycache__", "node_modules"),
+    )
     shutil.copy2(ROOT / "README.md", where / "README.md")
     lines = (ROOT / "pyproject.toml").read_text().splitlines()
     start = lines.index("[tool.pytest.ini_options]")
     section = [lines[start]]
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("["):
             break
         if not line.startswith(("pythonpath", "testpaths")):
@@ -121,26 +132,45 @@ def run_version(python: str, wheel: Path, tmp: Path, log: Path) -> tuple[bool, s
     _scratch_tests(run_dir)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["HEARTBEAT_TEST_INSTALLED"] = "1"
-    where = subprocess.run(
-        [vpy, "-c", "import importlib, os\n"
-         f"for n in {PACKAGES!r}:\n"
-         "    m = importlib.import_module(n)\n"
-         "    print(n, m.__version__, os.path.dirname(m.__file__))"],
-        cwd=run_dir, env=env, capture_output=True, text=True, check=False,
-    ).stdout.strip().splitlines()
+    where = (
+        subprocess.run(
+            [
+                vpy,
+                "-c",
+                "import importlib, os\n"
+                f"for n in {PACKAGES!r}:\n"
+                "    m = importlib.import_module(n)\n"
+                "    print(n, m.__version__, os.path.dirname(m.__file__))",
+            ],
+            cwd=run_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     for line in where:
         print(f"    installed from: {line}")
     with log.open("a") as out:
         out.write("\n".join(where) + "\n")
     result = subprocess.run(
         [vpy, "-m", "pytest", *PYTEST_ARGS, *SUITES],
-        cwd=run_dir, env=env, capture_output=True, text=True, check=False,
+        cwd=run_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     with log.open("a") as out:
         out.write(result.stdout + result.stderr)
     summary = next(
-        (m.group(1) for line in reversed(result.stdout.splitlines())
-         if (m := SUMMARY.match(line.strip("= ")))),
+        (
+            m.group(1)
+            for line in reversed(result.stdout.splitlines())
+            if (m := SUMMARY.match(line.strip("= ")))
+        ),
         f"pytest exited {result.returncode}",
     )
     if result.returncode != 0:
@@ -173,18 +203,24 @@ def main() -> int:
         if minor not in found:
             required = os.environ.get("CI", "").lower() in ("1", "true", "yes")
             failed |= required
-            lines.append(f"matrix: CPython 3.{minor}: not found on this machine: "
-                         f"{'FAILED (CI requires it)' if required else 'skipped'}")
+            lines.append(
+                f"matrix: CPython 3.{minor}: not found on this machine: "
+                f"{'FAILED (CI requires it)' if required else 'skipped'}"
+            )
             continue
         python, version = found[minor]
         label = ".".join(map(str, version))
-        print(f"matrix: CPython {label} ({python}): {wheel.name} + test group, "
-              f"{' '.join(SUITES)}", flush=True)
+        print(
+            f"matrix: CPython {label} ({python}): {wheel.name} + test group, {' '.join(SUITES)}",
+            flush=True,
+        )
         with tempfile.TemporaryDirectory(prefix=f"hb-matrix-3.{minor}-") as tmp:
             ok, summary, seconds = run_version(python, wheel, Path(tmp), logs / f"3.{minor}.log")
         failed |= not ok
-        lines.append(f"matrix: CPython {label}: installed wheel, {len(SUITES)} suites: "
-                     f"{summary} ({seconds:.0f} s with setup): {'passed' if ok else 'FAILED'}")
+        lines.append(
+            f"matrix: CPython {label}: installed wheel, {len(SUITES)} suites: "
+            f"{summary} ({seconds:.0f} s with setup): {'passed' if ok else 'FAILED'}"
+        )
         print(lines[-1], flush=True)
     print("\n".join(["", *lines]))
     return 1 if failed else 0

@@ -473,9 +473,7 @@ class Soak:
             Path(args_report).write_text(self.markdown(end, statuses, verdict))
         return 0 if verdict["holds"] else 1
 
-    def verdict(
-        self, end: dict[str, dict[str, int]], statuses: dict[str, int]
-    ) -> dict[str, Any]:
+    def verdict(self, end: dict[str, dict[str, int]], statuses: dict[str, int]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in ADAPTERS:
             rows = [r for r in self.rows if r["server"] == name]
@@ -487,9 +485,7 @@ class Soak:
             ):
                 warm = [r for r in life if r["minute"] > life[0]["minute"] + WARM_UP_MINUTES - 1]
                 if len(warm) >= 2:
-                    drifts.append(
-                        (warm[-1]["rss_kib"] - warm[0]["rss_kib"]) / warm[0]["rss_kib"]
-                    )
+                    drifts.append((warm[-1]["rss_kib"] - warm[0]["rss_kib"]) / warm[0]["rss_kib"])
             out[name] = {
                 "rss_drift": [round(d, 4) for d in drifts],
                 "fds": (self.baseline[name]["fds"], end[name]["fds"]),

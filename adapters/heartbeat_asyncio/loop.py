@@ -36,7 +36,6 @@ clock: Callable[[], float] = time.monotonic
 READ_BUFFER_SIZE = 256 * 1024
 
 
-
 class LoopShare:
     """One loop's read buffer and timer, shared by its connections (see :func:`share_for`)."""
 

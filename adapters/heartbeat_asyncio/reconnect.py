@@ -28,8 +28,6 @@ __all__ = ["Connected", "Disconnected", "ReconnectEvent", "Retrying", "connect_f
 logger: logging.Logger = logging.getLogger("heartbeat_asyncio")
 
 
-
-
 async def connect_forever(
     uri: str,
     *,

@@ -173,8 +173,10 @@ class Cluster:
 
     async def _report(self) -> None:
         since = 0
-        slow, fast = (max(1, round(every / self._interval)) for every in (METRICS_EVERY,
-                                                                           METRICS_SCRAPED_EVERY))
+        slow, fast = (
+            max(1, round(every / self._interval))
+            for every in (METRICS_EVERY, METRICS_SCRAPED_EVERY)
+        )
         for count in itertools.count():
             await asyncio.sleep(self._interval)
             part: dict[str, Any] = {"kind": "part", "worker": self.index}

@@ -165,9 +165,7 @@ class Dashboard:
             raise ConfigError(
                 f"update_interval must be a number of seconds > 0, got {update_interval!r}"
             )
-        if isinstance(max_viewers, bool) or not (
-            isinstance(max_viewers, int) and max_viewers >= 1
-        ):
+        if isinstance(max_viewers, bool) or not (isinstance(max_viewers, int) and max_viewers >= 1):
             raise ConfigError(f"max_viewers must be an int >= 1, got {max_viewers!r}")
         self.update_interval: float = float(update_interval)
         self.max_viewers: int = max_viewers

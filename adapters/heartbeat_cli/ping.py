@@ -46,6 +46,7 @@ from heartbeat_core.errors import ConnectionClosedError
 
 __all__ = ["PingStats", "describe_ping_error", "flood_warning", "parse_headers", "run_ping"]
 
+
 def error_line(text: str) -> None:
     """A line on stderr (a warning: the command goes on)."""
     with contextlib.suppress(OSError):
@@ -255,7 +256,6 @@ async def run_ping(args: argparse.Namespace, out: Output) -> int:
         conn = connecting.result()
     except (OSError, HeartbeatError, ValueError, asyncio.TimeoutError) as exc:
         return error(f"cannot connect to {target}: {describe_ping_error(args.url, exc)}")
-
 
     async def drain() -> None:
         # Messages are not what we measure; read them so nothing piles up.

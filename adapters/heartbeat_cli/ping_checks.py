@@ -51,8 +51,10 @@ def flood_warning(interval: float) -> str | None:
 def describe_ping_error(url: str, exc: BaseException) -> str:
     """:func:`describe_connect_error`, in plain words for TLS on one side only."""
     scheme = url.partition(":")[0].lower()
-    if scheme == "wss" and isinstance(exc, ssl.SSLError) and not isinstance(
-        exc, ssl.SSLCertVerificationError
+    if (
+        scheme == "wss"
+        and isinstance(exc, ssl.SSLError)
+        and not isinstance(exc, ssl.SSLCertVerificationError)
     ):
         why = getattr(exc, "reason", None) or exc
         if why in _NOT_TLS:

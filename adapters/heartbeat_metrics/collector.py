@@ -156,9 +156,7 @@ class HeartbeatMetrics(Collector):
     ) -> None:
         bounds = tuple(float(b) for b in buckets)
         if not bounds or bounds[0] <= 0 or any(b <= a for a, b in itertools.pairwise(bounds)):
-            raise ConfigError(
-                f"buckets must be increasing numbers of seconds > 0, got {buckets!r}"
-            )
+            raise ConfigError(f"buckets must be increasing numbers of seconds > 0, got {buckets!r}")
         if not namespace or not namespace.replace("_", "a").isalnum():
             raise ConfigError(f"namespace must be letters, digits and _, got {namespace!r}")
         self.buckets: tuple[float, ...] = bounds
@@ -270,9 +268,7 @@ class HeartbeatMetrics(Collector):
             n("flood_closes"), "Connections closed with 1008 for a ping or pong flood.",
             labels=["role", "kind"],
         )  # fmt: skip
-        rtt = HistogramMetricFamily(
-            n("rtt_seconds"), "Heartbeat round-trip time.", labels=["role"]
-        )
+        rtt = HistogramMetricFamily(n("rtt_seconds"), "Heartbeat round-trip time.", labels=["role"])
         families: list[Metric] = [
             open_now, paused, opened, sent, probes, pongs, peer_pings, dead, closes, floods, rtt
         ]  # fmt: skip

@@ -77,9 +77,7 @@ class Connection(DriverBase):
         tls_handshake: bool = False,
         dispatch: Dispatcher | None = None,
     ) -> None:
-        super().__init__(
-            core, options.new_queue(), logger=logger, on_event=on_event, policy=policy
-        )
+        super().__init__(core, options.new_queue(), logger=logger, on_event=on_event, policy=policy)
         self._reactor = reactor
         self._transport = Transport(sock, reactor, self, tls_handshake=tls_handshake)
         self._server = server

@@ -34,7 +34,6 @@ logger: logging.Logger = logging.getLogger("heartbeat_threading")
 READ_SIZE = 256 * 1024
 
 
-
 class TimerTask(TimerItem):
     """Something else than a connection the wheel wakes: ``fn()`` runs when it is due
     (e.g. a server's accept loop resuming after a pause)."""

@@ -48,8 +48,6 @@ __all__ = ["Connected", "Disconnected", "ReconnectEvent", "Retrying", "connect_f
 log: logging.Logger = logging.getLogger("heartbeat_threading")
 
 
-
-
 def connect_forever(
     uri: str,
     *,

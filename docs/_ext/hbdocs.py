@@ -344,9 +344,7 @@ def run_timeline(config: HeartbeatConfig = TIMELINE_CONFIG) -> list[TimelineStep
 
     def record(now: float, event: Any) -> tuple[Action, ...]:
         actions = state.handle(event)
-        steps.append(
-            TimelineStep(now, type(event).__name__, actions, state.phase, state.deadline)
-        )
+        steps.append(TimelineStep(now, type(event).__name__, actions, state.phase, state.deadline))
         return actions
 
     record(0.0, ConnectionOpened(now=0.0))
@@ -412,8 +410,15 @@ def timeline_svg(steps: Sequence[TimelineStep], config: HeartbeatConfig = TIMELI
     )
 
     def arrow(
-        x0: float, t0: float, x1: float, t1: float, text: str,
-        *, colour: str = "#333", below: bool = False, at_start: bool = False,
+        x0: float,
+        t0: float,
+        x1: float,
+        t1: float,
+        text: str,
+        *,
+        colour: str = "#333",
+        below: bool = False,
+        at_start: bool = False,
     ) -> None:
         if at_start:  # label just above the arrow's start
             tx, ty, anchor = x0 + 30, y(t0) - 6, "start"
@@ -457,8 +462,13 @@ def timeline_svg(steps: Sequence[TimelineStep], config: HeartbeatConfig = TIMELI
                 note(step.now, f"t={step.now:g} s", "#555", x=20)
             elif isinstance(action, SendClose):
                 arrow(
-                    us, step.now, peer - 140, step.now + 0.1,
-                    f"close {action.code} {action.reason}", colour="#d9534f", at_start=True,
+                    us,
+                    step.now,
+                    peer - 140,
+                    step.now + 0.1,
+                    f"close {action.code} {action.reason}",
+                    colour="#d9534f",
+                    at_start=True,
                 )
                 out.append(
                     f'<text x="{peer - 134}" y="{y(step.now + 0.1) + 4:.1f}" fill="#d9534f">'
@@ -471,8 +481,12 @@ def timeline_svg(steps: Sequence[TimelineStep], config: HeartbeatConfig = TIMELI
                     f'<line x1="{us - 14}" y1="{y(step.now):.1f}" x2="{us + 14}" '
                     f'y2="{y(step.now):.1f}" stroke="#d9534f" stroke-width="3"/>'
                 )
-                note(step.now, f"Abort after close_timeout {config.close_timeout:g} s", "#d9534f",
-                     x=us + 16)
+                note(
+                    step.now,
+                    f"Abort after close_timeout {config.close_timeout:g} s",
+                    "#d9534f",
+                    x=us + 16,
+                )
                 note(step.now, f"t={step.now:g} s", "#555", x=20)
     if frozen_from is not None:
         out.append(

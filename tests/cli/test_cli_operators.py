@@ -189,9 +189,7 @@ def test_headers_and_subprotocol_reach_the_server() -> None:
     seen: list[tuple[dict[str, str], str | None]] = []
 
     def handler(conn: Any) -> None:
-        seen.append(
-            ({k.decode().lower(): v.decode() for k, v in conn.headers}, conn.subprotocol)
-        )
+        seen.append(({k.decode().lower(): v.decode() for k, v in conn.headers}, conn.subprotocol))
         for _ in conn:
             pass
 

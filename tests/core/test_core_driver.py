@@ -404,4 +404,3 @@ def test_a_pong_leaves_a_filed_connection_where_it_is_and_heartbeats_keep_time(
     server.now = 200.001
     server._received(client.data_to_send())
     assert server.calls[-1] == ("file", server.core.heartbeat.wake_at) and server in wheel
-

@@ -126,8 +126,10 @@ def requests(draw: st.DrawFn) -> bytes:
         elif change == 3:  # a core header with another value
             name = draw(st.sampled_from(sorted(CORE)))
             value = draw(st.sampled_from(CORE[name]))
-            lines = [f"{name}: {value}" if line.lower().startswith(name.lower()) else line
-                     for line in lines]
+            lines = [
+                f"{name}: {value}" if line.lower().startswith(name.lower()) else line
+                for line in lines
+            ]
         elif change == 4 and lines:  # a line twice, or left out
             at = draw(st.integers(0, len(lines) - 1))
             lines[at : at + 1] = draw(st.sampled_from([[], [lines[at], lines[at]]]))
@@ -281,9 +283,7 @@ def test_a_request_in_several_reads_goes_to_h11() -> None:
         pytest.param(0, [], id="a subprotocol with two spaces inside"),
     ],
 )
-def test_an_answer_that_needs_h11_gets_it(
-    pick: int | None, headers: list[tuple[str, str]]
-) -> None:
+def test_an_answer_that_needs_h11_gets_it(pick: int | None, headers: list[tuple[str, str]]) -> None:
     request = altered("chat, superchat", "a  b")
     assert took_fast_path(request)
     fast = outcome(request, True, pick=pick, headers=headers)

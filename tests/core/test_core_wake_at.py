@@ -42,6 +42,8 @@ def configs(draw: st.DrawFn) -> HeartbeatConfig:
         # rule probe (not with fixed_rate, which it would add nothing to)
         probe_interval=None if fixed_rate else draw(st.sampled_from([None, 0.2, 0.7, 3.0])),
     )
+
+
 steps = st.lists(
     st.tuples(
         st.sampled_from(["timer", "late-timer", "bytes", "pong", "pause", "resume"]),

@@ -63,7 +63,8 @@ def _string_constants(tree: ast.Module) -> dict[str, str]:
     return {
         target.id: node.value.value
         for node in tree.body
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
         and isinstance(node.value.value, str)
         for target in node.targets
         if isinstance(target, ast.Name)
@@ -147,8 +148,13 @@ def test_what_counts_as_run_or_marked() -> None:
     labels, examples = {("README.md", "readme-core")}, {"tutorial_client"}
 
     def how(**fields: object) -> str | None:
-        values: dict[str, object] = {"page": "docs/x.rst", "line": 1, "kind": "code",
-                                     "language": "console", "text": "$ heartbeat demo"}
+        values: dict[str, object] = {
+            "page": "docs/x.rst",
+            "line": 1,
+            "kind": "code",
+            "language": "console",
+            "text": "$ heartbeat demo",
+        }
         return _how_it_runs(Block(**{**values, **fields}), labels, examples)  # type: ignore[arg-type]
 
     assert how() is None  # a block nobody runs and nobody marked
@@ -221,8 +227,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("myst_parser")
     out = tmp_path_factory.mktemp("site")
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-         "-d", str(out / "doctrees"), str(DOCS), str(out / "html")],
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            str(out / "doctrees"),
+            str(DOCS),
+            str(out / "html"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

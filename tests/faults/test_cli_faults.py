@@ -47,6 +47,7 @@ def cleanup() -> Iterator[list[Command]]:
     for command in started:
         command.kill()
 
+
 # ---------------------------------------------------------------- finding 8
 
 #: What a hostile server sends after its 101, and the close code our client must fail with.
