@@ -276,10 +276,14 @@ class DriverBase(TimerItem):
             event = events[0]
             if type(event) is RttSample and not self._debug:
                 # The common read of an idle connection: a pong with nobody to tell
-                # (_on_rtt_sample and _emit would do nothing with it), and nothing to
-                # write (a pong queues no frame). A pong is a sign of life, which never
-                # brings wake_at earlier (HeartbeatState.wake_at): a connection filed at
-                # (or before) the last wake_at needs no new filing.
+                # (_on_rtt_sample and _emit would do nothing with it). A pong queues no
+                # frame, but the same read may have held more (a ping of the peer's, to
+                # answer now). A pong is a sign of life, which never brings wake_at
+                # earlier (HeartbeatState.wake_at): a connection filed at (or before) the
+                # last wake_at needs no new filing.
+                data = core.data_to_send()
+                if data:
+                    self._rt_write(data)
                 if self._timer_key is None:  # (TimerItem's: not filed in a wheel)
                     self._rt_file(core.heartbeat.wake_at)
                 return

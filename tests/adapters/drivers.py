@@ -116,7 +116,8 @@ class ServerHandle:
 
 
 class Driver:
-    """A driver under contract: ``serve()`` an echo server, ``connect()`` clients."""
+    """A driver under contract: ``serve()`` an echo server, ``connect()`` clients.
+    ``serve(record=False)`` leaves ``on_event`` unset (its events are not recorded)."""
 
     name = ""
 
@@ -179,10 +180,11 @@ class AsyncioDriver(Driver):
 
         handler, on_message = _application(kwargs, echo, _async_on_message)
         events = Recorded(also=kwargs.pop("on_event", None))
+        hook = events if kwargs.pop("record", True) else None  # (None: on_event unset)
         port = kwargs.pop("port", 0)
         server = self.run(
             heartbeat_asyncio.serve(
-                handler, "127.0.0.1", port, on_event=events, on_message=on_message, **kwargs
+                handler, "127.0.0.1", port, on_event=hook, on_message=on_message, **kwargs
             )
         )
         return ServerHandle(server.port, server, events, lambda: self.run(server.close(timeout=2)))
@@ -241,9 +243,10 @@ class ThreadingDriver(Driver):
 
         handler, on_message = _application(kwargs, echo, _threaded_on_message)
         events = Recorded(also=kwargs.pop("on_event", None))
+        hook = events if kwargs.pop("record", True) else None  # (None: on_event unset)
         port = kwargs.pop("port", 0)
         server = heartbeat_threading.serve(
-            handler, "127.0.0.1", port, on_event=events, on_message=on_message, **kwargs
+            handler, "127.0.0.1", port, on_event=hook, on_message=on_message, **kwargs
         )
         return ServerHandle(server.port, server, events, lambda: server.close(timeout=2))
 

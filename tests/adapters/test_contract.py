@@ -33,6 +33,7 @@ from heartbeat_core import (
     RttSample,
 )
 from tests.adapters.drivers import DRIVERS, ECHO, Driver, OnMessage, make_driver
+from tests.support.frames import PING, PONG, frame, take_frame, upgrade_request
 from tests.support.waiting import wait_until
 
 QUIET = HeartbeatConfig(interval=30, timeout=10, close_timeout=0.5)
@@ -183,6 +184,39 @@ def test_loopback_rtts_are_measured_finer_than_a_millisecond(driver: Driver) -> 
         assert all(rtt > 0 for rtt in rtts), rtts
         assert any(rtt % 0.001 > 1e-6 for rtt in rtts), rtts  # not whole milliseconds
         client.close()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("record", [True, False], ids=["on_event", "no-on_event"])
+def test_a_ping_read_with_a_pong_is_answered_at_once(driver: Driver, record: bool) -> None:
+    # One read holding the answer to the server's heartbeat and a ping of the peer's own
+    # (two timers firing together, say): the pong for that ping is written at once, not
+    # left queued until the server's next timer, with or without an on_event to tell.
+    server = driver.serve(config=HeartbeatConfig(interval=1.0, timeout=5.0), record=record)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(upgrade_request())
+            got = bytearray()
+            while b"\r\n\r\n" not in got:
+                got += sock.recv(4096)
+            del got[: got.index(b"\r\n\r\n") + 4]
+            heartbeat = None
+            while heartbeat is None:  # the server's first heartbeat, an interval after opening
+                heartbeat = take_frame(got)
+                if heartbeat is None:
+                    got += sock.recv(4096)
+            assert heartbeat.opcode == PING
+            sock.sendall(frame(PONG, heartbeat.payload) + frame(PING, b"mine"))
+            sent = time.monotonic()
+            sock.settimeout(0.5)  # half an interval: a timer's flush comes later than that
+            answer = None
+            while answer is None:
+                answer = take_frame(got)
+                if answer is None:
+                    got += sock.recv(4096)
+            assert (answer.opcode, answer.payload) == (PONG, b"mine")
+            assert time.monotonic() - sent < 0.5
     finally:
         server.close()
 

@@ -404,3 +404,22 @@ def test_a_pong_leaves_a_filed_connection_where_it_is_and_heartbeats_keep_time(
     server.now = 200.001
     server._received(client.data_to_send())
     assert server.calls[-1] == ("file", server.core.heartbeat.wake_at) and server in wheel
+
+
+def test_a_read_with_a_pong_and_a_ping_writes_the_answer_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The short path for a pong nobody is told of must still write what the rest of the
+    # read queued: here the answer to a ping that came with the pong.
+    with caplog.at_level(logging.INFO, logger="tests.driver"):  # (no RTT debug lines)
+        server = FakeDriver(Role.SERVER, policy=ServerPolicy(logger=log))
+    client = upgraded(server)
+    server.now = 30.0
+    server._timer_due()
+    client.receive_data(server.take(), 30.0)  # the heartbeat; the client queues its pong
+    client.ping(30.001)  # ... and a ping of its own, in the same write
+    server.now = 30.002
+    server._received(client.data_to_send())
+    assert server.core.heartbeat.stats.pongs_received == 1
+    (answered,) = client.receive_data(server.take(), 30.003)  # written already
+    assert type(answered).__name__ == "PingAnswered"
