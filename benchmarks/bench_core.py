@@ -399,7 +399,7 @@ _LABELS = {
     "state.bytes_received": "HeartbeatState.handle(BytesReceived)",
     "state.pong_received": "HeartbeatState.handle(PongReceived) (matching, RTT sample)",
     "state.timer_fired_to_ping": "HeartbeatState.handle(TimerFired) -> SendPing",
-    "state.direct_timer_fired": "HeartbeatState.timer_fired(now) -> SendPing (what drivers call)",
+    "state.direct_timer_fired": "HeartbeatState.timer_fired(now) -> SendPing",
     "state.direct_pong_received": "HeartbeatState.pong_received(now, payload) (what drivers call)",
     "cycle.heartbeat_connection": "cycle: HeartbeatConnection (timer -> ping, masked pong in)",
     "cycle.wsproto_only": "cycle: wsproto alone (send Ping, parse masked pong)",

@@ -121,6 +121,22 @@ def test_no_rtt_log_leaves_out_the_line_per_heartbeat_and_nothing_else() -> None
         server.kill()
 
 
+def test_no_rtt_log_alone_still_logs_opens_and_closes() -> None:
+    # With no dashboard and no metrics, serve hands its own on_event to the library.
+    server, port = start_server(
+        "--no-rtt-log", "--no-dashboard", "--no-metrics", "--interval", "0.1", "--timeout", "1"
+    )
+    try:
+        pinger = Command("ping", f"ws://127.0.0.1:{port}/alone", "-i", "0.3", "-c", "2")
+        assert pinger.finish() == 0
+        (opened,) = server.wait_for("open")
+        (closed,) = server.wait_for("close")
+        assert opened["path"] == "/alone" and closed["code"] == 1000
+        assert not server.events("rtt")
+    finally:
+        server.kill()
+
+
 # --------------------------------------------------------------------------- privacy
 
 
