@@ -20,6 +20,7 @@ _LABEL = {
     "websockets": "websockets (ping_interval=1)",
     "aiohttp": "aiohttp (heartbeat=1)",
     "ours-asyncio": "heartbeat_asyncio (ours)",
+    "ours-asyncio-onmsg": "heartbeat_asyncio, serve(on_message=...) (ours)",
     "ours-threading": "heartbeat_threading (ours)",
 }
 

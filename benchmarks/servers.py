@@ -3,7 +3,8 @@
     python benchmarks/servers.py --kind KIND [--interval 1] [--timeout 5]
 
 KIND is one of ``floor``, ``websockets``, ``aiohttp``, ``ours-asyncio``,
-``ours-threading``. Each binds 127.0.0.1 on a free port, prints
+``ours-threading``, or ``ours-asyncio-onmsg`` (``serve(on_message=...)``: not in a
+default run, ``run.py --servers`` names it). Each binds 127.0.0.1 on a free port, prints
 ``READY <port>`` and serves until its stdin closes (or it is killed). Every
 server echoes the messages it receives (the busy scenario measures the whole
 message path: in, to the application, out), and heartbeats with the given
@@ -276,6 +277,23 @@ async def _serve_ours_asyncio(
     await server.close(timeout=1.0)
 
 
+async def _serve_ours_asyncio_on_message(
+    interval: float, timeout: float, ready: Callable[[int], None]
+) -> None:
+    from heartbeat_asyncio import serve
+
+    from heartbeat_core import HeartbeatConfig
+
+    async def echo(conn: Any, message: str | bytes) -> None:
+        await conn.send(message)
+
+    config = HeartbeatConfig(interval=interval, timeout=timeout)
+    server = await serve(None, "127.0.0.1", 0, config=config, on_message=echo)
+    ready(server.port)
+    await _until_stdin_closes()
+    await server.close(timeout=1.0)
+
+
 def _serve_ours_threading(interval: float, timeout: float, ready: Callable[[int], None]) -> None:
     from heartbeat_threading import serve
 
@@ -306,17 +324,20 @@ def _ready(port: int) -> None:
 
 
 KINDS = ("floor", "websockets", "aiohttp", "ours-asyncio", "ours-threading")
+#: Not in a default run: ``serve(on_message=...)`` (no task per idle connection).
+EXTRA_KINDS = ("ours-asyncio-onmsg",)
 _ASYNC = {
     "floor": _serve_floor,
     "websockets": _serve_websockets,
     "aiohttp": _serve_aiohttp,
     "ours-asyncio": _serve_ours_asyncio,
+    "ours-asyncio-onmsg": _serve_ours_asyncio_on_message,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A server under benchmark.")
-    parser.add_argument("--kind", choices=KINDS, required=True)
+    parser.add_argument("--kind", choices=KINDS + EXTRA_KINDS, required=True)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
