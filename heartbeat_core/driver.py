@@ -281,9 +281,8 @@ class DriverBase(TimerItem):
                 # answer now). A pong is a sign of life, which never brings wake_at
                 # earlier (HeartbeatState.wake_at): a connection filed at (or before) the
                 # last wake_at needs no new filing.
-                data = core.data_to_send()
-                if data:
-                    self._rt_write(data)
+                if core._out:  # (data_to_send()'s own test, without the call: once per pong)
+                    self._rt_write(core.data_to_send())
                 if self._timer_key is None:  # (TimerItem's: not filed in a wheel)
                     self._rt_file(core.heartbeat.wake_at)
                 return
