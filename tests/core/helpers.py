@@ -5,7 +5,9 @@ Nothing here reads a real clock: every ``now`` is a plain float the test control
 
 from __future__ import annotations
 
+import random as _random
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from heartbeat_core import (
     Accepted,
@@ -17,9 +19,9 @@ from heartbeat_core import (
     Request,
     Role,
 )
-from heartbeat_core.events import ConnectionOpened
+from heartbeat_core.events import ConnectionOpened, ReadingPaused, ReadingResumed
 
-__all__ = ["Pair", "opened", "snapshot"]
+__all__ = ["Pair", "drive_twins", "opened", "seen", "snapshot"]
 
 
 def opened(
@@ -38,6 +40,67 @@ def opened(
 def snapshot(hb: HeartbeatState) -> tuple[object, ...]:
     """Every public view of a state, to compare before and after a call."""
     return (hb.phase, hb.deadline, hb.stats, hb.seq, hb.last_now, hb.effective_timeout, hb.is_open)
+
+
+def seen(hb: HeartbeatState) -> tuple[Any, ...]:
+    """What a driver and the tests can observe of a state."""
+    return (
+        hb.phase,
+        hb.seq,
+        hb.deadline,
+        hb.wake_at,
+        hb.last_now,
+        hb.reading_paused,
+        hb.stats,
+        hb.payload_for(hb.seq),
+    )
+
+
+def drive_twins(
+    config: HeartbeatConfig,
+    plan: list[tuple[str, float]],
+    seed: int,
+    timer: Callable[[HeartbeatState, HeartbeatState, float], None],
+) -> None:
+    """Two states, ``plain`` and ``quick``, fed the same ``plan`` of (kind, fraction)
+    steps: ``timer(plain, quick, now)`` delivers each timer (kind ``timer`` at wake_at,
+    ``late-timer`` after it, ``early-timer`` between the last event and the deadline) the
+    ways it compares; signs of life (``bytes``, ``pong``), ``pause`` and ``resume`` go to
+    both alike. After every step the twins must look alike."""
+    plain = HeartbeatState(config, random=_random.Random(seed).random)
+    quick = HeartbeatState(config, random=_random.Random(seed).random)
+    for hb in (plain, quick):
+        hb.handle(ConnectionOpened(now=0.0))
+    now = 0.0
+    for kind, fraction in plan:
+        wake = plain.wake_at
+        if wake is None:
+            if kind == "resume":
+                for hb in (plain, quick):
+                    hb.handle(ReadingResumed(now=now))
+            continue
+        if kind.endswith("timer"):
+            if kind == "early-timer":
+                now = max(now, now + fraction * ((plain.deadline or wake) - now))
+            else:
+                now = max(now, wake) + (fraction if kind == "late-timer" else 0.0)
+            timer(plain, quick, now)
+        elif kind in ("bytes", "pong") and plain.is_open:
+            now = max(now, now + fraction * (wake - now))  # a sign of life before the wake
+            for hb in (plain, quick):
+                if kind == "bytes":
+                    hb.bytes_received(now)
+                else:
+                    hb.pong_received(now, hb.payload_for(hb.seq))
+        elif kind == "pause" and plain.is_open:
+            for hb in (plain, quick):
+                hb.handle(ReadingPaused(now=now))
+        elif kind == "resume":
+            for hb in (plain, quick):
+                hb.handle(ReadingResumed(now=now))
+        assert seen(quick) == seen(plain)
+        if not plain.is_open:
+            break
 
 
 class Pair:

@@ -3,9 +3,6 @@ themselves. It must change the state exactly as ``timer_fired`` does, or change 
 
 from __future__ import annotations
 
-import random
-from typing import Any
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,75 +14,35 @@ from heartbeat_core import (
     HeartbeatState,
     HeartbeatStyle,
     LocalProtocolError,
-    ReadingPaused,
-    ReadingResumed,
     Role,
     SendPing,
 )
 
+from .helpers import drive_twins, seen
 from .test_core_lifecycle import masked, open_server
-from .test_core_wake_at import configs, steps
-
-
-def seen(hb: HeartbeatState) -> tuple[Any, ...]:
-    """What a driver and the tests can observe of a state."""
-    return (
-        hb.phase,
-        hb.seq,
-        hb.deadline,
-        hb.wake_at,
-        hb.last_now,
-        hb.reading_paused,
-        hb.stats,
-        hb.payload_for(hb.seq),
-    )
+from .test_core_timer_fired import plans
+from .test_core_wake_at import configs
 
 
 @settings(max_examples=300, deadline=None)
-@given(config=configs(), plan=steps, seed=st.integers(0, 2**16))
+@given(config=configs(), plan=plans, seed=st.integers(0, 2**16))
 def test_ping_due_is_timer_fired_without_the_action(
     config: HeartbeatConfig, plan: list[tuple[str, float]], seed: int
 ) -> None:
     """Twins fed the same events, one through timer_fired, one through ping_due (and
     timer_fired when it says None), stay alike, and send the same pings."""
-    plain = HeartbeatState(config, random=random.Random(seed).random)
-    quick = HeartbeatState(config, random=random.Random(seed).random)
-    for hb in (plain, quick):
-        hb.handle(ConnectionOpened(now=0.0))
-    now = 0.0
-    for kind, fraction in plan:
-        wake = plain.wake_at
-        if wake is None:
-            if kind == "resume":
-                for hb in (plain, quick):
-                    hb.handle(ReadingResumed(now=now))
-            continue
-        if kind in ("timer", "late-timer"):
-            now = max(now, wake) + (fraction if kind == "late-timer" else 0.0)
-            expected = plain.timer_fired(now)
-            before = seen(quick)
-            payload = quick.ping_due(now)
-            if payload is None:
-                assert seen(quick) == before  # nothing changed
-                assert quick.timer_fired(now) == expected
-            else:
-                assert expected == (SendPing(payload=payload, seq=quick.seq),)
-        elif kind in ("bytes", "pong") and plain.is_open:
-            now = max(now, now + fraction * (wake - now))  # a sign of life before the wake
-            for hb in (plain, quick):
-                if kind == "bytes":
-                    hb.bytes_received(now)
-                else:
-                    hb.pong_received(now, hb.payload_for(hb.seq))
-        elif kind == "pause" and plain.is_open:
-            for hb in (plain, quick):
-                hb.handle(ReadingPaused(now=now))
-        elif kind == "resume":
-            for hb in (plain, quick):
-                hb.handle(ReadingResumed(now=now))
-        assert seen(quick) == seen(plain)
-        if not plain.is_open:
-            break
+
+    def timer(plain: HeartbeatState, quick: HeartbeatState, now: float) -> None:
+        expected = plain.timer_fired(now)
+        before = seen(quick)
+        payload = quick.ping_due(now)
+        if payload is None:
+            assert seen(quick) == before  # nothing changed
+            assert quick.timer_fired(now) == expected
+        else:
+            assert expected == (SendPing(payload=payload, seq=quick.seq),)
+
+    drive_twins(config, plan, seed, timer)
 
 
 def test_ping_due_says_none_and_changes_nothing_where_timer_fired_does_something_else() -> None:

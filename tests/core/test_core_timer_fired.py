@@ -3,8 +3,6 @@ must answer and change the state exactly as ``handle(TimerFired(...))`` does."""
 
 from __future__ import annotations
 
-import random
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,12 +10,10 @@ from heartbeat_core import (
     ConnectionOpened,
     HeartbeatConfig,
     HeartbeatState,
-    ReadingPaused,
-    ReadingResumed,
     TimerFired,
 )
 
-from .test_core_ping_due import seen
+from .helpers import drive_twins
 from .test_core_wake_at import configs
 
 plans = st.lists(
@@ -37,40 +33,11 @@ def test_timer_fired_is_handle_timer_fired(
     """Twins fed the same events, timers through handle() in one and timer_fired() in
     the other, answer alike and stay alike: at wake_at, after it, and before it (a
     timer woken early, as a driver's is when a pong put the next heartbeat off)."""
-    plain = HeartbeatState(config, random=random.Random(seed).random)
-    quick = HeartbeatState(config, random=random.Random(seed).random)
-    for hb in (plain, quick):
-        hb.handle(ConnectionOpened(now=0.0))
-    now = 0.0
-    for kind, fraction in plan:
-        wake = plain.wake_at
-        if wake is None:
-            if kind == "resume":
-                for hb in (plain, quick):
-                    hb.handle(ReadingResumed(now=now))
-            continue
-        if kind.endswith("timer"):
-            if kind == "early-timer":
-                now = max(now, now + fraction * ((plain.deadline or wake) - now))
-            else:
-                now = max(now, wake) + (fraction if kind == "late-timer" else 0.0)
-            assert quick.timer_fired(now) == plain.handle(TimerFired(now=now))
-        elif kind in ("bytes", "pong") and plain.is_open:
-            now = max(now, now + fraction * (wake - now))  # a sign of life before the wake
-            for hb in (plain, quick):
-                if kind == "bytes":
-                    hb.bytes_received(now)
-                else:
-                    hb.pong_received(now, hb.payload_for(hb.seq))
-        elif kind == "pause" and plain.is_open:
-            for hb in (plain, quick):
-                hb.handle(ReadingPaused(now=now))
-        elif kind == "resume":
-            for hb in (plain, quick):
-                hb.handle(ReadingResumed(now=now))
-        assert seen(quick) == seen(plain)
-        if not plain.is_open:
-            break
+
+    def timer(plain: HeartbeatState, quick: HeartbeatState, now: float) -> None:
+        assert quick.timer_fired(now) == plain.handle(TimerFired(now=now))
+
+    drive_twins(config, plan, seed, timer)
 
 
 def test_a_timer_woken_before_the_heartbeat_is_due_does_nothing_but_note_the_time() -> None:
