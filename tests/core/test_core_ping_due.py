@@ -21,7 +21,7 @@ from heartbeat_core import (
 from .helpers import drive_twins, seen
 from .test_core_lifecycle import masked, open_server
 from .test_core_timer_fired import plans
-from .test_core_wake_at import configs
+from .test_core_wake_at import configs, plans_of
 
 
 @settings(max_examples=300, deadline=None)
@@ -63,12 +63,8 @@ def test_ping_due_says_none_and_changes_nothing_where_timer_fired_does_something
 
 # ------------------------------------------------- HeartbeatConnection.ping_due
 
-connection_steps = st.lists(
-    st.tuples(
-        st.sampled_from(["timer", "early-timer", "late-timer", "pong", "message", "send"]),
-        st.floats(min_value=0.0, max_value=1.0),
-    ),
-    max_size=40,
+connection_steps = plans_of(
+    ["timer", "early-timer", "late-timer", "pong", "message", "send"], max_size=40
 )
 
 

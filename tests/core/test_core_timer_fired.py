@@ -14,15 +14,9 @@ from heartbeat_core import (
 )
 
 from .helpers import drive_twins
-from .test_core_wake_at import configs
+from .test_core_wake_at import configs, plans_of
 
-plans = st.lists(
-    st.tuples(
-        st.sampled_from(["timer", "early-timer", "late-timer", "bytes", "pong", "pause", "resume"]),
-        st.floats(min_value=0.0, max_value=1.0),
-    ),
-    max_size=60,
-)
+plans = plans_of(["timer", "early-timer", "late-timer", "bytes", "pong", "pause", "resume"])
 
 
 @settings(max_examples=300, deadline=None)

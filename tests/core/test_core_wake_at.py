@@ -44,13 +44,15 @@ def configs(draw: st.DrawFn) -> HeartbeatConfig:
     )
 
 
-steps = st.lists(
-    st.tuples(
-        st.sampled_from(["timer", "late-timer", "bytes", "pong", "pause", "resume"]),
-        st.floats(min_value=0.0, max_value=1.0),
-    ),
-    max_size=60,
-)
+def plans_of(kinds: list[str], max_size: int = 60) -> st.SearchStrategy[list[tuple[str, float]]]:
+    """Plans of (kind, fraction) steps: what happens next, and where in its window."""
+    return st.lists(
+        st.tuples(st.sampled_from(kinds), st.floats(min_value=0.0, max_value=1.0)),
+        max_size=max_size,
+    )
+
+
+steps = plans_of(["timer", "late-timer", "bytes", "pong", "pause", "resume"])
 
 
 @settings(max_examples=300, deadline=None)
