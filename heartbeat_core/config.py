@@ -136,9 +136,11 @@ class HeartbeatConfig:
     stall_threshold: float = 0.25
     #: After a stall, wait this long for input that arrived meanwhile.
     stall_grace: float = 0.1
-    #: A heartbeat due within this long is sent now (rule ``early-timer``): lets a
-    #: driver serve many connections' deadlines with one wake-up.
-    timer_slack: float = 0.002
+    #: A heartbeat may go out up to this long before it is due, from the last multiple
+    #: of ``timer_slack`` on the driver's clock before it (rule ``early-timer``), so that
+    #: connections due close together share one wake-up. ``None``: 2 % of ``interval``,
+    #: at most 20 ms (:attr:`slack`); 0: never early. Less than half the interval.
+    timer_slack: float | None = None
     #: Follow the measured RTT: timeout = clamp(SRTT + 4·RTTVAR, min_timeout, timeout).
     adaptive_timeout: bool = False
     #: Floor of the adaptive timeout.
@@ -165,7 +167,17 @@ class HeartbeatConfig:
         _non_negative("close_timeout", self.close_timeout)
         _non_negative("stall_threshold", self.stall_threshold)
         _non_negative("stall_grace", self.stall_grace)
-        _non_negative("timer_slack", self.timer_slack)
+        if self.timer_slack is not None:
+            if isinstance(self.timer_slack, bool):
+                raise ConfigError(
+                    f"timer_slack must be None or a number of seconds, got {self.timer_slack!r}"
+                )
+            _non_negative("timer_slack", self.timer_slack)
+            if not self.timer_slack < self.interval / 2:
+                raise ConfigError(
+                    f"timer_slack ({self.timer_slack!r} s) must be less than half the interval "
+                    f"({self.interval!r} s): leave it None (2 % of the interval, at most 20 ms)"
+                )
         _positive("min_timeout", self.min_timeout)
         _non_negative("peer_ping_min_interval", self.peer_ping_min_interval)
         if not isinstance(self.style, HeartbeatStyle):
@@ -207,6 +219,14 @@ class HeartbeatConfig:
                 f"min_timeout ({self.min_timeout}) must not exceed timeout ({self.timeout}) "
                 "when adaptive_timeout is on"
             )
+
+    @property
+    def slack(self) -> float:
+        """The ``timer_slack`` in force, in seconds: the configured one, or (``None``)
+        2 % of ``interval``, at most 20 ms."""
+        if self.timer_slack is not None:
+            return float(self.timer_slack)
+        return min(0.02 * self.interval, 0.02)
 
     def findings(self) -> list[str]:
         """Risky but legal choices in this configuration, as readable sentences: a

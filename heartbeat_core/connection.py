@@ -73,7 +73,7 @@ from heartbeat_core.handshake import (
     http_response,
 )
 from heartbeat_core.randomness import RandomSource
-from heartbeat_core.state import HeartbeatPhase, HeartbeatState, validate_close
+from heartbeat_core.state import _OPEN_PHASES, HeartbeatPhase, HeartbeatState, validate_close
 from heartbeat_core.stats import HeartbeatStats
 from heartbeat_core.wsevents import (
     Closed,
@@ -345,7 +345,7 @@ class HeartbeatConnection:
         if self._done:
             raise LocalProtocolError("receive_data() after connection_lost(): the connection ended")
         hb = self.heartbeat
-        if not now >= hb.last_now:
+        if not now >= hb._last_now:  # (HeartbeatState.last_now, without the call)
             self._check_now(now)  # raises
         if self._transport_closing:
             # The transport is being released: nothing read from now on is needed; it
@@ -363,7 +363,7 @@ class HeartbeatConnection:
         if (
             frames is not None
             and self._fast_path
-            and hb.is_open
+            and hb._phase in _OPEN_PHASES  # (HeartbeatState.is_open, without the call)
             and (
                 self._ws is None  # (wsproto never saw a byte: nothing of it is pending)
                 or (frames.between_frames and self._partial is None and not self._skip_message)
@@ -427,7 +427,7 @@ class HeartbeatConnection:
         payload = self.heartbeat.ping_due(now)
         if payload is None:
             return None
-        return server_frame(OP_PING, payload)
+        return bytes((0x89, len(payload))) + payload  # (server_frame(OP_PING, ...), inline)
 
     def timer_fired(self, now: float) -> list[ConnectionEvent]:
         """The timer armed at :attr:`wake_at` went off (early calls change nothing)."""

@@ -51,8 +51,11 @@ The rules, by name (each one is a property test in ``tests/core``):
     changes nothing.
 ``early-timer``
     A timer that fires before the deadline changes nothing, except that a
-    heartbeat due within ``timer_slack`` (2 ms by default) is sent at once, so
-    that a driver can serve many connections' deadlines with one wake-up.
+    heartbeat may go out up to ``timer_slack`` early (2 % of the interval, at
+    most 20 ms, by default): from the last multiple of ``timer_slack`` on the
+    driver's clock at or before its due time, the time ``wake_at`` gives. So
+    heartbeats due close together share a grid point, and a driver serves
+    many connections with one wake-up.
 ``adaptive-timeout``
     Optionally the timeout follows SRTT + 4·RTTVAR, clamped to
     [``min_timeout``, ``timeout``].
@@ -170,6 +173,18 @@ _DRAINING = HeartbeatPhase.DRAINING
 _CLOSED = HeartbeatPhase.CLOSED
 _PONG_ONLY = Liveness.PONG_ONLY
 _PROTOCOL = HeartbeatStyle.PROTOCOL
+_floor = math.floor
+
+
+def send_from(due: float, slack: float) -> float:
+    """When a heartbeat due at ``due`` may go out (rule ``early-timer``): the last
+    multiple of ``slack`` at or before ``due``; ``due`` itself when ``slack`` is 0.
+    (The hot paths of :class:`HeartbeatState` compute it inline.)"""
+    if slack:
+        start = _floor(due / slack) * slack
+        if start < due:  # (not above it, whatever the rounding did)
+            return start
+    return due
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +361,7 @@ class HeartbeatState:
         self._fixed_rate = config.fixed_rate
         self._adaptive = config.adaptive_timeout
         self._timeout = config.timeout
-        self._slack = config.timer_slack
+        self._slack = config.slack
         self._prefix = config.payload_prefix
         # The payload of the outstanding protocol heartbeat (None: none sent yet, or the
         # app style, whose pongs carry no payload).
@@ -441,15 +456,24 @@ class HeartbeatState:
 
     @property
     def wake_at(self) -> float | None:
-        """When to deliver ``TimerFired``: :attr:`deadline`, or earlier while a
-        heartbeat is outstanding. A sign of life never brings the next deadline
-        before this time (it is ``interval`` after the sign at the earliest), so a
-        driver that files connections in a timer wheel by this time need not move a
-        filing when a pong arrives; waking early is harmless (rule ``early-timer``).
+        """When to deliver ``TimerFired``: :attr:`deadline`, or earlier. While idle,
+        when the next heartbeat may go out: the last multiple of ``timer_slack`` at
+        or before its due time (rule ``early-timer``), which connections due close
+        together share. While a heartbeat is outstanding, the soonest the next one
+        could go out, if that comes before the timeout: a sign of life never brings
+        the wake-up before this time (it is ``interval`` after the sign at the
+        earliest), so a driver that files connections in a timer wheel by this time
+        need not move a filing when a pong arrives. Waking early is harmless.
         ``None``: no timer needed."""
         phase = self._phase
-        if phase is _IDLE:  # the common case
-            return (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
+        if phase is _IDLE:  # the common case: when the next heartbeat may go out
+            due = (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
+            slack = self._slack
+            if slack:
+                start = _floor(due / slack) * slack
+                if start < due:
+                    return start
+            return due
         if phase is _AWAITING:  # the other common case: a heartbeat out
             if self._paused:
                 return None
@@ -462,9 +486,14 @@ class HeartbeatState:
             deadline = self._grace_until
         else:
             return self.deadline
-        # The soonest a sign of life now could make the next heartbeat due.
+        # The soonest the next heartbeat could go out, were a sign of life to come now.
         last = self._last_now
         soonest = (self._last_ping_at if self._fixed_rate else last) + self._wait
+        slack = self._slack
+        if slack:  # (send_from, inline: once per heartbeat)
+            start = _floor(soonest / slack) * slack
+            if start < soonest:  # noqa: PLR1730
+                soonest = start
         if last < soonest < deadline:  # (not yet passed: waking then does nothing)
             return soonest
         return deadline
@@ -569,9 +598,14 @@ class HeartbeatState:
     def timer_fired(self, now: float) -> tuple[Action, ...]:
         """``handle(TimerFired(now=now))``."""
         if self._phase is _IDLE and now >= self._last_now:
-            left = (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait - now
-            if left <= self._slack:
-                # The common timer: a heartbeat due (or due within timer_slack).
+            due = (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
+            slack = self._slack
+            if slack:  # (send_from, inline; an if costs less than min())
+                start = _floor(due / slack) * slack
+                if start < due:  # noqa: PLR1730
+                    due = start
+            if now >= due:
+                # The common timer: a heartbeat may go out (rule early-timer).
                 self._last_now = now
                 return self._send_heartbeat(now)
             if self._probe is None:
@@ -587,17 +621,19 @@ class HeartbeatState:
 
     def ping_due(self, now: float) -> bytes | None:
         """The common ``timer_fired(now)``, for a driver that frames pings itself: when a
-        protocol heartbeat is due (or due within ``timer_slack``) it is sent, the state
+        protocol heartbeat may go out (rule ``early-timer``) it is sent, the state
         changes exactly as ``timer_fired`` changes it, and the ping's payload is returned
         (the ``SendPing`` it would return is not built). Otherwise ``None``, and nothing
         changed: call :meth:`timer_fired`."""
-        if (
-            self._protocol
-            and self._phase is _IDLE
-            and now >= self._last_now
-            and (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait - now
-            <= self._slack
-        ):
+        if self._protocol and self._phase is _IDLE and now >= self._last_now:
+            due = (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
+            slack = self._slack
+            if slack:  # (send_from, inline; an if costs less than min())
+                start = _floor(due / slack) * slack
+                if start < due:  # noqa: PLR1730
+                    due = start
+            if now < due:
+                return None
             self._last_now = now
             payload = self._expect = self._prefix + b"%d" % self._start_heartbeat(now)
             return payload
@@ -759,9 +795,9 @@ class HeartbeatState:
             return _NO_ACTIONS
         phase = self._phase
         if now < deadline:
-            # early-timer: nothing changes, except that a heartbeat due within
-            # timer_slack goes out now (one wake-up serves many connections).
-            if phase is _IDLE and deadline - now <= self._config.timer_slack:
+            # early-timer: nothing changes, except that a heartbeat may go out from
+            # the last multiple of timer_slack before it is due (shared wake-ups).
+            if phase is _IDLE and now >= send_from(deadline, self._slack):
                 return self._send_heartbeat(now)
             return _NO_ACTIONS
         if phase is _IDLE:
@@ -897,22 +933,23 @@ class _ProbingState(HeartbeatState):
     @property
     def wake_at(self) -> float | None:
         if self._phase is _IDLE:
-            return self._probe_due()
+            return send_from(self._probe_due(), self._slack)
         wake = super().wake_at
         if wake is None or self._paused or self._phase not in _OPEN_PHASES:
             return wake
         # AWAITING or GRACE: once IDLE again (a sign of life), a probe may fall due sooner.
         assert self._probe is not None
-        probe_at = self._last_ping_at + self._probe
+        probe_at = send_from(self._last_ping_at + self._probe, self._slack)
         return probe_at if self._last_now < probe_at < wake else wake
 
     def _timer(self, now: float) -> tuple[Action, ...]:
         if self._phase is not _IDLE:
             return super()._timer(now)
-        # IDLE: the deadline (the sooner of the two) came, or is within timer_slack.
-        if self._probe_due() - now > self._config.timer_slack:
+        # IDLE: the sooner of the two may go out (rule early-timer), or neither.
+        slack = self._slack
+        if now < send_from(self._probe_due(), slack):
             return _NO_ACTIONS
-        if self._due() - now <= self._config.timer_slack:
+        if now >= send_from(self._due(), slack):
             return self._send_heartbeat(now)
         # rule probe: only the probe is due.
         seq = self._seq = self._seq + 1

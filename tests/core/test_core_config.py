@@ -53,7 +53,6 @@ class TestHeartbeatConfig:
             "close_timeout",
             "stall_threshold",
             "stall_grace",
-            "timer_slack",
             "peer_ping_min_interval",
         ],
     )
@@ -63,7 +62,47 @@ class TestHeartbeatConfig:
             HeartbeatConfig(**{field: value})  # type: ignore[arg-type]
 
     def test_zero_is_fine_where_documented(self) -> None:
-        HeartbeatConfig(close_timeout=0, stall_threshold=0, stall_grace=0, peer_ping_min_interval=0)
+        HeartbeatConfig(
+            close_timeout=0,
+            stall_threshold=0,
+            stall_grace=0,
+            peer_ping_min_interval=0,
+            timer_slack=0,
+        )
+
+    @pytest.mark.parametrize("value", [-0.1, math.inf, math.nan, "0"])
+    def test_timer_slack_is_none_or_seconds(self, value: object) -> None:
+        with pytest.raises(
+            ConfigError, match="timer_slack must be a finite number of seconds >= 0"
+        ):
+            HeartbeatConfig(timer_slack=value)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="timer_slack must be None or a number of seconds"):
+            HeartbeatConfig(timer_slack=True)
+
+    @pytest.mark.parametrize(("interval", "slack"), [(1.0, 0.5), (1.0, 0.75), (0.01, 0.02)])
+    def test_timer_slack_is_less_than_half_the_interval(
+        self, interval: float, slack: float
+    ) -> None:
+        with pytest.raises(
+            ConfigError, match=r"timer_slack \(.*\) must be less than half the interval"
+        ):
+            HeartbeatConfig(interval=interval, timer_slack=slack)
+
+    @pytest.mark.parametrize(
+        ("interval", "slack", "expected"),
+        [
+            (1.0, None, 0.02),
+            (20.0, None, 0.02),
+            (0.1, None, 0.002),
+            (0.1, 0.0, 0.0),
+            (20.0, 0.5, 0.5),
+        ],
+    )
+    def test_slack_in_force(self, interval: float, slack: float | None, expected: float) -> None:
+        """``None`` is 2 % of the interval, at most 20 ms; a number is kept as given."""
+        assert HeartbeatConfig(interval=interval, timer_slack=slack).slack == pytest.approx(
+            expected
+        )
 
     def test_enums(self) -> None:
         with pytest.raises(ConfigError, match="style must be a HeartbeatStyle"):

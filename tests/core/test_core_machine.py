@@ -55,7 +55,7 @@ from heartbeat_core import (
     SendPong,
     TimerFired,
 )
-from heartbeat_core.state import validate_close
+from heartbeat_core.state import send_from, validate_close
 
 from .helpers import snapshot
 
@@ -73,8 +73,10 @@ def _close(a: float, b: float) -> bool:
 def configs(draw: st.DrawFn) -> HeartbeatConfig:
     timeout = draw(st.floats(0.05, 40))
     adaptive = draw(st.booleans())
+    interval = draw(st.floats(0.05, 30))
+    slack = draw(st.sampled_from([None, 0.0, 0.002, 0.5]))
     return HeartbeatConfig(
-        interval=draw(st.floats(0.05, 30)),
+        interval=interval,
         timeout=timeout,
         close_timeout=draw(st.sampled_from([0.0, 0.5, 5.0])),
         style=draw(st.sampled_from(HeartbeatStyle)),
@@ -83,7 +85,7 @@ def configs(draw: st.DrawFn) -> HeartbeatConfig:
         jitter=draw(st.sampled_from([0.0, 0.0, 0.1, 0.5])),
         stall_threshold=draw(st.sampled_from([0.0, 0.25, 2.0])),
         stall_grace=draw(st.sampled_from([0.0, 0.1, 1.0])),
-        timer_slack=draw(st.sampled_from([0.0, 0.002, 0.5])),
+        timer_slack=interval / 4 if slack is not None and slack >= interval / 2 else slack,
         adaptive_timeout=adaptive,
         min_timeout=draw(st.floats(0.01, timeout)) if adaptive else 1.0,
         peer_ping_min_interval=draw(st.sampled_from([0.0, 0.0, 0.05, 1.0])),
@@ -235,12 +237,12 @@ class HeartbeatMachine(RuleBasedStateMachine):
             assert after is HeartbeatPhase.CLOSED and hb.deadline is None
 
         # early-timer: a timer before the deadline (or with none) changes nothing,
-        # except that a heartbeat due within timer_slack is sent at once.
+        # except that a heartbeat goes out from the last multiple of the slack before it.
         if isinstance(event, TimerFired) and (deadline is None or now < deadline):
             if (
                 phase is HeartbeatPhase.IDLE
                 and deadline is not None
-                and (deadline - now <= cfg.timer_slack)
+                and now >= send_from(deadline, cfg.slack)
             ):
                 assert [type(a) for a in actions] in ([SendPing], [SendAppPing])
             else:
@@ -293,7 +295,8 @@ class HeartbeatMachine(RuleBasedStateMachine):
             if isinstance(action, SendPing | SendAppPing):
                 # interval + one-outstanding: only from an IDLE timer at/after the deadline.
                 assert isinstance(event, TimerFired) and phase is HeartbeatPhase.IDLE
-                assert deadline is not None and now >= deadline - cfg.timer_slack
+                assert deadline is not None and now >= send_from(deadline, cfg.slack)
+                assert now >= deadline - cfg.slack - _EPS  # (at most the slack early)
                 assert action.seq == hb.seq == len(self.ping_time) + 1
                 if isinstance(action, SendPing):
                     assert cfg.style is HeartbeatStyle.PROTOCOL
@@ -522,7 +525,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
             elif where == "before":
                 self.now = max(self.now, deadline - dt)
             elif where == "slack":
-                self.now = max(self.now, deadline - dt * self.config.timer_slack)
+                self.now = max(self.now, deadline - dt * self.config.slack)
             elif where == "after":
                 self.now = max(self.now, deadline + dt * self.config.stall_threshold)
             elif where == "stalled":

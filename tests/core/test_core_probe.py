@@ -141,13 +141,17 @@ class TestProbe:
         (sample,) = hb.handle(AppPongReceived(now=5.5))
         assert isinstance(sample, RttSample) and sample.rtt == 0.5
 
-    def test_a_probe_due_within_the_timer_slack_goes_out_early(self) -> None:
-        hb = opened(PROBE)
+    def test_a_probe_goes_out_from_the_last_multiple_of_the_slack_before_it(self) -> None:
+        hb = opened(HeartbeatConfig(interval=20, timeout=10, probe_interval=5, timer_slack=0.3))
         hb.bytes_received(4.0)
-        assert _sends(hb.timer_fired(4.999))
+        assert hb.deadline == 5.0 and hb.wake_at == 4.8  # (16 x 0.3)
+        assert hb.timer_fired(4.79) == ()
+        assert _sends(hb.timer_fired(4.85))
         assert hb.stats.probes_sent == 1
-        hb.bytes_received(9.0)
-        assert hb.timer_fired(9.9) == ()  # early beyond the slack: nothing
+        hb.pong_received(4.9, b"1")
+        assert hb.deadline == 9.85 and hb.wake_at == 9.6  # (32 x 0.3)
+        assert hb.timer_fired(9.59) == ()  # within the slack, but before its grid point
+        assert _sends(hb.timer_fired(9.6)) and hb.stats.probes_sent == 2
 
     def test_no_probe_while_reading_is_paused(self) -> None:
         hb = opened(PROBE)
@@ -324,7 +328,7 @@ def test_a_probe_never_declares_anyone_dead_sooner(life: dict[str, object], prob
     assert run.dead_at is not None
     # ...exactly when today's rule says, probes or not.
     earliest = run.last_life + config.interval + config.timeout
-    assert run.dead_at >= earliest - config.timer_slack - 1e-9
+    assert run.dead_at >= earliest - config.slack - 1e-9
     assert run.dead_at <= earliest + 1e-9  # and not later: no verdict is postponed
 
 
@@ -358,7 +362,7 @@ def test_at_most_one_probe_per_probe_interval(life: dict[str, object]) -> None:
         earlier = [b for b in beats if b < at]
         # Each probe comes at least probe_interval (less the timer slack) after the
         # heartbeat before it, whichever kind that was.
-        assert not earlier or at - earlier[-1] >= probe - config.timer_slack - 1e-9
+        assert not earlier or at - earlier[-1] >= probe - config.slack - 1e-9
     assert len(run.probes) <= 120.0 / probe + 1
 
 

@@ -933,8 +933,12 @@ class TestTimerSlackBounds:
 
     def test_zero_slack_is_strict(self) -> None:
         hb = opened(HeartbeatConfig(interval=20, timer_slack=0))
+        assert hb.wake_at == hb.deadline == 20.0
         assert hb.handle(TimerFired(now=19.9999999)) == ()
+        assert hb.ping_due(19.9999999) is None and hb.timer_fired(19.9999999) == ()
         assert ping_at(hb, 20.0).seq == 1
+        quick = opened(HeartbeatConfig(interval=20, timer_slack=0))
+        assert quick.ping_due(20.0) == b"1" and quick.seq == 1
 
 
 class TestAdaptiveTimeout:
@@ -1083,23 +1087,36 @@ class TestRegressions:
 
 
 class TestTimerSlack:
-    """early-timer: a heartbeat due within timer_slack goes out with the early timer."""
+    """early-timer: a heartbeat may go out from the last multiple of timer_slack before
+    it is due, and connections due close together share that wake-up."""
 
-    def test_a_heartbeat_due_within_the_slack_is_sent_now_and_timed_from_now(self) -> None:
+    def test_a_heartbeat_goes_out_from_its_grid_point_and_is_timed_from_now(self) -> None:
         hb = HeartbeatState(HeartbeatConfig(interval=1.0, timeout=1.0, timer_slack=0.002))
-        hb.handle(ConnectionOpened(now=0.0))
-        assert hb.handle(TimerFired(now=0.997)) == ()  # 3 ms early: outside the slack
-        (ping,) = hb.handle(TimerFired(now=0.9985))  # 1.5 ms early: inside
+        hb.handle(ConnectionOpened(now=0.0005))
+        assert hb.deadline == 1.0005 and hb.wake_at == 1.0  # (500 x 2 ms)
+        assert hb.handle(TimerFired(now=0.9995)) == ()  # within 2 ms, before its grid point
+        (ping,) = hb.handle(TimerFired(now=1.0))  # 0.5 ms early
         assert isinstance(ping, SendPing) and ping.seq == 1
-        assert hb.deadline == 0.9985 + 1.0  # the timeout counts from the real send time
-        (sample,) = hb.handle(PongReceived(now=1.0, payload=ping.payload))
+        assert hb.deadline == 1.0 + 1.0  # the timeout counts from the real send time
+        (sample,) = hb.handle(PongReceived(now=1.0015, payload=ping.payload))
         assert isinstance(sample, RttSample) and abs(sample.rtt - 0.0015) < 1e-12
 
+    def test_connections_due_within_one_slack_share_a_wake_up(self) -> None:
+        config = HeartbeatConfig(interval=1.0, timeout=5.0)  # slack: 2 % of 1 s, 20 ms
+        opened_at = [0.0, 0.003, 0.0199, 0.02, 0.031]
+        states = [HeartbeatState(config) for _ in opened_at]
+        for hb, now in zip(states, opened_at, strict=True):
+            hb.handle(ConnectionOpened(now=now))
+        assert [hb.wake_at for hb in states] == [1.0, 1.0, 1.0, 1.02, 1.02]
+        for hb, now in zip(states, opened_at, strict=True):
+            assert hb.deadline == 1.0 + now  # the deadlines themselves do not move
+            assert [type(a) for a in hb.timer_fired(hb.wake_at or 0.0)] == [SendPing]
+
     def test_the_slack_never_declares_a_peer_dead_early(self) -> None:
-        hb = HeartbeatState(HeartbeatConfig(interval=1.0, timeout=1.0, timer_slack=0.5))
+        hb = HeartbeatState(HeartbeatConfig(interval=2.0, timeout=1.0, timer_slack=0.5))
         hb.handle(ConnectionOpened(now=0.0))
-        hb.handle(TimerFired(now=1.0))
-        assert hb.handle(TimerFired(now=1.9)) == ()  # within the slack, but not a heartbeat
+        hb.handle(TimerFired(now=2.0))
+        assert hb.handle(TimerFired(now=2.9)) == ()  # within the slack, but not a heartbeat
         assert hb.phase is HeartbeatPhase.AWAITING
 
     def test_the_slack_must_not_be_negative(self) -> None:

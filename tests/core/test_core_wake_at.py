@@ -1,16 +1,18 @@
 """``HeartbeatState.wake_at``: the time a driver files its timer at (rule ``early-timer``).
 
 Three properties, over random configurations and event sequences on a synthetic clock:
-it is never after the deadline; a timer delivered at it either acts or moves it strictly
-later (a driver never spins); and a sign of life that leaves the connection open never
-moves it earlier, unless to a time already due (a driver does not refile when a pong
-arrives).
+it is never after the deadline (while idle it is the last multiple of ``timer_slack``
+before it, which connections due close together share); a timer delivered at it
+either acts or moves it strictly later (a driver never spins); and a sign of life that
+leaves the connection open never moves it earlier, unless to a time already due (a
+driver does not refile when a pong arrives).
 """
 
 from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +27,7 @@ from heartbeat_core import (
     RttSample,
     SendPing,
 )
+from heartbeat_core.state import send_from
 
 from .helpers import Pair
 
@@ -134,4 +137,24 @@ def test_the_connection_offers_the_same_wake_time() -> None:
     pair.now = 1.001
     pair.to_client()
     pair.to_server()  # the client's pong
-    assert server.wake_at == server.deadline == 2.001
+    assert server.deadline == 2.001 and server.wake_at == 2.0  # (its last multiple of 20 ms)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    due=st.floats(0.0, 1e7, allow_nan=False),
+    later=st.floats(0.0, 1e3, allow_nan=False),
+    slack=st.sampled_from([0.0, 0.001, 0.002, 0.02, 0.3, 0.5]),
+)
+def test_a_heartbeat_goes_out_at_most_the_slack_early_from_a_shared_grid(
+    due: float, later: float, slack: float
+) -> None:
+    """send_from (rule early-timer): never after the due time, at most ``slack`` before
+    it, never later for a later due time, and on the grid of multiples of ``slack``."""
+    start = send_from(due, slack)
+    assert due - slack - 1e-9 * max(1.0, due) <= start <= due
+    assert send_from(due + later, slack) >= start
+    if slack and start < due:
+        assert start / slack == pytest.approx(round(start / slack), abs=1e-6)
+    if slack == 0:
+        assert start == due
