@@ -138,8 +138,9 @@ class HeartbeatConfig:
     stall_grace: float = 0.1
     #: A heartbeat may go out up to this long before it is due, from the last multiple
     #: of ``timer_slack`` on the driver's clock before it (rule ``early-timer``), so that
-    #: connections due close together share one wake-up. ``None``: 2 % of ``interval``,
-    #: at most 20 ms (:attr:`slack`); 0: never early. Less than half the interval.
+    #: connections due close together share one wake-up. ``None``: 2 % of ``interval``
+    #: (or of ``probe_interval``, if shorter), at most 20 ms (:attr:`slack`); 0: never
+    #: early; otherwise at least 1 µs and less than half of both.
     timer_slack: float | None = None
     #: Follow the measured RTT: timeout = clamp(SRTT + 4·RTTVAR, min_timeout, timeout).
     adaptive_timeout: bool = False
@@ -167,17 +168,6 @@ class HeartbeatConfig:
         _non_negative("close_timeout", self.close_timeout)
         _non_negative("stall_threshold", self.stall_threshold)
         _non_negative("stall_grace", self.stall_grace)
-        if self.timer_slack is not None:
-            if isinstance(self.timer_slack, bool):
-                raise ConfigError(
-                    f"timer_slack must be None or a number of seconds, got {self.timer_slack!r}"
-                )
-            _non_negative("timer_slack", self.timer_slack)
-            if not self.timer_slack < self.interval / 2:
-                raise ConfigError(
-                    f"timer_slack ({self.timer_slack!r} s) must be less than half the interval "
-                    f"({self.interval!r} s): leave it None (2 % of the interval, at most 20 ms)"
-                )
         _positive("min_timeout", self.min_timeout)
         _non_negative("peer_ping_min_interval", self.peer_ping_min_interval)
         if not isinstance(self.style, HeartbeatStyle):
@@ -219,14 +209,42 @@ class HeartbeatConfig:
                 f"min_timeout ({self.min_timeout}) must not exceed timeout ({self.timeout}) "
                 "when adaptive_timeout is on"
             )
+        self._check_timer_slack()  # (after interval and probe_interval, which it needs)
+
+    def _check_timer_slack(self) -> None:
+        slack = self.timer_slack
+        if slack is None:
+            return
+        if isinstance(slack, bool) or not isinstance(slack, (int, float)):
+            raise ConfigError(
+                f"timer_slack must be None (the default) or a number of seconds, got {slack!r}"
+            )
+        _non_negative("timer_slack", slack)
+        if 0 < slack < 1e-6:
+            raise ConfigError(
+                f"timer_slack must be 0 or at least 1 µs, got {slack!r}: leave it None "
+                "(2 % of the interval, at most 20 ms)"
+            )
+        for name in ("interval", "probe_interval"):
+            period = getattr(self, name)
+            if period is not None and not slack < period / 2:
+                raise ConfigError(
+                    f"timer_slack ({slack!r} s) must be less than half the {name} "
+                    f"({period!r} s): leave it None (2 % of the shorter of the two, at most 20 ms)"
+                )
 
     @property
     def slack(self) -> float:
         """The ``timer_slack`` in force, in seconds: the configured one, or (``None``)
-        2 % of ``interval``, at most 20 ms."""
+        2 % of ``interval`` or of ``probe_interval``, whichever is shorter, at most 20 ms
+        (0 below 1 µs)."""
         if self.timer_slack is not None:
             return float(self.timer_slack)
-        return min(0.02 * self.interval, 0.02)
+        shortest = self.interval
+        if self.probe_interval is not None and self.probe_interval < shortest:
+            shortest = self.probe_interval
+        slack = min(0.02 * shortest, 0.02)
+        return slack if slack >= 1e-6 else 0.0
 
     def findings(self) -> list[str]:
         """Risky but legal choices in this configuration, as readable sentences: a

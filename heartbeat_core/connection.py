@@ -213,8 +213,10 @@ class HeartbeatConnection:
 
     @property
     def wake_at(self) -> float | None:
-        """:attr:`deadline`, or earlier while a heartbeat is outstanding: a time to file
-        the timer at that a pong never moves earlier (see ``HeartbeatState.wake_at``)."""
+        """When to call :meth:`timer_fired` (or :meth:`ping_due`): :attr:`deadline`, or
+        earlier: when the next heartbeat may go out, on the grid of ``timer_slack`` that
+        connections share (rule ``early-timer``); a time to file the timer at that a pong
+        never moves earlier (see ``HeartbeatState.wake_at``)."""
         return self.heartbeat.wake_at
 
     @property

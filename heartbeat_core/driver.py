@@ -87,6 +87,7 @@ class DriverBase(TimerItem):
 
     __slots__ = (
         "_debug",
+        "_fixed_rate",
         "_has_opened",
         "_logger",
         "_on_event",
@@ -144,6 +145,9 @@ class DriverBase(TimerItem):
         self._debug = logger.isEnabledFor(logging.DEBUG)
         self._on_event = on_event
         self._policy = policy
+        # A fixed-rate heartbeat can be overdue when its pong comes (a wake-up while it
+        # was outstanding filed the connection at the timeout): its pong files it anew.
+        self._fixed_rate = core.config.fixed_rate
         self.remote_address: tuple[str, int] | None = None
         self.subprotocol: str | None = None
         #: The request target (server) or the URI's target (client).
@@ -279,11 +283,12 @@ class DriverBase(TimerItem):
                 # (_on_rtt_sample and _emit would do nothing with it). A pong queues no
                 # frame, but the same read may have held more (a ping of the peer's, to
                 # answer now). A pong is a sign of life, which never brings wake_at
-                # earlier (HeartbeatState.wake_at): a connection filed at (or before) the
-                # last wake_at needs no new filing.
+                # earlier (HeartbeatState.wake_at) unless to a fixed-rate heartbeat
+                # already due: a connection filed at (or before) the last wake_at needs
+                # no new filing.
                 if core._out:  # (data_to_send()'s own test, without the call: once per pong)
                     self._rt_write(core.data_to_send())
-                if self._timer_key is None:  # (TimerItem's: not filed in a wheel)
+                if self._timer_key is None or self._fixed_rate:  # (TimerItem's: not filed)
                     self._rt_file(core.heartbeat.wake_at)
                 return
             if type(event) is Message:

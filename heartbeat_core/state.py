@@ -178,13 +178,16 @@ _floor = math.floor
 
 def send_from(due: float, slack: float) -> float:
     """When a heartbeat due at ``due`` may go out (rule ``early-timer``): the last
-    multiple of ``slack`` at or before ``due``; ``due`` itself when ``slack`` is 0.
-    (The hot paths of :class:`HeartbeatState` compute it inline.)"""
+    multiple of ``slack`` at or before ``due``; ``due`` itself when ``slack`` is 0."""
     if slack:
-        start = _floor(due / slack) * slack
-        if start < due:  # (not above it, whatever the rounding did)
+        k = _floor(due / slack)
+        start = (k + 1) * slack  # (the quotient may have been rounded below k + 1)
+        if start <= due:
             return start
-    return due
+        start = k * slack
+        if start <= due:
+            return start
+    return due  # (or the quotient was rounded up to k: due is within a rounding of it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +296,7 @@ class HeartbeatState:
     __slots__ = (
         "_acked",
         "_adaptive",
+        "_beat_at",
         "_close_deadline",
         "_config",
         "_expect",
@@ -370,6 +374,9 @@ class HeartbeatState:
         self._last_now = -math.inf
         self._last_alive = 0.0
         self._last_ping_at = 0.0
+        # fixed_rate: when the last heartbeat was due (or sent, if late): the next one is
+        # due wait after it, however early within timer_slack the last one went out.
+        self._beat_at = 0.0
         self._wait = config.interval  # interval + offset: from a sign of life to the next heartbeat
         self._grace_until = 0.0
         self._paused = False
@@ -438,7 +445,7 @@ class HeartbeatState:
 
     def _due(self) -> float:
         """When the next heartbeat is due (rule ``interval``): the IDLE deadline."""
-        return (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
+        return (self._beat_at if self._fixed_rate else self._last_alive) + self._wait
 
     @property
     def deadline(self) -> float | None:
@@ -467,13 +474,9 @@ class HeartbeatState:
         ``None``: no timer needed."""
         phase = self._phase
         if phase is _IDLE:  # the common case: when the next heartbeat may go out
-            due = (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
-            slack = self._slack
-            if slack:
-                start = _floor(due / slack) * slack
-                if start < due:
-                    return start
-            return due
+            return send_from(
+                (self._beat_at if self._fixed_rate else self._last_alive) + self._wait, self._slack
+            )
         if phase is _AWAITING:  # the other common case: a heartbeat out
             if self._paused:
                 return None
@@ -488,12 +491,7 @@ class HeartbeatState:
             return self.deadline
         # The soonest the next heartbeat could go out, were a sign of life to come now.
         last = self._last_now
-        soonest = (self._last_ping_at if self._fixed_rate else last) + self._wait
-        slack = self._slack
-        if slack:  # (send_from, inline: once per heartbeat)
-            start = _floor(soonest / slack) * slack
-            if start < soonest:  # noqa: PLR1730
-                soonest = start
+        soonest = send_from((self._beat_at if self._fixed_rate else last) + self._wait, self._slack)
         if last < soonest < deadline:  # (not yet passed: waking then does nothing)
             return soonest
         return deadline
@@ -598,13 +596,8 @@ class HeartbeatState:
     def timer_fired(self, now: float) -> tuple[Action, ...]:
         """``handle(TimerFired(now=now))``."""
         if self._phase is _IDLE and now >= self._last_now:
-            due = (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
-            slack = self._slack
-            if slack:  # (send_from, inline; an if costs less than min())
-                start = _floor(due / slack) * slack
-                if start < due:  # noqa: PLR1730
-                    due = start
-            if now >= due:
+            due = (self._beat_at if self._fixed_rate else self._last_alive) + self._wait
+            if now >= send_from(due, self._slack):
                 # The common timer: a heartbeat may go out (rule early-timer).
                 self._last_now = now
                 return self._send_heartbeat(now)
@@ -626,13 +619,8 @@ class HeartbeatState:
         (the ``SendPing`` it would return is not built). Otherwise ``None``, and nothing
         changed: call :meth:`timer_fired`."""
         if self._protocol and self._phase is _IDLE and now >= self._last_now:
-            due = (self._last_ping_at if self._fixed_rate else self._last_alive) + self._wait
-            slack = self._slack
-            if slack:  # (send_from, inline; an if costs less than min())
-                start = _floor(due / slack) * slack
-                if start < due:  # noqa: PLR1730
-                    due = start
-            if now < due:
+            due = (self._beat_at if self._fixed_rate else self._last_alive) + self._wait
+            if now < send_from(due, self._slack):
                 return None
             self._last_now = now
             payload = self._expect = self._prefix + b"%d" % self._start_heartbeat(now)
@@ -678,8 +666,7 @@ class HeartbeatState:
             # The first heartbeat is due now: as if the last one (and the last sign of
             # life) were one wait ago.
             now -= self._wait
-        self._last_alive = now
-        self._last_ping_at = now
+        self._last_alive = self._last_ping_at = self._beat_at = now
         return _NO_ACTIONS
 
     def _alive(self, now: float) -> None:
@@ -824,6 +811,9 @@ class HeartbeatState:
         """The next heartbeat goes out at ``now``: returns its number."""
         seq = self._seq = self._seq + 1
         self._last_ping_at = now
+        if self._fixed_rate:  # the schedule stays put when a heartbeat goes out early
+            due = self._beat_at + self._wait
+            self._beat_at = due if now < due else now
         self._phase = _AWAITING
         if self._config.jitter:
             self._draw_offset()

@@ -70,14 +70,24 @@ class TestHeartbeatConfig:
             timer_slack=0,
         )
 
-    @pytest.mark.parametrize("value", [-0.1, math.inf, math.nan, "0"])
-    def test_timer_slack_is_none_or_seconds(self, value: object) -> None:
+    @pytest.mark.parametrize("value", [-0.1, math.inf, math.nan])
+    def test_timer_slack_is_finite_and_not_negative(self, value: float) -> None:
         with pytest.raises(
             ConfigError, match="timer_slack must be a finite number of seconds >= 0"
         ):
+            HeartbeatConfig(timer_slack=value)
+
+    @pytest.mark.parametrize("value", ["0", True, b"1"])
+    def test_timer_slack_is_none_or_a_number(self, value: object) -> None:
+        with pytest.raises(
+            ConfigError, match=r"timer_slack must be None \(the default\) or a number"
+        ):
             HeartbeatConfig(timer_slack=value)  # type: ignore[arg-type]
-        with pytest.raises(ConfigError, match="timer_slack must be None or a number of seconds"):
-            HeartbeatConfig(timer_slack=True)
+
+    @pytest.mark.parametrize("value", [1e-310, 1e-9, 9.9e-7])
+    def test_a_timer_slack_too_small_to_divide_by_is_refused(self, value: float) -> None:
+        with pytest.raises(ConfigError, match="timer_slack must be 0 or at least 1 µs"):
+            HeartbeatConfig(timer_slack=value)
 
     @pytest.mark.parametrize(("interval", "slack"), [(1.0, 0.5), (1.0, 0.75), (0.01, 0.02)])
     def test_timer_slack_is_less_than_half_the_interval(
@@ -87,6 +97,12 @@ class TestHeartbeatConfig:
             ConfigError, match=r"timer_slack \(.*\) must be less than half the interval"
         ):
             HeartbeatConfig(interval=interval, timer_slack=slack)
+
+    def test_timer_slack_is_less_than_half_the_probe_interval(self) -> None:
+        with pytest.raises(
+            ConfigError, match=r"timer_slack \(5 s\) must be less than half the probe_interval"
+        ):
+            HeartbeatConfig(interval=20, timer_slack=5, probe_interval=3)
 
     @pytest.mark.parametrize(
         ("interval", "slack", "expected"),
@@ -103,6 +119,15 @@ class TestHeartbeatConfig:
         assert HeartbeatConfig(interval=interval, timer_slack=slack).slack == pytest.approx(
             expected
         )
+
+    @pytest.mark.parametrize(
+        ("probe", "expected"), [(0.01, 0.0002), (0.5, 0.01), (5.0, 0.02), (1e-5, 0.0)]
+    )
+    def test_the_default_slack_follows_a_shorter_probe_interval(
+        self, probe: float, expected: float
+    ) -> None:
+        """(Below 1 µs the default is 0: heartbeats and probes go out when due.)"""
+        assert HeartbeatConfig(interval=1.0, probe_interval=probe).slack == pytest.approx(expected)
 
     def test_enums(self) -> None:
         with pytest.raises(ConfigError, match="style must be a HeartbeatStyle"):

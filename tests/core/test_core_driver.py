@@ -40,8 +40,8 @@ log = logging.getLogger("tests.driver")
 class FakeDriver(DriverBase):
     """Records every request the shared code makes of its runtime."""
 
-    def __init__(self, role: Role, **kwargs: Any) -> None:
-        options = ConnectionOptions(config=QUIET, max_queue=2)
+    def __init__(self, role: Role, config: HeartbeatConfig = QUIET, **kwargs: Any) -> None:
+        options = ConnectionOptions(config=config, max_queue=2)
         super().__init__(options.new_core(role), options.new_queue(), logger=log, **kwargs)
         self.now = 0.0
         self.calls: list[Any] = []
@@ -367,6 +367,40 @@ class WheelDriver(FakeDriver):
     def _rt_file(self, when: float | None) -> None:
         super()._rt_file(when)
         self.wheel.file(self, when)
+
+
+def test_a_fixed_rate_heartbeat_overdue_when_its_pong_comes_is_filed_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wheel: TimerWheel[Any] = TimerWheel()
+    with caplog.at_level(logging.INFO, logger="tests.driver"):  # (no RTT debug lines)
+        server = WheelDriver(wheel, config=HeartbeatConfig(interval=1, timeout=5, fixed_rate=True))
+    client = upgraded(server)
+    ping = b""
+    while not ping:  # (the first wake-up is the opening handshake's deadline)
+        due = wheel.next_wake
+        assert due is not None
+        (conn,) = wheel.pop_due(due)
+        server.now = due
+        conn._timer_due()
+        ping = server.take()
+    sent_at = server.now
+    # The next heartbeat's wake-up comes before the pong: nothing to do; filed at the timeout.
+    due = wheel.next_wake
+    assert due is not None and due <= sent_at + 1.001
+    (conn,) = wheel.pop_due(due)
+    server.now = due
+    conn._timer_due()
+    assert server.take() == b"" and (wheel.next_wake or 0.0) >= sent_at + 5
+    # The pong: the next heartbeat is overdue, and the connection is filed for it at once.
+    client.receive_data(ping, server.now)
+    server.now += 0.5
+    server._received(client.data_to_send())
+    assert server.core.heartbeat.stats.pongs_received == 1
+    assert (wheel.next_wake or 0.0) <= server.now + 0.001
+    (conn,) = wheel.pop_due(server.now + 0.001)
+    conn._timer_due()
+    assert server.take()[:1] == b"\x89"  # the ping
 
 
 def test_a_pong_leaves_a_filed_connection_where_it_is_and_heartbeats_keep_time(

@@ -308,8 +308,8 @@ class HeartbeatMachine(RuleBasedStateMachine):
                 self.ping_time[action.seq] = now
                 self.last_ping_at = now
                 self.qualified_since_ping = False
-                if cfg.fixed_rate:
-                    self.last_alive = now
+                if cfg.fixed_rate:  # the next is due wait after this one was (or went, late)
+                    self.last_alive = deadline if deadline is not None and now < deadline else now
                 assert after is HeartbeatPhase.AWAITING
             elif isinstance(action, RttSample):
                 assert action.seq == hb.seq and action.seq not in self.acked_seqs

@@ -315,7 +315,7 @@ lives = st.fixed_dictionaries(
 def test_a_probe_never_declares_anyone_dead_sooner(life: dict[str, object], probe_on: bool) -> None:
     """Today's rule, with or without probes: the verdict comes exactly when the heartbeat
     sent ``interval`` after the last sign of life went unanswered for ``timeout``; never
-    sooner (up to ``timer_slack``: the early-timer rule sends a heartbeat due within it),
+    sooner (up to ``timer_slack``: the early-timer rule lets a heartbeat go out that early),
     whatever probes were sent meanwhile, answered or not."""
     config = HeartbeatConfig(
         interval=life["interval"],  # type: ignore[arg-type]

@@ -158,3 +158,47 @@ def test_a_heartbeat_goes_out_at_most_the_slack_early_from_a_shared_grid(
         assert start / slack == pytest.approx(round(start / slack), abs=1e-6)
     if slack == 0:
         assert start == due
+
+
+@settings(max_examples=300, deadline=None)
+@given(k=st.integers(0, 10**8), slack=st.sampled_from([0.001, 0.002, 0.006, 0.02, 0.3]))
+def test_a_due_time_on_the_grid_is_its_own_start(k: int, slack: float) -> None:
+    """(The quotient of a grid point by the slack may be rounded below k: not a step early.)"""
+    point = k * slack
+    assert send_from(point, slack) == point
+
+
+def test_grid_points_whose_quotient_rounds_down() -> None:
+    assert 0.58 / 0.02 < 29 and send_from(0.58, 0.02) == 0.58
+    assert send_from(1.16, 0.02) == 1.16
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    interval=st.sampled_from([0.3, 1.0, 1.234, 15.01]),
+    slack=st.sampled_from([None, 0.0, 0.006, 0.1]),
+    lateness=st.lists(st.floats(0.0, 0.0009), min_size=20, max_size=20),
+)
+def test_a_fixed_rate_schedule_keeps_its_period(
+    interval: float, slack: float | None, lateness: list[float]
+) -> None:
+    """Timers delivered at wake_at (up to 1 ms late, as a wheel's are): heartbeat n never
+    goes out more than the slack before n intervals, however early each one went (a late
+    one puts the schedule off by its lateness, as before)."""
+    if slack is not None and slack >= interval / 2:
+        slack = None
+    config = HeartbeatConfig(
+        interval=interval, timeout=interval / 2, fixed_rate=True, timer_slack=slack
+    )
+    hb = HeartbeatState(config)
+    hb.handle(ConnectionOpened(now=0.0))
+    now = 0.0
+    for late in lateness:
+        wake = hb.wake_at
+        assert wake is not None
+        now = max(now, wake + late)
+        actions = hb.timer_fired(now)
+        if any(type(a) is SendPing for a in actions):
+            n = hb.seq
+            assert n * interval - config.slack - 1e-9 <= now <= n * (interval + 0.001) + 1e-9
+            hb.pong_received(now, hb.payload_for(n))
