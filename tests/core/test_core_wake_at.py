@@ -28,6 +28,7 @@ from heartbeat_core import (
     SendPing,
 )
 from heartbeat_core.state import send_from
+from heartbeat_core.timers import TimerItem, TimerWheel
 
 from .helpers import Pair
 
@@ -202,3 +203,33 @@ def test_a_fixed_rate_schedule_keeps_its_period(
             n = hb.seq
             assert n * interval - config.slack - 1e-9 <= now <= n * (interval + 0.001) + 1e-9
             hb.pong_received(now, hb.payload_for(n))
+
+
+def test_a_thousand_connections_share_fifty_wake_ups_a_second() -> None:
+    """Opened at random moments of one second, interval 1 s (slack 20 ms): filed at wake_at
+    in a 1 ms timer wheel, their heartbeats fall into 50 wake-ups, not 1,000."""
+    wheel: TimerWheel[_Filed] = TimerWheel()
+    rng = random.Random(7)
+    states = [HeartbeatState(HeartbeatConfig(interval=1.0, timeout=5.0)) for _ in range(1000)]
+    for hb in states:
+        hb.handle(ConnectionOpened(now=100.0 + rng.random()))
+    filed = [_Filed(hb) for hb in states]
+    for item in filed:
+        wheel.file(item, item.hb.wake_at)
+    wake_ups = 0
+    while wheel.next_wake is not None and wheel.next_wake < 102.0:
+        now = wheel.next_wake
+        due = wheel.pop_due(now)
+        wake_ups += 1
+        for item in due:
+            assert [type(a) for a in item.hb.timer_fired(now)] == [SendPing]
+    assert wake_ups == 50
+    assert all(hb.seq == 1 for hb in states)
+
+
+class _Filed(TimerItem):
+    __slots__ = ("hb",)
+
+    def __init__(self, hb: HeartbeatState) -> None:
+        super().__init__()
+        self.hb = hb
