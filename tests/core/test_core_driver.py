@@ -369,6 +369,20 @@ class WheelDriver(FakeDriver):
         self.wheel.file(self, when)
 
 
+def wake_until_written(wheel: TimerWheel[Any], server: WheelDriver) -> bytes:
+    """Deliver the wheel's wake-ups, each at its time, until the server writes something
+    (the first wake-up may be the opening handshake's deadline, which writes nothing)."""
+    written = b""
+    while not written:
+        due = wheel.next_wake
+        assert due is not None
+        (conn,) = wheel.pop_due(due)
+        server.now = due
+        conn._timer_due()
+        written = server.take()
+    return written
+
+
 def test_a_fixed_rate_heartbeat_overdue_when_its_pong_comes_is_filed_at_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -376,14 +390,7 @@ def test_a_fixed_rate_heartbeat_overdue_when_its_pong_comes_is_filed_at_once(
     with caplog.at_level(logging.INFO, logger="tests.driver"):  # (no RTT debug lines)
         server = WheelDriver(wheel, config=HeartbeatConfig(interval=1, timeout=5, fixed_rate=True))
     client = upgraded(server)
-    ping = b""
-    while not ping:  # (the first wake-up is the opening handshake's deadline)
-        due = wheel.next_wake
-        assert due is not None
-        (conn,) = wheel.pop_due(due)
-        server.now = due
-        conn._timer_due()
-        ping = server.take()
+    ping = wake_until_written(wheel, server)
     sent_at = server.now
     # The next heartbeat's wake-up comes before the pong: nothing to do; filed at the timeout.
     due = wheel.next_wake
@@ -412,14 +419,7 @@ def test_a_pong_leaves_a_filed_connection_where_it_is_and_heartbeats_keep_time(
     client = upgraded(server)
     pong_at = None
     for beat in range(1, 4):
-        ping = b""
-        while not ping:  # (the first wake-up is the opening handshake's deadline)
-            due = wheel.next_wake
-            assert due is not None
-            (conn,) = wheel.pop_due(due)
-            server.now = due
-            conn._timer_due()  # the heartbeat goes out; filed again
-            ping = server.take()
+        ping = wake_until_written(wheel, server)  # the heartbeat goes out; filed again
         if pong_at is not None:
             # interval (30 s) after the last pong: up to timer_slack early (from its last
             # multiple before), 1 ms late at most
