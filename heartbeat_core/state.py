@@ -120,6 +120,7 @@ __all__ = [
     "HeartbeatState",
     "TRANSITIONS",
     "Transition",
+    "send_from",
     "validate_close",
 ]
 
