@@ -6,7 +6,7 @@ findings() flags a proxy limit when twice the longest wait before a heartbeat
 whole wait. The matching simulation is that very case: the server heartbeats (the
 client only answers, as a browser does), its jitter draws the longest wait (a
 random source pinned to the top of its range), and it freezes from the moment its
-first heartbeat falls due for the longest wait, behind a proxy with that limit, on
+first heartbeat may go out (its ``wake_at``) for the longest wait, behind a proxy with that limit, on
 a link whose round trip is well inside the timeout. Then:
 
 * a configuration findings() calls safe survives: no proxy cut, no false positive;
@@ -58,7 +58,7 @@ def pinned() -> float:
 def matching_run(config: HeartbeatConfig, limit: float) -> Scenario:
     probe = HeartbeatState(config, random=pinned)
     probe.handle(ConnectionOpened(now=0.0))
-    due = probe.deadline
+    due = probe.wake_at  # (rule early-timer: up to timer_slack before its deadline)
     assert due is not None
     longest = config.interval * (1 + config.jitter)
     rtt = min(config.timeout / 4, 0.1)
