@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import Any, TypeAlias, TypeVar
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from heartbeat_core.fastinit import fast_init
 
 __all__ = [
     "Abort",
@@ -94,28 +96,7 @@ Action: TypeAlias = (
 )
 
 
-_A = TypeVar("_A")
-
-
-def _fast_init(cls: type[_A], first: str, second: str) -> Callable[[Any, Any], _A]:
-    """``cls(first=a, second=b)`` for a frozen slotted dataclass of exactly those two
-    fields, without the generated ``__init__``'s ``object.__setattr__`` calls: the
-    same object (equal, same repr, still frozen) in about a third of the time. The
-    core makes two actions on every heartbeat, a ``SendPing`` and an ``RttSample``."""
-    assert tuple(field.name for field in fields(cls)) == (first, second), cls  # type: ignore[arg-type]
-    new = object.__new__
-    set_first = cls.__dict__[first].__set__  # the slots' own descriptors
-    set_second = cls.__dict__[second].__set__
-
-    def build(a: Any, b: Any) -> _A:
-        action = new(cls)
-        set_first(action, a)
-        set_second(action, b)
-        return action
-
-    return build
-
-
-#: ``SendPing(payload=..., seq=...)`` and ``RttSample(seq=..., rtt=...)``, positionally.
-send_ping: Callable[[bytes, int], SendPing] = _fast_init(SendPing, "payload", "seq")
-rtt_sample: Callable[[int, float], RttSample] = _fast_init(RttSample, "seq", "rtt")
+#: ``SendPing(payload=..., seq=...)`` and ``RttSample(seq=..., rtt=...)``, positionally
+#: (the core makes both on every heartbeat).
+send_ping: Callable[[bytes, int], SendPing] = fast_init(SendPing, "payload", "seq")
+rtt_sample: Callable[[int, float], RttSample] = fast_init(RttSample, "seq", "rtt")

@@ -44,12 +44,12 @@ from heartbeat_core.events import (
     CloseReceived,
     CloseRequested,
     ConnectionClosed,
-    ConnectionOpened,
-    HandshakeStarted,
     PingReceived,
     PongReceived,
     ReadingPaused,
     ReadingResumed,
+    connection_opened,
+    handshake_started,
 )
 from heartbeat_core.frames import (
     MAX_FRAGMENTS,
@@ -261,7 +261,7 @@ class HeartbeatConnection:
     def connection_made(self, now: float) -> None:
         """The transport connected: the opening handshake must complete within
         ``open_timeout`` (else :attr:`deadline` brings an ``Abort``)."""
-        self.heartbeat.handle(HandshakeStarted(now=now))
+        self.heartbeat.handle(handshake_started(now))
 
     def initiate(
         self,
@@ -294,7 +294,7 @@ class HeartbeatConnection:
                 f"(offered: {hs.request.subprotocols!r})"
             )
         pairs = header_pairs(extra_headers)
-        self.heartbeat.handle(ConnectionOpened(now=now))  # (raises before any change)
+        self.heartbeat.handle(connection_opened(now))  # (raises before any change)
         data, accepted, early = hs.accept(subprotocol, pairs)
         self._handshake = None
         self._frames = FrameBoundary(self._max_fragments)
@@ -582,7 +582,7 @@ class HeartbeatConnection:
             events = [answer]
             self._apply(self.heartbeat.fail(now), now, events)
             return events
-        self.heartbeat.handle(ConnectionOpened(now=now))
+        self.heartbeat.handle(connection_opened(now))
         self._handshake = None
         layer = self._ws = hs.frames  # holding any frames that came with the 101
         assert layer is not None

@@ -6,8 +6,11 @@ when the event happened. The core never reads a clock of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
+
+from heartbeat_core.fastinit import fast_init
 
 __all__ = [
     "AppPingReceived",
@@ -170,3 +173,9 @@ Event: TypeAlias = (
     | CloseReceived
     | ConnectionClosed
 )
+
+
+#: ``HandshakeStarted(now=...)`` and ``ConnectionOpened(now=...)``, positionally (the core
+#: makes both for every connection it opens).
+handshake_started: Callable[[float], HandshakeStarted] = fast_init(HandshakeStarted, "now")
+connection_opened: Callable[[float], ConnectionOpened] = fast_init(ConnectionOpened, "now")

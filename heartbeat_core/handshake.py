@@ -36,7 +36,7 @@ from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
 from heartbeat_core.upgrade import accept_response, parse_upgrade, valid_key
-from heartbeat_core.wsevents import Accepted, HttpRequest, Rejected, Request
+from heartbeat_core.wsevents import Accepted, HttpRequest, Rejected, Request, accepted
 
 __all__ = [
     "MAX_HEADERS",
@@ -325,7 +325,7 @@ class ServerHandshake:
             accept = ws.AcceptConnection(subprotocol=subprotocol, extra_headers=pairs)
             data = self._wsproto().send(accept)
         self._request = None
-        return data, Accepted(subprotocol=subprotocol, extra_headers=pairs), self._leftover
+        return data, accepted(subprotocol, pairs), self._leftover
 
     def reject(self, status: int, body: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
         """Refuse the pending upgrade with an HTTP response."""

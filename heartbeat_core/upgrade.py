@@ -20,14 +20,13 @@ they always did: the fast path changes what a request costs, never its outcome
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import re
 
 from wsproto.utilities import split_comma_header
 
-from heartbeat_core.wsevents import Request
+from heartbeat_core.wsevents import Request, request
 
 __all__ = ["accept_response", "parse_upgrade", "valid_key"]
 
@@ -40,12 +39,15 @@ _NAME = re.compile(_TOKEN)
 # A value h11 takes as it is (a narrower rule than its field-value: printable ASCII
 # with single spaces inside, or nothing).
 _VALUE = re.compile(rb"(?:[!-~]+(?: [!-~]+)*)?")
+_KEY = re.compile(rb"[A-Za-z0-9+/]{22}==")
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # Headers wsproto reads once (a repeat: h11 and wsproto judge the request).
 _SINGLE = frozenset(
     (b"host", b"upgrade", b"connection", b"sec-websocket-key", b"sec-websocket-version")
 )
+# The 101's first lines, as h11 writes them.
+_101 = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade"
 # Headers h11 rewrites or refuses (and Host, which it writes first).
 _H11_ONLY = frozenset((b"content-length", b"transfer-encoding", b"host"))
 # Host values as wsproto reads them (IDNA), remembered: every client of a server
@@ -69,16 +71,34 @@ _SHARED: dict[bytes, bytes] = {
         b"13",
     )
 }
+# Header names as clients usually spell them -> the lowercase name (shared), read
+# without a lower() call.
+_NAMES: dict[bytes, bytes] = {
+    spelling: _SHARED.get(spelling.lower(), spelling.lower())
+    for spelling in (
+        b"Host",
+        b"Upgrade",
+        b"Connection",
+        b"Sec-WebSocket-Key",
+        b"Sec-WebSocket-Version",
+        b"Origin",
+        b"User-Agent",
+        b"host",
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"origin",
+        b"user-agent",
+    )
+}
 
 
 def valid_key(key: bytes) -> bool:
-    """Whether ``key`` is a ``Sec-WebSocket-Key``: 16 bytes in base64."""
-    if len(key) != 24 or not key.endswith(b"=="):  # 16 bytes in base64: 22 + padding
-        return False
-    try:
-        return len(base64.b64decode(key, validate=True)) == 16
-    except binascii.Error:
-        return False
+    """Whether ``key`` is a ``Sec-WebSocket-Key``: 16 bytes in base64 (22 characters of
+    the alphabet and the padding, which is what ``base64.b64decode(key, validate=True)``
+    accepts and decodes to 16 bytes)."""
+    return _KEY.fullmatch(key) is not None
 
 
 def _host(value: bytes) -> str | None:
@@ -106,8 +126,10 @@ def parse_upgrade(data: bytes) -> Request | None:
     subprotocols: list[str] = []
     headers: list[tuple[bytes, bytes]] = []
     for raw_name, raw_value in _LINE.findall(match[2]):
-        name = raw_name.lower()
-        name = _SHARED.get(name, name)
+        name = _NAMES.get(raw_name)
+        if name is None:
+            name = raw_name.lower()
+            name = _SHARED.get(name, name)
         value = raw_value.strip(b" ")  # (h11 strips the spaces around a value)
         value = _SHARED.get(value, value)
         if name in _SINGLE:
@@ -125,20 +147,23 @@ def parse_upgrade(data: bytes) -> Request | None:
         elif name in _H11_ONLY:
             return None
         headers.append((name, value))
+    if len(single) != len(_SINGLE):
+        return None
+    connection = single[b"connection"]
     if (
-        len(single) != len(_SINGLE)
-        or single[b"upgrade"].lower() != b"websocket"
+        single[b"upgrade"].lower() != b"websocket"
         or single[b"sec-websocket-version"] != b"13"
-        or not valid_key(single[b"sec-websocket-key"])
-        or "upgrade" not in [token.lower() for token in split_comma_header(single[b"connection"])]
+        or _KEY.fullmatch(single[b"sec-websocket-key"]) is None  # (valid_key, inline)
+        or (
+            connection.lower() != b"upgrade"  # (the usual value, without splitting it)
+            and "upgrade" not in [token.lower() for token in split_comma_header(connection)]
+        )
     ):
         return None
     host = _host(single[b"host"])
     if host is None:
         return None
-    return Request(
-        host=host, target=match[1].decode("ascii"), subprotocols=subprotocols, extra_headers=headers
-    )
+    return request(host, match[1].decode("ascii"), subprotocols, headers)
 
 
 def accept_response(
@@ -147,9 +172,14 @@ def accept_response(
     """The 101 answering ``request`` (read by :func:`parse_upgrade`) with
     ``subprotocol`` (one the client offered) and the extra headers ``pairs``, as
     h11 writes it; ``None`` when a header needs h11's checks or rewriting."""
-    lines = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket", b"Connection: Upgrade"]
-    key = next(value for name, value in request.extra_headers if name == b"sec-websocket-key")
-    lines.append(b"Sec-WebSocket-Accept: " + base64.b64encode(hashlib.sha1(key + _GUID).digest()))
+    key = b""
+    for name, value in request.extra_headers:
+        if name == b"sec-websocket-key":
+            key = value
+            break
+    assert key, "accept_response() answers a request read by parse_upgrade()"
+    accept = binascii.b2a_base64(hashlib.sha1(key + _GUID).digest(), newline=False)
+    lines = [_101, b"Sec-WebSocket-Accept: " + accept]
     if subprotocol is not None:
         offered = subprotocol.encode("ascii")
         if _VALUE.fullmatch(offered) is None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from heartbeat_core.actions import Abort, CloseTransport, PeerDead, RttSample
+from heartbeat_core.fastinit import fast_init
 
 __all__ = [
     "Abort",
@@ -124,4 +125,14 @@ ConnectionEvent: TypeAlias = (
     | PeerDead
     | CloseTransport
     | Abort
+)
+
+
+#: ``Request(...)`` and ``Accepted(...)``, their fields positionally in declaration
+#: order (the fast opening handshake makes one of each per connection).
+request: Callable[[str, str, list[str], Headers], Request] = fast_init(
+    Request, "host", "target", "subprotocols", "extra_headers"
+)
+accepted: Callable[[str | None, Headers], Accepted] = fast_init(
+    Accepted, "subprotocol", "extra_headers"
 )

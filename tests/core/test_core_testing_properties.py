@@ -6,8 +6,8 @@ findings() flags a proxy limit when twice the longest wait before a heartbeat
 whole wait. The matching simulation is that very case: the server heartbeats (the
 client only answers, as a browser does), its jitter draws the longest wait (a
 random source pinned to the top of its range), and it freezes from the moment its
-first heartbeat may go out (its ``wake_at``) for the longest wait, behind a proxy with that limit, on
-a link whose round trip is well inside the timeout. Then:
+first heartbeat may go out (its ``wake_at``) for the longest wait, behind a proxy
+with that limit, on a link whose round trip is well inside the timeout. Then:
 
 * a configuration findings() calls safe survives: no proxy cut, no false positive;
 * for every limit, a cut happens exactly when findings() flags that limit.

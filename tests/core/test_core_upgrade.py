@@ -6,6 +6,9 @@ goes to h11."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -13,7 +16,7 @@ from hypothesis import strategies as st
 from heartbeat_core import CloseTransport, HeartbeatConnection, Request, Role
 from heartbeat_core import upgrade as fast_module
 from heartbeat_core.handshake import MAX_HEAD_LINE, MAX_HEADERS, ServerHandshake
-from heartbeat_core.upgrade import accept_response, parse_upgrade
+from heartbeat_core.upgrade import accept_response, parse_upgrade, valid_key
 from tests.support.frames import FIXED_KEY, accept_key, upgrade_request
 
 ORDINARY = upgrade_request(
@@ -172,6 +175,28 @@ def test_the_fast_path_and_h11_give_the_same_outcome(
     fast = outcome(request, True, pick=pick, headers=headers, refuse=refuse)
     assert fast == slow
     event("fast path" if parse_upgrade(request) is not None else "h11")
+
+
+def decodes_to_16_bytes(key: bytes) -> bool:
+    """What a Sec-WebSocket-Key must be, as base64 itself judges it."""
+    if len(key) != 24 or not key.endswith(b"=="):
+        return False
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except binascii.Error:
+        return False
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(alphabet="ABZabz09+/=-_ \t\n\xe9", min_size=20, max_size=26).map(
+        lambda text: text.encode("latin-1")
+    )
+    | st.binary(min_size=16, max_size=16).map(base64.b64encode)
+    | st.binary(max_size=30)
+)
+def test_a_key_is_valid_exactly_when_base64_decodes_it_to_16_bytes(key: bytes) -> None:
+    assert valid_key(key) is decodes_to_16_bytes(key)
 
 
 # ------------------------------------------------------------- the fast path
