@@ -12,12 +12,13 @@ Bytes in (with ``now``), bytes out, events out. A driver does four things:
 
 The opening handshake lives in :mod:`heartbeat_core.handshake`; once open, frames
 go through wsproto's frame layer, or, for the common reads of a server (complete
-pings, pongs and short messages), through :func:`~heartbeat_core.frames.simple_frames`.
+pings, pongs and short messages), through :func:`~heartbeat_core.frames.simple_prefix`.
 Both paths end in the same frame handler, :meth:`HeartbeatConnection._on_frames`.
 """
 
 from __future__ import annotations
 
+import codecs
 import enum
 from collections.abc import Iterable, Iterator
 
@@ -60,7 +61,7 @@ from heartbeat_core.frames import (
     FrameBoundary,
     server_data_frame,
     server_frame,
-    simple_frames,
+    simple_prefix,
     unmask,
 )
 from heartbeat_core.handshake import (
@@ -103,6 +104,8 @@ _WS_OPEN = ConnectionState.OPEN
 _APP_PING = AppKind.PING
 _APP_PONG = AppKind.PONG
 _DATA_OPCODES = frozenset({OP_TEXT, OP_BINARY})
+_INVALID_UTF8 = "invalid UTF-8 in a text message"
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
 class HeartbeatConnection:
@@ -176,6 +179,9 @@ class HeartbeatConnection:
         # Server side, once open: where wsproto's frame parser stands (see frames.py).
         self._frames: FrameBoundary | None = None
         self._out: list[bytes] = []
+        # An open server's last read ended inside a simple frame: its start, for the fast
+        # path to complete (see frames.simple_prefix); wsproto has not seen it.
+        self._tail = b""
         # A fragmented message so far (text as UTF-8), made at its first fragment:
         # most connections never need one.
         self._partial: bytearray | None = None
@@ -362,6 +368,7 @@ class HeartbeatConnection:
                 return self._request_data(hs, data, now)
             return self._response_data(hs, data, now)
         frames = self._frames
+        tail = self._tail
         if (
             frames is not None
             and self._fast_path
@@ -371,10 +378,10 @@ class HeartbeatConnection:
                 or (frames.between_frames and self._partial is None and not self._skip_message)
             )
         ):
-            # The common read on an open server: a pong, a ping, a short message or a
-            # few, complete, while wsproto holds no partial frame or message.
+            # The common read on an open server: pongs, pings and short messages, while
+            # wsproto holds no partial frame or message.
             size = len(data)
-            if 6 <= size <= 131 and data[0] == 0x8A and data[1] == size + 0x7A:
+            if not tail and 6 <= size <= 131 and data[0] == 0x8A and data[1] == size + 0x7A:
                 # The common read of an idle connection: exactly one masked pong
                 # (0x8A: FIN and the pong opcode; then the mask bit and the payload
                 # length, size - 6).
@@ -391,20 +398,30 @@ class HeartbeatConnection:
                     else:  # stray pongs flood us (rule peer-ping): the state fails it
                         self._apply(actions, now, events)
                 return events
-            simple = simple_frames(data, masked=True)
-            if simple is not None:
+            if tail:
+                data = tail + data
+            simple, used, more = simple_prefix(data, masked=True)
+            if used == len(data) or (more and self._may_keep(data, used)):
+                # Only simple frames, the last perhaps incomplete: kept (at most one
+                # frame of 64 KiB) until a read completes it; wsproto never sees it.
                 events = []
-                if len(simple) == 1:
+                if len(simple) == 1 and not more:
                     opcode, payload = simple[0]
                     # (a lone pong never comes here: it took the branch above)
                     if opcode in _DATA_OPCODES and self._one_message(opcode, payload, now, events):
+                        if tail:
+                            self._tail = b""
                         return events  # the common read of a busy one: one short message
                 decoded = self._decode(simple)
                 if decoded is not None:
-                    if decoded is not simple:  # (not a lone ping: it counts itself)
+                    self._tail = data[used:] if more else b""
+                    if decoded is not simple:  # (a lone ping counts itself)
                         hb.bytes_received(now)  # as the general path does, below
                     self._on_frames(decoded, now, events)
                     return events
+            self._tail = b""  # (wsproto takes it all, from where it began)
+        elif tail:
+            data, self._tail = tail + data, b""
         hb.bytes_received(now)
         if frames is not None and not frames.feed(data):
             # A message in too many frames: refused before wsproto parses any of the
@@ -622,6 +639,29 @@ class HeartbeatConnection:
         else:
             self._out.append(self._frame_layer().send(ws.Pong(payload=payload)))
 
+    def _may_keep(self, data: bytes, at: int) -> bool:
+        """Whether the start of a simple frame at ``data[at:]`` may wait for the next
+        read on the fast path: wsproto, handed it now, would not fail the connection
+        over it yet (a data frame within ``max_message_size``; text, valid UTF-8 so
+        far). Otherwise wsproto takes the read, and fails it as soon as it would."""
+        end = len(data)
+        first = data[at]
+        if first & 0x08 or end - at < 2:
+            return True  # a control frame (checked when whole), or no length yet
+        length, start = data[at + 1] & 0x7F, at + 6
+        if length == 126:
+            if end - at < 4:
+                return True
+            length, start = int.from_bytes(data[at + 2 : at + 4], "big"), at + 8
+        if self._max_size is not None and length > self._max_size:
+            return False
+        if first & 0x0F == OP_TEXT and end > start:
+            try:
+                _utf8_decoder().decode(unmask(data, start - 4, end - start), False)
+            except UnicodeDecodeError:
+                return False
+        return True
+
     def _one_message(
         self, opcode: int, payload: bytes, now: float, events: list[ConnectionEvent]
     ) -> bool:
@@ -822,6 +862,10 @@ class HeartbeatConnection:
         if layer.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # wsproto reports a frame it cannot parse as a CloseConnection without
             # changing its state: a protocol error, and we fail the connection.
+            if code == 1007:
+                # (wsproto's reason is the decoder's error, whose byte position counts
+                # from the start of whichever read held the byte: not the peer's news.)
+                reason = _INVALID_UTF8
             reason = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
             self._apply(self.heartbeat.fail(now, code, reason), now, events)
             return

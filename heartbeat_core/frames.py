@@ -3,9 +3,10 @@
 A server spends most of its heartbeat time parsing one tiny masked pong per
 connection per interval and building one ping, and a busy one parsing short
 messages. wsproto does all of it correctly but generally; here it is done
-directly for the common shape: a read that holds nothing but complete,
-well-formed pings, pongs and whole short messages, arriving while wsproto sits
-between frames and messages. Anything else goes to wsproto untouched.
+directly for the common shape: reads of well-formed pings, pongs and whole
+short messages (any number of them, the last perhaps cut by the read and
+completed by the next), arriving while wsproto sits between frames and
+messages. Anything else goes to wsproto untouched.
 
 :class:`FrameBoundary` follows frame boundaries in the bytes handed to
 wsproto (headers only; payloads are skipped by length), so the connection
@@ -22,11 +23,10 @@ __all__ = [
     "OP_PING",
     "OP_PONG",
     "OP_TEXT",
-    "MAX_SIMPLE_FRAMES",
     "FrameBoundary",
     "server_data_frame",
     "server_frame",
-    "simple_frames",
+    "simple_prefix",
     "unmask",
 ]
 
@@ -39,11 +39,7 @@ OP_PONG = 0xA
 #: splits a message into thousands of tiny frames would make us pay for every one.
 MAX_FRAGMENTS = 1024
 
-#: The most frames simple_frames() takes from one read. More go to wsproto, which the
-#: connection stops as soon as it fails (a flood of tiny frames is not parsed to the end).
-MAX_SIMPLE_FRAMES = 64
-
-# First header bytes of the frames simple_frames() takes: FIN set, no reserved bits.
+# First header bytes of the frames simple_prefix() takes: FIN set, no reserved bits.
 _SIMPLE_HEADS = frozenset({0x80 | OP_TEXT, 0x80 | OP_BINARY, 0x80 | OP_PING, 0x80 | OP_PONG})
 
 
@@ -70,47 +66,55 @@ def server_data_frame(opcode: int, payload: bytes) -> bytes:
     return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big") + payload
 
 
-def simple_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
-    """``[(opcode, payload), ...]`` when ``data`` is exactly a run of complete simple
-    frames: FIN set, no reserved bits, masking as required, each a ping or pong
-    (payload <= 125 bytes) or a whole text or binary message (payload < 64 KiB).
-    Text payloads are returned undecoded. ``None`` for anything else (a partial frame,
-    a fragment, a close frame, a longer payload, more than :data:`MAX_SIMPLE_FRAMES`
-    frames), which then takes the general path."""
+def simple_prefix(data: bytes, masked: bool) -> tuple[list[tuple[int, bytes]], int, bool]:
+    """The simple frames that ``data`` begins with: ``(frames, used, more)``.
+
+    A simple frame has FIN set, no reserved bits and masking as required, and is a
+    ping or pong (payload <= 125 bytes) or a whole text or binary message (payload
+    < 64 KiB); ``frames`` are their ``(opcode, payload)``, unmasked, text undecoded,
+    and they fill ``data[:used]``. At ``used``, ``data`` ends or something else
+    begins: when ``more`` is true, the start of a frame that may yet prove simple
+    (an incomplete header, or a simple frame's incomplete payload: at most 64 KiB
+    and its header), which the caller may keep until the next read completes it;
+    when false, a frame wsproto must parse (a fragment, a close frame, a longer
+    payload, a 64-bit length, a length not in its shortest encoding)."""
     end = len(data)
     if masked and end >= 6:
         first, length = data[0], data[1] - 0x80
         if length == end - 6 and length <= 125 and first in _SIMPLE_HEADS:
             # The common read: exactly one short masked frame (length >= 0: mask bit set).
-            return [(first & 0x0F, unmask(data, 2, length))]
+            return [(first & 0x0F, unmask(data, 2, length))], end, False
     frames: list[tuple[int, bytes]] = []
     pos = 0
     key_size = 4 if masked else 0
     while pos < end:
+        first = data[pos]
+        if first not in _SIMPLE_HEADS:
+            return frames, pos, False
         if end - pos < 2:
-            return None
-        first, second = data[pos], data[pos + 1]
-        if first not in _SIMPLE_HEADS or (second >> 7) != masked:
-            return None
+            return frames, pos, True
+        second = data[pos + 1]
+        if (second >> 7) != masked:
+            return frames, pos, False
         length = second & 0x7F
         at = pos + 2
         if length > 125:
             if length == 127 or first & 0x08:  # a 64-bit length, or a long control frame
-                return None
+                return frames, pos, False
+            if at + 2 > end:
+                return frames, pos, True
             length = int.from_bytes(data[at : at + 2], "big")
-            if length < 126 or at + 2 > end:  # (RFC 6455 5.2: the shortest length encoding)
-                return None
+            if length < 126:  # (RFC 6455 5.2: the shortest length encoding)
+                return frames, pos, False
             at += 2
         start = at + key_size
         stop = start + length
         if stop > end:
-            return None
-        if len(frames) == MAX_SIMPLE_FRAMES:
-            return None
+            return frames, pos, True
         payload = unmask(data, at, length) if masked else bytes(data[start:stop])
         frames.append((first & 0x0F, payload))
         pos = stop
-    return frames
+    return frames, pos, False
 
 
 def unmask(data: bytes, key_at: int, length: int) -> bytes:

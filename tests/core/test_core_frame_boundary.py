@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from heartbeat_core import Accepted, HeartbeatConnection, Message, Request, Role
-from heartbeat_core.frames import FrameBoundary, simple_frames
+from heartbeat_core.frames import FrameBoundary, simple_prefix
 from tests.support import frames as wsframes
 
 
@@ -40,11 +40,11 @@ def test_byte_by_byte() -> None:
         assert tracker.between_frames == (i + 1 in ends)
 
 
-def test_a_truncated_control_frame_takes_the_general_path() -> None:
+def test_a_truncated_control_frame_is_kept_for_the_next_read() -> None:
     ping = bytes([0x89, 0x80 | 4]) + b"\0\0\0\0" + b"ping"
-    assert simple_frames(ping, True) == [(0x9, b"ping")]
-    assert simple_frames(ping[:-1], True) is None
-    assert simple_frames(ping + ping[:3], True) is None
+    assert simple_prefix(ping, True) == ([(0x9, b"ping")], len(ping), False)
+    assert simple_prefix(ping[:-1], True) == ([], 0, True)  # kept for the next read
+    assert simple_prefix(ping + ping[:3], True) == ([(0x9, b"ping")], len(ping), True)
 
 
 def test_frames_sent_with_the_upgrade_request_are_delivered() -> None:

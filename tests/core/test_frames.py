@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role, RttSample
 from heartbeat_core.frames import (
-    MAX_SIMPLE_FRAMES,
     OP_BINARY,
     OP_PING,
     OP_PONG,
@@ -19,11 +18,17 @@ from heartbeat_core.frames import (
     FrameBoundary,
     server_data_frame,
     server_frame,
-    simple_frames,
+    simple_prefix,
 )
 from tests.support import frames as wsframes
 
 CLIENT = fp.FrameProtocol(client=True, extensions=[])
+
+
+def simple_frames(data: bytes, masked: bool) -> list[tuple[int, bytes]] | None:
+    """``data`` as simple frames if it is nothing else (see ``simple_prefix``)."""
+    frames, used, more = simple_prefix(data, masked)
+    return frames if used == len(data) and not more else None
 
 
 def _frames(kinds: list[tuple[str, bytes]]) -> list[bytes]:
@@ -235,22 +240,78 @@ def test_messages_after_an_application_ping_flood_in_one_read_are_dropped() -> N
     assert whole.data_to_send() == split.data_to_send()
 
 
-def test_simple_frames_take_at_most_a_bounded_run() -> None:
+def test_simple_prefix_takes_any_run_and_says_where_it_stopped() -> None:
     pong = _wire("pong", b"1", b"abcd")
-    assert simple_frames(pong * MAX_SIMPLE_FRAMES, masked=True) == [(OP_PONG, b"1")] * 64
-    assert simple_frames(pong * (MAX_SIMPLE_FRAMES + 1), masked=True) is None
+    text = _wire("text", b"hello", b"wxyz")
+    close = _wire("close", b"\x03\xe8", b"abcd")
+    run = (pong + text) * 5000  # far more than any read takes, in one piece
+    frames, used, more = simple_prefix(run, masked=True)
+    assert frames == [(OP_PONG, b"1"), (OP_TEXT, b"hello")] * 5000
+    assert (used, more) == (len(run), False)
+    # Cut inside a simple frame (its header or its payload): the frames before it, and
+    # where it starts, for the next read to complete.
+    for cut in (1, 2, 5, len(text) - 1):
+        assert simple_prefix(pong + text[:cut], masked=True) == ([(OP_PONG, b"1")], 7, True)
+    # A frame wsproto must parse: the frames before it, and where it starts.
+    assert simple_prefix(pong + close + pong, masked=True) == ([(OP_PONG, b"1")], 7, False)
+    assert simple_prefix(pong + close[:1], masked=True) == ([(OP_PONG, b"1")], 7, False)
+    cut_long = bytes((0x82, 0x80 | 127)) + b"\0" * 3  # a 64-bit length: never simple
+    assert simple_prefix(cut_long, masked=True) == ([], 0, False)
+    assert simple_prefix(b"", masked=True) == ([], 0, False)
 
 
-def test_a_flood_longer_than_the_fast_path_takes_is_failed_by_the_general_path() -> None:
+def test_a_flood_of_pings_in_one_read_is_failed_without_a_pong() -> None:
     from heartbeat_core import CloseTransport, Closing
 
     config = HeartbeatConfig(interval=1.0, timeout=1.0, peer_ping_max_strikes=100)
     server = _open_server(config)
     ping = _wire("ping", b"p", b"abcd")
-    events = server.receive_data(ping * (MAX_SIMPLE_FRAMES * 4), 0.5)
+    events = server.receive_data(ping * 256, 0.5)
     assert events == [Closing(code=1008, reason="too many pings", by_peer=False), CloseTransport()]
     out = server.data_to_send()
     assert out[:1] == b"\x88" and b"\x8a" not in out  # one close frame, no pong
+
+
+def test_a_long_run_of_short_messages_is_read_without_wsproto() -> None:
+    # A busy peer's messages, read 4,096 bytes at a time: each read ends inside a
+    # frame, whose start the fast path keeps for the next read. wsproto is never made.
+    config = HeartbeatConfig(interval=1.0, timeout=1.0)
+    server = _open_server(config)
+    messages = [f"message {i}" for i in range(3000)]
+    stream = b"".join(
+        _wire("text", m.encode(), b"k%03d" % (i % 1000)) for i, m in enumerate(messages)
+    )
+    got: list[object] = []
+    for at in range(0, len(stream), 4096):
+        got += server.receive_data(stream[at : at + 4096], 0.5)
+        assert len(server._tail) < 64
+    assert [e.data for e in got] == messages  # type: ignore[attr-defined]
+    assert server._ws is None and server._tail == b""
+
+
+def test_invalid_utf8_fails_with_one_reason_however_the_reads_are_cut() -> None:
+    from heartbeat_core import CloseTransport, Closing
+
+    config = HeartbeatConfig(interval=1.0, timeout=1.0)
+    bad = _wire("text", b"ok \xff\xfe then more", b"abcd")
+    whole = _open_server(config).receive_data(bad, 0.5)
+    split = _open_server(config)
+    bytewise = [e for i in range(len(bad)) for e in split.receive_data(bad[i : i + 1], 0.5)]
+    want = [Closing(code=1007, reason="invalid UTF-8 in a text message", by_peer=False)]
+    assert whole == bytewise == [*want, CloseTransport()]
+
+
+def test_a_kept_frame_start_goes_to_wsproto_with_what_follows() -> None:
+    # The next read begins a frame wsproto must parse: it gets the kept start too.
+    config = HeartbeatConfig(interval=1.0, timeout=1.0)
+    server = _open_server(config)
+    text = _wire("text", b"hello", b"wxyz")
+    first, rest = _wire("text", b"ab", b"abcd", fin=False), _wire("cont", b"cd", b"abcd")
+    assert server.receive_data(text[:4], 0.5) == []
+    assert server._tail == text[:4]
+    events = server.receive_data(text[4:] + first + rest, 0.6)
+    assert [e.data for e in events] == ["hello", "abcd"]  # type: ignore[attr-defined]
+    assert server._tail == b"" and server._ws is not None
 
 
 SERVER = fp.FrameProtocol(client=False, extensions=[])
