@@ -625,7 +625,8 @@ class HeartbeatConnection:
     def _frame_layer(self) -> WsFrames:
         """wsproto's frame layer, made on an open server at first use (a fresh one is
         exactly what accept() left: OPEN, nothing buffered; until then every read was
-        complete simple frames, taken by the fast path)."""
+        simple frames, taken by the fast path, which hands wsproto a frame it kept
+        aside together with the read that follows it)."""
         layer = self._ws
         if layer is None:
             layer = self._ws = WsFrames(ConnectionType.SERVER)
