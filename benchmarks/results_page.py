@@ -22,6 +22,7 @@ _LABEL = {
     "ours-asyncio": "heartbeat_asyncio (ours)",
     "ours-asyncio-onmsg": "heartbeat_asyncio, serve(on_message=...) (ours)",
     "ours-threading": "heartbeat_threading (ours)",
+    "ours-threading-onmsg": "heartbeat_threading, serve(on_message=...) (ours)",
 }
 
 
@@ -203,7 +204,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             "",
         ]
     if summary["targets"]:
-        lines += ["## Targets (issues 5 and 15)", "", "| target | measured | met |"]
+        lines += ["## Targets (issue 15)", "", "| target | measured | met |"]
         lines.append("|---|---|---|")
         for t in summary["targets"]:
             met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")

@@ -68,7 +68,7 @@ from procs import (  # noqa: E402
 )
 from profile_server import profile  # noqa: E402
 from report import brief, git_state, log, machine_info, versions, write_results  # noqa: E402
-from servers import EXTRA_KINDS, KINDS  # noqa: E402
+from servers import KINDS  # noqa: E402
 
 __all__ = ["main"]
 
@@ -220,8 +220,8 @@ def run_all(args: argparse.Namespace, json_path: str, md_path: str | None) -> di
     survive an interrupted run)."""
     servers = [s for s in args.servers.split(",") if s]
     for s in servers:
-        if s.partition("@")[0] not in KINDS + EXTRA_KINDS:
-            raise SystemExit(f"unknown server {s!r}: choose from {', '.join(KINDS + EXTRA_KINDS)}")
+        if s.partition("@")[0] not in KINDS:
+            raise SystemExit(f"unknown server {s!r}: choose from {', '.join(KINDS)}")
     results: list[dict[str, Any]] = []
     report: dict[str, Any] = {
         "command": " ".join([os.path.relpath(sys.executable, ROOT), *sys.argv]),

@@ -2,12 +2,13 @@
 
     python benchmarks/servers.py --kind KIND [--interval 1] [--timeout 5]
 
-KIND is one of ``floor``, ``websockets``, ``aiohttp``, ``ours-asyncio``,
-``ours-threading``, or ``ours-asyncio-onmsg`` (``serve(on_message=...)``: not in a
-default run, ``run.py --servers`` names it). Each binds 127.0.0.1 on a free port, prints
-``READY <port>`` and serves until its stdin closes (or it is killed). Every
-server echoes the messages it receives (the busy scenario measures the whole
-message path: in, to the application, out), and heartbeats with the given
+KIND is one of ``floor``, ``websockets``, ``aiohttp``, ``ours-asyncio`` and
+``ours-threading`` (a handler per connection, as websockets has), or
+``ours-asyncio-onmsg`` and ``ours-threading-onmsg`` (``serve(on_message=...)``: no
+task or thread per idle connection; issue 15 was judged on these). Each binds
+127.0.0.1 on a free port, prints ``READY <port>`` and serves until its stdin closes
+(or it is killed). Every server echoes the messages it receives (the busy scenario
+measures the whole message path: in, to the application, out), and heartbeats with the given
 interval and timeout (aiohttp has no timeout setting: its pong deadline is
 half its heartbeat).
 
@@ -294,7 +295,9 @@ async def _serve_ours_asyncio_on_message(
     await server.close(timeout=1.0)
 
 
-def _serve_ours_threading(interval: float, timeout: float, ready: Callable[[int], None]) -> None:
+def _serve_ours_threading(
+    interval: float, timeout: float, ready: Callable[[int], None], *, on_message: bool = False
+) -> None:
     from heartbeat_threading import serve
 
     from heartbeat_core import HeartbeatConfig
@@ -303,9 +306,14 @@ def _serve_ours_threading(interval: float, timeout: float, ready: Callable[[int]
         for message in conn:
             conn.send(message)
 
-    server = serve(
-        handler, "127.0.0.1", 0, config=HeartbeatConfig(interval=interval, timeout=timeout)
-    )
+    def echo(conn: Any, message: str | bytes) -> None:
+        conn.send(message)
+
+    config = HeartbeatConfig(interval=interval, timeout=timeout)
+    if on_message:
+        server = serve(None, "127.0.0.1", 0, config=config, on_message=echo)
+    else:
+        server = serve(handler, "127.0.0.1", 0, config=config)
     ready(server.port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sys.stdin.read()  # until the runner closes our stdin
@@ -323,9 +331,15 @@ def _ready(port: int) -> None:
     print(f"READY {port}", flush=True)
 
 
-KINDS = ("floor", "websockets", "aiohttp", "ours-asyncio", "ours-threading")
-#: Not in a default run: ``serve(on_message=...)`` (no task per idle connection).
-EXTRA_KINDS = ("ours-asyncio-onmsg",)
+KINDS = (
+    "floor",
+    "websockets",
+    "aiohttp",
+    "ours-asyncio",
+    "ours-asyncio-onmsg",
+    "ours-threading",
+    "ours-threading-onmsg",
+)
 _ASYNC = {
     "floor": _serve_floor,
     "websockets": _serve_websockets,
@@ -337,14 +351,15 @@ _ASYNC = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A server under benchmark.")
-    parser.add_argument("--kind", choices=KINDS + EXTRA_KINDS, required=True)
+    parser.add_argument("--kind", choices=KINDS, required=True)
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
     raise_nofile_limit()
     logging.basicConfig(level=logging.CRITICAL)
-    if args.kind == "ours-threading":
-        _serve_ours_threading(args.interval, args.timeout, _ready)
+    if args.kind.startswith("ours-threading"):
+        on_message = args.kind.endswith("-onmsg")
+        _serve_ours_threading(args.interval, args.timeout, _ready, on_message=on_message)
     else:
         asyncio.run(_ASYNC[args.kind](args.interval, args.timeout, _ready))
     return 0
