@@ -90,7 +90,7 @@ bench-core: $(STAMP)
 bench-message: $(STAMP)
 	$(PY) benchmarks/bench_message.py
 
-# Side-by-side server benchmarks (about 45 minutes; writes docs/benchmarks-results.md and
+# Side-by-side server benchmarks (about 30 minutes; writes docs/benchmarks-results.md and
 # benchmarks/results/full-*.json). bench-quick is a smoke run of the same (about 2 minutes).
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
