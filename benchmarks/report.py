@@ -250,6 +250,16 @@ def _ratio_target(what: str, ratio: float | None, limit: float, ref: str) -> dic
     )
 
 
+def _cpu_targets(
+    what: str, row: dict[str, Any], floor: float, websockets: float
+) -> list[dict[str, Any]]:
+    """``what`` within ``floor`` x the floor's and ``websockets`` x websockets'."""
+    return [
+        _ratio_target(what, row.get(f"cpu_ratio_to_{ref}"), limit, ref)
+        for ref, limit in (("floor", floor), ("websockets", websockets))
+    ]
+
+
 def _handshake_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Issue 15's handshake targets, for our asyncio servers at the largest N."""
     out = []
@@ -302,15 +312,7 @@ def _targets(rows: list[dict[str, Any]], detect: list[dict[str, Any]]) -> list[d
         if ours is None or not ours["cpu_us_per_round_trip"]:
             continue
         n = ours["n"]
-        for ref, limit in (("floor", 1.5), ("websockets", 0.30)):
-            out.append(
-                _ratio_target(
-                    f"{server}: CPU per round trip at N={n}",
-                    ours.get(f"cpu_ratio_to_{ref}"),
-                    limit,
-                    ref,
-                )
-            )
+        out += _cpu_targets(f"{server}: CPU per round trip at N={n}", ours, 1.5, 0.30)
         if ours["pings_per_sec"] is not None:
             out.append(_schedule_target(server, ours))
         if ours["rss_kb_per_connection"] is not None:
@@ -352,15 +354,8 @@ def _targets(rows: list[dict[str, Any]], detect: list[dict[str, Any]]) -> list[d
         ours_busy = _largest(busy, server)
         if ours_busy and ours_busy["cpu_us_per_message"]:
             n = ours_busy["n"]
-            for ref, limit in (("floor", 2.0), ("websockets", 0.4)):
-                out.append(
-                    _ratio_target(
-                        f"{server}: CPU per echoed message at N={n} (busy)",
-                        ours_busy.get(f"cpu_ratio_to_{ref}"),
-                        limit,
-                        ref,
-                    )
-                )
+            what = f"{server}: CPU per echoed message at N={n} (busy)"
+            out += _cpu_targets(what, ours_busy, 2.0, 0.4)
     for (server, n), r in sorted(busy.items()):
         if server.startswith("ours") and r["pings_per_sec"] is not None:
             out.append(

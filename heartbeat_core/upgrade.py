@@ -54,43 +54,27 @@ _H11_ONLY = frozenset((b"content-length", b"transfer-encoding", b"host"))
 # sends much the same Host. Bounded: cleared when full.
 _HOSTS: dict[bytes, str] = {}
 _MAX_HOSTS = 64
-# Header names and values nearly every client sends, one object each: a server keeps
-# every connection's request headers (``conn.headers``), and 10,000 connections would
-# otherwise hold 10,000 copies of b"sec-websocket-version" and b"13".
-_SHARED: dict[bytes, bytes] = {
-    word: word
-    for word in (
-        b"upgrade",
-        b"connection",
-        b"sec-websocket-key",
-        b"sec-websocket-version",
-        b"origin",
-        b"user-agent",
-        b"websocket",
-        b"Upgrade",
-        b"13",
-    )
+# Header names nearly every client sends: lowercase, and as clients usually spell them.
+_USUAL_NAMES = {
+    b"host": b"Host",
+    b"upgrade": b"Upgrade",
+    b"connection": b"Connection",
+    b"sec-websocket-key": b"Sec-WebSocket-Key",
+    b"sec-websocket-version": b"Sec-WebSocket-Version",
+    b"origin": b"Origin",
+    b"user-agent": b"User-Agent",
 }
-# Header names as clients usually spell them -> the lowercase name (shared), read
-# without a lower() call.
+# Those names and the usual values, one object each: a server keeps every connection's
+# request headers (``conn.headers``), and 10,000 connections would otherwise hold
+# 10,000 copies of b"sec-websocket-version" and b"13".
+_SHARED: dict[bytes, bytes] = {
+    word: word for word in (*_USUAL_NAMES, b"websocket", b"Upgrade", b"13")
+}
+# A name as a client spelled it -> the shared lowercase name, read without a lower() call.
 _NAMES: dict[bytes, bytes] = {
-    spelling: _SHARED.get(spelling.lower(), spelling.lower())
-    for spelling in (
-        b"Host",
-        b"Upgrade",
-        b"Connection",
-        b"Sec-WebSocket-Key",
-        b"Sec-WebSocket-Version",
-        b"Origin",
-        b"User-Agent",
-        b"host",
-        b"upgrade",
-        b"connection",
-        b"sec-websocket-key",
-        b"sec-websocket-version",
-        b"origin",
-        b"user-agent",
-    )
+    spelling: _SHARED[name]
+    for name, spelled in _USUAL_NAMES.items()
+    for spelling in (name, spelled)
 }
 
 
