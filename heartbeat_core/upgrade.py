@@ -156,12 +156,7 @@ def accept_response(
     """The 101 answering ``request`` (read by :func:`parse_upgrade`) with
     ``subprotocol`` (one the client offered) and the extra headers ``pairs``, as
     h11 writes it; ``None`` when a header needs h11's checks or rewriting."""
-    key = b""
-    for name, value in request.extra_headers:
-        if name == b"sec-websocket-key":
-            key = value
-            break
-    assert key, "accept_response() answers a request read by parse_upgrade()"
+    key = next(value for name, value in request.extra_headers if name == b"sec-websocket-key")
     accept = binascii.b2a_base64(hashlib.sha1(key + _GUID).digest(), newline=False)
     lines = [_101, b"Sec-WebSocket-Accept: " + accept]
     if subprotocol is not None:

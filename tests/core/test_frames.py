@@ -301,6 +301,24 @@ def test_invalid_utf8_fails_with_one_reason_however_the_reads_are_cut() -> None:
     assert whole == bytewise == [*want, CloseTransport()]
 
 
+def test_a_kept_frame_start_is_read_by_wsproto_once_the_close_began() -> None:
+    # We start the closing handshake while a frame is half read: the rest of the read
+    # goes the general way (no fast path while closing), the kept start with it.
+    from heartbeat_core import Closed, CloseTransport
+
+    config = HeartbeatConfig(interval=1.0, timeout=1.0)
+    server = _open_server(config)
+    text = _wire("text", b"late", b"wxyz")
+    assert server.receive_data(text[:3], 0.5) == []
+    server.close(0.6, 1000, "bye")
+    server.data_to_send()
+    close = _wire("close", b"\x03\xe8", b"abcd")
+    events = server.receive_data(text[3:] + close, 0.7)
+    assert events == [CloseTransport()]  # the message is dropped (closing); the close is read
+    assert server._tail == b""
+    assert server.connection_lost(0.8) == [Closed(code=1000, reason="bye", by="local")]
+
+
 def test_a_kept_frame_start_goes_to_wsproto_with_what_follows() -> None:
     # The next read begins a frame wsproto must parse: it gets the kept start too.
     config = HeartbeatConfig(interval=1.0, timeout=1.0)
