@@ -12,7 +12,11 @@ several repeats of a timed batch, the garbage collector off):
   running ``async for message in conn: await conn.send(message)``, the echo
   written to a transport that only counts bytes. The loop's own cost of
   waking a task once per message is measured alone and subtracted
-  (``asyncio`` column = total - ``loop hop``), so the figure is the library's.
+  (``asyncio`` column = total - ``loop hop``), so the figure is the library's;
+* ``burst``: a busy peer's messages arriving faster than they are read: 256 KiB
+  of the same frames, in reads of 64 KiB that end inside a frame, through
+  ``HeartbeatConnection`` (only the sans-IO half: messages out, no echo), beside
+  wsproto alone and websockets' ``ServerProtocol`` on the same reads.
 
     python benchmarks/bench_message.py [--repeats 7] [--batch 20000]
 """
@@ -25,6 +29,7 @@ import gc
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import wsproto
@@ -226,6 +231,68 @@ async def _asyncio_batches(batch: int, repeats: int) -> dict[str, tuple[float, l
     return out
 
 
+# ----------------------------------------------------------------------- bursts
+
+_READ = 65536  # what a read of a busy socket returns (the asyncio driver reads 256 KiB)
+_BURST = (_FRAME * (4 * _READ // len(_FRAME) + 1))[: 4 * _READ]
+_BURST_READS = [_BURST[at : at + _READ] for at in range(0, len(_BURST), _READ)]
+
+
+def _burst_ns(
+    reader: Callable[[], Callable[[bytes], int]], repeats: int
+) -> tuple[float, list[float]]:
+    """CPU per message of ``_BURST_READS`` fed to a fresh reader (``reader()`` makes one,
+    untimed; it returns how many whole messages a read gave)."""
+
+    def timed() -> float:
+        read = reader()
+        t0 = _clock()
+        messages = sum(read(data) for data in _BURST_READS)
+        elapsed = _clock() - t0
+        assert messages == len(_BURST) // len(_FRAME), messages
+        return elapsed / messages
+
+    return median_ns(timed, repeats)
+
+
+def _core_reader() -> Callable[[bytes], int]:
+    conn = HeartbeatConnection(
+        Role.SERVER, HeartbeatConfig(interval=1.0, timeout=5.0), max_message_size=None
+    )
+    conn.receive_data(HANDSHAKE, 0.0)
+    conn.accept(now=0.0)
+    conn.data_to_send()
+    return lambda data: len(conn.receive_data(data, 1.0))
+
+
+def _wsproto_reader() -> Callable[[bytes], int]:
+    conn = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+    conn.receive_data(HANDSHAKE)
+    for event in conn.events():
+        if isinstance(event, ws.Request):
+            conn.send(ws.AcceptConnection())
+
+    def read(data: bytes) -> int:
+        conn.receive_data(data)
+        return sum(1 for e in conn.events() if getattr(e, "message_finished", False))
+
+    return read
+
+
+def _websockets_reader() -> Callable[[bytes], int]:
+    proto = ServerProtocol(max_size=None)
+    proto.receive_data(HANDSHAKE)
+    (request,) = proto.events_received()
+    proto.send_response(proto.accept(request))  # type: ignore[arg-type]
+    proto.data_to_send()
+
+    def read(data: bytes) -> int:
+        proto.receive_data(data)
+        return len(proto.events_received())
+
+    return read
+
+
 def run(batch: int = 20000, repeats: int = 7) -> dict[str, tuple[float, list[float]]]:
     result = {
         "core": bench_core(batch, repeats),
@@ -233,6 +300,9 @@ def run(batch: int = 20000, repeats: int = 7) -> dict[str, tuple[float, list[flo
         "websockets sans-IO": bench_websockets(batch, repeats),
     }
     result.update(asyncio.run(_asyncio_batches(batch, repeats)))
+    result["burst: core"] = _burst_ns(_core_reader, repeats)
+    result["burst: wsproto alone"] = _burst_ns(_wsproto_reader, repeats)
+    result["burst: websockets sans-IO"] = _burst_ns(_websockets_reader, repeats)
     return result
 
 
@@ -243,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name, (median, samples) in run(args.batch, args.repeats).items():
         spread = " ".join(f"{s / 1000:.2f}" for s in samples)
-        print(f"{name:20s} {median / 1000:6.2f} us per message   [{spread}]")
+        print(f"{name:26s} {median / 1000:6.2f} us per message   [{spread}]")
     return 0
 
 
