@@ -54,6 +54,7 @@ from heartbeat_core.events import (
 )
 from heartbeat_core.frames import (
     MAX_FRAGMENTS,
+    MAX_SIMPLE_RUN,
     OP_BINARY,
     OP_PING,
     OP_PONG,
@@ -400,38 +401,55 @@ class HeartbeatConnection:
                 return events
             if tail:
                 data = tail + data
-            simple, used, more = simple_prefix(data, masked=True)
-            if used == len(data) or (more and self._may_keep(data, used)):
-                # Only simple frames, the last perhaps incomplete: kept (at most one
-                # frame of 64 KiB) until a read completes it; wsproto never sees it.
-                events = []
-                if len(simple) == 1 and not more:
-                    opcode, payload = simple[0]
-                    # (a lone pong never comes here: it took the branch above)
-                    if opcode in _DATA_OPCODES and self._one_message(opcode, payload, now, events):
-                        if tail:
-                            self._tail = b""
-                        return events  # the common read of a busy one: one short message
+            events = []
+            end = len(data)
+            simple, used, more = simple_prefix(data, True)
+            if used == end and len(simple) == 1:
+                opcode, payload = simple[0]
+                # (a lone pong never comes here: it took the branch above)
+                if opcode in _DATA_OPCODES and self._one_message(opcode, payload, now, events):
+                    if tail:
+                        self._tail = b""
+                    return events  # the common read of a busy one: one short message
+            start = 0  # (after a full run: where the next one begins)
+            while True:
+                run_ends = used < end and not more and len(simple) == MAX_SIMPLE_RUN
+                if not (used == end or run_ends or (more and self._may_keep(data, used))):
+                    break  # wsproto takes the rest, from where it began
+                # Only simple frames, the last perhaps incomplete: kept (at most one frame
+                # of 64 KiB) until a read completes it; wsproto never sees it.
                 decoded = self._decode(simple)
-                if decoded is not None:
+                if decoded is None:
+                    break
+                if decoded is not simple:  # (a lone ping counts itself)
+                    hb.bytes_received(now)  # as the general path does, below
+                self._on_frames(decoded, now, events)
+                if not run_ends or self._transport_closing:
                     self._tail = data[used:] if more else b""
-                    if decoded is not simple:  # (a lone ping counts itself)
-                        hb.bytes_received(now)  # as the general path does, below
-                    self._on_frames(decoded, now, events)
                     return events
-            self._tail = b""  # (wsproto takes it all, from where it began)
-        elif tail:
+                start = used  # a long read: the next run, once this one is carried out
+                simple, used, more = simple_prefix(data, True, start)
+            self._tail = b""
+            if start:
+                data = data[start:]
+            return self._general(data, now, events)
+        if tail:  # (not on the fast path now: closing, say)
             data, self._tail = tail + data, b""
-        hb.bytes_received(now)
+        return self._general(data, now, [])
+
+    def _general(
+        self, data: bytes, now: float, events: list[ConnectionEvent]
+    ) -> list[ConnectionEvent]:
+        """An open connection's read through wsproto (appended to ``events``)."""
+        self.heartbeat.bytes_received(now)
+        frames = self._frames
         if frames is not None and not frames.feed(data):
             # A message in too many frames: refused before wsproto parses any of the
             # read (its frames would cost far more than this count did).
-            events = []
             self._drop_message(now, events, "message in too many fragments")
             return events
         layer = self._frame_layer()
         layer.receive_data(data)
-        events = []
         self._on_frames(self._parsed(layer, now, events), now, events)
         return events
 

@@ -23,6 +23,7 @@ __all__ = [
     "OP_PING",
     "OP_PONG",
     "OP_TEXT",
+    "MAX_SIMPLE_RUN",
     "FrameBoundary",
     "server_data_frame",
     "server_frame",
@@ -38,6 +39,11 @@ OP_PONG = 0xA
 #: The most frames a message may come in by default: each costs a parse, and a peer that
 #: splits a message into thousands of tiny frames would make us pay for every one.
 MAX_FRAGMENTS = 1024
+
+#: The most frames simple_prefix() takes in one call. A connection carries out one run
+#: before it parses the next, so a flood the state fails (rule peer-ping) costs one run's
+#: parse, not the whole read's.
+MAX_SIMPLE_RUN = 256
 
 # First header bytes of the frames simple_prefix() takes: FIN set, no reserved bits.
 _SIMPLE_HEADS = frozenset({0x80 | OP_TEXT, 0x80 | OP_BINARY, 0x80 | OP_PING, 0x80 | OP_PONG})
@@ -66,28 +72,32 @@ def server_data_frame(opcode: int, payload: bytes) -> bytes:
     return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big") + payload
 
 
-def simple_prefix(data: bytes, masked: bool) -> tuple[list[tuple[int, bytes]], int, bool]:
-    """The simple frames that ``data`` begins with: ``(frames, used, more)``.
+def simple_prefix(
+    data: bytes, masked: bool, start: int = 0, limit: int = MAX_SIMPLE_RUN
+) -> tuple[list[tuple[int, bytes]], int, bool]:
+    """The simple frames that ``data[start:]`` begins with, at most ``limit`` of them:
+    ``(frames, used, more)``.
 
     A simple frame has FIN set, no reserved bits and masking as required, and is a
     ping or pong (payload <= 125 bytes) or a whole text or binary message (payload
     < 64 KiB); ``frames`` are their ``(opcode, payload)``, unmasked, text undecoded,
-    and they fill ``data[:used]``. At ``used``, ``data`` ends or something else
+    and they fill ``data[start:used]``. At ``used``, ``data`` ends, the ``limit``-th
+    frame ended (``more`` false: call again from ``used``), or something else
     begins: when ``more`` is true, the start of a frame that may yet prove simple
     (an incomplete header, or a simple frame's incomplete payload: at most 64 KiB
     and its header), which the caller may keep until the next read completes it;
     when false, a frame wsproto must parse (a fragment, a close frame, a longer
     payload, a 64-bit length, a length not in its shortest encoding)."""
     end = len(data)
-    if masked and end >= 6:
+    if masked and end >= 6 and not start:
         first, length = data[0], data[1] - 0x80
         if length == end - 6 and length <= 125 and first in _SIMPLE_HEADS:
             # The common read: exactly one short masked frame (length >= 0: mask bit set).
             return [(first & 0x0F, unmask(data, 2, length))], end, False
     frames: list[tuple[int, bytes]] = []
-    pos = 0
+    pos = start
     key_size = 4 if masked else 0
-    while pos < end:
+    while pos < end and len(frames) < limit:
         first = data[pos]
         if first not in _SIMPLE_HEADS:
             return frames, pos, False

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from heartbeat_core import HeartbeatConfig, HeartbeatConnection, Role, RttSample
 from heartbeat_core.frames import (
+    MAX_SIMPLE_RUN,
     OP_BINARY,
     OP_PING,
     OP_PONG,
@@ -244,10 +245,13 @@ def test_simple_prefix_takes_any_run_and_says_where_it_stopped() -> None:
     pong = _wire("pong", b"1", b"abcd")
     text = _wire("text", b"hello", b"wxyz")
     close = _wire("close", b"\x03\xe8", b"abcd")
-    run = (pong + text) * 5000  # far more than any read takes, in one piece
+    run = (pong + text) * 5000  # far more than one call takes: MAX_SIMPLE_RUN at a time
     frames, used, more = simple_prefix(run, masked=True)
-    assert frames == [(OP_PONG, b"1"), (OP_TEXT, b"hello")] * 5000
-    assert (used, more) == (len(run), False)
+    assert frames == [(OP_PONG, b"1"), (OP_TEXT, b"hello")] * (MAX_SIMPLE_RUN // 2)
+    assert (used, more) == (len(pong + text) * MAX_SIMPLE_RUN // 2, False)
+    rest, end, more = simple_prefix(run, masked=True, start=used, limit=len(run))
+    assert frames + rest == [(OP_PONG, b"1"), (OP_TEXT, b"hello")] * 5000
+    assert (end, more) == (len(run), False)
     # Cut inside a simple frame (its header or its payload): the frames before it, and
     # where it starts, for the next read to complete.
     for cut in (1, 2, 5, len(text) - 1):
@@ -266,7 +270,7 @@ def test_a_flood_of_pings_in_one_read_is_failed_without_a_pong() -> None:
     config = HeartbeatConfig(interval=1.0, timeout=1.0, peer_ping_max_strikes=100)
     server = _open_server(config)
     ping = _wire("ping", b"p", b"abcd")
-    events = server.receive_data(ping * 256, 0.5)
+    events = server.receive_data(ping * (MAX_SIMPLE_RUN * 40), 0.5)
     assert events == [Closing(code=1008, reason="too many pings", by_peer=False), CloseTransport()]
     out = server.data_to_send()
     assert out[:1] == b"\x88" and b"\x8a" not in out  # one close frame, no pong
@@ -299,6 +303,35 @@ def test_invalid_utf8_fails_with_one_reason_however_the_reads_are_cut() -> None:
     bytewise = [e for i in range(len(bad)) for e in split.receive_data(bad[i : i + 1], 0.5)]
     want = [Closing(code=1007, reason="invalid UTF-8 in a text message", by_peer=False)]
     assert whole == bytewise == [*want, CloseTransport()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    before=st.integers(MAX_SIMPLE_RUN - 2, 2 * MAX_SIMPLE_RUN + 2),
+    kinds=simple_kinds,
+    cut=st.integers(0, 40),
+)
+def test_a_read_of_several_runs_gives_what_wsproto_gives(
+    before: int, kinds: list[tuple[str, bytes, bytes, bool]], cut: int
+) -> None:
+    # Around the end of the first and second runs of simple frames: then anything
+    # (fragments, close frames, long payloads), in two reads cut near the end.
+    config = HeartbeatConfig(interval=1.0, timeout=1.0)
+    stream = b"".join(_wire("text", b"m%d" % i, b"abcd") for i in range(before))
+    for kind, raw, key, more in kinds:
+        control = kind in ("ping", "pong", "close")
+        payload, fin = (raw[:125], True) if control else (raw, more)
+        stream += _wire(kind, payload, key, fin)
+    at = max(0, len(stream) - cut)
+    seen = []
+    for fast in (True, False):
+        server = _open_server(config)
+        server._fast_path = fast
+        events = server.receive_data(stream[:at], 0.5) + server.receive_data(stream[at:], 0.6)
+        out = server.data_to_send()
+        last_pong = out.rsplit(b"\x8a", 1)[-1] if b"\x8a" in out else None
+        seen.append((events, server.phase, server.stats, last_pong))
+    assert seen[0] == seen[1]
 
 
 def test_a_kept_frame_start_is_read_by_wsproto_once_the_close_began() -> None:
