@@ -87,7 +87,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         self._share: LoopShare = share_for(self._loop)
         self._server: ServerSide | None = None  # set by the server that accepted it
         # serve(on_message=...): called when a message is queued (starts a delivery task).
-        self._delivery: Callable[[Connection], None] | None = None
+        self._delivery: Callable[[Connection, bool], None] | None = None
         self._transport: asyncio.Transport | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -330,7 +330,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         pause = self.queue.push(data)
         self._wake_reader()
         if self._delivery is not None:
-            self._delivery(self)
+            self._delivery(self, not pause)  # (pausing: the pause first, then a task delivers)
         return pause
 
     def _rt_stop_pausing(self) -> bool:

@@ -54,7 +54,7 @@ class Server:
         self._listener: Listener | None = None
         self._all: set[Connection] = set()
         self._open: set[Connection] = set()
-        # The handlers' tasks, or on_message's delivery tasks (only while messages wait).
+        # The handlers' tasks, or on_message's delivery tasks (only while a call waits).
         self._tasks: set[asyncio.Task[None]] = set()
         self._delivery = None if on_message is None else Delivery(on_message, self._tasks)
         self._closing: asyncio.Task[None] | None = None
@@ -154,7 +154,7 @@ class Server:
 
     def _start(self, conn: Connection) -> None:
         """The handshake completed: run the application's handler (with on_message, a
-        task starts only when a message waits: :class:`.Delivery`)."""
+        task starts only when a call waits: :class:`.Delivery`)."""
         self._open.add(conn)
         if self._handler is None:
             return
@@ -224,10 +224,11 @@ async def serve(
     :class:`~heartbeat_core.errors.ConfigError`.
 
     ``on_message`` (an ``async def``) instead of ``handler``: an idle connection holds no
-    task (a waiting handler's costs about 2 KB). When a message arrives for a connection
-    that has no delivery task running, one starts: it awaits ``on_message(conn,
-    message)`` for each waiting message, in order and one at a time, and ends when none
-    waits. The messages wait in the receive queue as they would for ``recv()``, so its
+    task (a waiting handler's costs about 2 KB). ``on_message(conn, message)`` is called
+    for each message, in order and one at a time: at once, in the read that brought the
+    message, until it first waits (a call that never waits needs no task); a call that
+    waits goes on in a task, which delivers the messages that came meanwhile, and ends
+    when none waits. Each call runs in a copy of the context. The messages wait in the receive queue as they would for ``recv()``, so its
     bounds pause reading while ``on_message`` is slow. If it raises, the error is logged
     and the connection closes with 1011 and gets no more messages (a
     :class:`~heartbeat_core.errors.ConnectionClosedError` is ignored, as from a handler).
@@ -241,7 +242,7 @@ async def serve(
     check_application(
         handler, on_message,
         handler_runs="a task per connection",
-        on_message_runs="a task only while a connection's messages wait",
+        on_message_runs="a task only while a call waits",
         kind="async def",
     )  # fmt: skip
     options = ConnectionOptions(
