@@ -412,6 +412,7 @@ class HeartbeatConnection:
                         self._tail = b""
                     return events  # the common read of a busy one: one short message
             start = 0  # (after a full run: where the next one begins)
+            pong: bytes | None = None  # owed to a ping of an earlier run of this read
             while True:
                 run_ends = used < end and not more and len(simple) == MAX_SIMPLE_RUN
                 if not (used == end or run_ends or (more and self._may_keep(data, used))):
@@ -423,7 +424,9 @@ class HeartbeatConnection:
                     break
                 if decoded is not simple:  # (a lone ping counts itself)
                     hb.bytes_received(now)  # as the general path does, below
-                self._on_frames(decoded, now, events)
+                # (a run that ends where another begins answers no ping: the read's
+                # pings are answered once, at its end, as on the general path)
+                pong = self._on_frames(decoded, now, events, pong, answer=not run_ends)
                 if not run_ends or self._transport_closing:
                     self._tail = data[used:] if more else b""
                     return events
@@ -432,15 +435,16 @@ class HeartbeatConnection:
             self._tail = b""
             if start:
                 data = data[start:]
-            return self._general(data, now, events)
+            return self._general(data, now, events, pong)
         if tail:  # (not on the fast path now: closing, say)
             data, self._tail = tail + data, b""
         return self._general(data, now, [])
 
     def _general(
-        self, data: bytes, now: float, events: list[ConnectionEvent]
+        self, data: bytes, now: float, events: list[ConnectionEvent], pong: bytes | None = None
     ) -> list[ConnectionEvent]:
-        """An open connection's read through wsproto (appended to ``events``)."""
+        """An open connection's read through wsproto (appended to ``events``); ``pong``:
+        the answer owed to a ping earlier in the same read (the fast path's runs)."""
         self.heartbeat.bytes_received(now)
         frames = self._frames
         if frames is not None and not frames.feed(data):
@@ -450,7 +454,7 @@ class HeartbeatConnection:
             return events
         layer = self._frame_layer()
         layer.receive_data(data)
-        self._on_frames(self._parsed(layer, now, events), now, events)
+        self._on_frames(self._parsed(layer, now, events), now, events, pong)
         return events
 
     def ping_due(self, now: float) -> bytes | None:
@@ -745,26 +749,35 @@ class HeartbeatConnection:
                     return
 
     def _on_frames(
-        self, frames: Iterable[_Frame], now: float, events: list[ConnectionEvent]
-    ) -> None:
-        """The one frame handler, for both paths: pongs, pings (a burst is answered
-        once, with the latest payload: RFC 6455 5.5.3) and whole messages. Once the
-        connection fails (a flood), nothing more is parsed."""
+        self,
+        frames: Iterable[_Frame],
+        now: float,
+        events: list[ConnectionEvent],
+        pong: bytes | None = None,
+        answer: bool = True,
+    ) -> bytes | None:
+        """The one frame handler, for both paths: pongs, pings (a read's burst is
+        answered once, at its end, with the latest payload: RFC 6455 5.5.3; ``pong``
+        is that of an earlier part of the read) and whole messages. Once the connection
+        fails (a flood), nothing more is parsed. Unless ``answer``, the answer owed is
+        returned, not sent (more of the read follows)."""
         hb = self.heartbeat
-        pong: bytes | None = None
         for opcode, payload in frames:
             if opcode == OP_PONG:
                 self._on_pong_frame(payload, now, events)  # type: ignore[arg-type]
             elif opcode == OP_PING:
-                answer = self._on_ping_frame(payload, now, events)  # type: ignore[arg-type]
-                if answer is not None:
-                    pong = answer
+                reply = self._on_ping_frame(payload, now, events)  # type: ignore[arg-type]
+                if reply is not None:
+                    pong = reply
             else:  # (only while open: a failure ends the loop, wsproto's path skips)
                 self._on_message(payload, now, events)
             if self._transport_closing:
-                return
+                return None
+        if not answer:
+            return pong
         if pong is not None and hb.is_open:
             self._send_control(OP_PONG, pong)
+        return None
 
     def _on_pong_frame(self, payload: bytes, now: float, events: list[ConnectionEvent]) -> None:
         # A peer may answer only the latest of several pings (RFC 6455 5.5.3), so a
