@@ -82,9 +82,9 @@ from heartbeat_core.wsevents import (
     Closing,
     ConnectionEvent,
     HandshakeFailed,
-    Message,
     PingAnswered,
     Rejected,
+    message,
 )
 
 __all__ = ["MAX_FRAGMENTS", "HeartbeatConnection", "Role"]
@@ -519,16 +519,22 @@ class HeartbeatConnection:
 
     def send(self, data: str | bytes | bytearray | memoryview) -> None:
         """Queue a text (``str``) or binary (bytes-like) message."""
-        if not isinstance(data, (str, bytes, bytearray, memoryview)):
-            raise TypeError(f"send() takes str or bytes, got {type(data).__name__}")
-        self._require_open("send a message")
-        if self._frames is not None and self._fast_path:
+        if (
+            self._frames is not None
+            and self._fast_path
+            and self.heartbeat._phase in _OPEN_PHASES  # (is_open, without the calls)
+            and (self._ws is None or self._ws.state is _WS_OPEN)
+        ):
             # An open server: unmasked frames, built as wsproto would, without it.
             if isinstance(data, str):
                 self._out.append(server_data_frame(OP_TEXT, data.encode("utf-8")))
-            else:
+                return
+            if isinstance(data, (bytes, bytearray, memoryview)):
                 self._out.append(server_data_frame(OP_BINARY, bytes(data)))
-            return
+                return
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes str or bytes, got {type(data).__name__}")
+        self._require_open("send a message")
         payload = data if isinstance(data, str) else bytes(data)
         self._out.append(self._frame_layer().send(ws.Message(data=payload)))  # type: ignore[type-var]
 
@@ -885,7 +891,7 @@ class HeartbeatConnection:
             if kind is _APP_PONG:
                 self._apply(self.heartbeat.handle(AppPongReceived(now=now)), now, events)
                 return
-        events.append(Message(data=data))
+        events.append(message(data))
 
     def _on_close(
         self, event: ws.CloseConnection, layer: WsFrames, now: float, events: list[ConnectionEvent]

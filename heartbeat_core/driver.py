@@ -296,6 +296,14 @@ class DriverBase(TimerItem):
                 # (Its handler pauses reading when the queue is full: the pause's own
                 # events, none today, are carried out below like any others.)
                 events = self._on_message(event, now) or []
+                if not events and self._timer_key is not None and not self._fixed_rate:
+                    # Like a pong, a message is a sign of life, which never brings wake_at
+                    # earlier (but to a fixed-rate heartbeat already due): a filed
+                    # connection needs no new filing. (What the application did with the
+                    # message meanwhile, e.g. close, was carried out and filed already.)
+                    if core._out:  # (a ping of the peer's in the same read, answered)
+                        self._rt_write(core.data_to_send())
+                    return
         if not events:
             # The other common call: a timer that sent a heartbeat.
             data = core.data_to_send()

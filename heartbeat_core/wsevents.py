@@ -128,11 +128,13 @@ ConnectionEvent: TypeAlias = (
 )
 
 
-#: ``Request(...)`` and ``Accepted(...)``, their fields positionally in declaration
-#: order (the fast opening handshake makes one of each per connection).
+#: ``Request(...)``, ``Accepted(...)`` and ``Message(...)``, their fields positionally in
+#: declaration order (the fast opening handshake makes one of the first two per
+#: connection; a busy connection, a message per read).
 request: Callable[[str, str, list[str], Headers], Request] = fast_init(
     Request, "host", "target", "subprotocols", "extra_headers"
 )
 accepted: Callable[[str | None, Headers], Accepted] = fast_init(
     Accepted, "subprotocol", "extra_headers"
 )
+message: Callable[[str | bytes], Message] = fast_init(Message, "data")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import TypeAlias, cast
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from heartbeat_asyncio.loop import LoopShare, clock, share_for
 from heartbeat_core import HeartbeatConfig, HeartbeatStats, Role
@@ -29,6 +29,9 @@ from heartbeat_core.options import ConnectionOptions
 from heartbeat_core.policy import ServerPolicy
 from heartbeat_core.tcp import apply_keepalive
 from heartbeat_core.wsevents import ConnectionEvent
+
+if TYPE_CHECKING:
+    from heartbeat_asyncio.delivery import Delivery
 
 __all__ = ["Connection", "EventCallback"]
 
@@ -87,7 +90,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         self._share: LoopShare = share_for(self._loop)
         self._server: ServerSide | None = None  # set by the server that accepted it
         # serve(on_message=...): called when a message is queued (starts a delivery task).
-        self._delivery: Callable[[Connection, bool], None] | None = None
+        self._delivery: Delivery | None = None
         self._transport: asyncio.Transport | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -134,8 +137,11 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         Waits while the transport's write buffer is above its high-water mark.
         Raises :class:`ConnectionClosedError` when the connection is not open.
         """
-        self.core.send(data)
-        self._flush()
+        core = self.core
+        core.send(data)
+        transport = self._transport
+        if transport is not None:  # (_flush, inlined: once per message)
+            transport.write(core.data_to_send())
         while self._drain is not None:
             await asyncio.shield(self._drain)
             if self._transport is None:
@@ -327,10 +333,13 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
             self._share.rearm()
 
     def _rt_deliver(self, data: str | bytes) -> bool:
+        delivery = self._delivery
+        if delivery is not None and not self.queue and delivery.at_once(self, data):
+            return False  # (handed to on_message: it never waited in the queue)
         pause = self.queue.push(data)
         self._wake_reader()
-        if self._delivery is not None:
-            self._delivery(self, not pause)  # (pausing: the pause first, then a task delivers)
+        if delivery is not None:
+            delivery(self, not pause)  # (pausing: the pause first, then a task delivers)
         return pause
 
     def _rt_stop_pausing(self) -> bool:

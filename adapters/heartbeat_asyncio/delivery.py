@@ -51,6 +51,17 @@ class Delivery:
         self._tasks = tasks  # the server's: close() waits for them, then cancels them
         self._running: dict[Connection, asyncio.Task[None]] = {}
 
+    def at_once(self, conn: Connection, message: str | bytes) -> bool:
+        """``conn`` received ``message`` and none waits in its queue: unless a task of
+        ``conn`` runs (False: queue it), ``on_message`` gets it now (True)."""
+        if conn in self._running:
+            return False
+        context = copy_context()
+        rest = context.run(self._begin, conn, message)
+        if rest is not None:  # on_message waits: it goes on in a task
+            self._start(conn, self._deliver(conn, rest), context)
+        return True
+
     def __call__(self, conn: Connection, at_once: bool = True) -> None:
         """``conn`` queued a message: deliver what waits, at once unless a task of
         ``conn`` runs or ``at_once`` is false (reading is about to pause: the pause

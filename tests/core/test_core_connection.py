@@ -241,8 +241,10 @@ class TestMessages:
         assert client_events == [Message(data=b"bin"), Message(data="txt")]
 
     def test_send_rejects_other_types(self, pair: Pair) -> None:
-        with pytest.raises(TypeError, match="str or bytes"):
-            pair.client.send(42)  # type: ignore[arg-type]
+        for side in (pair.client, pair.server):  # (an open server's send takes a shorter way)
+            with pytest.raises(TypeError, match="str or bytes"):
+                side.send(42)  # type: ignore[arg-type]
+            assert side.data_to_send() == b"" and side.is_open
 
     def test_fragmented_messages_are_reassembled(self, pair: Pair) -> None:
         data = (

@@ -154,6 +154,33 @@ def test_one_message_per_read_is_delivered_alike_with_or_without_on_event(
     assert seen == (["Request", "Accepted"] + ["Message"] * 3 if watched else [])
 
 
+@pytest.mark.parametrize("fixed_rate", [False, True])
+def test_a_message_read_files_the_timer_again_only_for_a_fixed_rate(fixed_rate: bool) -> None:
+    # A message is a sign of life: it moves wake_at later, never earlier, so a filed
+    # connection stays filed where it is (and wakes early, harmlessly). A fixed-rate
+    # heartbeat's schedule does not move with signs of life: its filing is checked.
+    config = HeartbeatConfig(interval=30, timeout=10, close_timeout=2, fixed_rate=fixed_rate)
+    server = WheelDriver(TimerWheel(), config=config)
+    client = upgraded(server)
+    assert server in server.wheel
+    filed = server.wheel.next_wake
+    del server.calls[:]
+    client.send("a")
+    server.now = 1.0
+    server._received(client.data_to_send())
+    assert server.queue.pop() == ("a", False)
+    assert server.calls == ([("file", server.core.wake_at)] if fixed_rate else [])
+    assert server.wheel.next_wake == filed
+    # A ping and a message in one read: the message is delivered and the ping answered.
+    client.ping(2.0)
+    client.send("b")
+    server.now = 2.0
+    server._received(client.data_to_send())
+    assert server.queue.pop() == ("b", False)
+    answered = client.receive_data(server.take(), 2.5)
+    assert [type(event).__name__ for event in answered] == ["PingAnswered"]
+
+
 def test_on_event_that_closes_sees_the_events_in_the_cores_order() -> None:
     # on_event closes at the first of two messages read at once: the driver is already
     # carrying out that read's events, so the close's come after the second message.
