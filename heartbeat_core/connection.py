@@ -64,6 +64,7 @@ from heartbeat_core.frames import (
     server_frame,
     simple_prefix,
     unmask,
+    unmask_frame,
 )
 from heartbeat_core.handshake import (
     BadRequest,
@@ -386,7 +387,7 @@ class HeartbeatConnection:
                 # The common read of an idle connection: exactly one masked pong
                 # (0x8A: FIN and the pong opcode; then the mask bit and the payload
                 # length, size - 6).
-                payload = unmask(data, 2, size - 6)
+                payload = unmask_frame(data, size - 6)
                 events: list[ConnectionEvent] = []
                 if self._user_pings:
                     self._on_pong_frame(payload, now, events)

