@@ -134,6 +134,35 @@ class HeartbeatConnection:
     Every method that raises :class:`LocalProtocolError` changes nothing.
     """
 
+    # (Slots: each connection is smaller, and the attributes the hot paths read sit in
+    # the object itself, not in a dictionary beside it.)
+    __slots__ = (
+        "_classify",
+        "_close_code",
+        "_close_reason",
+        "_closed_by",
+        "_codec",
+        "_config",
+        "_done",
+        "_fast_path",
+        "_fragments",
+        "_frames",
+        "_handshake",
+        "_max_fragments",
+        "_max_size",
+        "_out",
+        "_partial",
+        "_size",
+        "_skip_message",
+        "_tail",
+        "_transport_closing",
+        "_user_pings",
+        "_user_seq",
+        "_ws",
+        "heartbeat",
+        "role",
+    )
+
     def __init__(
         self,
         role: Role,
