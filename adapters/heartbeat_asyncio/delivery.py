@@ -9,10 +9,12 @@ in the read that brought the message, and runs until it first waits: most calls 
 echo, say: ``send()`` waits only while the transport's buffer is full) finish there and
 need no task at all. A call that waits goes on in a task, which then delivers the
 messages queued meanwhile and ends when the connection's queue is empty (the next
-message starts at once again). Each call runs in a copy of the context, as in a task of
-its own. Messages wait in the connection's receive queue and are taken from it as
-``recv()`` takes them, so ``max_queue``, ``max_queue_bytes`` and the pausing (and
-resuming) of reading apply unchanged.
+message starts at once again). A call that starts at once runs in a fresh copy of the
+context, and goes on in it if it waits, as in a task of its own (the calls its task
+then makes share that copy, as the calls of one delivery task always did). Messages
+wait in the connection's receive queue and are taken from it as ``recv()`` takes them,
+so ``max_queue``, ``max_queue_bytes`` and the pausing (and resuming) of reading apply
+unchanged.
 """
 
 from __future__ import annotations

@@ -228,7 +228,8 @@ async def serve(
     for each message, in order and one at a time: at once, in the read that brought the
     message, until it first waits (a call that never waits needs no task); a call that
     waits goes on in a task, which delivers the messages that came meanwhile, and ends
-    when none waits. Each call runs in a copy of the context. Messages that come while
+    when none waits. A call that starts at once runs in a fresh copy of the context, as
+    in a task of its own. Messages that come while
     a call waits wait in the receive queue as they would for ``recv()``, so its bounds
     pause reading while ``on_message`` is slow. If it raises, the error is logged
     and the connection closes with 1011 and gets no more messages (a

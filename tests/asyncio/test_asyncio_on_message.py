@@ -1,9 +1,9 @@
 """``heartbeat_asyncio.serve(on_message=...)``: what only asyncio has. An idle connection
 holds no task; a call that does not wait runs in the read, without a task, and one that
-waits goes on in a task, in order, each call in a context of its own; ``Server.close()``
-cancels a delivery that does not finish in time; the receive queue's bounds pause
-reading while ``on_message`` is slow. (What both adapters
-do alike is pinned in tests/adapters/test_contract.py.)
+waits goes on in a task, in order; a call that starts at once runs in a fresh context;
+``Server.close()`` cancels a delivery that does not finish in time; the receive queue's
+bounds pause reading while ``on_message`` is slow. (What both adapters do alike is
+pinned in tests/adapters/test_contract.py.)
 
 Real sockets on 127.0.0.1; every wait is bounded.
 """
@@ -153,9 +153,10 @@ def test_an_on_message_that_cancels_itself_at_once_changes_nothing_else(
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
-def test_each_call_runs_in_a_context_of_its_own() -> None:
+def test_a_call_that_starts_at_once_runs_in_a_context_of_its_own() -> None:
     """What a call sets in a context variable it sees after it waited, and the next
-    call does not see it (as if each call ran in a task of its own)."""
+    call, which starts at once too, does not see it (as if each ran in a task of its
+    own)."""
     var: contextvars.ContextVar[str | None] = contextvars.ContextVar("var", default=None)
     seen: list[tuple[object, object]] = []
 
