@@ -278,32 +278,29 @@ class DriverBase(TimerItem):
         core = self.core
         if len(events) == 1 and self._on_event is None:
             event = events[0]
-            if type(event) is RttSample and not self._debug:
+            if type(event) is Message:
+                # The common read of a busy connection: one message, handed over here
+                # (and carried out: with on_message, perhaps answered already). Its
+                # handler pauses reading when the queue is full: the pause's own
+                # events, none today, are carried out below like any others.
+                events = self._on_message(event, now) or []
+                quiet = not events
+            else:
                 # The common read of an idle connection: a pong with nobody to tell
-                # (_on_rtt_sample and _emit would do nothing with it). A pong queues no
-                # frame, but the same read may have held more (a ping of the peer's, to
-                # answer now). A pong is a sign of life, which never brings wake_at
-                # earlier (HeartbeatState.wake_at) unless to a fixed-rate heartbeat
-                # already due: a connection filed at (or before) the last wake_at needs
-                # no new filing.
-                if core._out:  # (data_to_send()'s own test, without the call: once per pong)
+                # (_on_rtt_sample and _emit would do nothing with it).
+                quiet = type(event) is RttSample and not self._debug
+            if quiet:
+                # The read queued no frame of its own, but may have held more (a ping of
+                # the peer's, to answer now). A pong or a message is a sign of life, which
+                # never brings wake_at earlier (HeartbeatState.wake_at) unless to a
+                # fixed-rate heartbeat already due: a connection filed at (or before) the
+                # last wake_at needs no new filing. (What the application did meanwhile,
+                # e.g. close, was carried out and filed already.)
+                if core._out:  # (data_to_send()'s own test, without the call)
                     self._rt_write(core.data_to_send())
                 if self._timer_key is None or self._fixed_rate:  # (TimerItem's: not filed)
                     self._rt_file(core.heartbeat.wake_at)
                 return
-            if type(event) is Message:
-                # The common read of a busy connection: one message, handed over here.
-                # (Its handler pauses reading when the queue is full: the pause's own
-                # events, none today, are carried out below like any others.)
-                events = self._on_message(event, now) or []
-                if not events and self._timer_key is not None and not self._fixed_rate:
-                    # Like a pong, a message is a sign of life, which never brings wake_at
-                    # earlier (but to a fixed-rate heartbeat already due): a filed
-                    # connection needs no new filing. (What the application did with the
-                    # message meanwhile, e.g. close, was carried out and filed already.)
-                    if core._out:  # (a ping of the peer's in the same read, answered)
-                        self._rt_write(core.data_to_send())
-                    return
         if not events:
             # The other common call: a timer that sent a heartbeat.
             data = core.data_to_send()

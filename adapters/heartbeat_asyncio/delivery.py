@@ -58,10 +58,7 @@ class Delivery:
         ``conn`` runs (False: queue it), ``on_message`` gets it now (True)."""
         if conn in self._running:
             return False
-        context = copy_context()
-        rest = context.run(self._begin, conn, message)
-        if rest is not None:  # on_message waits: it goes on in a task
-            self._start(conn, self._deliver(conn, rest), context)
+        self._call(conn, message)
         return True
 
     def __call__(self, conn: Connection, at_once: bool = True) -> None:
@@ -73,12 +70,20 @@ class Delivery:
         if not at_once:
             self._start(conn, self._deliver(conn, None))
             return
-        context = copy_context()
         while conn.queue and conn._delivery is self:
-            rest = context.run(self._begin, conn, conn._take())
-            if rest is not None:  # on_message waits: it goes on in a task
-                self._start(conn, self._deliver(conn, rest), context)
+            if self._call(conn, conn._take()):
                 return
+
+    def _call(self, conn: Connection, message: str | bytes) -> bool:
+        """``on_message(conn, message)`` now, in a fresh copy of the context, until it
+        first waits. True when it waits: it goes on in a task, which delivers the
+        messages that come meanwhile."""
+        context = copy_context()
+        rest = context.run(self._begin, conn, message)
+        if rest is None:
+            return False
+        self._start(conn, self._deliver(conn, rest), context)
+        return True
 
     def _start(
         self, conn: Connection, deliver: Coroutine[Any, Any, None], context: Any = None
