@@ -192,7 +192,7 @@ class HeartbeatConnection:
             raise ConfigError(f"max_fragments must be a positive int, got {max_fragments!r}")
         if not isinstance(codec, AppCodec):
             raise ConfigError(f"codec must be an AppCodec, got {codec!r}")
-        self.role = role
+        self.role: Role = role
         self.heartbeat: HeartbeatState = HeartbeatState(
             config, random=random, open_timeout=open_timeout
         )
