@@ -89,7 +89,7 @@ class Connection(DriverBase, asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop() if loop is None else loop
         self._share: LoopShare = share_for(self._loop)
         self._server: ServerSide | None = None  # set by the server that accepted it
-        # serve(on_message=...): called when a message is queued (starts a delivery task).
+        # serve(on_message=...): gets each message, at once or (while a call waits) queued.
         self._delivery: Delivery | None = None
         self._transport: asyncio.Transport | None = None
         self._recv_waiter: asyncio.Future[None] | None = None

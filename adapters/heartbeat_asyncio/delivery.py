@@ -45,8 +45,8 @@ _FAILED = (1011, "internal error")  # the close of a connection whose on_message
 
 class Delivery:
     """A server's deliveries to ``on_message``: a task per connection whose
-    ``on_message`` is waiting, none for the others. Called by a connection each time
-    it queues a message."""
+    ``on_message`` is waiting, none for the others. A connection offers each message
+    it reads to :meth:`at_once`, and calls the delivery when it queued one instead."""
 
     def __init__(self, on_message: MessageHandler, tasks: set[asyncio.Task[None]]) -> None:
         self._on_message = on_message
