@@ -129,8 +129,8 @@ examples:
 The live dashboard is at http://HOST:PORT/ (the JavaScript client at /heartbeat-client.js);
 --no-dashboard leaves both out. Prometheus metrics are at http://HOST:PORT/metrics
 (--no-metrics leaves them out). Query strings never reach the log unless --log-query.
-Every answered heartbeat is logged (rtt) unless --no-rtt-log: one line per connection
-per interval, which at thousands of connections costs more than the heartbeats do.
+--rtt-log adds a line for every answered heartbeat (rtt): one per connection per
+interval, which at thousands of connections costs more than the heartbeats do.
 """
 
 _PING_EPILOG = """\
@@ -233,10 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pip install 'heartbeat-core[metrics]')",
     )
     s.add_argument(
-        "--no-rtt-log",
-        action="store_true",
-        help="do not log a line for every answered heartbeat (rtt); opens, closes and dead "
-        "peers are still logged, and the dashboard and /metrics still see every RTT",
+        "--rtt-log",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="log a line for every answered heartbeat (rtt): one per connection per "
+        "interval, which at thousands of connections costs more than the heartbeats do "
+        "(default: off; opens, closes and dead peers are always logged, and the dashboard "
+        "and /metrics see every RTT either way)",
     )
     s.add_argument(
         "--log-query",

@@ -135,7 +135,7 @@ async def _serve(
 
     opened: set[Connection] = set()
 
-    log_rtt = not args.no_rtt_log
+    log_rtt = args.rtt_log
 
     def on_event(conn: Connection, event: ConnectionEvent) -> None:
         if type(event) is RttSample:  # (the most frequent event by far: first, and cheap)

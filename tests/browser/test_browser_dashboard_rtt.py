@@ -28,7 +28,7 @@ PROBE = 3.0  # heartbeat serve's default --probe-interval
 @pytest.mark.timeout(300)
 def test_two_ping_clients_get_an_rtt_on_the_dashboard(browser: Browser, artifacts: Path) -> None:
     figures: dict[str, object] = {"chromium": browser.version}
-    server, port = start_server()  # the defaults: interval 20 s, probe every 3 s
+    server, port = start_server("--rtt-log")  # the defaults: interval 20 s, probe every 3 s
     clients: list[Command] = []
     try:
         dash = browser.new_page(width=1000, height=700)

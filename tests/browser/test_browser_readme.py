@@ -18,7 +18,7 @@ from .harness import Browser
 
 def test_readme_browser_example_runs_as_written(browser: Browser) -> None:
     example = doc_block("README.md", "readme-js")
-    server, port = start_server("--mode", "app", "--interval", "0.3", "--timeout", "3")
+    server, port = start_server("--mode", "app", "--interval", "0.3", "--timeout", "3", "--rtt-log")
     try:
         page = browser.new_page()
         url = f"http://127.0.0.1:{port}/heartbeat-client.js"

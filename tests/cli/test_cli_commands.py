@@ -101,7 +101,9 @@ def test_ping_text_output_and_sigint_exit_0(cleanup: list[Command]) -> None:
 
 def test_serve_text_log(cleanup: list[Command]) -> None:
     port = free_port()
-    server = Command("serve", "--port", str(port), "--interval", "0.1", "--timeout", "1")
+    server = Command(
+        "serve", "--port", str(port), "--interval", "0.1", "--timeout", "1", "--rtt-log"
+    )
     cleanup.append(server)
     server.wait_text(f"listening on 127.0.0.1:{port}")
     # Two answers: the first heartbeat goes out at once, the second 0.5 s later; the
@@ -119,7 +121,7 @@ def test_serve_text_log(cleanup: list[Command]) -> None:
 
 def test_server_heartbeats_are_answered_by_ping_in_app_mode(cleanup: list[Command]) -> None:
     """`serve --mode app` sends {"type":"ping"} to an idle client; `ping` answers it."""
-    server, port = start_server("--mode", "app", "--interval", "0.1", "--timeout", "1")
+    server, port = start_server("--mode", "app", "--interval", "0.1", "--timeout", "1", "--rtt-log")
     cleanup.append(server)
     ping = Command("ping", f"ws://127.0.0.1:{port}/", "--interval", "1", "--json")
     cleanup.append(ping)

@@ -106,25 +106,37 @@ def test_no_metrics_leaves_the_path_out() -> None:
         server.kill()
 
 
-def test_no_rtt_log_leaves_out_the_line_per_heartbeat_and_nothing_else() -> None:
-    server, port = start_server("--no-rtt-log", "--interval", "0.1", "--timeout", "1")
+def test_no_line_per_heartbeat_by_default_and_rtt_log_adds_it() -> None:
+    quiet, quiet_port = start_server("--interval", "0.1", "--timeout", "1")
+    loud, loud_port = start_server("--rtt-log", "--interval", "0.1", "--timeout", "1")
     try:
-        # An idle client: the server's own heartbeats (every 0.1 s) are answered.
-        pinger = Command("ping", f"ws://127.0.0.1:{port}/quiet", "-i", "0.5", "-c", "2")
-        wait_until(lambda: value(port, "heartbeat_rtt_seconds_count") >= 3, SLACK)
-        assert pinger.finish() == 0
-        (opened,) = server.wait_for("open")
-        (closed,) = server.wait_for("close")
-        assert opened["path"] == "/quiet" and closed["code"] == 1000
-        assert not server.events("rtt")  # measured (above), not logged
+        # An idle client on each: the server's own heartbeats (every 0.1 s) are answered.
+        for port, path in ((quiet_port, "/quiet"), (loud_port, "/loud")):
+            pinger = Command("ping", f"ws://127.0.0.1:{port}{path}", "-i", "0.5", "-c", "2")
+            answered = lambda port=port: value(port, "heartbeat_rtt_seconds_count") >= 3  # noqa: E731
+            wait_until(answered, SLACK)
+            assert pinger.finish() == 0
+        peers = {}
+        for server, path in ((quiet, "/quiet"), (loud, "/loud")):
+            (opened,) = server.wait_for("open")
+            (closed,) = server.wait_for("close")
+            assert opened["path"] == path and closed["code"] == 1000
+            peers[path] = opened["peer"]
+        assert not quiet.events("rtt")  # measured (above), not logged
+        lines = loud.events("rtt")
+        assert len(lines) >= 3 and all(line["peer"] == peers["/loud"] for line in lines)
+        assert [line["seq"] for line in lines] == sorted(line["seq"] for line in lines)
     finally:
-        server.kill()
+        quiet.kill()
+        loud.kill()
 
 
-def test_no_rtt_log_alone_still_logs_opens_and_closes() -> None:
+@pytest.mark.parametrize("rtt_log", [False, True])
+def test_serve_alone_logs_opens_and_closes_and_rtt_lines_when_asked(rtt_log: bool) -> None:
     # With no dashboard and no metrics, serve hands its own on_event to the library.
+    extra = ("--rtt-log",) if rtt_log else ()
     server, port = start_server(
-        "--no-rtt-log", "--no-dashboard", "--no-metrics", "--interval", "0.1", "--timeout", "1"
+        *extra, "--no-dashboard", "--no-metrics", "--interval", "0.1", "--timeout", "1"
     )
     try:
         pinger = Command("ping", f"ws://127.0.0.1:{port}/alone", "-i", "0.3", "-c", "2")
@@ -132,7 +144,9 @@ def test_no_rtt_log_alone_still_logs_opens_and_closes() -> None:
         (opened,) = server.wait_for("open")
         (closed,) = server.wait_for("close")
         assert opened["path"] == "/alone" and closed["code"] == 1000
-        assert not server.events("rtt")
+        lines = server.events("rtt")
+        assert bool(lines) is rtt_log, lines
+        assert all(0 < line["rtt_ms"] < 1000 * SLACK for line in lines)
     finally:
         server.kill()
 
