@@ -276,9 +276,14 @@ class DriverBase(TimerItem):
             running += events
             return
         core = self.core
-        if len(events) == 1 and self._on_event is None:
+        if len(events) == 1:
             event = events[0]
-            if type(event) is Message:
+            kind = type(event)
+            if kind is RttSample:
+                # The common read of an idle connection: a pong, which _on_rtt_sample
+                # only logs (at DEBUG); on_event hears of it below, once it is carried out.
+                quiet = not self._debug
+            elif kind is Message and self._on_event is None:
                 # The common read of a busy connection: one message, handed over here
                 # (and carried out: with on_message, perhaps answered already). Its
                 # handler pauses reading when the queue is full: the pause's own
@@ -286,9 +291,7 @@ class DriverBase(TimerItem):
                 events = self._on_message(event, now) or []
                 quiet = not events
             else:
-                # The common read of an idle connection: a pong with nobody to tell
-                # (_on_rtt_sample and _emit would do nothing with it).
-                quiet = type(event) is RttSample and not self._debug
+                quiet = False
             if quiet:
                 # The read queued no frame of its own, but may have held more (a ping of
                 # the peer's, to answer now). A pong or a message is a sign of life, which
@@ -300,6 +303,8 @@ class DriverBase(TimerItem):
                     self._rt_write(core.data_to_send())
                 if self._timer_key is None or self._fixed_rate:  # (TimerItem's: not filed)
                     self._rt_file(core.heartbeat.wake_at)
+                if self._on_event is not None:  # (an RttSample: on_event may close, say,
+                    self._emit(event)  # which is carried out at once, after this read)
                 return
         if not events:
             # The other common call: a timer that sent a heartbeat.
