@@ -278,12 +278,11 @@ class DriverBase(TimerItem):
         core = self.core
         if len(events) == 1:
             event = events[0]
-            kind = type(event)
-            if kind is RttSample:
+            if type(event) is RttSample:
                 # The common read of an idle connection: a pong, which _on_rtt_sample
                 # only logs (at DEBUG); on_event hears of it below, once it is carried out.
                 quiet = not self._debug
-            elif kind is Message and self._on_event is None:
+            elif type(event) is Message and self._on_event is None:
                 # The common read of a busy connection: one message, handed over here
                 # (and carried out: with on_message, perhaps answered already). Its
                 # handler pauses reading when the queue is full: the pause's own

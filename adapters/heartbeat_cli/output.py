@@ -22,6 +22,9 @@ from typing import ClassVar, TextIO
 from heartbeat_cli.sink import LineSink
 from heartbeat_core.errors import HandshakeError
 
+# One encoder for every JSON line (json.dumps with separators makes a new one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 __all__ = [
     "EXIT_ERROR",
     "EXIT_FAILED",
@@ -105,7 +108,7 @@ class Output:
 
     def json(self, **fields: object) -> None:
         """Write ``fields`` as one compact JSON object on a line."""
-        self.line(json.dumps(fields, separators=(",", ":"), ensure_ascii=False))
+        self.line(_JSON.encode(fields))
 
     def paint(self, text: str, *styles: str) -> str:
         """``text`` in ``styles`` (``"bold"``, ``"red"``, ...) when colour is on."""

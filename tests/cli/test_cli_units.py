@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import math
 import socket
@@ -12,6 +13,7 @@ import pytest
 from heartbeat_cli.app import build_parser, main, parse_size
 from heartbeat_cli.output import Output, describe_connect_error, use_color
 from heartbeat_cli.ping import PingStats
+from heartbeat_cli.serve import GC_YOUNG_THRESHOLD, tune_gc
 
 from heartbeat_core.errors import HandshakeError
 
@@ -170,3 +172,19 @@ def test_output_paints_only_with_colour_and_survives_a_closed_pipe() -> None:
     out = Output(Broken())
     out.line("a")  # no exception: the reader went away
     out.json(event="x")
+
+
+def test_a_serving_process_freezes_its_startup_objects_and_collects_less_often() -> None:
+    threshold = gc.get_threshold()
+    try:
+        made_at_startup = object.__new__(Output)  # (tracked: it has a __dict__)
+        assert gc.is_tracked(made_at_startup)
+        tune_gc()
+        assert gc.get_freeze_count() > 0
+        # Frozen: no collection of any generation looks at it any more.
+        assert not any(made_at_startup is o for o in gc.get_objects())
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, threshold[1], threshold[2])
+        assert threshold[0] < GC_YOUNG_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
