@@ -94,12 +94,12 @@ def tune_gc() -> None:
     that took about a tenth of the CPU per opening handshake. The objects made until
     now (modules, classes, the configuration) are frozen out of every collection
     (:func:`gc.freeze`), and the youngest generation is collected every
-    :data:`GC_YOUNG_THRESHOLD` allocations, so the older ones are too, less often.
-    Heartbeats leave nothing behind (what they allocate is freed at once), so an
-    idle server starts no collection either way."""
+    :data:`GC_YOUNG_THRESHOLD` allocations (or as seldom as it already was), so the
+    older ones are too, less often. Heartbeats leave nothing behind (what they
+    allocate is freed at once), so an idle server starts no collection either way."""
     gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
+    young, middle, oldest = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, oldest)
 
 
 # --------------------------------------------------------------------------- serve
