@@ -252,7 +252,9 @@ async def _serve(
         f"listening on {format_peer((args.host, server.port))} (mode {args.mode}, interval "
         f"{args.interval:g} s, timeout {args.timeout:g} s"
         + (f", probe every {args.probe_interval:g} s" if args.probe_interval else "")
-        + f"; loop {args.loop_name}); Ctrl-C to stop",
+        + f"; loop {args.loop_name}"
+        + ("; a line per answered heartbeat" if log_rtt else "")
+        + "); Ctrl-C to stop",
         host=args.host,
         port=server.port,
         mode=args.mode,
@@ -260,6 +262,7 @@ async def _serve(
         timeout=args.timeout,
         probe_interval=args.probe_interval or None,
         loop=args.loop_name,
+        rtt_log=log_rtt,
     )
     if metrics is not None:
         url = f"http://{format_peer((args.host, server.port))}{METRICS_PATH}"

@@ -123,6 +123,9 @@ def test_no_line_per_heartbeat_by_default_and_rtt_log_adds_it() -> None:
             assert opened["path"] == path and closed["code"] == 1000
             peers[path] = opened["peer"]
         assert not quiet.events("rtt")  # measured (above), not logged
+        # The listening line says which: a reader of the log knows not to wait for rtt lines.
+        assert quiet.events("listening")[0]["rtt_log"] is False
+        assert loud.events("listening")[0]["rtt_log"] is True
         lines = loud.events("rtt")
         assert len(lines) >= 3 and all(line["peer"] == peers["/loud"] for line in lines)
         assert [line["seq"] for line in lines] == sorted(line["seq"] for line in lines)
