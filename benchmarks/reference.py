@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import runpy
 import shlex
 import socket
@@ -34,6 +33,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from procs import tree_times  # noqa: E402
+
 DEFAULT_BENCH = HERE.parent.parent / "shared" / "bench"
 OURS = "{python} -m heartbeat_cli serve --port {port} --interval {interval} --timeout {timeout} "
 OURS += "--mode protocol --log-format json --no-dashboard --loop {loop}"
@@ -64,23 +67,9 @@ def idle(args: argparse.Namespace, out: Path) -> list[dict[str, object]]:
         command += ["--server", f"{label}={template}"]
     command += ["-n", str(args.n), "--interval", "1", "--timeout", "5", "--window", "10"]
     command += ["-r", str(args.repeats), "--json", str(out)]
+    out.unlink(missing_ok=True)  # (the harness appends: only this run's lines)
     subprocess.run(command, check=True)
     return [json.loads(line) for line in out.read_text().splitlines()]
-
-
-def _cpu(pid: int) -> float:
-    """utime + stime of ``pid`` and its children, in seconds."""
-    total = 0.0
-    children = subprocess.run(
-        ["pgrep", "-P", str(pid)], check=False, capture_output=True, text=True
-    )
-    for p in [pid, *map(int, children.stdout.split())]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def _free_port() -> int:
@@ -102,7 +91,7 @@ def _handshakes_once(bench: Path, label: str, template: str, n: int) -> dict[str
                     break
             time.sleep(0.05)
         time.sleep(1.0)  # settle
-        cpu0 = _cpu(server.pid)
+        cpu0 = sum(tree_times(server.pid))
         client_argv = [sys.executable, str(bench / "clients.py"), "--port", str(port)]
         client_argv += ["-n", str(n), "--max-seconds", "120"]
         client = subprocess.Popen(
@@ -116,7 +105,7 @@ def _handshakes_once(bench: Path, label: str, template: str, n: int) -> dict[str
             established = json.loads(client.stdout.readline())["established"]
             time.sleep(0.05)
         took = time.monotonic() - start
-        cpu = _cpu(server.pid) - cpu0
+        cpu = sum(tree_times(server.pid)) - cpu0
         client.stdin.write("quit\n")
         client.stdin.flush()
         return {"label": label, "n": n, "established": established, "connect_s": took,
